@@ -1,0 +1,3 @@
+"""Vigatra: employee crypto-compliance appliance."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,375 @@
+"""Typed, frozen settings and the one function that loads them.
+
+Layers, lowest first: the defaults written here -> the YAML file (``--config`` or ``VIGATRA_CONFIG``,
+read with ``yaml.safe_load``) -> ``VIGATRA_*`` environment variables. Every key of the schema has an
+environment variable named after its path (``database.url`` -> ``VIGATRA_DATABASE_URL``). Unknown
+keys and bad values stop start-up with one :class:`ConfigError` line naming the key and its source.
+Secrets never live here, only references to where a key provider finds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from appliance.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/vigatra/vigatra.yaml")
+ENV_PREFIX = "VIGATRA_"
+# Environment variables with this prefix that are not configuration keys.
+NON_CONFIG_ENV = frozenset({"VIGATRA_CONFIG", "VIGATRA_TEST_POSTGRES_URL"})
+
+# ccxt ids of the exchanges plus the chains and prediction markets; settings validate venue keys against it.
+VENUE_IDS: tuple[str, ...] = (
+    "coinbase", "kraken", "binance", "binanceus", "gemini", "okx", "bybit", "kucoin", "bitstamp",
+)
+
+
+def _doc(text: str, **extra: Any) -> dict[str, Any]:
+    return {"doc": text, **extra}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = field(default="127.0.0.1", metadata=_doc(
+        "Address waitress binds to. Keep it on loopback behind the nginx/Caddy TLS front."))
+    port: int = field(default=8080, metadata=_doc("TCP port waitress listens on.", min=1, max=65535))
+    threads: int = field(default=8, metadata=_doc("Waitress worker threads.", min=1, max=256))
+    public_url: str = field(default="", metadata=_doc(
+        "External https:// URL users reach the appliance at; used in onboarding links. Empty: derived from the request."))
+    trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"), metadata=_doc(
+        "Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or CIDR networks)."))
+    shutdown_timeout_seconds: int = field(default=30, metadata=_doc(
+        "On SIGTERM, how long to wait for in-flight requests and poll jobs before exiting.", min=1, max=600))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = field(default="", metadata=_doc(
+        "SQLAlchemy URL. Empty: SQLite file vigatra.db in data_dir. PostgreSQL: postgresql+psycopg://user@host/db"))
+    pool_size: int = field(default=10, metadata=_doc("Connection pool size (PostgreSQL).", min=1, max=200))
+    busy_timeout_ms: int = field(default=10000, metadata=_doc(
+        "SQLite: how long a writer waits for the lock before failing.", min=0, max=600000))
+    echo: bool = field(default=False, metadata=_doc("Log every SQL statement (debugging only)."))
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata=_doc("Log level."))
+    format: Literal["text", "json"] = field(default="text", metadata=_doc(
+        "text for journald, json for a log shipper."))
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    enabled: bool = field(default=True, metadata=_doc("Run the background poller inside `vigatra serve`."))
+    tick_seconds: int = field(default=30, metadata=_doc(
+        "How often the scheduler looks for connections that are due.", min=1, max=3600))
+
+
+@dataclass(frozen=True)
+class EgressSettings:
+    proxy: str = field(default="", metadata=_doc(
+        "HTTP(S) proxy every outbound venue request goes through (e.g. http://proxy.corp:3128). Empty: direct."))
+    timeout_seconds: int = field(default=20, metadata=_doc("Timeout of one outbound request.", min=1, max=300))
+    user_agent: str = field(default="Mozilla/5.0 (compatible)", metadata=_doc(
+        "User-Agent sent to venues. Neutral on purpose: nothing identifies the firm or the employee."))
+    egress_ip: str = field(default="", metadata=_doc(
+        "The public IP venues see; shown to employees as the IP allow-list hint while they create a key."))
+
+
+@dataclass(frozen=True)
+class VenueSettings:
+    enabled: bool = field(default=True, metadata=_doc("Offer this venue at onboarding and poll it."))
+    base_url: str = field(default="", metadata=_doc(
+        "Replaces scheme and host of every endpoint of this venue (egress gateway, or the simulators). "
+        "Empty: the venue's production URL."))
+    requests_per_second: float = field(default=5.0, metadata=_doc(
+        "Shared request budget for all accounts of this venue (venues limit per egress IP).", min=0.1, max=1000))
+    unverified_policy: Literal["reject", "accept_unverified"] = field(default="reject", metadata=_doc(
+        "Venues whose key scope cannot be probed: reject the key, or store it marked unverified."))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default=Path("/var/lib/vigatra"), metadata=_doc(
+        "Directory holding the SQLite database and runtime state. Owned by the service user, mode 0700."))
+    appliance_id: str = field(default="", metadata=_doc(
+        "Stable identifier of this installation (written by `vigatra init`); appears in audit exports."))
+    server: ServerSettings = field(default_factory=ServerSettings, metadata=_doc("The HTTP server."))
+    database: DatabaseSettings = field(default_factory=DatabaseSettings, metadata=_doc("The store."))
+    logging: LoggingSettings = field(default_factory=LoggingSettings, metadata=_doc("Logging."))
+    poller: PollerSettings = field(default_factory=PollerSettings, metadata=_doc("The background poller."))
+    egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(
+        "Outbound traffic: every venue request leaves through this layer."))
+    venues: dict[str, VenueSettings] = field(default_factory=dict, metadata=_doc(
+        "Per-venue settings, keyed by venue id."))
+    # Where the settings came from, for messages and `vigatra doctor`; not a configuration key.
+    source: str = field(default="defaults", metadata={"internal": True})
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.data_dir / 'vigatra.db'}"
+
+    def venue(self, venue_id: str) -> VenueSettings:
+        return self.venues.get(venue_id) or VenueSettings()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def resolve_config_path(explicit: str | Path | None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("VIGATRA_CONFIG"):
+        return Path(env["VIGATRA_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration. Raises ConfigError with one clear line."""
+    env = os.environ if env is None else env
+    config_path = resolve_config_path(path, env)
+    if not config_path.exists():
+        raise ConfigError(
+            f"configuration file {config_path} does not exist (pass --config PATH or set VIGATRA_CONFIG; "
+            "`vigatra init` writes one)")
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"configuration file {config_path} is not valid YAML{where}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {config_path} must hold a mapping of keys, not {type(raw).__name__}")
+    return settings_from_mapping(raw, env=env, source=str(config_path))
+
+
+def settings_from_mapping(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
+                          source: str = "<mapping>") -> Settings:
+    env = {} if env is None else env
+    values = _build(Settings, dict(raw), (), env, source)
+    values["source"] = source
+    settings = Settings(**values)
+    _cross_check(settings, source)
+    return settings
+
+
+def env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "_".join(p.upper() for p in path)
+
+
+def _fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: tuple[str, ...], env: Mapping[str, str], source: str
+           ) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in _fields(cls):
+        path = (*prefix, f.name)
+        tp = hints[f.name]
+        present = f.name in raw
+        value = raw.pop(f.name, None)
+        if dataclasses.is_dataclass(tp):
+            if present and value is not None and not isinstance(value, dict):
+                raise _bad(path, source, "expected a mapping of keys")
+            out[f.name] = tp(**_build(tp, dict(value or {}), path, env, source))  # type: ignore[operator]
+            continue
+        if get_origin(tp) is dict:
+            out[f.name] = _build_dict(tp, value, path, env, source, present)
+            continue
+        name = env_name(path)
+        if name in env:
+            out[f.name] = _coerce(tp, env[name], path, f"environment variable {name}", from_env=True, meta=f.metadata)
+        elif present:
+            out[f.name] = _coerce(tp, value, path, source, from_env=False, meta=f.metadata)
+    if raw:
+        unknown = ".".join((*prefix, sorted(raw)[0]))
+        raise ConfigError(f"unknown configuration key '{unknown}' in {source}")
+    return out
+
+
+def _build_dict(tp: Any, value: Any, path: tuple[str, ...], env: Mapping[str, str], source: str, present: bool
+                ) -> dict[str, Any]:
+    _key_type, item_type = get_args(tp)
+    if present and value is not None and not isinstance(value, dict):
+        raise _bad(path, source, "expected a mapping of keys")
+    raw = dict(value or {})
+    allowed = VENUE_IDS
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"unknown configuration key '{'.'.join((*path, str(key)))}' in {source} "
+                              f"(known: {', '.join(allowed)})")
+    out: dict[str, Any] = {}
+    for key in allowed:
+        sub = raw.get(key)
+        if sub is not None and not isinstance(sub, dict):
+            raise _bad((*path, key), source, "expected a mapping of keys")
+        out[key] = item_type(**_build(item_type, dict(sub or {}), (*path, key), env, source))
+    return out
+
+
+def _bad(path: tuple[str, ...], source: str, why: str) -> ConfigError:
+    return ConfigError(f"configuration key '{'.'.join(path)}' in {source}: {why}")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(tp: Any, value: Any, path: tuple[str, ...], source: str, *, from_env: bool, meta: Mapping[str, Any]
+            ) -> Any:
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        non_none = [a for a in args if a is not type(None)]
+        if value is None or (from_env and value == ""):
+            return None
+        return _coerce(non_none[0], value, path, source, from_env=from_env, meta=meta)
+    if origin is Literal:
+        text = str(value) if value is not None else ""
+        if text not in args:
+            raise _bad(path, source, f"must be one of {', '.join(map(str, args))}, got {text!r}")
+        return text
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise _bad(path, source, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise _bad(path, source, f"expected an integer, got {value!r}")
+        try:
+            number = int(str(value).strip()) if isinstance(value, str) else value
+        except ValueError:
+            raise _bad(path, source, f"expected an integer, got {value!r}") from None
+        if not isinstance(number, int):
+            raise _bad(path, source, f"expected an integer, got {value!r}")
+        low, high = meta.get("min"), meta.get("max")
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise _bad(path, source, f"must be between {low} and {high}, got {number}")
+        return number
+    if tp is float:
+        if isinstance(value, bool):
+            raise _bad(path, source, f"expected a number, got {value!r}")
+        try:
+            real = float(value)
+        except (TypeError, ValueError):
+            raise _bad(path, source, f"expected a number, got {value!r}") from None
+        low, high = meta.get("min"), meta.get("max")
+        if (low is not None and real < low) or (high is not None and real > high):
+            raise _bad(path, source, f"must be between {low} and {high}, got {real}")
+        return real
+    if tp is str:
+        if value is None or isinstance(value, (dict, list, bool)):
+            raise _bad(path, source, f"expected a string, got {value!r}")
+        return str(value)
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise _bad(path, source, f"expected a path, got {value!r}")
+        return Path(value)
+    if origin is tuple:
+        items: Any = value
+        if from_env and isinstance(value, str):
+            items = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(items, list):
+            raise _bad(path, source, f"expected a list, got {value!r}")
+        return tuple(_coerce(args[0], item, path, source, from_env=from_env, meta=meta) for item in items)
+    raise _bad(path, source, f"unsupported type {tp!r}")  # a schema bug, caught by the tests
+
+
+def _cross_check(settings: Settings, source: str) -> None:
+    for proxy in settings.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise _bad(("server", "trusted_proxies"), source,
+                       f"{proxy!r} is not an IP address or network") from None
+    public = settings.server.public_url
+    if public and not public.startswith(("https://", "http://127.", "http://localhost")):
+        raise _bad(("server", "public_url"), source, "must be an https:// URL")
+    url = settings.database.url
+    if url and not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+        raise _bad(("database", "url"), source, "must start with sqlite:/// or postgresql+psycopg://")
+    if not settings.data_dir.is_absolute():
+        raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Documentation: config/vigatra.example.yaml is generated from the schema and checked by a test.
+
+
+def describe(cls: type = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, str]]:
+    """Every configuration key as (path, default, doc), in schema order."""
+    rows: list[tuple[tuple[str, ...], Any, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in _fields(cls):
+        path = (*prefix, f.name)
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if dataclasses.is_dataclass(tp):
+            rows.append((path, None, f.metadata.get("doc", "")))
+            rows.extend(describe(tp, path))  # type: ignore[arg-type]
+        elif get_origin(tp) is dict:
+            rows.append((path, None, f.metadata.get("doc", "")))
+            item_type = get_args(tp)[1]
+            for key in VENUE_IDS:
+                rows.append(((*path, key), None, ""))
+                rows.extend(describe(item_type, (*path, key)))
+        else:
+            rows.append((path, default, f.metadata.get("doc", "")))
+    return rows
+
+
+def example_yaml() -> str:
+    lines = [
+        "# Vigatra configuration. Every key is optional; the value shown is the default.",
+        "# Each key can be overridden by an environment variable named after its path,",
+        "# e.g. database.url -> VIGATRA_DATABASE_URL, server.port -> VIGATRA_SERVER_PORT.",
+        "# Secrets never go in this file: only references to where the key provider finds them.",
+        "",
+    ]
+    for path, default, doc in describe():
+        indent = "  " * (len(path) - 1)
+        if doc:
+            lines.append(f"{indent}# {doc}")
+        if default is None:
+            lines.append(f"{indent}{path[-1]}:")
+        else:
+            lines.append(f"{indent}{path[-1]}: {_yaml_scalar(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, tuple):
+        value = list(value)
+    dumped = yaml.safe_dump(value, default_flow_style=True).strip()
+    return dumped.removesuffix("\n...").removesuffix("...").strip()

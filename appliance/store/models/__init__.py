@@ -1,0 +1,16 @@
+"""All models, imported here so the metadata is complete for Alembic and the tests."""
+
+from appliance.store.models.alerts import Alert
+from appliance.store.models.audit import AuditCheckpoint, AuditEvent
+from appliance.store.models.connections import Connection, CoverageInterval, SyncCursor
+from appliance.store.models.employees import Employee, OnboardingToken
+from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
+from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
+from appliance.store.models.keys import KeyVersion
+from appliance.store.models.system import Setting
+
+__all__ = [
+    "Alert", "ApiKey", "AuditCheckpoint", "AuditEvent", "BalanceSnapshot", "Connection", "CoverageInterval",
+    "Employee", "KeyVersion", "OnboardingToken", "PredictionPosition", "Role", "RolePermission", "Setting",
+    "SyncCursor", "Transaction", "User", "UserRole",
+]

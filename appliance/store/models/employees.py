@@ -1,0 +1,49 @@
+"""Monitored employees and their one-time onboarding links."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from appliance.store.base import Base, Id, UTCDateTime, utcnow
+
+
+class Employee(Base):
+    __tablename__ = "employees"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    department: Mapped[str] = mapped_column(String(200), default="")
+    # active | offboarded
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    offboarded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    def __repr__(self) -> str:
+        # Identity stays out of logs: id only.
+        return f"<Employee {self.id}>"
+
+
+class OnboardingToken(Base):
+    """A one-time onboarding link. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "onboarding_tokens"
+    __table_args__ = (Index("ix_onboarding_tokens_employee", "employee_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    employee_id: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="RESTRICT"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # initial | reonboard
+    purpose: Mapped[str] = mapped_column(String(16), default="initial")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    def __repr__(self) -> str:
+        return f"<OnboardingToken {self.id} employee={self.employee_id}>"

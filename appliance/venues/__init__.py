@@ -1,0 +1,3 @@
+"""Venue adapters: exchanges through ccxt, chains and prediction markets through our own clients.
+
+No database access here (an import-linter contract checks it)."""

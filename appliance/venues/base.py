@@ -1,0 +1,219 @@
+"""The one small interface every venue adapter implements, and the plain records it returns.
+
+Adapters are database-free: they take credentials and a cursor, talk to the venue through the
+egress layer, and return dataclasses with Decimal amounts and timezone-aware UTC times, or raise
+one of the classified ``errors.Venue*`` exceptions. The sync service records the outcomes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from appliance.venues.egress import Egress, EndpointRule
+
+
+class Stream(enum.StrEnum):
+    TRADES = "trades"
+    DEPOSITS = "deposits"
+    WITHDRAWALS = "withdrawals"
+    LEDGER = "ledger"
+    TRANSFERS = "transfers"  # chains: token and native transfers
+    FILLS = "fills"  # prediction markets
+    SETTLEMENTS = "settlements"
+    ACTIVITY = "activity"
+
+
+class Kind(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
+    TRANSFER_IN = "transfer_in"
+    TRANSFER_OUT = "transfer_out"
+    FEE = "fee"
+    REWARD = "reward"
+    SETTLEMENT = "settlement"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Plaintext credentials, alive only for the duration of a venue call. Never printable."""
+
+    api_key: str = ""
+    api_secret: str = ""
+    passphrase: str = ""
+
+    def __repr__(self) -> str:
+        return "Credentials(<redacted>)"
+
+    __str__ = __repr__
+
+    def as_fields(self) -> dict[str, str]:
+        return {"api_key": self.api_key, "api_secret": self.api_secret, "passphrase": self.passphrase}
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every non-empty value, for scrubbing evidence and messages."""
+        return tuple(v for v in (self.api_key, self.api_secret, self.passphrase) if v)
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    name: str  # api_key | api_secret | passphrase
+    label: str
+    help: str = ""
+    multiline: bool = False  # PEM private keys
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class GuideStep:
+    text: str
+    warning: bool = False  # rendered prominently: "leave Trade unticked"
+
+
+Tri = bool | None  # true / false / unknown
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A key's effective scope as the venue reports it, with the raw evidence (minus secrets)."""
+
+    read: Tri
+    trade: Tri
+    transfer: Tri
+    withdraw: Tri
+    verified: bool  # the venue answered a permission query (False: could not be probed)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def escalated(self) -> bool:
+        """Any dangerous permission known to be present."""
+        return bool(self.trade) or bool(self.transfer) or bool(self.withdraw)
+
+    @property
+    def read_only(self) -> bool:
+        return self.verified and self.read is True and not self.escalated and None not in (
+            self.trade, self.transfer, self.withdraw)
+
+    def granted(self) -> list[str]:
+        return [name for name in ("trade", "transfer", "withdraw") if getattr(self, name)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read, "trade": self.trade, "transfer": self.transfer, "withdraw": self.withdraw,
+            "verified": self.verified, "evidence": dict(self.evidence), "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Balance:
+    asset: str
+    amount: Decimal
+    account: str = ""  # spot, funding, a token contract...
+
+
+@dataclass(frozen=True)
+class TxRecord:
+    stream: str
+    venue_tx_id: str
+    kind: str
+    occurred_at: dt.datetime
+    asset: str
+    amount: Decimal
+    market: str = ""
+    quote_asset: str | None = None
+    quote_amount: Decimal | None = None
+    price: Decimal | None = None
+    fee_asset: str | None = None
+    fee_amount: Decimal | None = None
+    block_number: int | None = None
+    block_hash: str | None = None
+    raw: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.occurred_at.tzinfo is None:
+            raise ValueError("occurred_at must be timezone-aware UTC")
+        for name in ("amount", "quote_amount", "price", "fee_amount"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Decimal):
+                raise TypeError(f"{name} must be Decimal, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class PositionRecord:
+    market_id: str
+    outcome: str
+    size: Decimal
+    market_title: str = ""
+    category: str = ""
+    avg_price: Decimal | None = None
+    current_value: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a stream. Store ``records`` and ``cursor`` in one transaction, then ask again
+    with ``cursor`` until ``done``.
+
+    ``complete_until`` states that the stream's history is known complete up to that instant once
+    this page is stored (None: this page proves nothing about completeness yet). ``notes`` carries
+    coverage caveats such as the markets a symbol-per-query venue was asked about.
+    """
+
+    records: list[TxRecord]
+    cursor: dict[str, Any]
+    done: bool
+    complete_until: dt.datetime | None = None
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+
+class VenueAdapter(ABC):
+    """One external source (exchange, chain, prediction market) behind one interface."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    kind: ClassVar[str] = "exchange"  # exchange | wallet | prediction
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    guide: ClassVar[tuple[GuideStep, ...]] = ()
+    streams: ClassVar[tuple[str, ...]] = ()
+    # Production hosts the venue is reached at (before any base_url rewrite).
+    hosts: ClassVar[tuple[str, ...]] = ()
+    # The read endpoints this adapter may call; anything else is refused inside the box.
+    read_endpoints: ClassVar[tuple[EndpointRule, ...]] = ()
+    # Whether the venue offers a permission query; False -> unverified_policy decides.
+    can_probe_scope: ClassVar[bool] = True
+    # How far back the venue serves history (None: all of it); shown as a coverage caveat.
+    history_limit_days: ClassVar[int | None] = None
+
+    def __init__(self, egress: Egress) -> None:
+        self.egress = egress
+
+    @abstractmethod
+    def probe_scope(self, creds: Credentials) -> Scope:
+        """Ask the venue what the key may do. Raises VenueAuthError for an invalid key."""
+
+    @abstractmethod
+    def fetch_balances(self, creds: Credentials) -> list[Balance]:
+        """Current balances (non-zero)."""
+
+    @abstractmethod
+    def fetch_transactions(self, creds: Credentials, stream: str, cursor: Mapping[str, Any]) -> Page:
+        """The next page of ``stream`` after ``cursor`` (``{}`` for the first call)."""
+
+    def fetch_positions(self, creds: Credentials) -> list[PositionRecord]:
+        """Prediction positions; exchanges and wallets have none."""
+        return []
+
+    def regenerate_instructions(self, scope: Scope) -> str:
+        """What the employee must do to get a key we can accept, in the venue's own words."""
+        granted = ", ".join(scope.granted()) or "unknown permissions"
+        return (f"This {self.name} key has {granted} permission. Delete it, then create a new key with "
+                "read-only access, following the steps above, and submit the new key.")

@@ -1,0 +1,195 @@
+"""Shared machinery of the ccxt-backed exchange adapters.
+
+- A fresh ccxt instance per operation (Binance maps a revoked key to DDoSProtection once an
+  instance has authenticated successfully; a fresh instance keeps the classification honest).
+- ccxt's own rate limiter off; our per-venue limiter in the egress layer instead.
+- The transport is the egress layer's VenueSession, so the allowlist and base_url rewrite apply
+  after ccxt has signed.
+- Markets are loaded once per venue with a credential-less instance and shared by all accounts.
+- Every ccxt exception is classified into ``errors.Venue*`` from the ccxt class *and* the venue's
+  own error code, because ccxt's mapping is inconsistent across venues (VENUES.md §0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, TypeVar
+
+import ccxt
+
+from appliance.errors import (
+    EgressRefused,
+    VenueAuthError,
+    VenueBadData,
+    VenueError,
+    VenuePermissionError,
+    VenueRateLimited,
+    VenueTransient,
+)
+from appliance.venues.base import Credentials, VenueAdapter
+from appliance.venues.egress import retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_market_cache: dict[tuple[str, str], Any] = {}
+_market_lock = threading.Lock()
+
+_URL = re.compile(r"https?://\S+")
+_JSON_TAIL = re.compile(r"[\[{].*[\]}]", re.S)
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """Exact Decimal from a venue value. ccxt hands us strings when the venue sent strings."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        # Only reached when a venue sends JSON numbers; repr() is the shortest exact round-trip.
+        return Decimal(repr(value))
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise VenueBadData("venue", f"not a number: {str(value)[:40]!r}") from None
+
+
+class CcxtAdapter(VenueAdapter):
+    """Base for exchanges reached through ccxt. Subclasses set the class attributes below."""
+
+    ccxt_id: ClassVar[str]
+    # Options that keep load_markets public-only and ccxt's behaviour explicit (per venue).
+    ccxt_options: ClassVar[Mapping[str, Any]] = {}
+    # ``has`` overrides, e.g. {"fetchCurrencies": False} where currencies need signed calls.
+    ccxt_has: ClassVar[Mapping[str, Any]] = {}
+    # Venue error codes (as they appear in bodies) -> our error class.
+    error_codes: ClassVar[Mapping[str, type[VenueError]]] = {}
+
+    # -- clients ------------------------------------------------------------------------------
+    def new_client(self, creds: Credentials | None = None) -> Any:
+        cls = getattr(ccxt, self.ccxt_id)
+        config: dict[str, Any] = {
+            "enableRateLimit": False,
+            "timeout": self.egress.settings.egress.timeout_seconds * 1000,
+            "options": json.loads(json.dumps(dict(self.ccxt_options))),
+        }
+        if creds is not None:
+            config["apiKey"] = creds.api_key
+            config["secret"] = creds.api_secret
+            if creds.passphrase:
+                config["password"] = creds.passphrase
+        client = cls(config)
+        for name, value in self.ccxt_has.items():
+            client.has[name] = value
+        client.session = self.egress.session(self.id, self.hosts, self.read_endpoints)
+        # ccxt logs request headers (API keys) at DEBUG; never let that through.
+        client.logger.setLevel(logging.WARNING)
+        return client
+
+    def client(self, creds: Credentials) -> Any:
+        """A fresh authenticated client with the venue's shared markets already set."""
+        client = self.new_client(creds)
+        client.set_markets_from_exchange(self.markets())
+        return client
+
+    def markets(self) -> Any:
+        """A credential-less client holding this venue's markets, loaded once per process."""
+        key = (self.id, self.egress.base_url(self.id))
+        with _market_lock:
+            cached = _market_cache.get(key)
+        if cached is not None:
+            return cached
+        public = self.new_client(None)
+        self.call(public.load_markets, creds=None)
+        with _market_lock:
+            _market_cache.setdefault(key, public)
+            return _market_cache[key]
+
+    # -- error classification ------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], *args: Any, creds: Credentials | None, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except EgressRefused:
+            raise
+        except VenueError:
+            raise
+        except ccxt.BaseError as exc:
+            raise self.classify(exc, creds, getattr(fn, "__self__", None)) from None
+        except (TypeError, KeyError, ValueError, AttributeError, InvalidOperation, IndexError) as exc:
+            # ccxt's parsers fail like this on bodies that are not what the venue documents.
+            log.warning("%s: unexpected response shape (%s)", self.id, type(exc).__name__)
+            raise VenueBadData(self.id, f"unexpected response from the venue ({type(exc).__name__})") from None
+
+    def classify(self, exc: Exception, creds: Credentials | None, client: Any = None) -> VenueError:
+        secrets = creds.secrets() if creds is not None else ()
+        text = self.safe_text(str(exc), secrets)
+        code = self.venue_code(str(exc))
+        if code is not None and code in self.error_codes:
+            cls = self.error_codes[code]
+            if cls is VenueRateLimited:
+                return VenueRateLimited(self.id, f"rate limited ({text})", retry_after=self._retry_after(client),
+                                        venue_code=code)
+            return cls(self.id, self.describe(cls, text), venue_code=code)
+        if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+            return VenueRateLimited(self.id, f"rate limited ({text})", retry_after=self._retry_after(client),
+                                    venue_code=code)
+        if isinstance(exc, (ccxt.AuthenticationError, ccxt.AccountSuspended)):
+            return VenueAuthError(self.id, self.describe(VenueAuthError, text), venue_code=code)
+        if isinstance(exc, ccxt.PermissionDenied):
+            return VenuePermissionError(self.id, self.describe(VenuePermissionError, text), venue_code=code)
+        if isinstance(exc, (ccxt.BadResponse, ccxt.NullResponse)):
+            return VenueBadData(self.id, f"unexpected response from the venue ({text})", venue_code=code)
+        if isinstance(exc, (ccxt.NetworkError, ccxt.ExchangeNotAvailable, ccxt.OnMaintenance, ccxt.InvalidNonce)):
+            return VenueTransient(self.id, f"venue unavailable ({text})", venue_code=code)
+        return VenueTransient(self.id, f"venue error ({text})", venue_code=code)
+
+    @staticmethod
+    def describe(cls: type[VenueError], text: str) -> str:
+        what = {
+            VenueAuthError: "authentication failed: the key is invalid, revoked or expired",
+            VenuePermissionError: "permission denied for this key",
+            VenueBadData: "unexpected response from the venue",
+            VenueTransient: "venue unavailable",
+        }.get(cls, "venue error")
+        return f"{what} ({text})" if text else what
+
+    def _retry_after(self, client: Any) -> float:
+        headers = getattr(client, "last_response_headers", None)
+        return retry_after_seconds(headers or {}, default=30.0)
+
+    def safe_text(self, message: str, secrets: tuple[str, ...]) -> str:
+        """The venue's own words (its JSON error body) without URLs, query strings or secrets."""
+        body = _JSON_TAIL.search(message)
+        text = body.group(0) if body else message
+        text = _URL.sub("<url>", text)
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        text = text.replace(self.ccxt_id + " ", "").strip()
+        return text[:300]
+
+    def venue_code(self, message: str) -> str | None:
+        """The venue's error code from the body ccxt put in the message; override per venue."""
+        body = _JSON_TAIL.search(message)
+        if not body:
+            return None
+        try:
+            parsed = json.loads(body.group(0))
+        except ValueError:
+            return None
+        if isinstance(parsed, dict):
+            for key in ("code", "retCode", "reason", "error_code"):
+                if key in parsed and parsed[key] not in (None, "", 0, "0"):
+                    return str(parsed[key])
+            errors = parsed.get("error")
+            if isinstance(errors, list) and errors:
+                return str(errors[0])
+            if isinstance(errors, str):
+                return errors
+        return None

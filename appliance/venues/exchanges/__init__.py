@@ -1,0 +1,7 @@
+"""One module per exchange; EXCHANGE_ADAPTERS lists them all."""
+
+from __future__ import annotations
+
+from appliance.venues.base import VenueAdapter
+
+EXCHANGE_ADAPTERS: list[type[VenueAdapter]] = []
