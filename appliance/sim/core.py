@@ -202,6 +202,9 @@ class VenueSim:
     # (base, quote) markets the venue lists; the venue module renders symbols in its own way.
     markets: tuple[tuple[str, str], ...] = (("BTC", "USDT"), ("ETH", "USDT"), ("SOL", "USDT"), ("ETH", "BTC"))
 
+    # Largest page the venue serves per stream; the contract tests seed more than this.
+    page_limits: dict[str, int] = {}
+
     def __init__(self, state: SimState) -> None:
         self.state = state
         self.faults = Faults()
@@ -309,6 +312,16 @@ class VenueSim:
         account.withdrawals.extend(made)
         account.withdrawals.sort(key=lambda t: (t.timestamp, int(t.id)))
         return made
+
+    def stream_ids(self, account: Account, stream: str) -> set[str]:
+        """The venue ids an adapter must report for ``stream`` (tests compare against it)."""
+        if stream == "trades":
+            return {t.id for t in account.trades}
+        if stream == "deposits":
+            return {t.id for t in account.deposits}
+        if stream == "withdrawals":
+            return {t.id for t in account.withdrawals}
+        raise NotImplementedError(f"{self.id} must say which ids its {stream!r} stream carries")
 
     def key_or_none(self, api_key: str) -> Key | None:
         key = self.keys.get(api_key)
