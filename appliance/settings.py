@@ -26,7 +26,7 @@ from appliance.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/vigatra/vigatra.yaml")
 ENV_PREFIX = "VIGATRA_"
 # Environment variables with this prefix that are not configuration keys.
-NON_CONFIG_ENV = frozenset({"VIGATRA_CONFIG", "VIGATRA_TEST_POSTGRES_URL"})
+NON_CONFIG_ENV = frozenset({"VIGATRA_CONFIG", "VIGATRA_TEST_POSTGRES_URL", "VIGATRA_KEK"})
 
 # ccxt ids of the exchanges plus the chains and prediction markets; settings validate venue keys against it.
 VENUE_IDS: tuple[str, ...] = (
@@ -77,6 +77,31 @@ class PollerSettings:
 
 
 @dataclass(frozen=True)
+class KeySettings:
+    provider: Literal["file", "env", "systemd", "keyring", "pkcs11"] = field(default="file", metadata=_doc(
+        "Where the key-encryption key (KEK) comes from. Strongest first: pkcs11 (HSM), systemd "
+        "(LoadCredentialEncrypted=), file (outside data_dir, mode 0400), env, keyring."))
+    file_path: Path = field(default=Path("/etc/vigatra/kek.key"), metadata=_doc(
+        "file provider: the KEK file (base64 of 32 random bytes). Must be outside data_dir and not "
+        "readable by group or others."))
+    env_var: str = field(default="VIGATRA_KEK", metadata=_doc(
+        "env provider: the environment variable holding the base64 KEK."))
+    systemd_credential: str = field(default="vigatra-kek", metadata=_doc(
+        "systemd provider: credential name, read from $CREDENTIALS_DIRECTORY/<name>."))
+    keyring_service: str = field(default="vigatra", metadata=_doc("keyring provider: service name."))
+    keyring_username: str = field(default="kek", metadata=_doc("keyring provider: entry name."))
+    pkcs11_module: Path = field(default=Path("/usr/lib/softhsm/libsofthsm2.so"), metadata=_doc(
+        "pkcs11 provider: the vendor's PKCS#11 library."))
+    pkcs11_token_label: str = field(default="vigatra", metadata=_doc("pkcs11 provider: token label."))
+    pkcs11_key_label: str = field(default="vigatra-kek", metadata=_doc(
+        "pkcs11 provider: label of the non-extractable AES key that wraps the data keys."))
+    pkcs11_pin_file: Path | None = field(default=None, metadata=_doc(
+        "pkcs11 provider: file holding the user PIN (mode 0400). Empty: systemd credential 'vigatra-pkcs11-pin'."))
+    rotation_batch_size: int = field(default=500, metadata=_doc(
+        "`vigatra keys rotate`: secrets re-sealed per transaction.", min=1, max=100000))
+
+
+@dataclass(frozen=True)
 class EgressSettings:
     proxy: str = field(default="", metadata=_doc(
         "HTTP(S) proxy every outbound venue request goes through (e.g. http://proxy.corp:3128). Empty: direct."))
@@ -109,6 +134,8 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings, metadata=_doc("The store."))
     logging: LoggingSettings = field(default_factory=LoggingSettings, metadata=_doc("Logging."))
     poller: PollerSettings = field(default_factory=PollerSettings, metadata=_doc("The background poller."))
+    keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
+        "Encryption keys. Secrets never go in this file, only where the provider finds them."))
     egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(
         "Outbound traffic: every venue request leaves through this layer."))
     venues: dict[str, VenueSettings] = field(default_factory=dict, metadata=_doc(
