@@ -45,9 +45,13 @@ class ServerSettings:
     port: int = field(default=8080, metadata=_doc("TCP port waitress listens on.", min=1, max=65535))
     threads: int = field(default=8, metadata=_doc("Waitress worker threads.", min=1, max=256))
     public_url: str = field(default="", metadata=_doc(
-        "External https:// URL users reach the appliance at; used in onboarding links. Empty: derived from the request."))
+        "External https:// URL users reach the appliance at; used in onboarding links. "
+        "Empty: derived from the request."))
     trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"), metadata=_doc(
         "Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or CIDR networks)."))
+    dev_allow_insecure_onboarding: bool = field(default=False, metadata=_doc(
+        "Demo only: accept onboarding credentials over plain HTTP on localhost. Refused when binding a "
+        "non-loopback address."))
     shutdown_timeout_seconds: int = field(default=30, metadata=_doc(
         "On SIGTERM, how long to wait for in-flight requests and poll jobs before exiting.", min=1, max=600))
 
@@ -74,6 +78,36 @@ class PollerSettings:
     enabled: bool = field(default=True, metadata=_doc("Run the background poller inside `vigatra serve`."))
     tick_seconds: int = field(default=30, metadata=_doc(
         "How often the scheduler looks for connections that are due.", min=1, max=3600))
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_ttl_hours: int = field(default=24, metadata=_doc(
+        "Lifetime of API access tokens (POST /api/v1/auth/token). Never longer than 24.", min=1, max=24))
+    jwt_issuer: str = field(default="vigatra", metadata=_doc("`iss` claim of access tokens."))
+    jwt_audience: str = field(default="vigatra-api", metadata=_doc("`aud` claim of access tokens."))
+    password_min_length: int = field(default=15, metadata=_doc(
+        "Minimum password length (NIST SP 800-63B: 15 for single-factor; 8 allowed when mfa_required).",
+        min=8, max=64))
+    mfa_required: bool = field(default=False, metadata=_doc(
+        "Every user must enrol a TOTP second factor before using the appliance."))
+    argon2_memory_kib: int = field(default=65536, metadata=_doc(
+        "argon2id memory cost in KiB (>= 19456).", min=19456, max=4194304))
+    argon2_time_cost: int = field(default=3, metadata=_doc("argon2id iterations (>= 2).", min=2, max=20))
+    argon2_parallelism: int = field(default=4, metadata=_doc("argon2id lanes.", min=1, max=16))
+    lockout_threshold: int = field(default=5, metadata=_doc(
+        "Consecutive failed logins for one account before it is locked for a while.", min=1, max=50))
+    lockout_minutes: int = field(default=15, metadata=_doc(
+        "How long an account stays locked (doubles on repeat, capped at 24 h); an admin can clear it.",
+        min=1, max=1440))
+    ip_failures_per_window: int = field(default=20, metadata=_doc(
+        "Failed logins from one IP address per 10 minutes before that address is throttled.", min=1, max=1000))
+    session_idle_minutes: int = field(default=30, metadata=_doc(
+        "Browser session idle timeout.", min=1, max=1440))
+    session_absolute_hours: int = field(default=12, metadata=_doc(
+        "Browser session absolute lifetime.", min=1, max=168))
+    revocation_poll_seconds: float = field(default=1.0, metadata=_doc(
+        "How often each process checks for revocations made by another process.", min=0.1, max=10))
 
 
 @dataclass(frozen=True)
@@ -134,6 +168,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings, metadata=_doc("The store."))
     logging: LoggingSettings = field(default_factory=LoggingSettings, metadata=_doc("Logging."))
     poller: PollerSettings = field(default_factory=PollerSettings, metadata=_doc("The background poller."))
+    auth: AuthSettings = field(default_factory=AuthSettings, metadata=_doc("Users, sessions and tokens."))
     keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
         "Encryption keys. Secrets never go in this file, only where the provider finds them."))
     egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(
@@ -219,13 +254,14 @@ def _build(cls: type, raw: dict[str, Any], prefix: tuple[str, ...], env: Mapping
     out: dict[str, Any] = {}
     for f in _fields(cls):
         path = (*prefix, f.name)
-        tp = hints[f.name]
+        tp: Any = hints[f.name]
         present = f.name in raw
         value = raw.pop(f.name, None)
         if dataclasses.is_dataclass(tp):
             if present and value is not None and not isinstance(value, dict):
                 raise _bad(path, source, "expected a mapping of keys")
-            out[f.name] = tp(**_build(tp, dict(value or {}), path, env, source))  # type: ignore[operator]
+            sub: Any = tp
+            out[f.name] = sub(**_build(sub, dict(value or {}), path, env, source))
             continue
         if get_origin(tp) is dict:
             out[f.name] = _build_dict(tp, value, path, env, source, present)
@@ -344,6 +380,9 @@ def _cross_check(settings: Settings, source: str) -> None:
     url = settings.database.url
     if url and not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
         raise _bad(("database", "url"), source, "must start with sqlite:/// or postgresql+psycopg://")
+    if settings.auth.password_min_length < 15 and not settings.auth.mfa_required:
+        raise _bad(("auth", "password_min_length"), source,
+                   "must be at least 15 unless auth.mfa_required is true (NIST SP 800-63B)")
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
 
@@ -358,11 +397,13 @@ def describe(cls: type = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[t
     hints = typing.get_type_hints(cls)
     for f in _fields(cls):
         path = (*prefix, f.name)
-        tp = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        tp: Any = hints[f.name]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         if dataclasses.is_dataclass(tp):
             rows.append((path, None, f.metadata.get("doc", "")))
-            rows.extend(describe(tp, path))  # type: ignore[arg-type]
+            sub: Any = tp
+            rows.extend(describe(sub, path))
         elif get_origin(tp) is dict:
             rows.append((path, None, f.metadata.get("doc", "")))
             item_type = get_args(tp)[1]

@@ -143,3 +143,40 @@ def sim() -> Iterator[RunningSim]:
         yield running
     finally:
         running.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# The appliance with personas, and a Flask test client that speaks HTTPS from loopback.
+
+
+@pytest.fixture
+def ta(db_url: str, tmp_path: Path) -> Iterator[Any]:
+    from tests.support.app import build
+
+    built = build(db_url, tmp_path / "data")
+    try:
+        yield built
+    finally:
+        built.appliance.close()
+
+
+@pytest.fixture
+def flask_app(ta: Any) -> Any:
+    from appliance.app import create_app
+
+    return create_app(ta.appliance)
+
+
+@pytest.fixture
+def client(flask_app: Any) -> Any:
+    from flask.testing import FlaskClient
+
+    class HttpsClient(FlaskClient):
+        """Requests arrive over TLS from 127.0.0.1 unless a test says otherwise."""
+
+        def open(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("base_url", "https://localhost")
+            return super().open(*args, **kwargs)
+
+    flask_app.test_client_class = HttpsClient
+    return flask_app.test_client()

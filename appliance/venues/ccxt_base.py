@@ -139,10 +139,11 @@ class CcxtAdapter(VenueAdapter):
         if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
             return VenueRateLimited(self.id, f"rate limited ({text})", retry_after=self._retry_after(client),
                                     venue_code=code)
-        if isinstance(exc, (ccxt.AuthenticationError, ccxt.AccountSuspended)):
-            return VenueAuthError(self.id, self.describe(VenueAuthError, text), venue_code=code)
+        # PermissionDenied subclasses AuthenticationError in ccxt: test it first.
         if isinstance(exc, ccxt.PermissionDenied):
             return VenuePermissionError(self.id, self.describe(VenuePermissionError, text), venue_code=code)
+        if isinstance(exc, (ccxt.AuthenticationError, ccxt.AccountSuspended)):
+            return VenueAuthError(self.id, self.describe(VenueAuthError, text), venue_code=code)
         if isinstance(exc, (ccxt.BadResponse, ccxt.NullResponse)):
             return VenueBadData(self.id, f"unexpected response from the venue ({text})", venue_code=code)
         if isinstance(exc, (ccxt.NetworkError, ccxt.ExchangeNotAvailable, ccxt.OnMaintenance, ccxt.InvalidNonce)):
@@ -150,13 +151,13 @@ class CcxtAdapter(VenueAdapter):
         return VenueTransient(self.id, f"venue error ({text})", venue_code=code)
 
     @staticmethod
-    def describe(cls: type[VenueError], text: str) -> str:
+    def describe(error: type[VenueError], text: str) -> str:
         what = {
             VenueAuthError: "authentication failed: the key is invalid, revoked or expired",
             VenuePermissionError: "permission denied for this key",
             VenueBadData: "unexpected response from the venue",
             VenueTransient: "venue unavailable",
-        }.get(cls, "venue error")
+        }.get(error, "venue error")
         return f"{what} ({text})" if text else what
 
     def _retry_after(self, client: Any) -> float:

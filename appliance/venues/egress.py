@@ -153,7 +153,7 @@ class VenueSession(requests.Session):
             target = base + parts.path + (f"?{parts.query}" if parts.query else "")
         return target, parts.path
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         method_s = method.decode() if isinstance(method, bytes) else method
         url_s = url.decode() if isinstance(url, bytes) else url
         target, _path = self.check(method_s, url_s)
@@ -164,14 +164,16 @@ class VenueSession(requests.Session):
             if name.lower() == "user-agent":
                 del headers[name]
         headers["User-Agent"] = self.egress.settings.egress.user_agent
-        timeout = self.egress.settings.egress.timeout_seconds
+        timeout: float = self.egress.settings.egress.timeout_seconds
         requested = kwargs.pop("timeout", None)
         if isinstance(requested, (int, float)):
             timeout = min(timeout, requested)
         kwargs["proxies"] = self.egress.proxies
-        kwargs.pop("verify", None)
-        response = super().request(method_s, target, *args, headers=headers, timeout=timeout, verify=True, **kwargs)
-        if response.status_code == 429 or response.status_code == 418:
+        kwargs["verify"] = True
+        kwargs["headers"] = headers
+        kwargs["timeout"] = timeout
+        response = super().request(method_s, target, **kwargs)
+        if response.status_code in (429, 418):
             limiter.block_for(retry_after_seconds(response.headers))
         return response
 

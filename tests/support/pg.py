@@ -7,6 +7,7 @@ points at an existing server instead (a superuser URL; databases are created per
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -96,10 +97,8 @@ class PostgresCluster:
     def stop(self) -> None:
         self.engine.dispose()
         if self.data_dir is not None:
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):
                 self.pg_ctl("-m", "immediate", "-w", "stop")
-            except subprocess.CalledProcessError:
-                pass
 
 
 def start_cluster(base: Path) -> tuple[PostgresCluster | None, str]:
@@ -132,7 +131,7 @@ def start_cluster(base: Path) -> tuple[PostgresCluster | None, str]:
         for parent in [base, *base.parents]:
             if str(parent) in ("/", "/tmp"):
                 break
-            os.chmod(parent, 0o755)
+            os.chmod(parent, 0o755)  # noqa: S103 - test scratch dirs the postgres user must traverse
         shutil.chown(base, user.pw_uid, user.pw_gid)
         shutil.chown(sock_dir, user.pw_uid, user.pw_gid)
     port = _free_port()

@@ -49,7 +49,7 @@ class RunningSim:
 
 def start_sim(seed: int = 7, threads: int = 32) -> RunningSim:
     app = SimApp(SimState(seed=seed))
-    server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=threads, _quiet=True)
+    server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=threads)
     thread = threading.Thread(target=server.run, name="sim", daemon=True)
     thread.start()
     return RunningSim(f"http://127.0.0.1:{server.effective_port}", app, server, thread)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from appliance.settings import Settings, VENUE_IDS, settings_from_mapping
+from appliance.settings import VENUE_IDS, Settings, settings_from_mapping
 from appliance.venues.registry import VenueRegistry
 from tests.support.sim import RunningSim
 

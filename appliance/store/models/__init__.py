@@ -1,7 +1,8 @@
 """All models, imported here so the metadata is complete for Alembic and the tests."""
 
 from appliance.store.models.alerts import Alert
-from appliance.store.models.audit import AuditCheckpoint, AuditEvent
+from appliance.store.models.audit import AuditChainHead, AuditCheckpoint, AuditEvent
+from appliance.store.models.auth import AuthRevision, LoginThrottle, RevokedSession
 from appliance.store.models.connections import Connection, CoverageInterval, SyncCursor
 from appliance.store.models.employees import Employee, OnboardingToken
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
@@ -10,7 +11,26 @@ from appliance.store.models.keys import KeyVersion
 from appliance.store.models.system import Setting
 
 __all__ = [
-    "Alert", "ApiKey", "AuditCheckpoint", "AuditEvent", "BalanceSnapshot", "Connection", "CoverageInterval",
-    "Employee", "KeyVersion", "OnboardingToken", "PredictionPosition", "Role", "RolePermission", "Setting",
-    "SyncCursor", "Transaction", "User", "UserRole",
+    "Alert",
+    "ApiKey",
+    "AuditChainHead",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "AuthRevision",
+    "BalanceSnapshot",
+    "Connection",
+    "CoverageInterval",
+    "Employee",
+    "KeyVersion",
+    "LoginThrottle",
+    "OnboardingToken",
+    "PredictionPosition",
+    "RevokedSession",
+    "Role",
+    "RolePermission",
+    "Setting",
+    "SyncCursor",
+    "Transaction",
+    "User",
+    "UserRole",
 ]

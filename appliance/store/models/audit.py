@@ -15,7 +15,8 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
 
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # Assigned by the writer (head.last_id + 1) under the head lock: gap-free, so a deleted row shows.
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
     timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     # user | apikey | system | anonymous | employee
     actor_type: Mapped[str] = mapped_column(String(16))
@@ -52,3 +53,19 @@ class AuditCheckpoint(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditChainHead(Base):
+    """The single row every audit writer locks: the id and hash of the newest event.
+
+    Writers serialise on it (SQLite: BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR UPDATE), which is
+    what keeps ids gap-free and the chain linear across threads and processes.
+    """
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    # Events removed by `vigatra audit purge` (their signed record is an audit_checkpoints row).
+    purged_through_id: Mapped[int] = mapped_column(BigInteger, default=0)

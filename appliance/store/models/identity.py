@@ -25,6 +25,8 @@ class User(Base):
     token_epoch: Mapped[int] = mapped_column(Integer, default=0)
     totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Last accepted TOTP time step: a code is accepted once (no replay within its window).
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -1,0 +1,9 @@
+"""The JSON API under /api/v1: one module per resource, one error shape (boundary.errors)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+api_blueprint = Blueprint("api", __name__)
+
+from appliance.api import admin, alerts, audit, auth, employees  # noqa: E402,F401  (register the routes)

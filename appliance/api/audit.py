@@ -1,0 +1,57 @@
+"""GET /api/v1/audit: the trail as CSV (streamed) or JSON (cursor pages), filtered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request, stream_with_context
+from flask.typing import ResponseReturnValue
+
+from appliance.api import api_blueprint
+from appliance.api.common import int_arg, json_value, respond, time_arg
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, iter_rows
+from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
+from appliance.boundary.routes import requires
+from appliance.errors import Forbidden
+
+
+def _filter() -> AuditFilter:
+    return AuditFilter(since=time_arg("from"), until=time_arg("to"), user_id=int_arg("user_id"),
+                       resource_type=request.args.get("resource_type") or None,
+                       action=request.args.get("action") or None)
+
+
+def _wants_csv() -> bool:
+    fmt = request.args.get("format")
+    if fmt:
+        return fmt == "csv"
+    return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+
+
+@api_blueprint.route("/audit", methods=["GET"])
+@requires("audit:read", action="audit.list")
+def list_audit() -> ResponseReturnValue:
+    flt = _filter()
+    if _wants_csv():
+        if not state().actor.can("audit:export"):
+            raise Forbidden("exporting the audit trail needs the audit:export permission")
+        audit_resource(action="audit.export_csv")
+        audit_detail(filters={k: v for k, v in request.args.items() if k != "format"})
+        store = appliance().store
+
+        def generate() -> Any:
+            with store.read() as session:
+                yield from csv_chunks(iter_rows(session, flt))
+
+        response = Response(stream_with_context(generate()), mimetype="text/csv")
+        response.headers["Content-Disposition"] = 'attachment; filename="vigatra-audit.csv"'
+        return response
+    limit = int_arg("limit", 100, high=1000) or 100
+    after = int_arg("after", None, low=0)
+    page = AuditFilter(flt.since, flt.until, flt.user_id, flt.resource_type, flt.action, after)
+    rows = []
+    for row in iter_rows(db(), page, batch=limit):
+        rows.append({name: json_value(value) for name, value in zip(CSV_COLUMNS, row, strict=True)})
+        if len(rows) == limit:
+            break
+    return respond({"events": rows, "next_after": rows[-1]["id"] if len(rows) == limit else None})

@@ -1,0 +1,126 @@
+"""Employees and what they hold, under the caller's scope.
+
+Convention: an employee, balance or transaction the caller may not see answers 404, exactly like
+one that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.typing import ResponseReturnValue
+
+from appliance.api import api_blueprint
+from appliance.api.common import body, int_arg, json_value, respond, time_arg
+from appliance.boundary.edge import audit_resource, db, state
+from appliance.boundary.routes import requires
+from appliance.services import connections as connection_service
+from appliance.services import employees as employee_service
+from appliance.services import records
+from appliance.store.models import Employee
+
+
+def employee_json(employee: Employee, row: employee_service.EmployeeRow | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": employee.id, "name": employee.name, "email": employee.email, "department": employee.department,
+        "external_id": employee.external_id, "status": employee.status,
+        "created_at": json_value(employee.created_at), "offboarded_at": json_value(employee.offboarded_at),
+    }
+    if row is not None:
+        out["connections"] = row.connections
+        out["connection_statuses"] = row.statuses
+        out["red"] = row.red
+    return out
+
+
+@api_blueprint.route("/employees", methods=["GET"])
+@requires("employees:read", action="employees.list")
+def list_employees() -> ResponseReturnValue:
+    rows = employee_service.list_rows(db())
+    return respond({"employees": [employee_json(r.employee, r) for r in rows]})
+
+
+@api_blueprint.route("/employees", methods=["POST"])
+@requires("employees:write", action="employees.create")
+def create_employee() -> ResponseReturnValue:
+    data = body()
+    employee = employee_service.create(
+        db(), name=str(data.get("name", "")), email=str(data.get("email", "")),
+        department=str(data.get("department", "")),
+        external_id=str(data["external_id"]) if data.get("external_id") is not None else None)
+    audit_resource("employees", employee.id)
+    return respond(employee_json(employee), 201)
+
+
+@api_blueprint.route("/employees/<int:employee_id>", methods=["GET"])
+@requires("employees:read", action="employees.view")
+def get_employee(employee_id: int) -> ResponseReturnValue:
+    session = db()
+    employee = employee_service.get(session, employee_id)
+    rows = employee_service.list_rows(session, employee_ids=[employee.id])
+    return respond(employee_json(employee, rows[0] if rows else None))
+
+
+@api_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
+@requires("employees:write", action="employees.offboard")
+def offboard_employee(employee_id: int) -> ResponseReturnValue:
+    return respond(employee_json(employee_service.offboard(db(), employee_id)))
+
+
+@api_blueprint.route("/employees/<int:employee_id>/connections", methods=["GET"])
+@requires("connections:read", action="connections.list")
+def employee_connections(employee_id: int) -> ResponseReturnValue:
+    session = db()
+    employee_service.get(session, employee_id)
+    items = connection_service.list_for_employee(session, employee_id)
+    return respond({"connections": [connection_service.connection_json(session, c) for c in items]})
+
+
+@api_blueprint.route("/employees/<int:employee_id>/balances", methods=["GET"])
+@requires("balances:read", action="balances.list")
+def employee_balances(employee_id: int) -> ResponseReturnValue:
+    session = db()
+    employee_service.get(session, employee_id)
+    rows = records.current_balances(session, state().actor, employee_id=employee_id)
+    return respond({"balances": [{
+        "connection_id": c.id, "venue": c.venue, "asset": b.asset, "account": b.account,
+        "amount": json_value(b.amount), "valid_from": json_value(b.valid_from),
+        "observed_until": json_value(b.observed_until), "provenance": b.provenance,
+    } for b, c in rows]})
+
+
+@api_blueprint.route("/employees/<int:employee_id>/transactions", methods=["GET"])
+@requires("transactions:read", action="transactions.list")
+def employee_transactions(employee_id: int) -> ResponseReturnValue:
+    session = db()
+    employee_service.get(session, employee_id)
+    rows = records.transactions(session, state().actor, employee_id=employee_id, since=time_arg("from"),
+                                until=time_arg("to"), limit=int_arg("limit", 500, high=5000) or 500,
+                                before_id=int_arg("before"))
+    return respond({"transactions": [transaction_json(t, c) for t, c in rows],
+                    "next_before": rows[-1][0].id if rows else None})
+
+
+@api_blueprint.route("/employees/<int:employee_id>/transactions/<int:transaction_id>", methods=["GET"])
+@requires("transactions:read", action="transactions.view", resource_arg="transaction_id")
+def employee_transaction(employee_id: int, transaction_id: int) -> ResponseReturnValue:
+    from appliance.errors import NotFound
+
+    session = db()
+    rows = records.transactions(session, state().actor, employee_id=employee_id, limit=1,
+                                before_id=transaction_id + 1)
+    if not rows or rows[0][0].id != transaction_id:
+        raise NotFound("not found")
+    return respond(transaction_json(*rows[0]))
+
+
+def transaction_json(t: Any, c: Any) -> dict[str, Any]:
+    return {
+        "id": t.id, "connection_id": c.id, "venue": c.venue, "stream": t.stream, "venue_tx_id": t.venue_tx_id,
+        "kind": t.kind, "occurred_at": json_value(t.occurred_at), "asset": t.asset, "amount": json_value(t.amount),
+        "market": t.market, "quote_asset": t.quote_asset, "quote_amount": json_value(t.quote_amount),
+        "price": json_value(t.price), "fee_asset": t.fee_asset, "fee_amount": json_value(t.fee_amount),
+        "provenance": t.provenance, "orphaned": t.orphaned, "block_number": t.block_number,
+    }
+
+

@@ -1,0 +1,62 @@
+"""create_app: the Flask application (UI + JSON API). Runs no query and starts no thread."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Flask
+from flask_login import LoginManager
+
+from appliance.boundary import edge, errors, headers
+from appliance.boundary.routes import check_declared
+from appliance.services.context import Appliance
+
+SESSION_COOKIE = "__Host-vigatra"
+
+
+def create_app(appliance: Appliance) -> Flask:
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    app.extensions["vigatra"] = appliance
+    settings = appliance.settings
+    app.config.update(
+        SECRET_KEY=appliance.keys.derive("web-session"),
+        SESSION_COOKIE_NAME=SESSION_COOKIE,
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.auth.session_absolute_hours),
+        SESSION_REFRESH_EACH_REQUEST=True,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    login_manager = LoginManager()
+    login_manager.session_protection = None  # sessions are checked by the edge (epoch, revocation, timeouts)
+    login_manager.init_app(app)
+
+    from appliance.web import WebUser
+
+    @login_manager.user_loader
+    def _load_user(user_id: str) -> WebUser | None:
+        actor = edge.state().actor
+        if actor.kind == "user" and actor.user_id == int(user_id):
+            return WebUser(actor.user_id, actor.label)
+        return None
+
+    headers.install(app)
+    edge.install(app)
+    errors.install(app)
+
+    from appliance.api import api_blueprint
+    from appliance.web import web_blueprint
+
+    app.register_blueprint(web_blueprint)
+    app.register_blueprint(api_blueprint, url_prefix="/api/v1")
+
+    from appliance.web.views import health
+
+    app.add_url_rule("/healthz", "healthz", health)
+    check_declared(app)
+    return app

@@ -1,0 +1,1 @@
+"""The audit trail: capture, hash chain, signed checkpoints, verification and export."""

@@ -1,0 +1,1 @@
+"""Authentication: passwords, TOTP, browser sessions, JWT access tokens, API keys, revocation state."""

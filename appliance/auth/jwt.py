@@ -1,0 +1,106 @@
+"""JWT access tokens for the API: HS256 only, keyed from the key provider (never the database).
+
+Written here rather than taken from a library so that the accepted form is exactly one thing: the
+header must be ``{"alg": "HS256", "typ": "JWT"}`` with nothing else (no ``kid``, ``jku``, ``x5u``,
+``jwk``: nothing that lets the token choose its own key), and the claims ``iss``, ``aud``, ``sub``,
+``iat``, ``exp``, ``jti`` and ``ep`` (the user's token epoch) must all be present and valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+HEADER = {"alg": "HS256", "typ": "JWT"}
+_HEADER_B64 = base64.urlsafe_b64encode(json.dumps(HEADER, separators=(",", ":")).encode()).rstrip(b"=").decode()
+REQUIRED = ("iss", "aud", "sub", "iat", "exp", "jti", "ep")
+LEEWAY_SECONDS = 30
+
+
+class TokenInvalid(Exception):
+    """The token must be refused; the reason is for logs and tests, never for the response body."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: int
+    epoch: int
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text):
+        raise TokenInvalid("bad base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue(key: bytes, *, user_id: int, epoch: int, ttl_seconds: int, issuer: str, audience: str,
+          now: int | None = None) -> tuple[str, Claims]:
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "iss": issuer, "aud": audience, "sub": str(user_id), "iat": issued, "exp": issued + ttl_seconds,
+        "jti": secrets.token_hex(16), "ep": epoch,
+    }
+    payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+    signing_input = f"{_HEADER_B64}.{payload}".encode()
+    signature = _b64(hmac.new(key, signing_input, hashlib.sha256).digest())
+    return f"{_HEADER_B64}.{payload}.{signature}", Claims(user_id, epoch, str(claims["jti"]), issued,
+                                                           issued + ttl_seconds)
+
+
+def verify(token: str, key: bytes, *, issuer: str, audience: str, max_ttl_seconds: int,
+           now: int | None = None) -> Claims:
+    """Check structure, header, signature and claims; raise TokenInvalid on any deviation."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenInvalid("not three segments")
+    header_b64, payload_b64, signature_b64 = parts
+    try:
+        header = json.loads(_unb64(header_b64))
+    except ValueError:
+        raise TokenInvalid("header is not JSON") from None
+    if header != HEADER:
+        raise TokenInvalid("header is not exactly {alg: HS256, typ: JWT}")
+    expected = hmac.new(key, f"{header_b64}.{payload_b64}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, _unb64(signature_b64)):
+        raise TokenInvalid("bad signature")
+    try:
+        claims = json.loads(_unb64(payload_b64))
+    except ValueError:
+        raise TokenInvalid("payload is not JSON") from None
+    if not isinstance(claims, dict) or any(name not in claims for name in REQUIRED):
+        raise TokenInvalid("missing required claims")
+    current = int(now if now is not None else time.time())
+    iat, exp, ep = claims["iat"], claims["exp"], claims["ep"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (iat, exp, ep)):
+        raise TokenInvalid("iat, exp and ep must be integers")
+    if claims["iss"] != issuer:
+        raise TokenInvalid("wrong issuer")
+    aud: Any = claims["aud"]
+    if aud != audience and not (isinstance(aud, list) and audience in aud):
+        raise TokenInvalid("wrong audience")
+    if exp <= current:
+        raise TokenInvalid("expired")
+    if iat > current + LEEWAY_SECONDS:
+        raise TokenInvalid("issued in the future")
+    if exp - iat > max_ttl_seconds:
+        raise TokenInvalid("lifetime longer than allowed")
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub.isdigit():
+        raise TokenInvalid("bad subject")
+    if not isinstance(claims["jti"], str) or not claims["jti"]:
+        raise TokenInvalid("bad jti")
+    jti: str = claims["jti"]
+    return Claims(int(sub), ep, jti, iat, exp)

@@ -1,0 +1,383 @@
+"""The request pipeline: authenticate and authorise at the edge, run the view in one unit of work,
+record exactly one audit event, commit, and only then let the response leave.
+
+Before the view (no database query on this path):
+1. transport facts (client IP from trusted proxies only, TLS);
+2. credentials: ``Authorization: Bearer`` (an API key ``vgk_...`` or a JWT), ``X-API-Key``, or the
+   browser session cookie — each checked against the in-memory auth state; credentials in a query
+   string are refused; an API key that arrived over plain HTTP is refused and revoked;
+3. the route's declared permission; CSRF for cookie-authenticated state changes.
+
+After the view: the audit event of an authenticated request is written — in the same transaction
+as the change for state-changing methods, through the group committer otherwise — and committed
+before the response is returned to the server. If that fails the response is replaced by a 503
+that carries no data (fail closed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request, session
+from sqlalchemy.orm import Session
+
+from appliance.audit.writer import AuditRecord, append
+from appliance.auth import apikeys
+from appliance.auth.jwt import TokenInvalid, verify
+from appliance.boundary.routes import PUBLIC, SIGNED_IN, RouteSpec, spec_for
+from appliance.boundary.transport import Transport, inspect
+from appliance.errors import Forbidden, Invalid, Unauthenticated, Unavailable, VigatraError
+from appliance.rbac.actors import ANONYMOUS, Actor, api_key_actor, user_actor
+from appliance.rbac.permissions import parse
+from appliance.services.context import Appliance
+from appliance.store.base import utcnow
+from appliance.store.session import _begin_immediate
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+QUERY_CREDENTIALS = frozenset({"api_key", "apikey", "key", "token", "access_token", "jwt", "password", "secret"})
+# Routes a signed-in user may use while they still owe an MFA enrolment or a password change.
+RESTRICTED_ALLOWED = frozenset({"web.account", "web.account_password", "web.account_mfa", "web.logout",
+                                "web.account_mfa_confirm", "web.account_mfa_start", "static"})
+
+
+@dataclass
+class RequestState:
+    request_id: str
+    transport: Transport
+    actor: Actor = ANONYMOUS
+    credential: str | None = None  # session | jwt | apikey
+    spec: RouteSpec | None = None
+    db: Session | None = None
+    immediate_token: Any = None
+    audit_action: str | None = None
+    audit_resource_type: str | None = None
+    audit_resource_id: str | None = None
+    audit_detail: dict[str, Any] = field(default_factory=dict)
+    skip_audit: bool = False
+    auth_changed: bool = False
+    restricted: str | None = None  # "mfa" | "password" when the user must finish something first
+
+
+def appliance() -> Appliance:
+    found: Appliance = current_app.extensions["vigatra"]
+    return found
+
+
+def state() -> RequestState:
+    found: RequestState = g.vigatra
+    return found
+
+
+def db() -> Session:
+    """The request's session, opened on first use; committed once by the edge after the view."""
+    st = state()
+    if st.db is None:
+        st.db = appliance().store.sessions()
+    return st.db
+
+
+def audit_detail(**values: Any) -> None:
+    state().audit_detail.update({k: v for k, v in values.items() if v is not None})
+
+
+def audit_resource(resource_type: str | None = None, resource_id: Any = None, action: str | None = None) -> None:
+    st = state()
+    if resource_type is not None:
+        st.audit_resource_type = resource_type
+    if resource_id is not None:
+        st.audit_resource_id = str(resource_id)
+    if action is not None:
+        st.audit_action = action
+
+
+def auth_changed() -> None:
+    """The view changed users, roles, keys or sessions: refresh the in-memory state after commit."""
+    state().auth_changed = True
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/") or request.path == "/metrics"
+
+
+# -- before ----------------------------------------------------------------------------------------
+
+def begin() -> None:
+    app = appliance()
+    st = RequestState(uuid.uuid4().hex, inspect(request, app.settings.server.trusted_proxies))
+    g.vigatra = st
+    st.spec = spec_for(current_app, request.endpoint)
+    if request.method not in SAFE_METHODS:
+        # SQLite: take the write lock when the transaction starts, not half-way through it.
+        st.immediate_token = _begin_immediate.set(app.store.dialect == "sqlite")
+    _refuse_query_credentials(app, st)
+    _authenticate(app, st)
+    _authorise(st)
+    if st.credential == "session" and request.method not in SAFE_METHODS:
+        _check_csrf()
+
+
+def _refuse_query_credentials(app: Appliance, st: RequestState) -> None:
+    named = [name for name in request.args if name.lower() in QUERY_CREDENTIALS]
+    if not named:
+        return
+    for name in named:
+        value = request.args.get(name, "")
+        if apikeys.looks_like_key(value):
+            _revoke_leaked_key(app, st, value, "sent in a query string")
+    raise Invalid("credentials are never accepted in the query string; send them in a header")
+
+
+def _revoke_leaked_key(app: Appliance, st: RequestState, key: str, why: str) -> None:
+    """A key that travelled where it could be read (plain HTTP, a URL) is dead from now on."""
+    from appliance.rbac.actors import system_actor
+    from appliance.services import identity
+
+    parts = apikeys.split(key)
+    known = app.auth.key(parts[0]) if parts else None
+    if known is not None and parts is not None and (
+            apikeys.matches(parts[1], known.secret_hash) or apikeys.matches(parts[1], known.previous_hash)):
+        with app.store.unit_of_work() as s:
+            identity.revoke_api_key(s, system_actor("edge"), known.id, reason=f"leaked: {why}")
+            append(s, [AuditRecord(
+                action="apikey.revoke_leaked", actor_type="apikey", user_id=known.user_id, api_key_id=known.id,
+                resource_type="apikeys", resource_id=str(known.id), ip_address=st.transport.client_ip,
+                request_id=st.request_id, method=request.method, path=request.path, status=403,
+                user_agent=_user_agent(), outcome="denied",
+                detail=json.dumps({"fingerprint": apikeys.fingerprint(key), "reason": why}))])
+        app.auth.load(app.store)
+    log.warning("API key %s refused: %s", apikeys.fingerprint(key), why)
+
+
+def _authenticate(app: Appliance, st: RequestState) -> None:
+    header = request.headers.get("Authorization", "")
+    presented = request.headers.get("X-API-Key", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("unsupported Authorization header (use Bearer)")
+        presented = value.strip()
+    if presented:
+        if apikeys.looks_like_key(presented):
+            _authenticate_api_key(app, st, presented)
+        elif request.headers.get("X-API-Key"):
+            raise Unauthenticated("invalid API key")
+        else:
+            _authenticate_jwt(app, st, presented)
+        return
+    _authenticate_session(app, st)
+
+
+def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
+    if not st.transport.tls:
+        _revoke_leaked_key(app, st, key, "sent over plain HTTP")
+        raise Forbidden("API keys are accepted over TLS only; this key has been revoked. Create a new one and "
+                        "use https://")
+    parts = apikeys.split(key)
+    known = app.auth.key(parts[0]) if parts else None
+    now = utcnow()
+    if parts is None or known is None:
+        raise Unauthenticated("invalid API key")
+    current = apikeys.matches(parts[1], known.secret_hash)
+    previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > now
+                and apikeys.matches(parts[1], known.previous_hash))
+    owner = app.auth.user(known.user_id)
+    if not (current or previous) or known.revoked or owner is None or not owner.active:
+        raise Unauthenticated("invalid API key")
+    if known.expires_at is not None and known.expires_at <= now:
+        raise Unauthenticated("invalid API key")
+    # A key never carries more than its owner holds today.
+    owner_actor = user_actor(owner.id, owner.username, owner.permissions)
+    perms = frozenset(p for p in known.permissions if owner_actor.can(p))
+    st.actor = api_key_actor(known.id, known.name, owner.id, perms)
+    st.credential = "apikey"
+    app.auth.note_key_used(known.id)
+
+
+def _authenticate_jwt(app: Appliance, st: RequestState, token: str) -> None:
+    settings = app.settings.auth
+    try:
+        claims = verify(token, app.keys.derive("jwt"), issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                        max_ttl_seconds=settings.jwt_ttl_hours * 3600)
+    except TokenInvalid as exc:
+        log.info("access token refused: %s", exc)
+        raise Unauthenticated("invalid or expired access token") from None
+    user = app.auth.user(claims.user_id)
+    if user is None or not user.active or user.epoch != claims.epoch:
+        raise Unauthenticated("invalid or expired access token")
+    if not st.transport.credentials_ok:
+        raise Forbidden("access tokens are accepted over TLS only")
+    if app.settings.auth.mfa_required and not user.mfa_enabled:
+        raise Forbidden("multi-factor authentication is required: enrol in the web interface first")
+    st.actor = user_actor(user.id, user.username, user.permissions)
+    st.credential = "jwt"
+
+
+def _authenticate_session(app: Appliance, st: RequestState) -> None:
+    sid = session.get("sid")
+    if not sid:
+        return
+    user = app.auth.user(int(session.get("uid", 0)))
+    now = time.time()
+    settings = app.settings.auth
+    expired = (now - float(session.get("seen", 0)) > settings.session_idle_minutes * 60
+               or now - float(session.get("iat", 0)) > settings.session_absolute_hours * 3600)
+    if (user is None or not user.active or user.epoch != session.get("ep") or app.auth.session_revoked(sid)
+            or expired):
+        session.clear()
+        return
+    session["seen"] = now
+    st.actor = user_actor(user.id, user.username, user.permissions)
+    st.credential = "session"
+    if user.must_change_password:
+        st.restricted = "password"
+    elif app.settings.auth.mfa_required and not user.mfa_enabled:
+        st.restricted = "mfa"
+
+
+def _authorise(st: RequestState) -> None:
+    spec = st.spec
+    if spec is None or spec.permission == PUBLIC:
+        return
+    if not st.actor.is_authenticated:
+        raise Unauthenticated("sign in first")
+    if st.restricted and request.endpoint not in RESTRICTED_ALLOWED:
+        raise Forbidden("finish setting up your account first"
+                        if st.restricted == "mfa" else "change your password first")
+    if spec.permission == SIGNED_IN:
+        return
+    if not st.actor.can(spec.permission):
+        raise Forbidden("you do not have permission for this")
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (created on first use)."""
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return str(token)
+
+
+def _check_csrf() -> None:
+    expected = session.get("csrf", "")
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+    if not expected or not sent or not hmac.compare_digest(str(expected), str(sent)):
+        raise Forbidden("the form expired or did not come from this site; reload the page and try again")
+
+
+def scope_of(permission: str) -> str:
+    """'all' or 'flagged' for the current actor (the guard already checked they hold it)."""
+    return state().actor.scope_for(parse(permission).base) or "none"
+
+
+# -- after -----------------------------------------------------------------------------------------
+
+def _user_agent() -> str:
+    return (request.headers.get("User-Agent") or "")[:300]
+
+
+def _outcome(status: int) -> str:
+    if status in (401, 403):
+        return "denied"
+    return "success" if status < 400 else "failure"
+
+
+def _record(st: RequestState, response: Response) -> AuditRecord:
+    spec = st.spec
+    resource_type = st.audit_resource_type
+    if resource_type is None and spec is not None and spec.permission not in (PUBLIC, SIGNED_IN):
+        resource_type = parse(spec.permission).resource
+    resource_id = st.audit_resource_id
+    if resource_id is None and request.view_args:
+        arg = spec.resource_arg if spec is not None and spec.resource_arg else None
+        if arg is None:
+            arg = next((k for k in request.view_args if k.endswith("_id") or k == "id"), None)
+        if arg is not None and arg in request.view_args:
+            resource_id = str(request.view_args[arg])
+    detail = dict(st.audit_detail)
+    if request.args:
+        detail["query"] = sorted(request.args.keys())  # names only: values may be sensitive
+    return AuditRecord(
+        action=st.audit_action or (spec.action if spec is not None and spec.action else request.endpoint or "unknown"),
+        actor_type=st.actor.kind, user_id=st.actor.user_id, api_key_id=st.actor.api_key_id,
+        resource_type=resource_type or "", resource_id=resource_id or "", ip_address=st.transport.client_ip,
+        request_id=st.request_id, method=request.method, path=request.path[:500], status=response.status_code,
+        user_agent=_user_agent(), outcome=_outcome(response.status_code),
+        detail=json.dumps(detail, sort_keys=True, default=str) if detail else "")
+
+
+def finish(response: Response) -> Response:
+    st: RequestState | None = g.get("vigatra")
+    if st is None:
+        return response
+    app = appliance()
+    response.headers["X-Request-ID"] = st.request_id
+    audited = st.actor.is_authenticated and not st.skip_audit
+    try:
+        if request.method not in SAFE_METHODS:
+            session_ = db()
+            if response.status_code >= 400:
+                session_.rollback()
+            if audited:
+                append(session_, [_record(st, response)])
+            session_.commit()
+        else:
+            if st.db is not None:
+                if st.db.new or st.db.dirty or st.db.deleted:
+                    log.error("GET %s tried to change state; rolled back", request.endpoint)
+                st.db.rollback()
+            if audited:
+                app.record(_record(st, response))
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the event is not durable: fail closed
+        if st.db is not None:
+            st.db.rollback()
+        log.error("request %s refused: audit record could not be written (%s)", st.request_id,
+                  type(exc).__name__)
+        return _unavailable(st)
+    if st.auth_changed:
+        app.auth.load(app.store)
+    return response
+
+
+def _unavailable(st: RequestState) -> Response:
+    from appliance.boundary.errors import error_response
+
+    resp = error_response(Unavailable("the audit trail is unavailable, so this request was refused"))
+    resp.headers["X-Request-ID"] = st.request_id
+    return resp
+
+
+def cleanup(_exc: BaseException | None) -> None:
+    st: RequestState | None = g.get("vigatra")
+    if st is None:
+        return
+    if st.db is not None:
+        st.db.close()
+        st.db = None
+    if st.immediate_token is not None:
+        _begin_immediate.reset(st.immediate_token)
+        st.immediate_token = None
+
+
+def install(app: Flask) -> None:
+    app.before_request(begin)
+    app.after_request(finish)
+    app.teardown_request(cleanup)
+
+
+def now() -> dt.datetime:
+    return utcnow()
+
+
+__all__ = ["VigatraError", "appliance", "audit_detail", "audit_resource", "auth_changed", "begin", "csrf_token", "db",
+           "finish", "install", "scope_of", "state"]

@@ -1,0 +1,65 @@
+"""Facts about how a request reached us: client IP, TLS, whether it stayed on this host.
+
+Forwarded headers (X-Forwarded-For, X-Forwarded-Proto) are believed only when the TCP peer is one
+of ``server.trusted_proxies``; from anyone else they are ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import cache
+
+from flask import Request
+
+
+@cache
+def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
+
+
+def _is_trusted(peer: str, trusted: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(trusted))
+
+
+def _is_loopback(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Transport:
+    peer: str  # the TCP peer
+    client_ip: str  # the real client (peer, or X-Forwarded-For's last untrusted hop)
+    tls: bool  # TLS end to end as far as we can tell (direct TLS, or a trusted proxy saying https)
+    forwarded: bool  # came through a trusted proxy
+    local: bool  # a direct connection from this host with no proxy in between
+
+    @property
+    def credentials_ok(self) -> bool:
+        """Passwords and tokens may travel here: over TLS, or without leaving this host."""
+        return self.tls or self.local
+
+
+def inspect(request: Request, trusted: tuple[str, ...]) -> Transport:
+    peer = request.environ.get("REMOTE_ADDR", "") or ""
+    direct_tls = request.environ.get("wsgi.url_scheme") == "https"
+    if peer and _is_trusted(peer, trusted):
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        chain = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        client = peer
+        # Walk from the nearest hop back while hops are our own proxies.
+        for hop in reversed(chain):
+            client = hop
+            if not _is_trusted(hop, trusted):
+                break
+        if proto or chain:
+            return Transport(peer, client, direct_tls or proto == "https", True, False)
+        return Transport(peer, peer, direct_tls, False, _is_loopback(peer))
+    return Transport(peer, peer, direct_tls, False, _is_loopback(peer))

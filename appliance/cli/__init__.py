@@ -1,0 +1,1 @@
+"""The `vigatra` admin CLI: a thin, lazy shell over the services."""

@@ -1,0 +1,105 @@
+"""The process: the Flask app on waitress and the APScheduler scheduler, in one process.
+
+Boot in three steps, side effects last: settings are loaded (by the caller), the Appliance opens
+(key provider, data keys, auth state) and the app is built, then threads start and the server
+binds. SIGTERM and SIGINT stop the server from taking new requests, let in-flight requests and
+jobs finish (every write is one transaction, so nothing is ever half-written), then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from appliance.errors import ConfigError
+from appliance.services.context import Appliance
+from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Shutdown(Exception):
+    pass
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Refuse development shortcuts on an address other hosts can reach."""
+    loopback = host == "localhost" or _is_loopback(host)
+    if not loopback and settings.server.dev_allow_insecure_onboarding:
+        raise ConfigError("server.dev_allow_insecure_onboarding is for a demo on localhost only; refusing to bind "
+                          f"{host}")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(settings: Settings, *, host: str | None = None, port: int | None = None,
+        on_ready: Callable[[str], None] | None = None, appliance: Appliance | None = None) -> None:
+    from appliance.app import create_app
+    from appliance.poller import build_scheduler
+
+    host = host or settings.server.host
+    port = port if port is not None else settings.server.port
+    check_bind(settings, host)
+    appliance = appliance or Appliance(settings)
+    if not appliance.opened:
+        appliance.open()
+    app = create_app(appliance)
+    server = _bind(app, settings, host, port)
+    scheduler = build_scheduler(appliance)
+    appliance.start()
+    scheduler.start()
+    appliance.scheduler_state = lambda: "running" if scheduler.running else "stopped"  # type: ignore[attr-defined]
+    previous = _install_signals()
+    url = f"http://{host if ':' not in host else '[' + host + ']'}:{server.effective_port}"
+    log.info("serving on %s (%d threads)", url, settings.server.threads)
+    if on_ready is not None:
+        on_ready(url)
+    try:
+        server.run()
+    except (_Shutdown, KeyboardInterrupt):
+        log.info("shutting down")
+    finally:
+        server.close()
+        scheduler.shutdown(wait=True)
+        appliance.close()
+        _restore_signals(previous)
+        log.info("stopped")
+
+
+def _bind(app: Any, settings: Settings, host: str, port: int) -> Any:
+    import waitress.server
+
+    try:
+        return waitress.server.create_server(
+            app, host=host, port=port, threads=settings.server.threads, ident="", clear_untrusted_proxy_headers=False,
+            channel_timeout=120, cleanup_interval=30)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _raise_shutdown(_signum: int, _frame: Any) -> None:
+    raise _Shutdown
+
+
+def _install_signals() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, _raise_shutdown)
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,43 @@
+"""Connections as the dashboard and the API show them: status, health, coverage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from appliance.store.models import Connection, CoverageInterval
+
+STATUSES = ("pending", "active", "degraded", "rejected", "broken", "reonboarding_required", "offboarded")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def list_for_employee(session: Session, employee_id: int) -> list[Connection]:
+    return list(session.execute(
+        select(Connection).where(Connection.employee_id == employee_id).order_by(Connection.id)).scalars())
+
+
+def coverage(session: Session, connection_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(select(CoverageInterval).where(CoverageInterval.connection_id == connection_id)
+                           .order_by(CoverageInterval.stream, CoverageInterval.start_at)).scalars()
+    return [{"stream": r.stream, "kind": r.kind, "from": _iso(r.start_at), "to": _iso(r.end_at),
+             "reason": r.reason, "detail": r.detail, "closed_at": _iso(r.closed_at)} for r in rows]
+
+
+def connection_json(session: Session, c: Connection) -> dict[str, Any]:
+    """Everything about a connection except its credentials (which never leave the sealed columns)."""
+    return {
+        "id": c.id, "employee_id": c.employee_id, "kind": c.kind, "venue": c.venue, "label": c.label,
+        "status": c.status, "status_reason": c.status_reason, "address": c.address or None,
+        "key_fingerprint": c.key_fingerprint or None, "scope_verified": c.scope_verified,
+        "scope": {k: v for k, v in (c.scope or {}).items() if k != "evidence"},
+        "scope_checked_at": _iso(c.scope_checked_at), "last_success_at": _iso(c.last_success_at),
+        "last_attempt_at": _iso(c.last_attempt_at), "last_error_class": c.last_error_class,
+        "last_error": c.last_error, "consecutive_failures": c.consecutive_failures,
+        "created_at": _iso(c.created_at), "coverage": coverage(session, c.id),
+    }

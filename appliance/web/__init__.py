@@ -1,0 +1,51 @@
+"""The server-rendered UI (Jinja templates, local assets only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request, url_for
+from flask_login import UserMixin
+
+from appliance import __version__
+from appliance.boundary.edge import csrf_token
+
+web_blueprint = Blueprint("web", __name__)
+
+
+class WebUser(UserMixin):
+    """What Flask-Login needs; built from the in-memory auth state, never from a query."""
+
+    def __init__(self, user_id: int, username: str) -> None:
+        self.id = user_id
+        self.username = username
+
+# (endpoint, label, permission) in menu order; an item shows only to actors holding its permission.
+NAV: tuple[tuple[str, str, str], ...] = (
+    ("web.employees", "Employees", "employees:read"),
+    ("web.alerts", "Alerts", "alerts:read"),
+    ("web.predictions", "Predictions", "predictions:read"),
+    ("web.reports", "Reports", "reports:read"),
+    ("web.audit", "Audit", "audit:read"),
+    ("web.users", "Users", "users:read"),
+    ("web.roles", "Roles", "roles:read"),
+    ("web.apikeys", "API keys", "apikeys:read"),
+    ("web.system", "System", "system:read"),
+)
+
+
+@web_blueprint.app_context_processor
+def _inject() -> dict[str, Any]:
+    from flask import current_app, g
+
+    st = g.get("vigatra")
+    actor = st.actor if st is not None else None
+    nav = []
+    if actor is not None and actor.is_authenticated:
+        for endpoint, label, permission in NAV:
+            if endpoint in current_app.view_functions and actor.can(permission):
+                nav.append({"url": url_for(endpoint), "label": label, "current": request.endpoint == endpoint})
+    return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__}
+
+
+from appliance.web import admin, views  # noqa: E402,F401  (register the routes)

@@ -1,0 +1,216 @@
+"""Sign-in, sign-out, the start page, the user's own account, and the health probe."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+
+import pyotp
+from flask import flash, jsonify, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import login_user, logout_user
+
+from appliance.audit.writer import AuditRecord
+from appliance.boundary.edge import appliance, auth_changed, db, state
+from appliance.boundary.routes import public, signed_in
+from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
+from appliance.services import identity
+from appliance.services import login as login_service
+from appliance.web import web_blueprint
+
+
+@public()
+def health() -> ResponseReturnValue:
+    """Liveness for load balancers and systemd: no auth, no data."""
+    app = appliance()
+    try:
+        app.store.ping()
+        database = "ok"
+    except VigatraError:
+        database = "unreachable"
+    scheduler = getattr(app, "scheduler_state", lambda: "stopped")()
+    ok = database == "ok" and scheduler == "running"
+    response = jsonify({"status": "ok" if ok else "degraded", "database": database, "scheduler": scheduler})
+    response.status_code = 200 if ok else 503
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("web.home")
+
+
+def _security_event(action: str, *, outcome: str, user_id: int | None = None, username: str = "",
+                    status: int | None = None, detail: str = "") -> None:
+    st = state()
+    appliance().record(AuditRecord(
+        action=action, actor_type="user" if user_id else "anonymous", user_id=user_id, resource_type="users",
+        resource_id=str(user_id) if user_id else username[:100], ip_address=st.transport.client_ip,
+        request_id=st.request_id, method=request.method, path=request.path, status=status,
+        user_agent=(request.headers.get("User-Agent") or "")[:300], outcome=outcome, detail=detail))
+
+
+@web_blueprint.route("/login", methods=["GET", "POST"])
+@public(accepts_data=True)
+def login() -> ResponseReturnValue:
+    from appliance.boundary.edge import _check_csrf
+
+    next_url = request.args.get("next")
+    if request.method == "GET":
+        if state().actor.is_authenticated:
+            return redirect(_safe_next(next_url))
+        return render_template("login.html", next=next_url, error=None, mfa=False)
+    _check_csrf()
+    app = appliance()
+    st = state()
+    username = (request.form.get("username") or "").strip()
+    if not st.transport.credentials_ok:
+        return render_template("login.html", next=next_url, username=username, mfa=False,
+                               error="Passwords are accepted over HTTPS only. Use the appliance's https:// address."
+                               ), 403
+    try:
+        outcome = login_service.login(
+            app.store, app.settings.auth, username=username, password=request.form.get("password") or "",
+            ip=st.transport.client_ip, totp_code=request.form.get("totp") or None,
+            open_totp_secret=lambda s, user: app.keys.open_text(
+                s, user.totp_secret_sealed, table="users", column="totp_secret_sealed", row_id=user.id))
+    except login_service.MfaRequired:
+        return render_template("login.html", next=next_url, username=username, mfa=True,
+                               error="Enter the code from your authenticator app."), 401
+    except Unauthenticated as exc:
+        locked = bool(exc.detail.get("locked"))
+        _security_event("login.failure", outcome="denied", username=username, status=401,
+                        detail='{"locked": true}' if locked else "")
+        if locked:
+            _security_event("login.lockout", outcome="denied", username=username, status=401)
+        return render_template("login.html", next=next_url, username=username, mfa=False,
+                               error="Invalid username or password."), 401
+    except TooManyRequests as exc:
+        _security_event("login.throttled", outcome="denied", username=username, status=429)
+        return render_template("login.html", next=next_url, username=username, mfa=False, error=exc.message), 429
+    user = app.auth.user(outcome.user_id)
+    if user is None:  # created by another process a moment ago
+        app.auth.load(app.store)
+        user = app.auth.user(outcome.user_id)
+    assert user is not None
+    session.clear()  # a fresh session id at every login: no fixation
+    now = time.time()
+    session.update({"sid": secrets.token_urlsafe(24), "uid": user.id, "ep": user.epoch, "iat": now, "seen": now,
+                    "csrf": secrets.token_urlsafe(32)})
+    session.permanent = True
+    from appliance.web import WebUser
+
+    login_user(WebUser(user.id, user.username))
+    _security_event("login.success", outcome="success", user_id=user.id, status=302)
+    return redirect(_safe_next(next_url))
+
+
+@web_blueprint.route("/logout", methods=["POST"])
+@signed_in(action="logout")
+def logout() -> ResponseReturnValue:
+    import datetime as dt
+
+    sid = session.get("sid")
+    actor = state().actor
+    if sid and actor.user_id is not None:
+        expires = dt.datetime.fromtimestamp(float(session.get("iat", time.time())), dt.UTC) + dt.timedelta(
+            hours=appliance().settings.auth.session_absolute_hours)
+        login_service.revoke_session(db(), session_id=sid, user_id=actor.user_id, expires_at=expires)
+        auth_changed()
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "ok")
+    return redirect(url_for("web.login"))
+
+
+@web_blueprint.route("/")
+@signed_in(action="home.view")
+def home() -> ResponseReturnValue:
+    actor = state().actor
+    return render_template("home.html", has_any=bool(actor.permissions))
+
+
+@web_blueprint.route("/account")
+@signed_in(action="account.view")
+def account() -> ResponseReturnValue:
+    user = identity.get_user(db(), state().actor.user_id or 0)
+    return render_template("account.html", user=user, restricted=state().restricted,
+                           min_length=appliance().settings.auth.password_min_length)
+
+
+@web_blueprint.route("/account/password", methods=["POST"])
+@signed_in(action="account.password_change")
+def account_password() -> ResponseReturnValue:
+    from appliance.auth.passwords import verify_password
+
+    app = appliance()
+    session_ = db()
+    user = identity.get_user(session_, state().actor.user_id or 0)
+    ok, _ = verify_password(user.password_hash, request.form.get("current_password") or "", app.settings.auth)
+    if not ok:
+        raise Invalid("the current password is not right", field="current_password")
+    new = request.form.get("new_password") or ""
+    if new != (request.form.get("confirm_password") or ""):
+        raise Invalid("the two new passwords differ", field="confirm_password")
+    identity.set_password(session_, user.id, new, app.settings.auth)
+    auth_changed()
+    # Changing the password ends every session, this one too: sign in again.
+    session.clear()
+    flash("Password changed. Sign in with the new password.", "ok")
+    return redirect(url_for("web.login"))
+
+
+@web_blueprint.route("/account/mfa", methods=["GET"])
+@signed_in(action="account.mfa_view")
+def account_mfa() -> ResponseReturnValue:
+    import segno
+
+    app = appliance()
+    session_ = db()
+    user = identity.get_user(session_, state().actor.user_id or 0)
+    if user.mfa_enabled or user.totp_secret_sealed is None:
+        return render_template("mfa.html", user=user, qr_svg=None, secret=None)
+    secret = app.keys.open_text(session_, user.totp_secret_sealed, table="users", column="totp_secret_sealed",
+                                row_id=user.id)
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name="Vigatra")
+    buffer = io.BytesIO()
+    segno.make(uri, error="m").save(buffer, kind="svg", scale=5, xmldecl=False, title="TOTP QR code")
+    return render_template("mfa.html", user=user, qr_svg=buffer.getvalue().decode(), secret=secret)
+
+
+@web_blueprint.route("/account/mfa/start", methods=["POST"])
+@signed_in(action="account.mfa_start")
+def account_mfa_start() -> ResponseReturnValue:
+    app = appliance()
+    session_ = db()
+    user = identity.get_user(session_, state().actor.user_id or 0)
+    if user.mfa_enabled:
+        raise Invalid("two-factor authentication is already on")
+    # The pending secret is sealed like any other secret; it becomes active only when confirmed.
+    user.totp_secret_sealed = app.keys.seal(session_, pyotp.random_base32(), table="users",
+                                            column="totp_secret_sealed", row_id=user.id)
+    user.totp_last_step = 0
+    return redirect(url_for("web.account_mfa"))
+
+
+@web_blueprint.route("/account/mfa", methods=["POST"])
+@signed_in(action="account.mfa_enrol")
+def account_mfa_confirm() -> ResponseReturnValue:
+    from appliance.auth.state import bump_revision
+
+    app = appliance()
+    session_ = db()
+    user = identity.get_user(session_, state().actor.user_id or 0)
+    if user.mfa_enabled or user.totp_secret_sealed is None:
+        raise Invalid("start the enrolment first")
+    secret = app.keys.open_text(session_, user.totp_secret_sealed, table="users", column="totp_secret_sealed",
+                                row_id=user.id)
+    if not login_service.verify_totp(session_, user, request.form.get("code") or "", secret):
+        raise Invalid("that code is not right; check the time on your phone and try again", field="code")
+    user.mfa_enabled = True
+    bump_revision(session_)
+    auth_changed()
+    flash("Two-factor authentication is on.", "ok")
+    return redirect(url_for("web.account"))
