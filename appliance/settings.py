@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -31,7 +32,9 @@ NON_CONFIG_ENV = frozenset({"VIGATRA_CONFIG", "VIGATRA_TEST_POSTGRES_URL", "VIGA
 # ccxt ids of the exchanges plus the chains and prediction markets; settings validate venue keys against it.
 VENUE_IDS: tuple[str, ...] = (
     "coinbase", "kraken", "binance", "binanceus", "gemini", "okx", "bybit", "kucoin", "bitstamp",
+    "polymarket", "kalshi",
 )
+CHAIN_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
@@ -159,6 +162,47 @@ class VenueSettings:
 
 
 @dataclass(frozen=True)
+class EvmChainSettings:
+    enabled: bool = field(default=True, metadata=_doc("Poll wallets on this chain."))
+    rpc_url: str = field(default="", metadata=_doc(
+        "JSON-RPC endpoint (your own node or a provider), e.g. https://eth.example.net or http://10.0.0.5:8545."))
+    chain_id: int = field(default=1, metadata=_doc(
+        "Expected eth_chainId; a node answering another chain is refused.", min=1, max=2**53))
+    native_symbol: str = field(default="ETH", metadata=_doc("Symbol of the chain's native coin."))
+    confirmations: int = field(default=12, metadata=_doc(
+        "Blocks behind the tip before a transfer is recorded as final.", min=0, max=10000))
+    max_block_range: int = field(default=2000, metadata=_doc(
+        "Largest eth_getLogs block range to ask for (shrunk automatically when the node refuses).",
+        min=1, max=1000000))
+    start_block: int = field(default=0, metadata=_doc(
+        "First block scanned for a new wallet's transfers (0: genesis).", min=0, max=2**53))
+    tokens: tuple[str, ...] = field(default=(), metadata=_doc(
+        "ERC-20 contract addresses whose balances are read (decimals and symbols are read from the contract)."))
+    requests_per_second: float = field(default=10.0, metadata=_doc(
+        "Request budget for this endpoint.", min=0.1, max=1000))
+
+
+@dataclass(frozen=True)
+class BitcoinSettings:
+    enabled: bool = field(default=False, metadata=_doc("Poll Bitcoin addresses and extended public keys."))
+    esplora_url: str = field(default="", metadata=_doc(
+        "Esplora-compatible REST API base (self-hosted esplora/electrs or mempool), e.g. https://esplora.example/api"))
+    network: Literal["mainnet", "testnet", "signet", "regtest"] = field(default="mainnet", metadata=_doc(
+        "Addresses of other networks are refused at onboarding."))
+    gap_limit: int = field(default=20, metadata=_doc(
+        "xpub/ypub/zpub discovery stops after this many consecutive unused addresses.", min=1, max=1000))
+    requests_per_second: float = field(default=5.0, metadata=_doc("Request budget for the Esplora API.",
+                                                                   min=0.1, max=1000))
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    evm: dict[str, EvmChainSettings] = field(default_factory=dict, metadata=_doc(
+        "EVM chains keyed by a short name (ethereum, polygon, arbitrum, base, optimism...)."))
+    bitcoin: BitcoinSettings = field(default_factory=BitcoinSettings, metadata=_doc("Bitcoin."))
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("/var/lib/vigatra"), metadata=_doc(
         "Directory holding the SQLite database and runtime state. Owned by the service user, mode 0700."))
@@ -175,6 +219,8 @@ class Settings:
         "Outbound traffic: every venue request leaves through this layer."))
     venues: dict[str, VenueSettings] = field(default_factory=dict, metadata=_doc(
         "Per-venue settings, keyed by venue id."))
+    chains: ChainSettings = field(default_factory=ChainSettings, metadata=_doc(
+        "Self-custody wallets: the chain endpoints the customer configures."))
     # Where the settings came from, for messages and `vigatra doctor`; not a configuration key.
     source: str = field(default="defaults", metadata={"internal": True})
 
@@ -283,11 +329,14 @@ def _build_dict(tp: Any, value: Any, path: tuple[str, ...], env: Mapping[str, st
     if present and value is not None and not isinstance(value, dict):
         raise _bad(path, source, "expected a mapping of keys")
     raw = dict(value or {})
-    allowed = VENUE_IDS
+    fixed = path == ("venues",)
+    allowed: tuple[str, ...] = VENUE_IDS if fixed else tuple(str(k) for k in raw)
     for key in raw:
-        if key not in allowed:
+        if fixed and key not in allowed:
             raise ConfigError(f"unknown configuration key '{'.'.join((*path, str(key)))}' in {source} "
                               f"(known: {', '.join(allowed)})")
+        if not fixed and not CHAIN_KEY.match(str(key)):
+            raise _bad((*path, str(key)), source, "names are lower-case letters, digits, - and _ (up to 32)")
     out: dict[str, Any] = {}
     for key in allowed:
         sub = raw.get(key)
@@ -377,6 +426,12 @@ def _cross_check(settings: Settings, source: str) -> None:
     public = settings.server.public_url
     if public and not public.startswith(("https://", "http://127.", "http://localhost")):
         raise _bad(("server", "public_url"), source, "must be an https:// URL")
+    for name, chain in settings.chains.evm.items():
+        if chain.enabled and not chain.rpc_url.startswith(("https://", "http://")):
+            raise _bad(("chains", "evm", name, "rpc_url"), source, "an enabled chain needs an http(s):// rpc_url")
+    bitcoin = settings.chains.bitcoin
+    if bitcoin.enabled and not bitcoin.esplora_url.startswith(("https://", "http://")):
+        raise _bad(("chains", "bitcoin", "esplora_url"), source, "enabled Bitcoin needs an http(s):// esplora_url")
     url = settings.database.url
     if url and not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
         raise _bad(("database", "url"), source, "must start with sqlite:/// or postgresql+psycopg://")
@@ -392,7 +447,10 @@ def _cross_check(settings: Settings, source: str) -> None:
 
 
 def describe(cls: type = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, str]]:
-    """Every configuration key as (path, default, doc), in schema order."""
+    """Every configuration key as (path, default, doc), in schema order.
+
+    Free-form maps (chains.evm) are described with the placeholder key ``<name>``.
+    """
     rows: list[tuple[tuple[str, ...], Any, str]] = []
     hints = typing.get_type_hints(cls)
     for f in _fields(cls):
@@ -401,13 +459,13 @@ def describe(cls: type = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[t
         factory: Any = f.default_factory
         default = f.default if f.default is not dataclasses.MISSING else factory()
         if dataclasses.is_dataclass(tp):
-            rows.append((path, None, f.metadata.get("doc", "")))
             sub: Any = tp
+            rows.append((path, None, f.metadata.get("doc", "")))
             rows.extend(describe(sub, path))
         elif get_origin(tp) is dict:
             rows.append((path, None, f.metadata.get("doc", "")))
             item_type = get_args(tp)[1]
-            for key in VENUE_IDS:
+            for key in (VENUE_IDS if path == ("venues",) else ("<name>",)):
                 rows.append(((*path, key), None, ""))
                 rows.extend(describe(item_type, (*path, key)))
         else:
@@ -425,12 +483,16 @@ def example_yaml() -> str:
     ]
     for path, default, doc in describe():
         indent = "  " * (len(path) - 1)
+        # A free-form map's entries are an example to copy (e.g. `ethereum:` for <name>), so commented out.
+        example = "<name>" in path
+        key = "ethereum" if path[-1] == "<name>" else path[-1]
+        mark = "# " if example else ""
         if doc:
             lines.append(f"{indent}# {doc}")
         if default is None:
-            lines.append(f"{indent}{path[-1]}:")
+            lines.append(f"{indent}{mark}{key}:")
         else:
-            lines.append(f"{indent}{path[-1]}: {_yaml_scalar(default)}")
+            lines.append(f"{indent}{mark}{key}: {_yaml_scalar(default)}")
     return "\n".join(lines) + "\n"
 
 

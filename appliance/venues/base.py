@@ -180,7 +180,7 @@ class VenueAdapter(ABC):
 
     id: ClassVar[str]
     name: ClassVar[str]
-    kind: ClassVar[str] = "exchange"  # exchange | wallet | prediction
+    kind: ClassVar[str] = "exchange"  # exchange | prediction (Kalshi)
     credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
     guide: ClassVar[tuple[GuideStep, ...]] = ()
     streams: ClassVar[tuple[str, ...]] = ()
@@ -217,3 +217,34 @@ class VenueAdapter(ABC):
         granted = ", ".join(scope.granted()) or "unknown permissions"
         return (f"This {self.name} key has {granted} permission. Delete it, then create a new key with "
                 "read-only access, following the steps above, and submit the new key.")
+
+
+class WalletAdapter(ABC):
+    """A source read by public address only: chains, and prediction markets whose data is public
+    per wallet (Polymarket). No credentials exist, so nothing can leak but the address itself.
+
+    ``id`` is the venue string stored on the connection (``ethereum``, ``polygon``, ``bitcoin``,
+    ``polymarket``...). Records and pages are the same dataclasses as for exchanges.
+    """
+
+    id: str
+    name: str
+    kind: str = "wallet"  # wallet | prediction
+    streams: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+    @abstractmethod
+    def validate_address(self, address: str) -> str:
+        """The address in canonical form, or errors.Invalid saying exactly what is wrong
+        (bad checksum, wrong network, unsupported type)."""
+
+    @abstractmethod
+    def fetch_balances(self, address: str) -> list[Balance]:
+        """Current balances of the address (or of every address an extended public key covers)."""
+
+    @abstractmethod
+    def fetch_transactions(self, address: str, stream: str, cursor: Mapping[str, Any]) -> Page:
+        """The next page of ``stream`` after ``cursor``."""
+
+    def fetch_positions(self, address: str) -> list[PositionRecord]:
+        return []
