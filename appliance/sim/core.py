@@ -335,7 +335,7 @@ class SimState:
 
     def __init__(self, seed: int | None = None, max_log: int = 200_000) -> None:
         self.lock = threading.RLock()
-        self.rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+        self.rng = random.Random(seed)
         self.venues: dict[str, VenueSim] = {}
         self.log: list[dict[str, Any]] = []
         self.max_log = max_log

@@ -138,10 +138,12 @@ class SimApp:
                 key = venue.create_key(body.get("permissions", ["read"]), history=body.get("history"))
                 return Response(200, key.credentials())
             if len(rest) >= 2 and rest[0] == "keys":
-                key = venue.keys.get(rest[1])
-                if key is None:
-                    return Response(404, {"error": "unknown api key"})
-                return self._key_control(venue, key, rest[2:], method, body)
+                # Some key names contain "/" (Coinbase CDP: organizations/{org}/apiKeys/{id}): longest match.
+                for end in range(len(rest), 1, -1):
+                    found = venue.keys.get("/".join(rest[1:end]))
+                    if found is not None:
+                        return self._key_control(venue, found, rest[end:], method, body)
+                return Response(404, {"error": "unknown api key"})
         return Response(404, {"error": "unknown control path"})
 
     def _key_control(self, venue: VenueSim, key: Any, rest: list[str], method: str, body: dict[str, Any]
@@ -167,7 +169,8 @@ class SimApp:
 
                 account.balances[asset] = Decimal(str(amount))
             return Response(200, account.ledger()["balances"])
-        adders = {"trades": venue.add_trades, "deposits": venue.add_deposits, "withdrawals": venue.add_withdrawals}
+        adders: dict[str, Any] = {"trades": venue.add_trades, "deposits": venue.add_deposits,
+                                  "withdrawals": venue.add_withdrawals}
         if len(rest) == 1 and rest[0] in adders and method == "POST":
             explicit = body.get(rest[0])
             made = adders[rest[0]](account, int(body.get("count", 0)), explicit=explicit,

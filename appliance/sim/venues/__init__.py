@@ -7,5 +7,20 @@ from appliance.sim.core import VenueSim
 ALL_VENUES: list[type[VenueSim]] = []
 
 # group A: binance, binanceus, bybit
+from appliance.sim.venues.binance import BinanceSim  # noqa: E402
+from appliance.sim.venues.binanceus import BinanceUsSim  # noqa: E402
+from appliance.sim.venues.bybit import BybitSim  # noqa: E402
+
+ALL_VENUES += [BinanceSim, BinanceUsSim, BybitSim]
 # group B: coinbase, kraken, gemini
+from appliance.sim.venues.coinbase import CoinbaseSim  # noqa: E402
+from appliance.sim.venues.gemini import GeminiSim  # noqa: E402
+from appliance.sim.venues.kraken import KrakenSim  # noqa: E402
+
+ALL_VENUES += [CoinbaseSim, KrakenSim, GeminiSim]
 # group C: okx, kucoin, bitstamp
+from appliance.sim.venues.bitstamp import BitstampSim  # noqa: E402
+from appliance.sim.venues.kucoin import KucoinSim  # noqa: E402
+from appliance.sim.venues.okx import OkxSim  # noqa: E402
+
+ALL_VENUES += [OkxSim, KucoinSim, BitstampSim]
