@@ -55,8 +55,10 @@ def create_app(appliance: Appliance) -> Flask:
     app.register_blueprint(web_blueprint)
     app.register_blueprint(api_blueprint, url_prefix="/api/v1")
 
+    from appliance.api.oversight import prometheus
     from appliance.web.views import health
 
     app.add_url_rule("/healthz", "healthz", health)
+    app.add_url_rule("/metrics", "metrics", prometheus)
     check_declared(app)
     return app

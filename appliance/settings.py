@@ -81,6 +81,25 @@ class PollerSettings:
     enabled: bool = field(default=True, metadata=_doc("Run the background poller inside `vigatra serve`."))
     tick_seconds: int = field(default=30, metadata=_doc(
         "How often the scheduler looks for connections that are due.", min=1, max=3600))
+    interval_minutes: int = field(default=15, metadata=_doc(
+        "Default time between two polls of a connection (venues may override).", min=1, max=1440))
+    workers: int = field(default=8, metadata=_doc("Connections polled at the same time by one node.", min=1, max=256))
+    lease_seconds: int = field(default=300, metadata=_doc(
+        "How long a node holds a connection it is polling; a dead node's leases expire after this.",
+        min=10, max=3600))
+    max_pages_per_sync: int = field(default=200, metadata=_doc(
+        "Pages fetched per stream in one sync; the cursor resumes the rest at the next poll.", min=1, max=100000))
+    failure_threshold: int = field(default=5, metadata=_doc(
+        "Consecutive transient failures before a degraded connection turns broken.", min=1, max=1000))
+    backoff_max_minutes: int = field(default=60, metadata=_doc(
+        "Longest wait between retries of a failing connection (exponential backoff with jitter).",
+        min=1, max=1440))
+    require_reonboarding_after_break: bool = field(default=False, metadata=_doc(
+        "A connection that broke stays re-onboarding-required, even if its key starts working again, "
+        "until the employee submits a new key through a new link."))
+    scope_reprobe_hours: int = field(default=24, metadata=_doc(
+        "How often a stored key's scope is tested again; a key that gained trade, transfer or withdraw "
+        "permission raises an alert and stops being used.", min=1, max=720))
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,30 @@ class AuthSettings:
         "Browser session absolute lifetime.", min=1, max=168))
     revocation_poll_seconds: float = field(default=1.0, metadata=_doc(
         "How often each process checks for revocations made by another process.", min=0.1, max=10))
+
+
+@dataclass(frozen=True)
+class OnboardingSettings:
+    link_ttl_days: int = field(default=7, metadata=_doc("Onboarding links expire after this many days.",
+                                                        min=1, max=90))
+    failed_lookups_per_window: int = field(default=20, metadata=_doc(
+        "Unknown or expired onboarding links tried from one IP per 10 minutes before it is throttled.",
+        min=1, max=1000))
+    smtp_host: str = field(default="", metadata=_doc(
+        "Optional SMTP relay for e-mailing links. Empty: links are handed out by the admin (air-gapped sites)."))
+    smtp_port: int = field(default=25, metadata=_doc("SMTP relay port.", min=1, max=65535))
+    smtp_starttls: bool = field(default=True, metadata=_doc("Use STARTTLS with the relay."))
+    smtp_from: str = field(default="", metadata=_doc("Sender address of onboarding e-mails."))
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    retention_days: int = field(default=2190, metadata=_doc(
+        "Audit events are kept at least this long (6 years: SEC 17a-4); only `vigatra audit purge` removes "
+        "older ones.", min=365, max=36500))
+    checkpoint_minutes: int = field(default=60, metadata=_doc(
+        "A signed checkpoint of the audit chain is written this often, empty periods included.",
+        min=1, max=1440))
 
 
 @dataclass(frozen=True)
@@ -157,6 +200,8 @@ class VenueSettings:
         "Empty: the venue's production URL."))
     requests_per_second: float = field(default=5.0, metadata=_doc(
         "Shared request budget for all accounts of this venue (venues limit per egress IP).", min=0.1, max=1000))
+    poll_interval_minutes: int = field(default=0, metadata=_doc(
+        "Time between polls of this venue's connections (0: poller.interval_minutes).", min=0, max=1440))
     unverified_policy: Literal["reject", "accept_unverified"] = field(default="reject", metadata=_doc(
         "Venues whose key scope cannot be probed: reject the key, or store it marked unverified."))
 
@@ -213,6 +258,9 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings, metadata=_doc("Logging."))
     poller: PollerSettings = field(default_factory=PollerSettings, metadata=_doc("The background poller."))
     auth: AuthSettings = field(default_factory=AuthSettings, metadata=_doc("Users, sessions and tokens."))
+    audit: AuditSettings = field(default_factory=AuditSettings, metadata=_doc("The audit trail."))
+    onboarding: OnboardingSettings = field(default_factory=OnboardingSettings, metadata=_doc(
+        "Employee onboarding links."))
     keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
         "Encryption keys. Secrets never go in this file, only where the provider finds them."))
     egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(

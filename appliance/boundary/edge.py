@@ -295,8 +295,11 @@ def _outcome(status: int) -> str:
 def _record(st: RequestState, response: Response) -> AuditRecord:
     spec = st.spec
     resource_type = st.audit_resource_type
-    if resource_type is None and spec is not None and spec.permission not in (PUBLIC, SIGNED_IN):
-        resource_type = parse(spec.permission).resource
+    if resource_type is None and spec is not None:
+        if spec.permission == SIGNED_IN:
+            resource_type = "account"
+        elif spec.permission != PUBLIC:
+            resource_type = parse(spec.permission).resource
     resource_id = st.audit_resource_id
     if resource_id is None and request.view_args:
         arg = spec.resource_arg if spec is not None and spec.resource_arg else None
@@ -304,6 +307,9 @@ def _record(st: RequestState, response: Response) -> AuditRecord:
             arg = next((k for k in request.view_args if k.endswith("_id") or k == "id"), None)
         if arg is not None and arg in request.view_args:
             resource_id = str(request.view_args[arg])
+    if resource_id is None:
+        # A collection (list, create) or the actor's own account: never leave the field empty.
+        resource_id = str(st.actor.user_id) if resource_type == "account" else "*"
     detail = dict(st.audit_detail)
     if request.args:
         detail["query"] = sorted(request.args.keys())  # names only: values may be sensitive

@@ -230,10 +230,10 @@ def doctor() -> None:
     results: list[list[str]] = []
     problems = 0
 
-    def report(check_name: str, ok: bool, message: str) -> None:
+    def report(check_name: str, ok: bool, message: str, *, warning: bool = False) -> None:
         nonlocal problems
-        results.append([check_name, "ok" if ok else "PROBLEM", message])
-        problems += 0 if ok else 1
+        results.append([check_name, "ok" if ok else ("warning" if warning else "PROBLEM"), message])
+        problems += 0 if ok or warning else 1
 
     state = cli_state()
     try:
@@ -244,9 +244,10 @@ def doctor() -> None:
         echo_table(results, ["check", "result", "detail"])
         raise SystemExit(1) from None
     unknown_env = sorted(k for k in os.environ if k.startswith("VIGATRA_") and k not in NON_CONFIG_ENV
-                         and not _is_config_env(k))
+                         and k != settings.keys.env_var and not _is_config_env(k))
     if unknown_env:
-        report("environment", False, f"unknown VIGATRA_* variables (typo?): {', '.join(unknown_env)}")
+        report("environment", False, f"VIGATRA_* variables that are not configuration keys (typo?): "
+               f"{', '.join(unknown_env)}", warning=True)
     data_dir = settings.data_dir
     if not data_dir.is_dir():
         report("data dir", False, f"{data_dir} does not exist")

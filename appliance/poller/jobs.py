@@ -39,6 +39,30 @@ def prune_expired(appliance: Appliance) -> None:
         login.prune_revoked_sessions(session)
 
 
+def poll_tick(appliance: Appliance) -> None:
+    """One polling cycle: every due connection this node can lease."""
+    from appliance.services.sync import run_cycle
+
+    try:
+        result = run_cycle(appliance)
+    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL restarting: the next tick tries again
+        log.warning("polling cycle failed: %s", type(exc).__name__)
+        return
+    if result.outcomes:
+        log.info("polled %d connection(s), %d failed", len(result.outcomes), len(result.failed))
+
+
+def audit_checkpoint(appliance: Appliance) -> None:
+    """A signed checkpoint of the audit chain, written even when nothing happened."""
+    from appliance.audit.checkpoints import periodic_checkpoint
+
+    periodic_checkpoint(appliance)
+
+
 def extra_jobs(settings: Settings) -> list[JobSpec]:
-    """Jobs contributed by later capabilities (audit checkpoints, polling)."""
-    return []
+    now = dt.datetime.now(dt.UTC)
+    jobs = [JobSpec("audit_checkpoint", audit_checkpoint, settings.audit.checkpoint_minutes * 60,
+                    now + dt.timedelta(seconds=5))]
+    if settings.poller.enabled:
+        jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
+    return jobs

@@ -42,6 +42,7 @@ class Appliance:
         with self.store.read() as session:
             self.keys.load(session)
         self.auth.load(self.store)
+        _ = self.venues  # build the adapters once, before threads share them
         self.opened = True
         return self
 

@@ -220,6 +220,11 @@ class VenueSim:
         """Authenticate, authorise and answer one request in the venue's wire format."""
         raise NotImplementedError
 
+    def control(self, segs: list[str], method: str, body: dict[str, Any]) -> Response | None:
+        """Venue-specific control paths: ``segs`` follow ``/_sim/<venue>/``. None: not one of ours, so the
+        generic control API answers (venues without keys, such as wallets, add their own paths here)."""
+        return None
+
     def rate_limit_response(self, retry_after: int) -> Response:
         """The venue's own 429 (body and headers)."""
         return Response(429, {"error": "rate limited"}, {"Retry-After": str(retry_after)})

@@ -14,6 +14,7 @@ Control API (a test tool: it returns secrets on purpose). All bodies are JSON.
 - ``GET  /_sim/<venue>/keys/<api_key>/ledger``          ground truth: balances, trades, deposits, withdrawals
 - ``POST /_sim/<venue>/faults``                         ``{"latency_ms", "error_rate", "burst_429", "retry_after",
   "fail_5xx", "timeouts", "timeout_seconds", "malformed", "outage"}``; ``DELETE`` clears them
+- ``/_sim/<venue>/...``                                  venue-specific paths (``VenueSim.control``), answered first
 - ``GET  /_sim/requests`` (``?venue=``)                 every request received: method, path, query, headers, body
 - ``DELETE /_sim/requests``                             clear the log
 """
@@ -128,6 +129,9 @@ class SimApp:
                 return Response(404, {"error": "unknown control path or venue"})
             venue = self.state.venues[segs[0]]
             rest = segs[1:]
+            custom = venue.control(rest, method, body)
+            if custom is not None:
+                return custom
             if rest == ["faults"]:
                 if method == "DELETE":
                     venue.faults = type(venue.faults)()

@@ -24,3 +24,7 @@ from appliance.sim.venues.kucoin import KucoinSim  # noqa: E402
 from appliance.sim.venues.okx import OkxSim  # noqa: E402
 
 ALL_VENUES += [OkxSim, KucoinSim, BitstampSim]
+# chains: Bitcoin through Esplora
+from appliance.sim.venues.esplora import EsploraSim  # noqa: E402
+
+ALL_VENUES += [EsploraSim]

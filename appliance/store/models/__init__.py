@@ -8,7 +8,7 @@ from appliance.store.models.employees import Employee, OnboardingToken
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
-from appliance.store.models.system import Setting
+from appliance.store.models.system import PollCycle, Setting
 
 __all__ = [
     "Alert",
@@ -24,6 +24,7 @@ __all__ = [
     "KeyVersion",
     "LoginThrottle",
     "OnboardingToken",
+    "PollCycle",
     "PredictionPosition",
     "RevokedSession",
     "Role",

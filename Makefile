@@ -1,0 +1,60 @@
+# Vigatra developer entry points. The README's Quick start is `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TOOLS := .tools
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck contracts pytest venv dev-venv test-tools lock bundle clean bench
+
+$(VENV)/.runtime: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.runtime
+dev-venv: $(VENV)/.dev
+
+## The main job: the appliance with simulators and seeded data on http://127.0.0.1:8080/login
+demo: $(VENV)/.runtime
+	$(VENV)/bin/vigatra demo
+
+## Lint, types, layer contracts and the whole suite (SQLite + PostgreSQL + browser + TLS + HSM + EVM).
+test: $(VENV)/.dev test-tools lint typecheck contracts pytest
+
+test-tools:
+	@packaging/dev/install-test-tools.sh
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check appliance tests bench
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+contracts: $(VENV)/.dev
+	$(VENV)/bin/lint-imports
+
+pytest: $(VENV)/.dev
+	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## offline-wheels/requirements.lock: every runtime dependency pinned with hashes.
+lock: $(VENV)/.dev
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--output-file offline-wheels/requirements.lock pyproject.toml
+
+## The offline bundle for air-gapped installs (wheels + install.sh + units).
+bundle: $(VENV)/.dev
+	packaging/build-bundle.sh
+
+bench: $(VENV)/.dev
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

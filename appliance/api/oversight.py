@@ -1,0 +1,91 @@
+"""Predictions, onboarding links, CSV import, "sync now", and the Prometheus endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+from flask.typing import ResponseReturnValue
+
+from appliance.api import api_blueprint
+from appliance.api.common import json_value, respond
+from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
+from appliance.boundary.routes import requires
+from appliance.errors import Invalid
+from appliance.services import employees as employee_service
+from appliance.services import metrics, onboarding, records, sync
+
+
+def position_json(p: Any, c: Any) -> dict[str, Any]:
+    return {"connection_id": c.id, "employee_id": c.employee_id, "venue": c.venue, "market_id": p.market_id,
+            "market_title": p.market_title, "category": p.category, "outcome": p.outcome,
+            "size": json_value(p.size), "avg_price": json_value(p.avg_price),
+            "current_value": json_value(p.current_value), "valid_from": json_value(p.valid_from),
+            "observed_until": json_value(p.observed_until)}
+
+
+@api_blueprint.route("/predictions", methods=["GET"])
+@requires("predictions:read", action="predictions.list")
+def list_predictions() -> ResponseReturnValue:
+    rows = records.current_positions(db(), state().actor)
+    return respond({"positions": [position_json(p, c) for p, c in rows]})
+
+
+@api_blueprint.route("/employees/<int:employee_id>/predictions", methods=["GET"])
+@requires("predictions:read", action="predictions.list_employee")
+def employee_predictions(employee_id: int) -> ResponseReturnValue:
+    session = db()
+    employee_service.get(session, employee_id)
+    rows = records.current_positions(session, state().actor, employee_id=employee_id)
+    return respond({"positions": [position_json(p, c) for p, c in rows]})
+
+
+@api_blueprint.route("/employees/<int:employee_id>/onboarding-links", methods=["POST"])
+@requires("onboarding:write", action="onboarding.link_create")
+def create_link(employee_id: int) -> ResponseReturnValue:
+    app = appliance()
+    data = request.get_json(silent=True) or {}
+    purpose = data.get("purpose", "initial")
+    if not isinstance(purpose, str):
+        raise Invalid("purpose must be a string", field="purpose")
+    row, token = onboarding.create_link(db(), state().actor, app.settings, employee_id, purpose=purpose)
+    audit_resource("onboarding", row.id)
+    audit_detail(employee_id=employee_id, purpose=purpose)
+    return respond({"id": row.id, "employee_id": employee_id, "purpose": purpose,
+                    "expires_at": json_value(row.expires_at),
+                    "url": onboarding.link_url(app.settings, token, request.host_url)}, 201)
+
+
+@api_blueprint.route("/onboarding-links/<int:link_id>/revoke", methods=["POST"])
+@requires("onboarding:write", action="onboarding.link_revoke")
+def revoke_link(link_id: int) -> ResponseReturnValue:
+    row = onboarding.revoke_link(db(), link_id)
+    return respond({"id": row.id, "state": onboarding.link_state(row)})
+
+
+@api_blueprint.route("/employees/import", methods=["POST"])
+@requires("employees:write", action="employees.import")
+def import_employees() -> ResponseReturnValue:
+    if request.mimetype != "text/csv":
+        raise Invalid("send the CSV as the request body with Content-Type: text/csv")
+    try:
+        text = request.get_data().decode("utf-8")
+    except UnicodeDecodeError:
+        raise Invalid("the CSV must be UTF-8") from None
+    created = employee_service.import_csv(db(), text)
+    audit_detail(imported=len(created))
+    return respond({"imported": len(created), "ids": [e.id for e in created]}, 201)
+
+
+@api_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
+@requires("connections:write", action="connections.sync_now")
+def sync_now(connection_id: int) -> ResponseReturnValue:
+    connection = sync.request_sync(db(), connection_id)
+    return respond({"id": connection.id, "next_poll_at": json_value(connection.next_poll_at)}, 202)
+
+
+@requires("system:read", action="metrics.scrape")
+def prometheus() -> ResponseReturnValue:
+    return Response(metrics.render(appliance(), db()), mimetype="text/plain; version=0.0.4")
+
+

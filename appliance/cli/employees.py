@@ -1,0 +1,106 @@
+"""`vigatra employee ...` and `vigatra onboard link`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from appliance.cli.common import audited, cli_actor, cli_state, echo_table, fail, handle_errors
+
+
+@click.group()
+def employee() -> None:
+    """Monitored employees."""
+
+
+@employee.command("add")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--department", default="")
+@click.option("--external-id", default=None, help="The employee's id in the HR system.")
+@handle_errors
+def employee_add(name: str, email: str, department: str, external_id: str | None) -> None:
+    """Add an employee; prints `employee id: <id>`."""
+    from appliance.services import employees
+
+    with audited("employees.create", resource_type="employees") as (session, info):
+        created = employees.create(session, name=name, email=email, department=department, external_id=external_id)
+        info["resource_id"] = created.id
+    click.echo(f"employee id: {created.id}")
+
+
+@employee.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@handle_errors
+def employee_import(file: Path) -> None:
+    """Import employees from a CSV (name,email,department,external_id); all rows or none."""
+    from appliance.errors import Invalid
+    from appliance.services import employees
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{file} is not UTF-8 text")
+    try:
+        with audited("employees.import", resource_type="employees", detail={"file": file.name}) as (session, info):
+            created = employees.import_csv(session, text)
+            info["imported"] = len(created)
+    except Invalid as exc:
+        errors = exc.detail.get("errors")
+        if isinstance(errors, list):
+            click.echo(f"vigatra: nothing was imported: {len(errors)} bad row(s)", err=True)
+            for item in errors:
+                click.echo(f"  line {item['line']}: {item['message']}", err=True)
+            raise SystemExit(1) from None
+        raise
+    click.echo(f"imported {len(created)} employee(s)")
+
+
+@employee.command("list")
+@handle_errors
+def employee_list() -> None:
+    """List employees with their connection health."""
+    from appliance.services import employees
+
+    app = cli_state().appliance(open_keys=False)
+    with app.store.read() as session:
+        rows = [[r.employee.id, r.employee.name, r.employee.email, r.employee.department, r.employee.status,
+                 r.connections, "RED" if r.red else "ok"] for r in employees.list_rows(session)]
+    echo_table(rows, ["id", "name", "email", "department", "status", "connections", "health"])
+
+
+@employee.command("offboard")
+@click.argument("employee_id", type=int)
+@handle_errors
+def employee_offboard(employee_id: int) -> None:
+    """Stop polling an employee's connections; every record is kept."""
+    from appliance.services import employees
+
+    with audited("employees.offboard", resource_type="employees", resource_id=employee_id) as (session, _info):
+        employees.offboard(session, employee_id)
+    click.echo(f"employee {employee_id} offboarded")
+
+
+@click.group()
+def onboard() -> None:
+    """Onboarding links."""
+
+
+@onboard.command("link")
+@click.option("--employee", "employee_id", required=True, type=int)
+@click.option("--purpose", type=click.Choice(["initial", "reonboard"]), default="initial", show_default=True)
+@handle_errors
+def onboard_link(employee_id: int, purpose: str) -> None:
+    """Create a one-time link; prints `onboarding url: <url>` (shown once)."""
+    from appliance.services import onboarding
+
+    settings = cli_state().settings()
+    with audited("onboarding.link_create", resource_type="onboarding",
+                 detail={"employee_id": employee_id, "purpose": purpose}) as (session, info):
+        row, token = onboarding.create_link(session, cli_actor(), settings, employee_id, purpose=purpose)
+        info["resource_id"] = row.id
+    host = settings.server.host if ":" not in settings.server.host else f"[{settings.server.host}]"
+    click.echo(f"onboarding url: {onboarding.link_url(settings, token, f'https://{host}:{settings.server.port}')}")
+    if not settings.server.public_url:
+        click.echo("note: set server.public_url so links name the address employees can reach", err=True)

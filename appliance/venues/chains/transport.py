@@ -1,0 +1,63 @@
+"""HTTP concerns shared by the chain clients: the request budget and classifying failures.
+
+Chains are configured under ``chains.*``, not ``venues.*``, so the egress layer does not know their
+``requests_per_second``; :func:`apply_budget` sets it on the shared limiter of the chain's egress id.
+Messages never include the endpoint URL: a provider URL often carries the customer's API key in its
+path (``https://mainnet.infura.io/v3/<key>``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import requests
+
+from appliance.errors import (
+    VenueAuthError,
+    VenueBadData,
+    VenuePermissionError,
+    VenueRateLimited,
+    VenueTransient,
+)
+from appliance.venues.egress import Egress, retry_after_seconds
+
+
+def apply_budget(egress: Egress, venue_id: str, requests_per_second: float) -> None:
+    limiter = egress.limiter(venue_id)
+    with limiter.lock:
+        limiter.rate = requests_per_second
+        limiter.capacity = max(1.0, requests_per_second)
+        limiter.tokens = min(limiter.tokens, limiter.capacity)
+
+
+def send(session: requests.Session, venue: str, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One request; network failures become VenueTransient without echoing the URL."""
+    try:
+        return session.request(method, url, **kwargs)
+    except requests.Timeout:
+        raise VenueTransient(venue, "the endpoint did not answer in time") from None
+    except requests.ConnectionError:
+        raise VenueTransient(venue, "the endpoint could not be reached") from None
+    except requests.RequestException as exc:
+        raise VenueTransient(venue, f"request failed ({type(exc).__name__})") from None
+
+
+def raise_for_http(venue: str, response: requests.Response) -> None:
+    """Classify a non-2xx answer (the body is quoted briefly: it is the provider's own words)."""
+    status = response.status_code
+    if status < 400:
+        return
+    text = " ".join(response.text.split())[:160]
+    if status == 429:
+        raise VenueRateLimited(venue, f"HTTP 429 {text}".strip(), retry_after=retry_after_seconds(response.headers))
+    if status == 401:
+        raise VenueAuthError(venue, f"HTTP 401: the endpoint refused our credentials {text}".strip())
+    if status == 403:
+        raise VenuePermissionError(venue, f"HTTP 403 {text}".strip())
+    if status >= 500 or status == 408:
+        raise VenueTransient(venue, f"HTTP {status} {text}".strip())
+    raise VenueBadData(venue, f"HTTP {status} {text}".strip(), venue_code=str(status))
+
+
+def bad_json(venue: str, what: str) -> NoReturn:
+    raise VenueBadData(venue, f"{what} is not valid JSON")

@@ -1,0 +1,120 @@
+"""Employees: the list with red badges, details (connections, coverage, holdings under scope),
+onboarding links, CSV import, offboarding, "sync now"."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
+from appliance.boundary.routes import requires
+from appliance.errors import Invalid
+from appliance.services import alerts as alert_service
+from appliance.services import connections as connection_service
+from appliance.services import employees as employee_service
+from appliance.services import onboarding, records, sync
+from appliance.services.scope import employee_visible
+from appliance.web import web_blueprint
+
+
+@web_blueprint.route("/employees")
+@requires("employees:read", action="employees.list")
+def employees() -> ResponseReturnValue:
+    rows = employee_service.list_rows(db())
+    return render_template("employees.html", rows=rows, red_count=sum(1 for r in rows if r.red))
+
+
+@web_blueprint.route("/employees", methods=["POST"])
+@requires("employees:write", action="employees.create")
+def employees_create() -> ResponseReturnValue:
+    employee = employee_service.create(db(), name=request.form.get("name", ""), email=request.form.get("email", ""),
+                                       department=request.form.get("department", ""),
+                                       external_id=request.form.get("external_id") or None)
+    audit_resource("employees", employee.id)
+    flash(f"{employee.name} added.", "ok")
+    return redirect(url_for("web.employee", employee_id=employee.id))
+
+
+@web_blueprint.route("/employees/import", methods=["POST"])
+@requires("employees:write", action="employees.import")
+def employees_import() -> ResponseReturnValue:
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise Invalid("choose a CSV file", field="file")
+    try:
+        text = upload.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise Invalid("the file must be UTF-8 text (CSV)", field="file") from None
+    created = employee_service.import_csv(db(), text)
+    audit_detail(imported=len(created))
+    flash(f"{len(created)} employee(s) imported.", "ok")
+    return redirect(url_for("web.employees"))
+
+
+@web_blueprint.route("/employees/<int:employee_id>")
+@requires("employees:read", action="employees.view")
+def employee(employee_id: int) -> ResponseReturnValue:
+    session = db()
+    actor = state().actor
+    person = employee_service.get(session, employee_id)
+    conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
+    views = [connection_service.connection_json(session, c) for c in conns]
+    balances = transactions = positions = None
+    if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
+        balances = records.current_balances(session, actor, employee_id=employee_id)
+    if actor.can("transactions:read:flagged") and employee_visible(session, actor, "transactions:read",
+                                                                  employee_id):
+        transactions = records.transactions(session, actor, employee_id=employee_id, limit=100)
+    if actor.can("predictions:read:flagged") and employee_visible(session, actor, "predictions:read", employee_id):
+        positions = records.current_positions(session, actor, employee_id=employee_id)
+    alerts = alert_service.list_alerts(session, employee_id=employee_id, limit=20) if actor.can("alerts:read") \
+        else []
+    links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
+    return render_template("employee.html", person=person, connections=views, balances=balances,
+                           transactions=transactions, positions=positions, alerts=alerts,
+                           links=[(link, onboarding.link_state(link)) for link in links], new_link=None)
+
+
+@web_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
+@requires("employees:write", action="employees.offboard")
+def employee_offboard(employee_id: int) -> ResponseReturnValue:
+    person = employee_service.offboard(db(), employee_id)
+    flash(f"{person.name} offboarded: polling stopped, records kept.", "ok")
+    return redirect(url_for("web.employee", employee_id=employee_id))
+
+
+@web_blueprint.route("/employees/<int:employee_id>/links", methods=["POST"])
+@requires("onboarding:write", action="onboarding.link_create")
+def employee_link(employee_id: int) -> ResponseReturnValue:
+    app = appliance()
+    session = db()
+    purpose = request.form.get("purpose", "initial")
+    row, token = onboarding.create_link(session, state().actor, app.settings, employee_id, purpose=purpose)
+    url = onboarding.link_url(app.settings, token, request.host_url)
+    audit_resource("onboarding", row.id)
+    audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
+    flash("Onboarding link created. Copy it now: it is shown only once.", "ok")
+    person = employee_service.get(session, employee_id)
+    conns = connection_service.list_for_employee(session, employee_id)
+    return render_template("employee.html", person=person,
+                           connections=[connection_service.connection_json(session, c) for c in conns],
+                           balances=None, transactions=None, positions=None, alerts=[],
+                           links=[(link, onboarding.link_state(link))
+                                  for link in onboarding.list_links(session, employee_id)],
+                           new_link=url)
+
+
+@web_blueprint.route("/employees/<int:employee_id>/links/<int:link_id>/revoke", methods=["POST"])
+@requires("onboarding:write", action="onboarding.link_revoke", resource_arg="link_id")
+def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
+    onboarding.revoke_link(db(), link_id)
+    flash("Link revoked.", "ok")
+    return redirect(url_for("web.employee", employee_id=employee_id))
+
+
+@web_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
+@requires("connections:write", action="connections.sync_now")
+def connection_sync(connection_id: int) -> ResponseReturnValue:
+    connection = sync.request_sync(db(), connection_id)
+    flash("The connection will be polled at the next tick.", "ok")
+    return redirect(url_for("web.employee", employee_id=connection.employee_id))

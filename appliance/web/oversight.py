@@ -1,0 +1,116 @@
+"""Compliance views: the alert queue, the audit viewer, predictions, reports, the System page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from flask import Response, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from appliance.api.common import int_arg, time_arg
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_cell, iter_rows
+from appliance.boundary.edge import appliance, audit_detail, db, state
+from appliance.boundary.routes import requires
+from appliance.services import alerts as alert_service
+from appliance.services import records, reports, sync
+from appliance.web import web_blueprint
+
+
+@web_blueprint.route("/alerts")
+@requires("alerts:read", action="alerts.list")
+def alerts() -> ResponseReturnValue:
+    status = request.args.get("status") or "open"
+    items = alert_service.list_alerts(db(), status=None if status == "all" else status, limit=200,
+                                      before_id=int_arg("before"))
+    return render_template("alerts.html", alerts=items, status=status)
+
+
+@web_blueprint.route("/alerts/<int:alert_id>")
+@requires("alerts:read", action="alerts.view")
+def alert(alert_id: int) -> ResponseReturnValue:
+    return render_template("alert.html", alert=alert_service.get(db(), alert_id))
+
+
+@web_blueprint.route("/alerts/<int:alert_id>/triage", methods=["POST"])
+@requires("alerts:triage", action="alerts.triage")
+def alert_triage(alert_id: int) -> ResponseReturnValue:
+    status = request.form.get("status", "")
+    alert_service.triage(db(), state().actor, alert_id, status=status, resolution=request.form.get("resolution", ""))
+    audit_detail(status=status)
+    flash("Alert updated.", "ok")
+    return redirect(url_for("web.alert", alert_id=alert_id))
+
+
+@web_blueprint.route("/audit")
+@requires("audit:read", action="audit.view")
+def audit() -> ResponseReturnValue:
+    flt = AuditFilter(since=time_arg("from"), until=time_arg("to"), user_id=int_arg("user_id"),
+                      resource_type=request.args.get("resource_type") or None,
+                      action=request.args.get("action") or None, after_id=int_arg("after", None, low=0))
+    rows = []
+    for row in iter_rows(db(), flt, batch=100):
+        rows.append(dict(zip(CSV_COLUMNS, row, strict=True)))
+        if len(rows) == 100:
+            break
+    query = {k: v for k, v in request.args.items() if k != "after" and v}
+    return render_template("audit.html", rows=rows, query=query,
+                           next_after=rows[-1]["id"] if len(rows) == 100 else None)
+
+
+@web_blueprint.route("/predictions")
+@requires("predictions:read", action="predictions.list")
+def predictions() -> ResponseReturnValue:
+    rows = records.current_positions(db(), state().actor)
+    return render_template("predictions.html", rows=rows)
+
+
+@web_blueprint.route("/reports")
+@requires("reports:read", action="reports.view")
+def reports_page() -> ResponseReturnValue:
+    summary = reports.firm_summary(db())
+    return render_template("reports.html", summary=summary)
+
+
+@web_blueprint.route("/reports/holdings.csv")
+@requires("reports:export", action="reports.holdings_csv")
+def reports_holdings() -> ResponseReturnValue:
+    actor = state().actor
+    if not actor.can("balances:export:flagged"):
+        from appliance.errors import Forbidden
+
+        raise Forbidden("the holdings report needs balances:export")
+    rows = reports.holdings_rows(db(), actor)
+    audit_detail(rows=len(rows) - 1)
+    return _csv_response(rows, "vigatra-holdings.csv")
+
+
+@web_blueprint.route("/reports/transactions.csv")
+@requires("reports:export", action="reports.transactions_csv")
+def reports_transactions() -> ResponseReturnValue:
+    actor = state().actor
+    if not actor.can("transactions:export:flagged"):
+        from appliance.errors import Forbidden
+
+        raise Forbidden("the transaction report needs transactions:export")
+    rows = reports.transaction_rows(db(), actor, since=time_arg("from"), until=time_arg("to"))
+    audit_detail(rows=len(rows) - 1)
+    return _csv_response(rows, "vigatra-transactions.csv")
+
+
+def _csv_response(rows: list[list[Any]], filename: str) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow([escape_cell(v) for v in row])
+    response = Response(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@web_blueprint.route("/system")
+@requires("system:read", action="system.view")
+def system() -> ResponseReturnValue:
+    report = sync.status_report(appliance())
+    return render_template("system.html", report=report, node=appliance().node_id)
