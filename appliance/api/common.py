@@ -8,7 +8,10 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
+from appliance.boundary.params import int_arg, time_arg
 from appliance.errors import Invalid
+
+__all__ = ["body", "int_arg", "json_value", "respond", "time_arg"]
 
 
 def json_value(value: Any) -> Any:
@@ -30,25 +33,3 @@ def body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Invalid("send a JSON object (Content-Type: application/json)")
     return data
-
-
-def int_arg(name: str, default: int | None = None, *, low: int = 1, high: int = 10**12) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Invalid(f"{name} must be a whole number between {low} and {high}", field=name)
-    return int(raw)
-
-
-def time_arg(name: str) -> dt.datetime | None:
-    raw = request.args.get(name)
-    if not raw:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid(f"{name} must be an ISO 8601 date or time, e.g. 2026-01-31T00:00:00Z", field=name) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)

@@ -31,6 +31,9 @@ from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The egress id of the Bitcoin (Esplora) endpoint; EVM chains use their configuration name.
+BITCOIN_EGRESS_ID = "esplora"
+
 
 @dataclass(frozen=True)
 class EndpointRule:
@@ -103,8 +106,16 @@ class Egress:
             return limiter
 
     def venue_rate(self, venue_id: str) -> float:
+        """The request budget of a venue, or of a chain endpoint (chains are configured apart)."""
         venue = self.settings.venues.get(venue_id)
-        return venue.requests_per_second if venue is not None else 5.0
+        if venue is not None:
+            return venue.requests_per_second
+        chain = self.settings.chains.evm.get(venue_id)
+        if chain is not None:
+            return chain.requests_per_second
+        if venue_id == BITCOIN_EGRESS_ID:
+            return self.settings.chains.bitcoin.requests_per_second
+        return 5.0
 
     def base_url(self, venue_id: str) -> str:
         venue = self.settings.venues.get(venue_id)

@@ -11,19 +11,9 @@ from appliance.venues.egress import Egress
 def keyed_adapter_classes() -> dict[str, type[VenueAdapter]]:
     """Venues reached with an API key: the exchanges, and Kalshi."""
     from appliance.venues.exchanges import EXCHANGE_ADAPTERS
+    from appliance.venues.predictions import KEYED_PREDICTION_ADAPTERS
 
-    classes: dict[str, type[VenueAdapter]] = {cls.id: cls for cls in EXCHANGE_ADAPTERS}
-    for cls in _prediction_keyed():
-        classes[cls.id] = cls
-    return classes
-
-
-def _prediction_keyed() -> list[type[VenueAdapter]]:
-    try:
-        from appliance.venues.predictions import KEYED_PREDICTION_ADAPTERS
-    except ImportError:
-        return []
-    return list(KEYED_PREDICTION_ADAPTERS)
+    return {cls.id: cls for cls in (*EXCHANGE_ADAPTERS, *KEYED_PREDICTION_ADAPTERS)}
 
 
 class VenueRegistry:
@@ -42,20 +32,11 @@ class VenueRegistry:
             self._wallets[wallet.id] = wallet
 
     def _wallet_adapters(self) -> list[WalletAdapter]:
-        adapters: list[WalletAdapter] = []
-        try:
-            from appliance.venues.predictions import wallet_adapters as prediction_wallets
-        except ImportError:
-            prediction_wallets = None
-        if prediction_wallets is not None:
-            adapters.extend(prediction_wallets(self.settings, self.egress))
-        try:
-            from appliance.venues.chains import chain_adapters
-        except ImportError:
-            chain_adapters = None
-        if chain_adapters is not None:
-            adapters.extend(chain_adapters(self.settings, self.egress))
-        return adapters
+        """Address-only sources: Polymarket (if enabled) and every configured chain."""
+        from appliance.venues.chains import chain_adapters
+        from appliance.venues.predictions import wallet_adapters
+
+        return [*wallet_adapters(self.settings, self.egress), *chain_adapters(self.settings, self.egress)]
 
     def get(self, venue_id: str) -> VenueAdapter | WalletAdapter:
         adapter: VenueAdapter | WalletAdapter | None = self._keyed.get(venue_id) or self._wallets.get(venue_id)

@@ -9,9 +9,9 @@ from typing import Any
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from appliance.api.common import int_arg, time_arg
 from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_cell, iter_rows
 from appliance.boundary.edge import appliance, audit_detail, db, state
+from appliance.boundary.params import int_arg, time_arg
 from appliance.boundary.routes import requires
 from appliance.services import alerts as alert_service
 from appliance.services import records, reports, sync

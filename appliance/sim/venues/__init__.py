@@ -28,3 +28,8 @@ ALL_VENUES += [OkxSim, KucoinSim, BitstampSim]
 from appliance.sim.venues.esplora import EsploraSim  # noqa: E402
 
 ALL_VENUES += [EsploraSim]
+# prediction markets: polymarket, kalshi
+from appliance.sim.venues.kalshi import KalshiSim  # noqa: E402
+from appliance.sim.venues.polymarket import PolymarketSim  # noqa: E402
+
+ALL_VENUES += [PolymarketSim, KalshiSim]

@@ -38,10 +38,10 @@ from appliance.venues import egress as egress_rules
 from appliance.venues.base import Balance, Kind, Page, Stream, TxRecord, WalletAdapter
 from appliance.venues.chains.addresses import BitcoinTarget, validate_bitcoin
 from appliance.venues.chains.secp256k1 import DerivationError
-from appliance.venues.chains.transport import apply_budget, raise_for_http, send
-from appliance.venues.egress import Egress
+from appliance.venues.chains.transport import raise_for_http, send
+from appliance.venues.egress import BITCOIN_EGRESS_ID, Egress
 
-EGRESS_ID = "esplora"
+EGRESS_ID = BITCOIN_EGRESS_ID
 CHAIN_PAGE = 25
 SATS = Decimal(100_000_000)
 RECEIVE, CHANGE = 0, 1
@@ -109,7 +109,6 @@ class BitcoinAdapter(WalletAdapter):
         self.settings = settings
         self.client = EsploraClient(egress, settings.esplora_url, self.id)
         self.hosts = self.client.hosts
-        apply_budget(egress, EGRESS_ID, settings.requests_per_second)
 
     # -- addresses ----------------------------------------------------------------------------
     def validate_address(self, address: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -35,8 +36,10 @@ from appliance.settings import EvmChainSettings
 from appliance.venues import egress as egress_rules
 from appliance.venues.base import Balance, Kind, Page, Stream, TxRecord, WalletAdapter
 from appliance.venues.chains.addresses import evm_checksum, validate_evm_address
-from appliance.venues.chains.transport import apply_budget, raise_for_http, send
+from appliance.venues.chains.transport import raise_for_http, send
 from appliance.venues.egress import Egress
+
+log = logging.getLogger(__name__)
 
 ALLOWED_METHODS = frozenset({
     "eth_chainId", "eth_blockNumber", "eth_getBalance", "eth_call", "eth_getLogs", "eth_getBlockByNumber",
@@ -106,6 +109,7 @@ class JsonRpcClient:
 
     def call(self, method: str, params: list[Any]) -> Any:
         if method not in ALLOWED_METHODS:
+            log.warning("egress refused: JSON-RPC method %s is not a read method (%s)", method, self.venue)
             raise EgressRefused(self.venue, f"JSON-RPC method {method} is not on the read-only allowlist")
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         response = send(self.session, self.venue, "POST", self.url, json=body)
@@ -175,7 +179,6 @@ class EvmAdapter(WalletAdapter):
         self.egress = egress
         self.rpc = JsonRpcClient(egress, name, settings.rpc_url)
         self.hosts = self.rpc.hosts
-        apply_budget(egress, name, settings.requests_per_second)
         self._headers: OrderedDict[int, Header] = OrderedDict()
 
     # -- addresses ----------------------------------------------------------------------------
@@ -335,6 +338,8 @@ class EvmAdapter(WalletAdapter):
             orphaned.append((number, block_hash))
         else:
             ancestor = self.settings.start_block - 1  # deeper than every checkpoint: rescan everything
+        log.warning("%s: reorg below block %d; rows from block %d on are orphaned", self.id, checkpoints[-1][0],
+                    ancestor + 1)
         notes["orphaned_from_block"] = ancestor + 1
         notes["orphaned_block_hashes"] = sorted({h for _n, h in orphaned})
         kept = [(n, h) for n, h in checkpoints if n <= ancestor]

@@ -1,7 +1,6 @@
 """HTTP concerns shared by the chain clients: the request budget and classifying failures.
 
-Chains are configured under ``chains.*``, not ``venues.*``, so the egress layer does not know their
-``requests_per_second``; :func:`apply_budget` sets it on the shared limiter of the chain's egress id.
+The request budget of each chain endpoint is read by the egress layer from ``chains.*``.
 Messages never include the endpoint URL: a provider URL often carries the customer's API key in its
 path (``https://mainnet.infura.io/v3/<key>``).
 """
@@ -19,15 +18,7 @@ from appliance.errors import (
     VenueRateLimited,
     VenueTransient,
 )
-from appliance.venues.egress import Egress, retry_after_seconds
-
-
-def apply_budget(egress: Egress, venue_id: str, requests_per_second: float) -> None:
-    limiter = egress.limiter(venue_id)
-    with limiter.lock:
-        limiter.rate = requests_per_second
-        limiter.capacity = max(1.0, requests_per_second)
-        limiter.tokens = min(limiter.tokens, limiter.capacity)
+from appliance.venues.egress import retry_after_seconds
 
 
 def send(session: requests.Session, venue: str, method: str, url: str, **kwargs: Any) -> requests.Response:
