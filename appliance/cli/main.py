@@ -61,3 +61,7 @@ def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     return cli.main(args=argv, prog_name="vigatra")
+
+
+if __name__ == "__main__":
+    main()

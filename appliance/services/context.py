@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from typing import Any
 
 from appliance.audit.writer import AuditRecord, GroupCommitter
@@ -33,6 +34,7 @@ class Appliance:
         self.node_id = f"{socket.gethostname()}:{id(self) & 0xFFFF:04x}"
         self._watcher: RevocationWatcher | None = None
         self._venues: Any = None
+        self._venues_lock = threading.Lock()
         self.opened = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -42,7 +44,6 @@ class Appliance:
         with self.store.read() as session:
             self.keys.load(session)
         self.auth.load(self.store)
-        _ = self.venues  # build the adapters once, before threads share them
         self.opened = True
         return self
 
@@ -63,11 +64,14 @@ class Appliance:
     # -- shared parts -----------------------------------------------------------------------------
     @property
     def venues(self) -> Any:
-        if self._venues is None:
-            from appliance.venues.registry import VenueRegistry
+        """The venue adapters, built on first use (importing ccxt costs a second or two, which CLI
+        commands that never talk to a venue should not pay)."""
+        with self._venues_lock:
+            if self._venues is None:
+                from appliance.venues.registry import VenueRegistry
 
-            self._venues = VenueRegistry(self.settings)
-        return self._venues
+                self._venues = VenueRegistry(self.settings)
+            return self._venues
 
     def record(self, record: AuditRecord) -> int:
         """Write a security event through the independent audit path (survives a rollback)."""

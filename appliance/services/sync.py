@@ -37,6 +37,7 @@ from appliance.audit.writer import AuditRecord, append
 from appliance.errors import (
     IntegrityFailure,
     KeyProviderError,
+    NotFound,
     VenueAuthError,
     VenueError,
     VenuePermissionError,
@@ -134,24 +135,22 @@ def sync_connection(app: Appliance, connection_id: int) -> SyncOutcome:
         venue = connection.venue
         try:
             adapter = app.venues.get(venue)
-        except VenueError as exc:
-            return SyncOutcome(connection_id, venue, False, "disabled", exc.message)
-        except Exception:  # noqa: BLE001 - a venue disabled in config after onboarding
+        except NotFound:  # a venue disabled in the configuration after onboarding
             return SyncOutcome(connection_id, venue, False, "disabled", f"venue {venue} is not enabled")
     outcome = SyncOutcome(connection_id, venue, True)
     try:
         subject = _subject(app, connection_id, adapter)
-        if isinstance(adapter, VenueAdapter) and _scope_due(app, connection_id):
-            if not _reprobe(app, connection_id, adapter, subject):
-                outcome.ok, outcome.error_class = False, "scope_escalation"
-                return outcome
-        balances = adapter.fetch_balances(subject)  # type: ignore[arg-type]
+        if (isinstance(adapter, VenueAdapter) and _scope_due(app, connection_id)
+                and not _reprobe(app, connection_id, adapter, subject)):
+            outcome.ok, outcome.error_class = False, "scope_escalation"
+            return outcome
+        balances = adapter.fetch_balances(subject)
         with app.store.unit_of_work() as session:
             _check_lease(session, app, connection_id)
             record_balances(session, connection_id, balances, utcnow())
         for stream in adapter.streams:
             outcome.pages, outcome.records = _sync_stream(app, connection_id, adapter, subject, stream, outcome)
-        positions = adapter.fetch_positions(subject)  # type: ignore[arg-type]
+        positions = adapter.fetch_positions(subject)
         if positions or getattr(adapter, "kind", "") == "prediction":
             with app.store.unit_of_work() as session:
                 record_positions(session, connection_id, positions, utcnow())
@@ -167,7 +166,7 @@ def sync_connection(app: Appliance, connection_id: int) -> SyncOutcome:
     except KeyProviderError as exc:
         outcome.ok, outcome.error_class, outcome.message = False, "keys", exc.message
         _release(app, connection_id)
-    except Exception as exc:  # noqa: BLE001 - one broken adapter must not stop the cycle
+    except Exception as exc:
         log.exception("sync of connection %s failed unexpectedly", connection_id)
         outcome.ok, outcome.error_class, outcome.message = False, "internal", type(exc).__name__
         _record_failure(app, connection_id, VenueError(venue, f"internal error ({type(exc).__name__})"))
@@ -178,15 +177,14 @@ def sync_connection(app: Appliance, connection_id: int) -> SyncOutcome:
 
 def _subject(app: Appliance, connection_id: int, adapter: VenueAdapter | WalletAdapter) -> Any:
     """What the adapter is called with: the address for wallets, unsealed credentials for keys."""
-    from appliance.services.keys import open_connection_credentials
+    from appliance.services.keys import load_connection_credentials
 
-    with app.store.unit_of_work() as session:
-        connection = session.get(Connection, connection_id)
-        assert connection is not None
-        if isinstance(adapter, WalletAdapter):
-            return connection.address
-        api_key, api_secret, passphrase = open_connection_credentials(session, app.keys, connection_id)
-    return Credentials(api_key, api_secret, passphrase or "")
+    if isinstance(adapter, WalletAdapter):
+        with app.store.read() as session:
+            return session.execute(select(Connection.address).where(Connection.id == connection_id)).scalar_one()
+    # On a value that fails authentication this commits the tamper response (broken, alert, audit)
+    # and raises IntegrityFailure: never treated as empty, never retried with another key.
+    return load_connection_credentials(app.store, app.keys, connection_id)
 
 
 def _scope_due(app: Appliance, connection_id: int) -> bool:
@@ -236,7 +234,7 @@ def _sync_stream(app: Appliance, connection_id: int, adapter: VenueAdapter | Wal
         row = session.get(SyncCursor, (connection_id, stream))
         cursor: dict[str, Any] = dict(row.cursor) if row is not None and row.cursor else {}
     for _ in range(app.settings.poller.max_pages_per_sync):
-        page = adapter.fetch_transactions(subject, stream, cursor)  # type: ignore[arg-type]
+        page = adapter.fetch_transactions(subject, stream, cursor)
         with app.store.unit_of_work() as session:
             _check_lease(session, app, connection_id)
             records += store_page(session, connection_id, stream, page)
@@ -269,24 +267,34 @@ def store_page(session: Session, connection_id: int, stream: str, page: Page) ->
 
 
 def insert_records(session: Session, connection_id: int, stream: str, records: Sequence[TxRecord]) -> int:
-    """Idempotent on (connection, stream, venue id): records already stored are skipped, never rewritten."""
+    """Idempotent on (connection, stream, venue id): records already stored are skipped, never rewritten.
+
+    A chain transfer whose stored row was orphaned by a reorg and that reappears in another block
+    is stored as a second row (its id suffixed with the new block's hash); the orphaned row stays.
+    """
     if not records:
         return 0
-    ids = {r.venue_tx_id for r in records}
-    existing: set[str] = set()
-    id_list = list(ids)
+    wanted = {r.venue_tx_id for r in records} | {_reorg_id(r) for r in records if r.block_hash}
+    existing: dict[str, tuple[bool, str | None]] = {}
+    id_list = list(wanted)
     for start in range(0, len(id_list), 500):
-        existing |= set(session.execute(select(Transaction.venue_tx_id).where(
-            Transaction.connection_id == connection_id, Transaction.stream == stream,
-            Transaction.venue_tx_id.in_(id_list[start:start + 500]))).scalars())
+        for venue_tx_id, orphaned, block_hash in session.execute(select(
+                Transaction.venue_tx_id, Transaction.orphaned, Transaction.block_hash).where(
+                Transaction.connection_id == connection_id, Transaction.stream == stream,
+                Transaction.venue_tx_id.in_(id_list[start:start + 500]))):
+            existing[venue_tx_id] = (orphaned, block_hash)
     added = 0
-    seen: set[str] = set()
     for r in records:
-        if r.venue_tx_id in existing or r.venue_tx_id in seen:
+        venue_tx_id = r.venue_tx_id
+        stored = existing.get(venue_tx_id)
+        if stored is not None and stored[0] and r.block_hash and stored[1] != r.block_hash:
+            venue_tx_id = _reorg_id(r)
+            stored = existing.get(venue_tx_id)
+        if stored is not None:
             continue
-        seen.add(r.venue_tx_id)
+        existing[venue_tx_id] = (False, r.block_hash)
         session.add(Transaction(
-            connection_id=connection_id, stream=stream, venue_tx_id=r.venue_tx_id[:200], kind=r.kind,
+            connection_id=connection_id, stream=stream, venue_tx_id=venue_tx_id[:200], kind=r.kind,
             occurred_at=r.occurred_at, asset=r.asset[:64], amount=r.amount, market=r.market[:100],
             quote_asset=r.quote_asset, quote_amount=r.quote_amount, price=r.price, fee_asset=r.fee_asset,
             fee_amount=r.fee_amount, provenance="chain" if r.block_number is not None else "api",
@@ -294,6 +302,10 @@ def insert_records(session: Session, connection_id: int, stream: str, records: S
         added += 1
     session.flush()
     return added
+
+
+def _reorg_id(record: TxRecord) -> str:
+    return f"{record.venue_tx_id}@{(record.block_hash or '')[:18]}"
 
 
 def extend_coverage(session: Session, connection_id: int, stream: str, page: Page, inserted: int) -> None:

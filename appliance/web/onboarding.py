@@ -60,7 +60,8 @@ def _render(token: str, link: onboarding.Link, *, selected: str | None = None, r
     keyed, wallets = _venues()
     adapter: Any = None
     if selected:
-        adapter = next((a for a in [*keyed, *wallets] if a.id == selected), None)
+        candidates: list[Any] = [*keyed, *wallets]
+        adapter = next((a for a in candidates if a.id == selected), None)
     with app.store.read() as s:
         items = [{"venue": c.venue, "label": c.label, "status": c.status, "address": c.address,
                   "reason": c.status_reason} for c in onboarding.submitted(s, link)]
@@ -121,8 +122,7 @@ def _get(token: str, link: onboarding.Link) -> ResponseReturnValue:
         with app.store.unit_of_work() as s:
             cookie = onboarding.claim(s, link)
             _event("onboarding.open", outcome="success", status=200, link=link, session_=s)
-    body, status = _render(token, link, selected=request.args.get("venue"))  # type: ignore[misc]
-    response = make_response(body, status)
+    response = make_response(_render(token, link, selected=request.args.get("venue")))
     if cookie:
         response.set_cookie(CLAIM_COOKIE, cookie, secure=True, httponly=True, samesite="Strict", path="/",
                             max_age=int(max(60, (link.expires_at.timestamp() - _now()))))

@@ -1,0 +1,61 @@
+"""The real app on waitress on a loopback port, and a headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import waitress.server
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--metrics-recording-only", "--no-default-browser-check",
+]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.close()
+
+
+def start_live(app: Any, host: str = "127.0.0.1", threads: int = 8) -> LiveServer:
+    server = waitress.server.create_server(app, host=host, port=0, threads=threads, ident="")
+    thread = threading.Thread(target=server.run, name="live", daemon=True)
+    thread.start()
+    return LiveServer(f"http://{host}:{server.effective_port}", server, thread)
+
+
+def find_chromium() -> str | None:
+    for candidate in CHROMIUM_CANDIDATES:
+        if os.path.exists(candidate):
+            return candidate
+    return shutil.which("chromium")
+
+
+@contextmanager
+def browser_page(ignore_https_errors: bool = False) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    executable = find_chromium()
+    assert executable is not None, "Chromium is missing: `make test` installs Debian's chromium package"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(ignore_https_errors=ignore_https_errors)
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
