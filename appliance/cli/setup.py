@@ -218,6 +218,42 @@ def check() -> None:
         engine.dispose()
 
 
+@db.command("grant-app-role")
+@click.option("--role", required=True, help="The PostgreSQL role the appliance connects as (database.url).")
+@handle_errors
+def grant_app_role(role: str) -> None:
+    """PostgreSQL: give the application's role what it needs and no more. Run as the owner
+    (database.url pointing at the owner) after every `db upgrade`.
+
+    The audit tables get SELECT and INSERT only, so even with the triggers dropped the appliance's
+    own role cannot update or delete an audit event; purging is an owner's job (`audit purge`).
+    """
+    import re
+
+    from sqlalchemy import text
+
+    from appliance.store.session import engine_from_settings
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        fail("role names are lower-case letters, digits and underscores")
+    engine = engine_from_settings(cli_state().settings())
+    try:
+        if engine.dialect.name != "postgresql":
+            fail("grant-app-role is for PostgreSQL; on SQLite the file's owner is the only role")
+        audit_tables = ("audit_events", "audit_checkpoints")
+        with engine.begin() as conn:
+            conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+            conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'))
+            conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+            for table in audit_tables:
+                conn.execute(text(f'REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM "{role}"'))
+            conn.execute(text(f'REVOKE UPDATE, DELETE, TRUNCATE ON alembic_version FROM "{role}"'))
+        click.echo(f"granted {role}: read/write on the appliance's tables; SELECT and INSERT only on "
+                   f"{', '.join(audit_tables)}")
+    finally:
+        engine.dispose()
+
+
 @click.command()
 @handle_errors
 def doctor() -> None:
