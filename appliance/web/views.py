@@ -208,7 +208,8 @@ def account_mfa_confirm() -> ResponseReturnValue:
     secret = app.keys.open_text(session_, user.totp_secret_sealed, table="users", column="totp_secret_sealed",
                                 row_id=user.id)
     if not login_service.verify_totp(session_, user, request.form.get("code") or "", secret):
-        raise Invalid("that code is not right; check the time on your phone and try again", field="code")
+        flash("That code is not right; check the time on your phone and try again.", "error")
+        return redirect(url_for("web.account_mfa"))
     user.mfa_enabled = True
     bump_revision(session_)
     auth_changed()
