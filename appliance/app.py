@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Flask
+from typing import Any
+
+from flask import Flask, Request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_login import LoginManager
 
 from appliance.boundary import edge, errors, headers
@@ -14,9 +17,25 @@ from appliance.services.context import Appliance
 SESSION_COOKIE = "__Host-vigatra"
 
 
+class BrowserSessions(SecureCookieSessionInterface):
+    """Cookie sessions for the browser UI only: the API is bearer-authenticated and never reads or sets
+    a session cookie (which also spares it the cookie signing on every request)."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if request.path.startswith("/api/") or request.path in ("/metrics", "/healthz"):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        if self.is_null_session(session):
+            return
+        super().save_session(app, session, response)
+
+
 def create_app(appliance: Appliance) -> Flask:
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["vigatra"] = appliance
+    app.session_interface = BrowserSessions()
     settings = appliance.settings
     app.config.update(
         SECRET_KEY=appliance.keys.derive("web-session"),

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -40,8 +41,11 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _unb64(text: str) -> bytes:
-    if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text):
+    if not _B64URL.fullmatch(text):
         raise TokenInvalid("bad base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -104,3 +108,36 @@ def verify(token: str, key: bytes, *, issuer: str, audience: str, max_ttl_second
         raise TokenInvalid("bad jti")
     jti: str = claims["jti"]
     return Claims(int(sub), ep, jti, iat, exp)
+
+
+class VerifiedTokens:
+    """A bounded memo of tokens whose signature and claims already verified.
+
+    Verification is deterministic for a given key, so a token seen before need not be re-parsed
+    and re-MACed on every request; expiry is still checked each time, and the caller still checks
+    the user's epoch and state against the in-memory auth state.
+    """
+
+    def __init__(self, size: int = 10000) -> None:
+        import collections
+        import threading
+
+        self._items: collections.OrderedDict[str, Claims] = collections.OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def verify(self, token: str, key: bytes, *, issuer: str, audience: str, max_ttl_seconds: int) -> Claims:
+        now = int(time.time())
+        with self._lock:
+            claims = self._items.get(token)
+            if claims is not None:
+                self._items.move_to_end(token)
+        if claims is None:
+            claims = verify(token, key, issuer=issuer, audience=audience, max_ttl_seconds=max_ttl_seconds, now=now)
+            with self._lock:
+                self._items[token] = claims
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+        if claims.expires_at <= now:
+            raise TokenInvalid("expired")
+        return claims

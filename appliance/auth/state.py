@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from appliance.rbac.actors import user_actor
 from appliance.rbac.permissions import parse
 from appliance.store.base import utcnow
 from appliance.store.models import ApiKey, AuthRevision, RevokedSession, Role, User, UserRole
@@ -53,7 +54,7 @@ class KeyState:
     revoked: bool
     user_id: int
     role_name: str
-    permissions: frozenset[str]
+    permissions: frozenset[str]  # the role's permissions that the owner also holds
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,16 @@ def load_snapshot(session: Session) -> Snapshot:
     keys: dict[str, KeyState] = {}
     for key in session.execute(select(ApiKey)).scalars():
         role = roles.get(key.role_id)
+        owner = users.get(key.user_id)
+        # A key never carries more than its owner holds now: intersect once, here, not per request.
+        owner_actor = user_actor(owner.id, owner.username, owner.permissions) if owner else None
+        granted = _valid(role_perms.get(key.role_id, frozenset()))
+        effective = frozenset(p for p in granted if owner_actor is not None and owner_actor.can(p))
         keys[key.prefix] = KeyState(
             id=key.id, name=key.name, prefix=key.prefix, secret_hash=key.secret_hash,
             previous_hash=key.previous_secret_hash, previous_valid_until=key.previous_valid_until,
             expires_at=key.expires_at, revoked=key.revoked_at is not None, user_id=key.user_id,
-            role_name=role.name if role else "", permissions=_valid(role_perms.get(key.role_id, frozenset())))
+            role_name=role.name if role else "", permissions=effective)
     now = utcnow()
     revoked = frozenset(session.execute(
         select(RevokedSession.session_id).where(RevokedSession.expires_at > now)).scalars())
@@ -122,9 +128,12 @@ class AuthState:
     """Thread-safe holder of the current snapshot plus API-key last-use times awaiting a flush."""
 
     def __init__(self) -> None:
+        from appliance.auth.jwt import VerifiedTokens
+
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
         self._key_last_used: dict[int, dt.datetime] = {}
+        self.tokens = VerifiedTokens()
 
     @property
     def snapshot(self) -> Snapshot:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from appliance.audit.writer import AuditRecord, append
 from appliance.auth import apikeys
-from appliance.auth.jwt import TokenInvalid, verify
+from appliance.auth.jwt import TokenInvalid
 from appliance.boundary.routes import PUBLIC, SIGNED_IN, RouteSpec, spec_for
 from appliance.boundary.transport import Transport, inspect
 from appliance.errors import Forbidden, Invalid, Unauthenticated, Unavailable, VigatraError
@@ -195,10 +195,8 @@ def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
         raise Unauthenticated("invalid API key")
     if known.expires_at is not None and known.expires_at <= now:
         raise Unauthenticated("invalid API key")
-    # A key never carries more than its owner holds today.
-    owner_actor = user_actor(owner.id, owner.username, owner.permissions)
-    perms = frozenset(p for p in known.permissions if owner_actor.can(p))
-    st.actor = api_key_actor(known.id, known.name, owner.id, perms)
+    # known.permissions is already limited to what the owner holds (computed with the snapshot).
+    st.actor = api_key_actor(known.id, known.name, owner.id, known.permissions)
     st.credential = "apikey"
     app.auth.note_key_used(known.id)
 
@@ -206,8 +204,8 @@ def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
 def _authenticate_jwt(app: Appliance, st: RequestState, token: str) -> None:
     settings = app.settings.auth
     try:
-        claims = verify(token, app.keys.derive("jwt"), issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                        max_ttl_seconds=settings.jwt_ttl_hours * 3600)
+        claims = app.auth.tokens.verify(token, app.keys.derive("jwt"), issuer=settings.jwt_issuer,
+                                        audience=settings.jwt_audience, max_ttl_seconds=settings.jwt_ttl_hours * 3600)
     except TokenInvalid as exc:
         log.info("access token refused: %s", exc)
         raise Unauthenticated("invalid or expired access token") from None
@@ -255,7 +253,9 @@ def _authorise(st: RequestState) -> None:
                         if st.restricted == "mfa" else "change your password first")
     if spec.permission == SIGNED_IN:
         return
-    if not st.actor.can(spec.permission):
+    # Holding the permission at any scope passes the guard; the services then apply the scope
+    # (a `flagged` holder sees flagged records only, and everything else reads as not found).
+    if st.actor.scope_for(spec.permission) is None:
         raise Forbidden("you do not have permission for this")
 
 

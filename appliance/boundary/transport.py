@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from flask import Request
 
@@ -18,6 +18,7 @@ def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddre
     return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
 
 
+@lru_cache(maxsize=4096)
 def _is_trusted(peer: str, trusted: tuple[str, ...]) -> bool:
     try:
         address = ipaddress.ip_address(peer)
@@ -26,6 +27,7 @@ def _is_trusted(peer: str, trusted: tuple[str, ...]) -> bool:
     return any(address in net for net in _networks(trusted))
 
 
+@lru_cache(maxsize=4096)
 def _is_loopback(value: str) -> bool:
     try:
         return ipaddress.ip_address(value).is_loopback

@@ -6,19 +6,30 @@ never needs the database.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from appliance.rbac.permissions import Permission, parse
 
 
+@functools.lru_cache(maxsize=4096)
 def _grants(permissions: frozenset[str]) -> dict[str, str]:
-    """base permission -> widest scope held."""
+    """base permission -> widest scope held (cached: actors are built on every request)."""
     out: dict[str, str] = {}
     for text in permissions:
         perm = parse(text)
         if out.get(perm.base) != "all":
             out[perm.base] = perm.scope
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(permission: str) -> Permission:
+    return parse(permission)
+
+
+def _base(permission: str) -> str:
+    return _parsed(permission).base
 
 
 @dataclass(frozen=True)
@@ -35,11 +46,11 @@ class Actor:
 
     def scope_for(self, permission: str) -> str | None:
         """'all', 'flagged', or None when the actor does not hold ``resource:action`` at all."""
-        return self._grants.get(parse(permission).base)
+        return self._grants.get(_base(permission))
 
     def can(self, permission: str) -> bool:
-        wanted = parse(permission)
-        held = self.scope_for(wanted.base)
+        wanted = _parsed(permission)
+        held = self._grants.get(wanted.base)
         if held is None:
             return False
         return held == "all" or wanted.scope == "flagged"

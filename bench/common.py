@@ -1,0 +1,118 @@
+"""Shared benchmark plumbing: an appliance on a scratch database, a real waitress server, and a load
+generator in another process (wrk when installed, else a Python client pool) on loopback.
+
+Benchmarks report ratios against a baseline measured in the same run, so the machine's speed
+cancels out; absolute figures are printed too, with the command that produced them.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Load:
+    requests_per_second: float
+    latency_ms_p50: float | None
+    errors: int
+    tool: str
+
+
+def start_server(wsgi_app: Any, threads: int = 8) -> tuple[str, Any]:
+    import waitress.server
+
+    server = waitress.server.create_server(wsgi_app, host="127.0.0.1", port=0, threads=threads, ident="",
+                                           clear_untrusted_proxy_headers=False,
+                                           channel_timeout=120, connection_limit=1000, backlog=2048)
+    threading.Thread(target=server.run, daemon=True).start()
+    return f"http://127.0.0.1:{server.effective_port}", server
+
+
+def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, threads: int = 2) -> Load:
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    latency = None
+    if p50:
+        value, unit = float(p50.group(1)), p50.group(2)
+        latency = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return Load(rps, latency, int(non2xx.group(1)) if non2xx else 0, "wrk")
+
+
+def _client_worker(url: str, headers: dict[str, str], seconds: float, out: Any) -> None:
+    import requests
+
+    session = requests.Session()
+    done = errors = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        response = session.get(url, headers=headers, timeout=30)
+        done += 1
+        errors += response.status_code >= 400
+    out.put((done, errors))
+
+
+def python_load(url: str, headers: dict[str, str], *, seconds: int, connections: int) -> Load:
+    queue: Any = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_client_worker, args=(url, headers, seconds, queue))
+             for _ in range(connections)]
+    start = time.monotonic()
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = time.monotonic() - start
+    return Load(sum(r[0] for r in results) / elapsed, None, sum(r[1] for r in results), "python")
+
+
+def load(url: str, headers: dict[str, str], *, seconds: int = 10, connections: int = 16) -> Load:
+    if shutil.which("wrk"):
+        return wrk(url, headers, seconds=seconds, connections=connections)
+    return python_load(url, headers, seconds=seconds, connections=min(connections, 8))
+
+
+def scratch_appliance(**overrides: Any) -> tuple[Any, Any]:
+    """An appliance on a fresh SQLite file (or `database.url` in overrides) with the test personas."""
+    from tests.support.app import build
+
+    directory = Path(tempfile.mkdtemp(prefix="vigatra-bench-"))
+    url = overrides.pop("db_url", f"sqlite:///{directory / 'bench.db'}")
+    from appliance.store.migrate import upgrade
+    from appliance.store.session import make_engine
+
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    built = build(url, directory / "data", **overrides)
+    return built, directory
+
+
+def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def dump(path: str, data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, default=str))
