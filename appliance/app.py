@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Any
 
 from flask import Flask, Request
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
 
 from appliance.boundary import edge, errors, headers
@@ -21,7 +20,7 @@ class BrowserSessions(SecureCookieSessionInterface):
     """Cookie sessions for the browser UI only: the API is bearer-authenticated and never reads or sets
     a session cookie (which also spares it the cookie signing on every request)."""
 
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Request) -> Any:
         if request.path.startswith("/api/") or request.path in ("/metrics", "/healthz"):
             return self.null_session_class()
         return super().open_session(app, request)
