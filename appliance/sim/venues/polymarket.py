@@ -93,7 +93,8 @@ MARKETS = (
            "highest-temperature-in-austin-on-october-8-2026-90-91f", "highest-temperature-in-austin-on-october-8-2026",
            "Highest temperature in Austin on October 8?", "1141606", "",
            (("All", "all"), ("Weather", "weather")), ("Yes", "No"), Decimal("0.515"), closed=True),
-    Market("Will Shakhtar Donetsk win the 2026-27 UEFA Champions League?", "shakhtar-ucl-2026-27",
+    Market("Will Shakhtar Donetsk win the 2026-27 UEFA Champions League?",
+           "will-shakhtar-donetsk-win-the-2026-27-uefa-champions-league-championship-20260701202025578",
            "uefa-champions-league-winner-2026-27", "UEFA Champions League Winner", "1139000", "Sports",
            (("Soccer", "soccer"),), ("Yes", "No"), Decimal("0.002")),
     Market("Acme Corp Q4 2026 earnings beat?", "acme-q4-2026-earnings-beat", "acme-q4-2026-earnings",
@@ -158,7 +159,8 @@ def _ledger_row(r: Row) -> dict[str, Any]:
     return {"transaction_hash": r.tx, "type": r.type, "timestamp": r.ts, "side": r.side, "size": fmt(r.size),
             "price": fmt(r.price), "usdc_size": fmt(r.usdc), "taker": r.taker,
             "condition_id": r.market.condition_id if r.market else "",
-            "token_id": r.market.token(r.outcome_index) if r.market else ""}
+            "token_id": r.market.token(r.outcome_index) if r.market else "", "slug": r.market.slug if r.market else "",
+            "outcome": r.market.outcomes[r.outcome_index] if r.market and r.type == "TRADE" else ""}
 
 
 def encode(value: Any) -> str:
@@ -203,21 +205,24 @@ class PolymarketSim(VenueSim):
             self.cursor_secret = secrets.token_bytes(16)
             return Response(200, {"rotated": True})
         if len(segs) >= 3 and segs[0] == "wallets":
-            wallet = self.wallets.get(segs[1].lower())
-            if wallet is None:
+            found = self.wallets.get(segs[1].lower())
+            if found is None:
                 return Response(404, {"error": "unknown wallet"})
-            rest = segs[2:]
-            if rest == ["ledger"]:
-                return Response(200, wallet.ledger())
-            if rest == ["trades"] and method == "POST":
-                made = self.add_trades_to(wallet, int(body.get("count", 0)), body.get("trades"), body.get("timestamp"))
-                return Response(200, {"added": len(made), "transaction_hashes": [r.tx for r in made]})
-            if rest == ["activity"] and method == "POST":
-                made = self.add_activity(wallet, int(body.get("count", 0)), body.get("types"), body.get("timestamp"))
-                return Response(200, {"added": len(made), "transaction_hashes": [r.tx for r in made]})
-            if rest == ["positions"] and method == "POST":
-                return Response(200, {"added": len(self.add_positions(wallet, int(body.get("count", 0)),
-                                                                      body.get("positions")))})
+            return self._wallet_control(found, segs[2:], method, body)
+        return None
+
+    def _wallet_control(self, wallet: Wallet, rest: list[str], method: str, body: dict[str, Any]) -> Response | None:
+        if rest == ["ledger"]:
+            return Response(200, wallet.ledger())
+        if rest == ["trades"] and method == "POST":
+            made = self.add_trades_to(wallet, int(body.get("count", 0)), body.get("trades"), body.get("timestamp"))
+            return Response(200, {"added": len(made), "transaction_hashes": [r.tx for r in made]})
+        if rest == ["activity"] and method == "POST":
+            made = self.add_activity(wallet, int(body.get("count", 0)), body.get("types"), body.get("timestamp"))
+            return Response(200, {"added": len(made), "transaction_hashes": [r.tx for r in made]})
+        if rest == ["positions"] and method == "POST":
+            return Response(200, {"added": len(self.add_positions(wallet, int(body.get("count", 0)),
+                                                                  body.get("positions")))})
         return None
 
     # -- seeding --------------------------------------------------------------------------------
@@ -453,7 +458,8 @@ class PolymarketSim(VenueSim):
         m = p.market
         cost = p.size * p.avg_price
         return {"proxy_wallet": wallet.address, "token_id": m.token(p.outcome_index), "condition_id": m.condition_id,
-                "current_size": p.size, "avg_price": p.avg_price, "entry_cost_usdc": cost, "entry_fees_usdc": Decimal(0),
+                "current_size": p.size, "avg_price": p.avg_price, "entry_cost_usdc": cost,
+                "entry_fees_usdc": Decimal(0),
                 "total_cost_usdc": cost, "current_price": m.price(p.outcome_index), "current_value": p.current_value,
                 "total_size": p.size, "realized_pnl": Decimal(0), "unrealized_pnl": p.current_value - cost,
                 "status": "OPEN", "redeemable": m.closed, "mergeable": False, "negative_risk": False,
@@ -486,14 +492,16 @@ class PolymarketSim(VenueSim):
         taker_only = (self._one(query, "takerOnly", "true") or "true").lower() != "false"
         rows = sorted((r for r in wallet.rows if r.type == "TRADE" and (r.taker or not taker_only)),
                       key=lambda r: (r.ts, r.seq), reverse=True)
-        return [camel(self.trade_v2(wallet, r), {"token_id": "asset"}) for r in self._v1_slice(query, rows, 10000, 10000)]
+        return [camel(self.trade_v2(wallet, r), {"token_id": "asset"})
+                for r in self._v1_slice(query, rows, 10000, 10000)]
 
     def v1_activity(self, query: dict[str, list[str]]) -> Any:
         wallet = self._user(query)
         assert wallet is not None
         rows = sorted((r for r in wallet.rows if r.type not in ("DEPOSIT", "WITHDRAWAL", "TIP")),
                       key=lambda r: (r.ts, r.seq), reverse=True)
-        return [camel(self.activity_v2(wallet, r), {"token_id": "asset"}) for r in self._v1_slice(query, rows, 500, 5000)]
+        return [camel(self.activity_v2(wallet, r), {"token_id": "asset"})
+                for r in self._v1_slice(query, rows, 500, 5000)]
 
     # -- Gamma ----------------------------------------------------------------------------------
     def gamma_markets(self, query: dict[str, list[str]]) -> Any:

@@ -37,8 +37,9 @@ from appliance.errors import (
     VenueRateLimited,
     VenueTransient,
 )
-from appliance.venues.base import Page, TxRecord
-from appliance.venues.egress import retry_after_seconds
+from appliance.settings import Settings
+from appliance.venues.base import Page, TxRecord, VenueAdapter, WalletAdapter
+from appliance.venues.egress import Egress, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,17 @@ def to_decimal(venue: str, value: Any, what: str) -> Decimal:
     """An exact Decimal from a venue value (string, int, or Decimal from ``parse_float=Decimal``)."""
     if isinstance(value, bool) or value is None or value == "":
         raise VenueBadData(venue, f"{what} is missing or not a number")
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal) and value.is_finite():
         return value
     if isinstance(value, float):  # never produced by decode_json; kept exact for callers that pass floats
         return Decimal(repr(value))
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except InvalidOperation:
         raise VenueBadData(venue, f"{what} is not a number: {str(value)[:40]!r}") from None
+    if not number.is_finite():
+        raise VenueBadData(venue, f"{what} is not a finite number")
+    return number
 
 
 def optional_decimal(venue: str, value: Any, what: str) -> Decimal | None:
@@ -84,6 +88,12 @@ def utc_from_iso(venue: str, value: Any, what: str = "time") -> dt.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)
+
+
+def asset_label(name: str, outcome: str, limit: int = 64) -> str:
+    """``<market>:<outcome>`` within the stored asset width (64): the market name is shortened, never the
+    outcome, and the record's ``market`` field still identifies the market exactly."""
+    return f"{name[:max(1, limit - len(outcome) - 1)]}:{outcome}"[:limit]
 
 
 def plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,4 +228,13 @@ def newest_first_page(cursor: Mapping[str, Any], phases: Sequence[str], fetch: F
 from appliance.venues.predictions.kalshi import KalshiAdapter  # noqa: E402
 from appliance.venues.predictions.polymarket import PolymarketAdapter  # noqa: E402
 
-__all__ = ["KalshiAdapter", "PolymarketAdapter"]
+# Venues reached with an API key (the registry adds them to the exchanges).
+KEYED_PREDICTION_ADAPTERS: tuple[type[VenueAdapter], ...] = (KalshiAdapter,)
+
+
+def wallet_adapters(settings: Settings, egress: Egress) -> list[WalletAdapter]:
+    """The address-only prediction venues enabled in ``settings`` (``venues.polymarket.enabled``)."""
+    return [PolymarketAdapter(egress)] if settings.venue(PolymarketAdapter.id).enabled else []
+
+
+__all__ = ["KEYED_PREDICTION_ADAPTERS", "KalshiAdapter", "PolymarketAdapter", "wallet_adapters"]

@@ -36,6 +36,7 @@ Kalshi is not in ccxt 4.5.90, so this is a small client of our own over the egre
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 import textwrap
@@ -68,6 +69,7 @@ from appliance.venues.base import (
 )
 from appliance.venues.predictions import (
     FeedRow,
+    asset_label,
     epoch_seconds,
     http_get,
     newest_first_page,
@@ -85,7 +87,7 @@ HOST = "api.elections.kalshi.com"
 PREFIX = "/trade-api/v2"
 PAGE = 200
 MAX_POSITION_PAGES = 100
-_TICKER = r"[A-Za-z0-9._-]+"
+_SEGMENT = r"[^/]+"  # one path segment: a market, event or series ticker
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----(.*?)-----END \1-----", re.S)
 
@@ -99,6 +101,8 @@ WRITE_SCOPES: dict[str, tuple[str, ...]] = {
 
 _market_cache: dict[tuple[str, str], tuple[str, str]] = {}
 _market_lock = threading.Lock()
+_checked_pems: set[bytes] = set()  # SHA-256 of PEMs whose RSA consistency check passed
+_checked_lock = threading.Lock()
 
 
 class KalshiSigner(requests.auth.AuthBase):
@@ -133,17 +137,29 @@ def normalise_pem(text: str) -> bytes:
 
 
 def load_key(creds: Credentials) -> tuple[str, rsa.RSAPrivateKey]:
+    """The key id and the RSA key, parsed for this call only. OpenSSL's RSA consistency check costs
+    ~80 ms, so it runs once per distinct PEM per process: only a SHA-256 digest of each PEM that
+    passed is remembered, never the key."""
     key_id = creds.api_key.strip()
     if not _UUID.fullmatch(key_id):
         raise VenueAuthError("kalshi", "the key ID is the UUID Kalshi shows next to the key "
                                        "(like 1a2b3c4d-0000-4000-8000-1234567890ab)")
+    pem = normalise_pem(creds.api_secret)
+    digest = hashlib.sha256(pem).digest()
+    with _checked_lock:
+        checked = digest in _checked_pems
     try:
-        key = serialization.load_pem_private_key(normalise_pem(creds.api_secret), password=None)
+        key = serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=checked)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise VenueAuthError("kalshi", "the private key could not be read: paste the .key file Kalshi "
                                        "downloaded when the key was created, unchanged") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise VenueAuthError("kalshi", "the private key is not an RSA key: Kalshi keys are RSA")
+    if not checked:
+        with _checked_lock:
+            if len(_checked_pems) >= 4096:
+                _checked_pems.clear()
+            _checked_pems.add(digest)
     return key_id, key
 
 
@@ -188,7 +204,7 @@ class KalshiAdapter(VenueAdapter):
     streams = (Stream.FILLS, Stream.SETTLEMENTS)
     read_endpoints = egress_rules.read(
         "GET", rf"{PREFIX}/api_keys", rf"{PREFIX}/portfolio/(balance|positions|fills|settlements)",
-        rf"{PREFIX}/historical/fills", rf"{PREFIX}/(markets|events|series)/{_TICKER}")
+        rf"{PREFIX}/historical/fills", rf"{PREFIX}/(markets|events|series)/{_SEGMENT}")
     credential_fields = (
         CredentialField("api_key", "Key ID", help="The ID Kalshi shows next to the key (a UUID)."),
         CredentialField("api_secret", "Private key (.key file contents)", multiline=True,
@@ -212,15 +228,17 @@ class KalshiAdapter(VenueAdapter):
         key_id, key = load_key(creds)
         full = PREFIX + path
         try:
-            return http_get(self.id, self._session(), f"https://{HOST}{full}", params=params,
-                            auth=KalshiSigner(key_id, key, full), read_error=read_error)
+            with self._session() as session:
+                return http_get(self.id, session, f"https://{HOST}{full}", params=params,
+                                auth=KalshiSigner(key_id, key, full), read_error=read_error)
         except EgressRefused:
             raise
         except VenueError as exc:
             raise scrub_error(exc, creds.secrets()) from None
 
     def _public(self, path: str) -> Any:
-        return http_get(self.id, self._session(), f"https://{HOST}{PREFIX}{path}", read_error=read_error)
+        with self._session() as session:
+            return http_get(self.id, session, f"https://{HOST}{PREFIX}{path}", read_error=read_error)
 
     def _object(self, body: Any, key: str, what: str) -> Any:
         if not isinstance(body, dict) or key not in body:
@@ -411,12 +429,14 @@ class KalshiAdapter(VenueAdapter):
                 raise VenueBadData(self.id, f"fill {fill_id[:40]} has no direction")
             action, side = ("buy" if book == "bid" else "sell"), "yes"
         count = contracts(self.id, row, "count")
-        price = dollars(self.id, row, f"{side}_price")
+        price = dollars_or_none(self.id, row, f"{side}_price")
+        if price is None:  # a binary contract's two sides price to one dollar
+            price = 1 - dollars(self.id, row, f"{'no' if side == 'yes' else 'yes'}_price")
         occurred = (utc_from_iso(self.id, row["created_time"], "created_time") if row.get("created_time")
                     else utc_from_seconds(self.id, row.get("ts"), "ts"))
         record = TxRecord(
             stream=Stream.FILLS, venue_tx_id=fill_id, kind=Kind.BUY if action == "buy" else Kind.SELL,
-            occurred_at=occurred, asset=f"{ticker}:{side}", amount=count, market=ticker, quote_asset="USD",
+            occurred_at=occurred, asset=asset_label(ticker, side), amount=count, market=ticker, quote_asset="USD",
             quote_amount=count * price, price=price, fee_asset="USD",
             fee_amount=optional_decimal(self.id, row.get("fee_cost"), "fee_cost"), raw=plain_row(row))
         return epoch_seconds(occurred), fill_id, record

@@ -12,6 +12,8 @@ Facts this module relies on (VENUES.md §13, the v2 reference, captured v2 respo
 - ``/v2/trades`` and ``/v2/activity`` are newest first and take ``start`` (inclusive epoch seconds;
   omitted = only the last three years, ``1`` = full history). The first page may come from a CDN
   cache up to five minutes old, so completeness is claimed five minutes behind the run's start.
+- A trade's asset is ``<market slug>:<outcome>`` (the slug shortened to fit 64 characters), its
+  market the condition id, its quote USDC.
 - ``/v2/trades`` serves only the taker side of fills unless ``taker_only=false``: a wallet's resting
   orders that got filled are trades too, so we ask for both. Rows carry no id; a fill is identified
   by transaction hash, outcome token, side, size and price (two fills of one wallet identical in all
@@ -45,6 +47,7 @@ from appliance.venues.base import Balance, Kind, Page, PositionRecord, Stream, T
 from appliance.venues.egress import Egress
 from appliance.venues.predictions import (
     FeedRow,
+    asset_label,
     http_get,
     newest_first_page,
     plain_row,
@@ -149,7 +152,8 @@ class PolymarketAdapter(WalletAdapter):
         return self.egress.session(self.id, self.hosts, self.read_endpoints)
 
     def _get(self, host: str, path: str, params: Mapping[str, Any] | Sequence[tuple[str, str]]) -> Any:
-        return http_get(self.id, self._session(), f"https://{host}{path}", params=params, read_error=read_error)
+        with self._session() as session:
+            return http_get(self.id, session, f"https://{host}{path}", params=params, read_error=read_error)
 
     def _envelope(self, body: Any, what: str) -> tuple[list[dict[str, Any]], str | None]:
         """Rows and the next cursor of a v2 response; ``data: null`` is a documented empty answer."""
@@ -263,7 +267,7 @@ class PolymarketAdapter(WalletAdapter):
             try:
                 body = self._get(DATA_HOST, path, request)
             except VenueBadData as exc:
-                if not venue_cursor or "cursor" not in exc.message:
+                if not venue_cursor or exc.venue_code != "invalid_request" or "parameter cursor" not in exc.message:
                     raise
                 # A cursor kept across an interrupted run can expire: walk again from the top
                 # (rows already stored come back and are deduplicated by their ids).
@@ -285,11 +289,12 @@ class PolymarketAdapter(WalletAdapter):
         size = to_decimal(self.id, row.get("size"), "trade size")
         price = to_decimal(self.id, row.get("price"), "trade price")
         ts = int(to_decimal(self.id, row.get("timestamp"), "trade timestamp"))
-        slug, outcome = str(row.get("slug") or ""), str(row.get("outcome") or "")
+        name = str(row.get("slug") or row.get("condition_id") or token)
+        outcome = str(row.get("outcome") or f"outcome {row.get('outcome_index', '?')}")
         record = TxRecord(
             stream=Stream.TRADES, venue_tx_id=bounded_id(tx, token, side, number_text(size), number_text(price)),
             kind=Kind.BUY if side == "BUY" else Kind.SELL, occurred_at=utc_from_seconds(self.id, ts),
-            asset=f"{slug}:{outcome}" if slug and outcome else token, amount=size,
+            asset=asset_label(name, outcome), amount=size,
             market=str(row.get("condition_id") or ""), quote_asset="USDC", quote_amount=size * price, price=price,
             raw=plain(row))
         return ts, record.venue_tx_id, record
