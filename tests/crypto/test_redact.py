@@ -35,6 +35,7 @@ def _empty_registry() -> Iterator[None]:
     ("X-API-Key: vgk_ab12cd.Zx9-secret_part", "Zx9-secret_part"),
     ("x-api-key=plainvalue123", "plainvalue123"),
     ("using vgk_ab12cd.Zx9-secret_part now", "Zx9-secret_part"),
+    ("key vgk_abcdefghij_Q2hhbmdlIHRoaXMgc2VjcmV0IGFuZCBub3RoaW5nIGxlYWs_x sent", "Q2hhbmdlIHRoaXMgc2VjcmV0"),
     ("malformed vgk_nodotsecret here", "nodotsecret"),
     ('{"apiKey": "K-1", "secret": "s3cr3t!!", "passphrase": "okx pass"}', "s3cr3t!!"),
     ('{"apiKey": "K-1", "secret": "s3cr3t!!", "passphrase": "okx pass"}', "okx pass"),
