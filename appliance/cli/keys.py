@@ -180,8 +180,8 @@ def keys_rotate(batch_size: int | None) -> None:
     with app.store.read() as session:
         before = {str(k): n for k, n in app.keys.sealed_counts(session).items()}
     with audited("keys.rotate_begin", resource_type="key_versions") as (session, info):
-        old = list(app.keys.sealer.versions)
         target, resumed = app.keys.begin_rotation(session)
+        old = [v for v in app.keys.sealer.versions if v != target]
         info.update(resource_id=target, from_versions=old, to_version=target, resumed=resumed, counts=before)
         pending = app.keys.pending_count(session)
     verb = "resuming the rotation to" if resumed else "created"
@@ -305,6 +305,10 @@ def keys_rewrap(to_provider: str, create_key: bool, update_config: bool, **key_o
                "it: signed-in sessions and JWTs end, connection key fingerprints are computed under a new key, "
                "and audit checkpoints are signed with a new key (keep the old public key to verify older ones).",
                err=True)
+
+
+# `--to-provider` names the target; the shared `--key-provider` flag of `init` would only confuse here.
+keys_rewrap.params = [p for p in keys_rewrap.params if p.name != "key_provider"]
 
 
 # -- verify ----------------------------------------------------------------------------------------

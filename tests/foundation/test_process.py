@@ -1,0 +1,100 @@
+"""The one process: `vigatra serve` with a config file, /healthz, the login page, SIGTERM, a taken port;
+and `vigatra demo`, the README's main job."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support.proc import VIGATRA, free_port, install, serve
+
+
+def test_serve_health_login_and_clean_shutdown(tmp_path: Path) -> None:
+    installed = install(tmp_path, f"sqlite:///{tmp_path / 'v.db'}")
+    server = serve(installed)
+    try:
+        deadline = time.time() + 20
+        while True:
+            health = requests.get(f"{server.url}/healthz", timeout=5)
+            if health.status_code == 200 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok", "database": "ok", "scheduler": "running"}
+        login = requests.get(f"{server.url}/login", timeout=5)
+        assert login.status_code == 200
+        assert "Sign in" in login.text
+        assert "Server" not in login.headers
+        assert "no-store" in login.headers["Cache-Control"]
+        assert "frame-ancestors 'none'" in login.headers["Content-Security-Policy"]
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0
+    stderr = server.process.stderr.read() if server.process.stderr else ""
+    assert "Traceback" not in stderr
+
+
+def test_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    installed = install(tmp_path, f"sqlite:///{tmp_path / 'v.db'}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = installed.run("serve", "--port", str(port), check=False)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("vigatra:")]
+    assert lines == [f"vigatra: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_serves_the_login_page(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen([*VIGATRA, "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        deadline = time.time() + 120
+        assert process.stdout is not None
+        while time.time() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "Press Ctrl-C to stop." in line:
+                break
+        text = "".join(output)
+        assert f"Vigatra demo is running at http://127.0.0.1:{port}/login" in text, text[-3000:]
+        logins = re.findall(r"login (\w+) +\((\w+) *\) password: (\S+)", text)
+        assert {role for _user, role, _pw in logins} == {"Admin", "Compliance", "Viewer"}
+        page = requests.get(f"http://127.0.0.1:{port}/login", timeout=10)
+        assert page.status_code == 200
+        admin_password = next(pw for user, _role, pw in logins if user == "admin")
+        token = requests.post(f"http://127.0.0.1:{port}/api/v1/auth/token", timeout=10,
+                              json={"username": "admin", "password": admin_password})
+        assert token.status_code == 200
+        employees = requests.get(f"http://127.0.0.1:{port}/api/v1/employees", timeout=10,
+                                 headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        assert len(employees.json()["employees"]) == 5
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert process.returncode == 0
+
+
+def test_tests_cannot_reach_the_internet() -> None:
+    """The autouse guard: only loopback sockets and names."""
+    import pytest
+
+    with pytest.raises(OSError), socket.create_connection(("93.184.216.34", 80), timeout=1):
+        pass
+    with pytest.raises(OSError):
+        requests.get("https://api.binance.com/api/v3/time", timeout=2)
