@@ -7,8 +7,9 @@ scope means scope ``all``; ``flagged`` limits a read to records tied to an open 
 Default roles (built in, cannot be deleted):
 - Admin: everything.
 - Compliance: works the alert queue (alerts read + triage), sees every employee's name and
-  connection health, sees balances / transactions / predictions only where flagged, runs and
-  exports reports, generates onboarding links, and reads and exports the whole audit trail —
+  connection health (and may ask for a connection to be synced now), sees balances / transactions /
+  predictions only where flagged, runs and exports reports, generates onboarding links, and reads
+  and exports the whole audit trail —
   compliance officers are the people who hand the trail to a regulator, and the trail holds no
   financial data. They do not manage users, roles, keys or settings.
 - Viewer: read-only summaries: employee list with connection status and firm-wide reports; no
@@ -91,7 +92,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     ADMIN: ("Everything, including users, roles, keys and settings.",
             tuple(str(p) for p in catalogue() if p.scope == "all")),
     COMPLIANCE: ("Works the alert queue; sees flagged activity; runs reports; exports the audit trail.", (
-        "alerts:read", "alerts:triage", "employees:read", "connections:read", "onboarding:write",
+        "alerts:read", "alerts:triage", "employees:read", "connections:read", "connections:write", "onboarding:write",
         "balances:read:flagged", "transactions:read:flagged", "predictions:read:flagged",
         "balances:export:flagged", "transactions:export:flagged", "predictions:export:flagged",
         "reports:read", "reports:export", "audit:read", "audit:export", "system:read",
