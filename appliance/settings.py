@@ -46,7 +46,9 @@ class ServerSettings:
     host: str = field(default="127.0.0.1", metadata=_doc(
         "Address waitress binds to. Keep it on loopback behind the nginx/Caddy TLS front."))
     port: int = field(default=8080, metadata=_doc("TCP port waitress listens on.", min=1, max=65535))
-    threads: int = field(default=8, metadata=_doc("Waitress worker threads.", min=1, max=256))
+    threads: int = field(default=16, metadata=_doc(
+        "Waitress worker threads. Requests wait for their audit event to be durable; more threads let the "
+        "group committer batch more events per fsync.", min=1, max=256))
     public_url: str = field(default="", metadata=_doc(
         "External https:// URL users reach the appliance at; used in onboarding links. "
         "Empty: derived from the request."))
