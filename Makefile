@@ -46,8 +46,9 @@ pytest: $(VENV)/.dev
 
 ## offline-wheels/requirements.lock: every runtime dependency pinned with hashes.
 lock: $(VENV)/.dev
-	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
-		--output-file offline-wheels/requirements.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+		--output-file=offline-wheels/requirements.lock pyproject.toml
 
 ## The offline bundle for air-gapped installs (wheels + install.sh + units).
 bundle: $(VENV)/.dev

@@ -26,6 +26,9 @@ REST = ("id", "actor_type", "api_key_id", "request_id", "method", "path", "statu
         "detail", "prev_hash", "hash")
 CSV_COLUMNS = HEAD + REST
 _FORMULA = ("=", "+", "-", "@", "\t", "\r", "\0")
+# A value that itself starts with "'" before one of these is prefixed too, so unescape_cell is exact:
+# without it "'=x" (e.g. a user agent) would come back as "=x" and its event would not verify.
+_QUOTED = frozenset((*_FORMULA, "'"))
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,14 @@ def escape_cell(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return format_timestamp(value)
     text = str(value)
-    if text and text[0] in _FORMULA:
+    if text and (text[0] in _FORMULA or (text[0] == "'" and text[1:2] in _QUOTED)):
         return "'" + text
     return text
 
 
 def unescape_cell(text: str) -> str:
     """Undo escape_cell for a string cell (what verify uses to rebuild the chain from a CSV)."""
-    if len(text) >= 2 and text[0] == "'" and text[1] in _FORMULA:
+    if len(text) >= 2 and text[0] == "'" and text[1] in _QUOTED:
         return text[1:]
     return text
 

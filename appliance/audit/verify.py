@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,8 @@ from appliance.crypto import public_key_id
 from appliance.errors import IntegrityFailure
 from appliance.store.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from appliance.store.session import Store, make_engine
+
+log = logging.getLogger(__name__)
 
 HEAD_ID = 1
 PAGE_SIZE = 20000
@@ -82,7 +86,7 @@ def fast_event_hash(i: Any, ts: str, at: str, uid: Any, ak: Any, ac: str, rt: st
     return _sha256((
         f"{len(i)}:{i};{len(ts)}:{ts};{len(at)}:{at};{u}{k}{len(ac)}:{ac};{len(rt)}:{rt};{len(rid)}:{rid};"
         f"{len(ip)}:{ip};{len(rq)}:{rq};{len(me)}:{me};{len(pa)}:{pa};{x}{len(ua)}:{ua};{len(oc)}:{oc};"
-        f"{len(de)}:{de};{len(pr)}:{pr};").encode("utf-8")).hexdigest()
+        f"{len(de)}:{de};{len(pr)}:{pr};").encode()).hexdigest()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -92,7 +96,7 @@ def fast_event_hash(i: Any, ts: str, at: str, uid: Any, ak: Any, ac: str, rt: st
 def _select_sql(dialect: str) -> str:
     """Raw page query: COLUMNS + hash, the timestamp as text. Column names are constants."""
     stamp = "timestamp" if dialect == "sqlite" else (
-        "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+        "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS.MS\"Z\"')")
     names = ", ".join(stamp if name == "timestamp" else name for name in (*COLUMNS, "hash"))
     return (f"SELECT {names} FROM audit_events WHERE id > :after AND id <= :hi "  # noqa: S608 - constants only
             "ORDER BY id LIMIT :limit")
@@ -101,10 +105,44 @@ def _select_sql(dialect: str) -> str:
 _TYPED = select(*[getattr(AuditEvent, name) for name in COLUMNS], AuditEvent.hash)
 
 
+def _typed_row(conn: Connection, event_id: int) -> tuple[Any, ...]:
+    return tuple(conn.execute(_TYPED.where(AuditEvent.id == event_id)).one())
+
+
 def _reference_matches(conn: Connection, event_id: int) -> bool:
     """Re-read one event through the model's types and hash it with the reference implementation."""
-    row = conn.execute(_TYPED.where(AuditEvent.id == event_id)).one()
-    return event_hash(list(row[:-1])) == row[-1]
+    try:
+        row = _typed_row(conn, event_id)
+        return event_hash(list(row[:-1])) == row[-1]
+    except (ValueError, TypeError):  # a value the model cannot even read back: certainly not what was hashed
+        return False
+
+
+def iter_raw_events(conn: Connection, after: int, through: int, *, page: int = PAGE_SIZE
+                    ) -> Iterator[tuple[Any, ...]]:
+    """Events after..through in id order as plain tuples (COLUMNS + hash), the timestamp as chain text.
+
+    Keyset pages, no ORM objects, no datetime objects: what verification and export stream.
+    """
+    sqlite = conn.dialect.name == "sqlite"
+    sql = text(_select_sql(conn.dialect.name))
+    while True:
+        rows = conn.execute(sql, {"after": after, "hi": through, "limit": page}).all()
+        for row in rows:
+            ts = row[1]
+            if not sqlite:
+                yield tuple(row)
+            elif ts.__class__ is str and len(ts) == 26 and ts[10] == " ":  # "YYYY-MM-DD HH:MM:SS.ffffff"
+                yield (row[0], f"{ts[:10]}T{ts[11:23]}Z", *row[2:])
+            else:  # not what SQLAlchemy writes: let the model's type read it
+                try:
+                    stamp = format_timestamp(_typed_row(conn, row[0])[1])
+                except (ValueError, TypeError, AttributeError):
+                    stamp = str(ts)
+                yield (row[0], stamp, *row[2:])
+        if len(rows) < page:
+            return
+        after = rows[-1][0]
 
 
 @dataclass(frozen=True)
@@ -121,50 +159,48 @@ class _Chunk:
     break_reason: str = ""
 
 
-def _walk(conn: Connection, lo: int, hi: int, expected_prev: str | None, page: int) -> _Chunk:
-    """Verify events lo..hi (gap-free ids, prev links, hashes); stop at the first break."""
-    sqlite = conn.dialect.name == "sqlite"
-    sql = text(_select_sql(conn.dialect.name))
-    after, expect, last = lo - 1, lo, expected_prev
+def _walk(conn: Connection, lo: int, hi: int, expected_prev: str | None, page: int, *, tail: bool = False
+          ) -> _Chunk:
+    """Verify events lo..hi (gap-free ids, prev links, hashes); stop at the first break.
+
+    ``tail``: ``hi`` is the newest event the chain head names, so missing rows at the end are a cut tail.
+    """
+    expect, last = lo, expected_prev
     first_prev: str | None = None
     count = 0
 
     def broken(event_id: int, reason: str) -> _Chunk:
         return _Chunk(lo, hi, count, first_prev, expect - 1 if count else None, last, event_id, reason)
 
-    while True:
-        rows = conn.execute(sql, {"after": after, "hi": hi, "limit": page}).all()
-        for (i, ts, at, uid, ak, ac, rt, rid, ip, rq, me, pa, st, ua, oc, de, pr, h) in rows:
-            if i != expect:
-                missing = f"events {expect}..{i - 1} are" if i - 1 > expect else f"event {expect} is"
-                return broken(expect, f"{missing} missing (deleted rows; the next event is {i})")
-            if last is not None and pr != last:
-                return broken(i, f"prev_hash does not match the hash of event {i - 1} "
-                                 "(events edited, reordered or inserted before it)")
-            if first_prev is None:
-                first_prev = pr
-            if sqlite:
-                ts = f"{ts[:10]}T{ts[11:23]}Z" if ts.__class__ is str and len(ts) == 26 and ts[10] == " " else ""
-            if (fast_event_hash(i, ts, at, uid, ak, ac, rt, rid, ip, rq, me, pa, st, ua, oc, de, pr) != h
-                    and not _reference_matches(conn, i)):
-                return broken(i, "the event's contents do not match its hash (a field was edited)")
-            last = h
-            expect = i + 1
-            count += 1
-        if len(rows) < page:
-            break
-        after = rows[-1][0]
+    for (i, ts, at, uid, ak, ac, rt, rid, ip, rq, me, pa, st, ua, oc, de, pr, h) in iter_raw_events(
+            conn, lo - 1, hi, page=page):
+        if i != expect:
+            missing = f"events {expect}..{i - 1} are" if i - 1 > expect else f"event {expect} is"
+            return broken(expect, f"{missing} missing (deleted rows; the next event is {i})")
+        if last is not None and pr != last:
+            return broken(i, f"prev_hash does not match the hash of event {i - 1} "
+                             "(events edited, reordered or inserted before it)")
+        if first_prev is None:
+            first_prev = pr
+        if (fast_event_hash(i, ts, at, uid, ak, ac, rt, rid, ip, rq, me, pa, st, ua, oc, de, pr) != h
+                and not _reference_matches(conn, i)):
+            return broken(i, "the event's contents do not match its hash (a field was edited)")
+        last = h
+        expect = i + 1
+        count += 1
     if expect <= hi:
-        return broken(expect, f"event {expect} is missing (deleted rows at the end of the range)")
+        if tail:
+            return broken(expect, f"truncated: the chain head names event {hi} but the chain ends at {expect - 1}")
+        return broken(expect, f"event {expect} is missing (deleted rows)")
     return _Chunk(lo, hi, count, first_prev, hi if count else None, last)
 
 
-def _chunk_worker(url: str, lo: int, hi: int, page: int) -> _Chunk:
+def _chunk_worker(url: str, lo: int, hi: int, page: int, tail: bool) -> _Chunk:
     """Worker process entry: its own engine, one range."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return _walk(conn, lo, hi, None, page)
+            return _walk(conn, lo, hi, None, page, tail=tail)
     finally:
         engine.dispose()
 
@@ -176,34 +212,45 @@ class Walk:
     last_hash: str
 
 
-def walk_events(store: Store, start_id: int, expected_prev: str, *, workers: int | None = None,
-                page: int = PAGE_SIZE, chunk_events: int = CHUNK_EVENTS,
+def walk_events(store: Store, start_id: int, expected_prev: str, *, through: int | None = None,
+                workers: int | None = None, page: int = PAGE_SIZE, chunk_events: int = CHUNK_EVENTS,
                 parallel_min: int = PARALLEL_MIN_EVENTS) -> Walk:
-    """Verify every event from ``start_id`` to the newest, chained from ``expected_prev``.
+    """Verify the events ``start_id..through`` (default: the newest), chained from ``expected_prev``.
 
     Raises VerifyFailed naming the first bad event id. ``workers``: processes to use for large
     chains (default: the CPU count; 1 = in this process only).
     """
-    with store.engine.connect() as conn:
-        max_id = conn.execute(select(func.max(AuditEvent.id)).where(AuditEvent.id >= start_id)).scalar()
-    if max_id is None:
+    if through is None:
+        with store.engine.connect() as conn:
+            found = conn.execute(select(func.max(AuditEvent.id)).where(AuditEvent.id >= start_id)).scalar()
+        through = int(found) if found is not None else start_id - 1
+    if through < start_id:
         return Walk(0, start_id - 1, expected_prev)
-    total = int(max_id) - start_id + 1
+    last = through
+    total = last - start_id + 1
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers <= 1 or total < parallel_min or store.engine.url.database in (None, "", ":memory:"):
         with store.engine.connect() as conn:
-            chunks: Iterator[_Chunk] = iter([_walk(conn, start_id, int(max_id), expected_prev, page)])
+            chunks: Iterator[_Chunk] = iter([_walk(conn, start_id, last, expected_prev, page, tail=True)])
             return _stitch(chunks, start_id, expected_prev)
     url = store.engine.url.render_as_string(hide_password=False)
-    bounds = [(lo, min(lo + chunk_events - 1, int(max_id))) for lo in range(start_id, int(max_id) + 1, chunk_events)]
+    bounds = [(lo, min(lo + chunk_events - 1, last)) for lo in range(start_id, last + 1, chunk_events)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers + 1, len(bounds)), mp_context=context) as pool:
-        futures: list[Future[_Chunk]] = [pool.submit(_chunk_worker, url, lo, hi, page) for lo, hi in bounds]
-        try:
-            return _stitch((f.result() for f in futures), start_id, expected_prev)
-        finally:
-            for future in futures:
-                future.cancel()
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(bounds)), mp_context=context) as pool:
+            futures: list[Future[_Chunk]] = [pool.submit(_chunk_worker, url, lo, hi, page, hi == last)
+                                             for lo, hi in bounds]
+            try:
+                return _stitch((f.result() for f in futures), start_id, expected_prev)
+            finally:
+                for future in futures:
+                    future.cancel()
+    except BrokenProcessPool:
+        # e.g. embedded in a program whose __main__ cannot be re-imported by a spawned worker
+        log.warning("audit verification workers could not start; verifying in one process")
+        with store.engine.connect() as conn:
+            return _stitch(iter([_walk(conn, start_id, last, expected_prev, page, tail=True)]), start_id,
+                           expected_prev)
 
 
 def _stitch(chunks: Iterator[_Chunk], start_id: int, expected_prev: str) -> Walk:
@@ -246,8 +293,11 @@ class KeyRing:
                                .order_by(AuditCheckpoint.id.desc())).scalars().all()
         for row in rows:
             pem = ring.key_for(int(row.id), row.key_id)
-            if pem is None or not verify_signature(row, appliance_id, pem):
-                raise VerifyFailed(f"rekey checkpoint #{row.id} is not signed by the key that followed it")
+            if pem is None:
+                raise VerifyFailed(f"rekey checkpoint #{row.id} is signed with key {row.key_id}, which is neither "
+                                   f"the appliance's signing key ({ring.current_id}) nor one it retired")
+            if not verify_signature(row, appliance_id, pem):
+                raise VerifyFailed(f"rekey checkpoint #{row.id}: the signature does not verify")
             try:
                 detail = detail_of(row)
                 old_pem = str(detail["old_public_key"])
@@ -265,10 +315,6 @@ class KeyRing:
                 return pem
         return None
 
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        return tuple(span[0] for span in self.spans)
-
 
 @dataclass(frozen=True)
 class ChainReport:
@@ -285,7 +331,8 @@ class ChainReport:
 
     def summary(self) -> str:
         newest = ("no checkpoint yet" if self.newest_checkpoint_at is None else
-                  f"newest {format_timestamp(self.newest_checkpoint_at)} through event {self.newest_checkpoint_event_id}")
+                  f"newest {format_timestamp(self.newest_checkpoint_at)} "
+                  f"through event {self.newest_checkpoint_event_id}")
         purged = f", events through {self.purged_through_id} purged" if self.purged_through_id else ""
         return (f"audit trail valid: {self.events} events, {self.checkpoints} checkpoints ({newest}), "
                 f"last id {self.last_id}{purged}; signing key {self.key_id}")
@@ -315,10 +362,11 @@ def _anchor(session: Session, ring: KeyRing, appliance_id: str, purged_through: 
     return anchor
 
 
-def _checkpoint_rows(session: Session) -> Iterator[AuditCheckpoint]:
+def _checkpoint_rows(session: Session, through_id: int) -> Iterator[AuditCheckpoint]:
     after = 0
     while True:
-        rows = session.execute(select(AuditCheckpoint).where(AuditCheckpoint.id > after)
+        rows = session.execute(select(AuditCheckpoint).where(AuditCheckpoint.id > after,
+                                                              AuditCheckpoint.id <= through_id)
                                .order_by(AuditCheckpoint.id).limit(CHECKPOINT_PAGE)).scalars().all()
         yield from rows
         if len(rows) < CHECKPOINT_PAGE:
@@ -344,7 +392,8 @@ class _ClaimChecker:
         if not self.pending:
             return
         ids = sorted({p[0] for p in self.pending})
-        stored = dict(self.session.execute(select(AuditEvent.id, AuditEvent.hash).where(AuditEvent.id.in_(ids))).tuples())
+        rows = self.session.execute(select(AuditEvent.id, AuditEvent.hash).where(AuditEvent.id.in_(ids))).all()
+        stored = {int(row[0]): str(row[1]) for row in rows}
         for event_id, claimed, checkpoint_id in self.pending:
             if stored.get(event_id) != claimed:
                 raise VerifyFailed(
@@ -356,7 +405,7 @@ class _ClaimChecker:
 
 
 def _check_checkpoints(session: Session, ring: KeyRing, appliance_id: str, walk: Walk, purged_through: int,
-                       anchor: str) -> tuple[int, AuditCheckpoint | None]:
+                       anchor: str, through_id: int) -> tuple[int, AuditCheckpoint | None]:
     claims = _ClaimChecker(session)
     claims.last_good = purged_through
     prev_digest: str | None = None
@@ -365,7 +414,7 @@ def _check_checkpoints(session: Session, ring: KeyRing, appliance_id: str, walk:
     purged = 0
     count = 0
     newest: AuditCheckpoint | None = None
-    for row in _checkpoint_rows(session):
+    for row in _checkpoint_rows(session, through_id):
         cid = int(row.id)
         pem = ring.key_for(cid, row.key_id)
         if pem is None:
@@ -413,24 +462,28 @@ def _check_checkpoints(session: Session, ring: KeyRing, appliance_id: str, walk:
 def verify_database(store: Store, *, appliance_id: str, public_key_pem: str, workers: int | None = None,
                     page: int = PAGE_SIZE, chunk_events: int = CHUNK_EVENTS,
                     parallel_min: int = PARALLEL_MIN_EVENTS) -> ChainReport:
-    """Verify the events, the chain head and every checkpoint; raise VerifyFailed at the first problem."""
+    """Verify the events, the chain head and every checkpoint; raise VerifyFailed at the first problem.
+
+    Safe on a live appliance: it verifies what existed when it started — the checkpoints up to the
+    newest one then, and the events up to the chain head read after them (a checkpoint never names
+    an event beyond the head that followed it) — and ignores what is appended meanwhile.
+    """
     with store.read() as session:
+        newest_checkpoint = int(session.execute(select(func.max(AuditCheckpoint.id))).scalar() or 0)
         head = session.execute(select(AuditChainHead).where(AuditChainHead.id == HEAD_ID)).scalar_one()
         head_id, head_hash, purged_through = int(head.last_id), head.last_hash, int(head.purged_through_id)
         ring = KeyRing.load(session, appliance_id, public_key_pem)
         anchor = _anchor(session, ring, appliance_id, purged_through)
-    walk = walk_events(store, purged_through + 1, anchor, workers=workers, page=page, chunk_events=chunk_events,
-                       parallel_min=parallel_min)
+    walk = walk_events(store, purged_through + 1, anchor, through=head_id, workers=workers, page=page,
+                       chunk_events=chunk_events, parallel_min=parallel_min)
     with store.read() as session:
-        count, newest = _check_checkpoints(session, ring, appliance_id, walk, purged_through, anchor)
+        count, newest = _check_checkpoints(session, ring, appliance_id, walk, purged_through, anchor,
+                                           newest_checkpoint)
         newest_at = newest.created_at if newest is not None else None
         newest_event = int(newest.last_event_id) if newest is not None else None
-    if walk.last_id < head_id:
-        raise VerifyFailed(f"audit chain truncated: the chain head says the newest event is {head_id}, but the "
-                           f"chain ends at {walk.last_id}", event_id=walk.last_id + 1)
-    if walk.last_id > head_id or walk.last_hash != head_hash:
+    if walk.last_id != head_id or walk.last_hash != head_hash:
         raise VerifyFailed(f"the chain head (event {head_id}) does not match the newest event ({walk.last_id}): "
-                           "events were written around the audit writer", event_id=head_id + 1)
+                           "the head was edited", event_id=min(head_id, walk.last_id) + 1)
     notes: list[str] = []
     if newest_event is not None and walk.last_id > newest_event:
         notes.append(f"{walk.last_id - newest_event} events after the newest checkpoint are covered by the chain "
@@ -439,7 +492,3 @@ def verify_database(store: Store, *, appliance_id: str, public_key_pem: str, wor
                        last_hash=walk.last_hash, purged_through_id=purged_through, checkpoints=count,
                        newest_checkpoint_at=newest_at, newest_checkpoint_event_id=newest_event,
                        key_id=ring.current_id, notes=tuple(notes))
-
-
-def trusted_key_ids(ring_pems: Sequence[str]) -> tuple[str, ...]:
-    return tuple(public_key_id(pem) for pem in ring_pems)

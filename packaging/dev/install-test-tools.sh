@@ -18,6 +18,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
