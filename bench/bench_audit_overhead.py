@@ -10,18 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import load, print_table, scratch_appliance, start_server
-
-
-class NullAudit:
-    batches = events = 0
-
-    def record(self, _record: object) -> int:
-        return 0
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
+from bench.common import NullAudit, load, print_table, scratch_appliance, start_server
 
 
 def main() -> None:

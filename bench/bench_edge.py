@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import load, print_table, scratch_appliance, start_server
+from bench.common import NullAudit, load, print_table, scratch_appliance, start_server
 
 
 def main() -> None:
@@ -29,15 +29,6 @@ def main() -> None:
     built, _directory = scratch_appliance()
     app = built.appliance
 
-    class NullAudit:
-        batches = events = 0
-
-        def record(self, _record: object) -> int:
-            return 0
-
-        def start(self) -> None: ...
-
-        def stop(self) -> None: ...
 
     app.audit = NullAudit()  # type: ignore[assignment]
     flask_app = create_app(app)

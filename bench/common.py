@@ -106,6 +106,19 @@ def scratch_appliance(**overrides: Any) -> tuple[Any, Any]:
     return built, directory
 
 
+class NullAudit:
+    """Stands in for the audit writer when a benchmark isolates another cost (never in the product)."""
+
+    batches = events = 0
+
+    def record(self, _record: object) -> int:
+        return 0
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
     print(f"\n### {title}\n")
     print("| " + " | ".join(header) + " |")

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
@@ -58,6 +59,23 @@ def to_decimal(value: Any) -> Decimal | None:
         return Decimal(str(value))
     except InvalidOperation:
         raise VenueBadData("venue", f"not a number: {str(value)[:40]!r}") from None
+
+
+class MonotonicNonce:
+    """Millisecond nonces, strictly increasing across every client of this process.
+
+    Venues that want a nonce greater than the last one per key (Kraken, Gemini) would refuse two
+    fresh ccxt instances sharing a key within one millisecond; one counter per venue avoids it.
+    """
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self.lock:
+            self.last = max(self.last + 1, int(time.time() * 1000))
+            return self.last
 
 
 class CcxtAdapter(VenueAdapter):

@@ -11,36 +11,22 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from decimal import Decimal
-from typing import Any
 from urllib.parse import parse_qsl
 
 import ccxt
 import pytest
 
 from appliance.errors import VenueAuthError, VenueBadData, VenueTransient
-from appliance.venues.base import Credentials, Page, TxRecord, VenueAdapter
+from appliance.venues.base import Credentials
 from appliance.venues.exchanges.binance import HISTORY_WINDOW_MS, BinanceAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
+from tests.venues.helpers import creds_of, drain
 
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
 
 
-def creds_of(key: dict[str, Any]) -> Credentials:
-    return Credentials(key["api_key"], key["api_secret"])
-
-
-def drain(adapter: VenueAdapter, creds: Credentials, stream: str, cursor: dict[str, Any] | None = None
-          ) -> tuple[list[TxRecord], Page]:
-    records: list[TxRecord] = []
-    page = Page([], dict(cursor or {}), done=False)
-    for _ in range(100):
-        page = adapter.fetch_transactions(creds, stream, page.cursor)
-        records.extend(page.records)
-        if page.done:
-            return records, page
-    raise AssertionError("did not finish")
 
 
 def queries(sim: RunningSim, path: str) -> list[dict[str, str]]:

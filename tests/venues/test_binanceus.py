@@ -8,25 +8,21 @@ authentication error; a rate limit or outage is never turned into "unknown".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from appliance.errors import VenueAuthError, VenueRateLimited, VenueTransient
 from appliance.sim.core import Response
 from appliance.sim.venues.binance import BinanceSim
-from appliance.venues.base import Credentials
 from appliance.venues.exchanges.binanceus import BinanceUsAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
+from tests.venues.helpers import creds_of
 
 NOT_FOUND = Response(404, "<html><body><h1>404 Not Found</h1></body></html>", content_type="text/html")
 NOT_AUTHORISED = Response(401, {"code": -1002, "msg": "You are not authorized to execute this request."})
 
-
-def creds_of(key: dict[str, Any]) -> Credentials:
-    return Credentials(key["api_key"], key["api_secret"])
 
 
 @pytest.fixture

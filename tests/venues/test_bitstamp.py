@@ -17,7 +17,8 @@ from appliance.venues.base import Kind
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
-from tests.venues.test_contract import account_of, creds_of, drain
+from tests.venues.helpers import creds_of, drain
+from tests.venues.test_contract import account_of
 
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
 FORM = "application/x-www-form-urlencoded"
@@ -116,7 +117,8 @@ def test_ledger_pages_resume_from_since_id(sim: RunningSim, bitstamp: Any) -> No
     first = bitstamp.fetch_transactions(creds, "ledger", {})
     assert len(first.records) == 1000
     assert not first.done
-    records, cursor = drain(bitstamp, creds, "ledger", first.cursor)
+    records, last = drain(bitstamp, creds, "ledger", first.cursor)
+    cursor = last.cursor
     ids = [r.venue_tx_id for r in [*first.records, *records]]
     assert len(ids) == len(set(ids)) == 2000  # the inclusive since_id row is not returned twice
     assert drain(bitstamp, creds, "ledger", cursor)[0] == []

@@ -10,35 +10,21 @@ paged by cursor, internal withdrawals included.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 
 from appliance.errors import VenueAuthError, VenueTransient
-from appliance.venues.base import Credentials, Page, TxRecord
+from appliance.venues.base import Credentials
 from appliance.venues.exchanges.bybit import ASSET_WINDOW_MS, DAY_MS, TRADES_WINDOW_MS, BybitAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
+from tests.venues.helpers import creds_of, drain
 
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
 
 
-def creds_of(key: dict[str, Any]) -> Credentials:
-    return Credentials(key["api_key"], key["api_secret"])
-
-
-def drain(adapter: BybitAdapter, creds: Credentials, stream: str, cursor: dict[str, Any] | None = None
-          ) -> tuple[list[TxRecord], Page]:
-    records: list[TxRecord] = []
-    page = Page([], dict(cursor or {}), done=False)
-    for _ in range(300):
-        page = adapter.fetch_transactions(creds, stream, page.cursor)
-        records.extend(page.records)
-        if page.done:
-            return records, page
-    raise AssertionError("did not finish")
 
 
 def queries(sim: RunningSim, path: str) -> list[dict[str, str]]:

@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from appliance.errors import EgressRefused, VenuePermissionError
-from appliance.venues.base import Credentials, Page
 from appliance.venues.exchanges.coinbase import CoinbaseAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
+from tests.venues.helpers import creds_of, pages
 
 VENUE = "coinbase"
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
@@ -38,15 +38,6 @@ def adapter_of(registry: VenueRegistry) -> CoinbaseAdapter:
     return adapter
 
 
-def creds_of(key: dict[str, Any]) -> Credentials:
-    return Credentials(key["api_key"], key["api_secret"])
-
-
-def drain(adapter: Any, creds: Credentials, stream: str, cursor: dict[str, Any] | None = None) -> list[Page]:
-    pages = [adapter.fetch_transactions(creds, stream, cursor or {})]
-    while not pages[-1].done:
-        pages.append(adapter.fetch_transactions(creds, stream, pages[-1].cursor))
-    return pages
 
 
 def b64url(data: bytes) -> str:
@@ -151,16 +142,16 @@ def test_fills_page_by_cursor_inside_a_pinned_window(sim: RunningSim, registry: 
     adapter = adapter_of(registry)
     key = sim.create_key(VENUE, history={"trades": 600, "deposits": 0, "withdrawals": 0})
     sim.control("DELETE", "requests")
-    pages = drain(adapter, creds_of(key), "trades")
-    ids = [r.venue_tx_id for p in pages for r in p.records]
+    walked = pages(adapter, creds_of(key), "trades")
+    ids = [r.venue_tx_id for p in walked for r in p.records]
     assert len(ids) == len(set(ids)) == 600
     queries = [e["query"] for e in sim.requests_log(VENUE) if e["path"].endswith("/historical/fills")]
     assert len(queries) == 3
     assert "cursor=" not in queries[0]
     assert all("cursor=" in q for q in queries[1:])
     assert len({q.split("end_sequence_timestamp=")[1].split("&")[0] for q in queries}) == 1
-    newest = max((p.records[0].raw or {})["sequence_timestamp"] for p in pages if p.records)
-    assert pages[-1].cursor == {"since": newest}
+    newest = max((p.records[0].raw or {})["sequence_timestamp"] for p in walked if p.records)
+    assert walked[-1].cursor == {"since": newest}
 
 
 def test_funding_comes_from_v2_transactions_wallet_by_wallet(sim: RunningSim, registry: VenueRegistry) -> None:
@@ -172,15 +163,15 @@ def test_funding_comes_from_v2_transactions_wallet_by_wallet(sim: RunningSim, re
     sim.control("POST", f"{path}/withdrawals", {"withdrawals": [{"asset": "BTC", "amount": "0.1", "fee": "0.0005"}]})
     sim.control("POST", f"{path}/trades", {"count": 20})  # advanced_trade_fill entries in the same wallets
     sim.control("DELETE", "requests")
-    pages = drain(adapter, creds_of(key), "deposits")
-    assert all(json.loads(json.dumps(p.cursor)) == p.cursor for p in pages)  # stored as JSON between pages
-    deposits = [r for p in pages for r in p.records]
+    walked = pages(adapter, creds_of(key), "deposits")
+    assert all(json.loads(json.dumps(p.cursor)) == p.cursor for p in walked)  # stored as JSON between pages
+    deposits = [r for p in walked for r in p.records]
     assert len(deposits) == 131
     assert {r.asset for r in deposits} == {"BTC", "USD"}
     v2 = [e["query"] for e in sim.requests_log(VENUE) if e["path"].startswith("/v2/")]
     assert all("order=asc" in q for q in v2)
     assert any("starting_after=" in q for q in v2)  # the BTC wallet took more than one page of 100
-    (withdrawal,) = [r for p in drain(adapter, creds_of(key), "withdrawals") for r in p.records]
+    (withdrawal,) = [r for p in pages(adapter, creds_of(key), "withdrawals") for r in p.records]
     assert withdrawal.amount == Decimal("0.1")  # sent; the wallet was debited 0.1005 with the fee
     assert withdrawal.fee_amount == Decimal("0.0005")
     assert withdrawal.raw is not None

@@ -16,30 +16,16 @@ import ccxt
 import pytest
 
 from appliance.errors import EgressRefused, VenueAuthError, VenueRateLimited
-from appliance.venues.base import Credentials, TxRecord, VenueAdapter
+from appliance.venues.base import Credentials
 from appliance.venues.exchanges import EXCHANGE_ADAPTERS
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
+from tests.venues.helpers import creds_of, drain
 
 VENUES = [cls.id for cls in EXCHANGE_ADAPTERS]
 
 
-def creds_of(key: dict[str, Any]) -> Credentials:
-    return Credentials(key["api_key"], key["api_secret"], key.get("passphrase") or "")
-
-
-def drain(adapter: VenueAdapter, creds: Credentials, stream: str, cursor: dict[str, Any] | None = None,
-          max_pages: int = 200) -> tuple[list[TxRecord], dict[str, Any]]:
-    records: list[TxRecord] = []
-    cursor = dict(cursor or {})
-    for _ in range(max_pages):
-        page = adapter.fetch_transactions(creds, stream, cursor)
-        records.extend(page.records)
-        cursor = page.cursor
-        if page.done:
-            return records, cursor
-    raise AssertionError(f"{adapter.id}/{stream}: more than {max_pages} pages")
 
 
 def account_of(sim: RunningSim, venue: str, api_key: str) -> Any:
@@ -117,7 +103,8 @@ def test_multi_page_history_complete_once(sim: RunningSim, registry: VenueRegist
     account = account_of(sim, venue, key["api_key"])
     cursors = {}
     for stream in adapter.streams:
-        records, cursor = drain(adapter, creds, stream)
+        records, last = drain(adapter, creds, stream)
+        cursor = last.cursor
         ids = [r.venue_tx_id for r in records]
         assert len(ids) == len(set(ids)), f"{venue}/{stream}: duplicates within one run"
         assert set(ids) == venue_sim.stream_ids(account, stream), f"{venue}/{stream}: incomplete"

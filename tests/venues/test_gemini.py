@@ -15,11 +15,12 @@ import pytest
 import requests
 
 from appliance.errors import EgressRefused, VenueAuthError, VenuePermissionError, VenueTransient
-from appliance.venues.base import Credentials, Page
+from appliance.venues.base import Credentials
 from appliance.venues.exchanges.gemini import GeminiAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
+from tests.venues.helpers import creds_of, pages
 
 VENUE = "gemini"
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
@@ -31,15 +32,6 @@ def adapter_of(registry: VenueRegistry) -> GeminiAdapter:
     return adapter
 
 
-def creds_of(key: dict[str, Any]) -> Credentials:
-    return Credentials(key["api_key"], key["api_secret"])
-
-
-def drain(adapter: Any, creds: Credentials, stream: str, cursor: dict[str, Any] | None = None) -> list[Page]:
-    pages = [adapter.fetch_transactions(creds, stream, cursor or {})]
-    while not pages[-1].done:
-        pages.append(adapter.fetch_transactions(creds, stream, pages[-1].cursor))
-    return pages
 
 
 def payloads(sim: RunningSim, path: str) -> list[dict[str, Any]]:
@@ -146,18 +138,18 @@ def test_symbols_are_derived_and_recorded(sim: RunningSim, registry: VenueRegist
     sim.control("POST", f"{VENUE}/keys/{key['api_key']}/balances", {"BTC": "0", "SOL": "0", "USDT": "0"})
     account.balances = {"USD": Decimal("50")}  # nothing left but dollars: BTC is known from the withdrawal
     sim.control("DELETE", "requests")
-    pages = drain(adapter, creds_of(key), "trades")
+    walked = pages(adapter, creds_of(key), "trades")
     queried = [p["symbol"] for p in payloads(sim, "/v1/mytrades")]
     assert queried == ["btcusd"]
-    assert pages[-1].notes["markets"] == ["BTC/USD"]
-    assert all(json.loads(json.dumps(p.cursor)) == p.cursor for p in pages)  # stored as JSON between pages
-    assert [r.market for p in pages for r in p.records] == ["BTC/USD"]  # SOL/USDT left no trace: not covered
+    assert walked[-1].notes["markets"] == ["BTC/USD"]
+    assert all(json.loads(json.dumps(p.cursor)) == p.cursor for p in walked)  # stored as JSON between pages
+    assert [r.market for p in walked for r in p.records] == ["BTC/USD"]  # SOL/USDT left no trace: not covered
     # The next run remembers the market it saw trades in, even with no balance or transfer left.
     account.deposits.clear()
     account.withdrawals.clear()
     account.balances = {}
     sim.control("DELETE", "requests")
-    again = drain(adapter, creds_of(key), "trades", pages[-1].cursor)
+    again = pages(adapter, creds_of(key), "trades", walked[-1].cursor)
     assert again[-1].notes["markets"] == ["BTC/USD"]
     assert [p["symbol"] for p in payloads(sim, "/v1/mytrades")] == ["btcusd"]
     assert all(not p.records for p in again)
@@ -169,7 +161,7 @@ def test_trades_page_forward_past_500_in_one_market(sim: RunningSim, registry: V
     trades = [{"base": "ETH", "quote": "BTC", "side": "sell", "amount": "0.5", "price": "0.05"}] * 1100
     sim.control("POST", f"{VENUE}/keys/{key['api_key']}/trades", {"trades": trades})
     sim.control("DELETE", "requests")
-    records = [r for p in drain(adapter, creds_of(key), "trades") for r in p.records]
+    records = [r for p in pages(adapter, creds_of(key), "trades") for r in p.records]
     assert len(records) == len({r.venue_tx_id for r in records}) == 1100
     asked = [p for p in payloads(sim, "/v1/mytrades") if p["symbol"] == "ethbtc"]
     assert [p["limit_trades"] for p in asked] == [500, 500, 500]
@@ -183,10 +175,10 @@ def test_transfers_page_and_split_by_type(sim: RunningSim, registry: VenueRegist
     key = sim.create_key(VENUE, history={"trades": 0, "deposits": 70, "withdrawals": 40})
     account = sim.app.state.venues[VENUE].keys[key["api_key"]].account
     sim.control("DELETE", "requests")
-    deposits = [r for p in drain(adapter, creds_of(key), "deposits") for r in p.records]
+    deposits = [r for p in pages(adapter, creds_of(key), "deposits") for r in p.records]
     assert {r.venue_tx_id for r in deposits} == {t.id for t in account.deposits}
     assert len(payloads(sim, "/v1/transfers")) == 3  # 110 transfers, 50 a page
-    withdrawals = [r for p in drain(adapter, creds_of(key), "withdrawals") for r in p.records]
+    withdrawals = [r for p in pages(adapter, creds_of(key), "withdrawals") for r in p.records]
     assert {r.venue_tx_id for r in withdrawals} == {t.id for t in account.withdrawals}
     assert all(r.fee_asset == r.asset for r in withdrawals)
 

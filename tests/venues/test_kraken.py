@@ -13,11 +13,11 @@ import ccxt
 import pytest
 
 from appliance.errors import EgressRefused, VenueAuthError, VenuePermissionError, VenueTransient
-from appliance.venues.base import Credentials
 from appliance.venues.exchanges.kraken import KrakenAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
+from tests.venues.helpers import creds_of
 
 VENUE = "kraken"
 
@@ -27,9 +27,6 @@ def adapter_of(registry: VenueRegistry) -> KrakenAdapter:
     assert isinstance(adapter, KrakenAdapter)
     return adapter
 
-
-def creds_of(key: dict[str, Any]) -> Credentials:
-    return Credentials(key["api_key"], key["api_secret"])
 
 
 def sim_key(sim: RunningSim, key: dict[str, Any]) -> Any:

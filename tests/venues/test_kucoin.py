@@ -14,7 +14,8 @@ from appliance.venues.base import Credentials, Kind
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
-from tests.venues.test_contract import account_of, creds_of, drain
+from tests.venues.helpers import creds_of, drain
+from tests.venues.test_contract import account_of
 
 DAY_MS = 86_400_000
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
@@ -116,7 +117,8 @@ def test_pages_inside_one_window_and_across_windows(sim: RunningSim, kucoin: Any
     sim.control("POST", f"kucoin/keys/{key['api_key']}/trades", {"count": 1100, "start_ms": start})
     sim.control("POST", f"kucoin/keys/{key['api_key']}/trades", {"count": 5, "start_ms": now_ms() - 40 * DAY_MS})
     creds = creds_of(key)
-    records, cursor = drain(kucoin, creds, "trades")
+    records, last = drain(kucoin, creds, "trades")
+    cursor = last.cursor
     ids = [r.venue_tx_id for r in records]
     assert len(ids) == len(set(ids)) == 1105
     assert set(ids) == sim.app.state.venues["kucoin"].stream_ids(account_of(sim, "kucoin", key["api_key"]), "trades")

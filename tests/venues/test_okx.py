@@ -15,7 +15,8 @@ from appliance.venues.base import Credentials, Kind
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
-from tests.venues.test_contract import account_of, creds_of, drain
+from tests.venues.helpers import creds_of, drain
+from tests.venues.test_contract import account_of
 
 DAY_MS = 86_400_000
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
@@ -115,7 +116,8 @@ def test_fills_page_boundary_and_incremental(sim: RunningSim, okx: Any) -> None:
     assert len(first.records) == 100
     assert not first.done
     assert first.complete_until is None
-    records, cursor = drain(okx, creds, "trades", first.cursor)
+    records, last = drain(okx, creds, "trades", first.cursor)
+    cursor = last.cursor
     assert len(records) == 100
     assert {r.venue_tx_id for r in records}.isdisjoint(r.venue_tx_id for r in first.records)
     assert drain(okx, creds, "trades", cursor)[0] == []  # nothing new: the boundary stops the walk at once
@@ -145,7 +147,8 @@ def test_deposits_split_inside_one_millisecond_lose_nothing(sim: RunningSim, okx
     spread = [{"asset": "BTC", "amount": "1", "timestamp": same + 1000 * (i + 1)} for i in range(90)]
     clash = [{"asset": "ETH", "amount": "2", "timestamp": same} for _ in range(30)]
     sim.control("POST", f"okx/keys/{key['api_key']}/deposits", {"deposits": spread + clash})
-    records, cursor = drain(okx, creds_of(key), "deposits")
+    records, last = drain(okx, creds_of(key), "deposits")
+    cursor = last.cursor
     ids = [r.venue_tx_id for r in records]
     assert len(ids) == len(set(ids)) == 120
     assert set(ids) == sim.app.state.venues["okx"].stream_ids(account_of(sim, "okx", key["api_key"]), "deposits")

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -45,24 +43,11 @@ from appliance.venues.base import (
     Stream,
     TxRecord,
 )
-from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ccxt_base import CcxtAdapter, MonotonicNonce, to_decimal
 
 TRADES_PAGE = 500
 TRANSFERS_PAGE = 50
 KNOWN_ROLES = ("isAuditor", "isTrader", "isFundManager")
-
-
-class MonotonicNonce:
-    """Millisecond nonces, strictly increasing across every client of this process."""
-
-    def __init__(self) -> None:
-        self.last = 0
-        self.lock = threading.Lock()
-
-    def __call__(self) -> int:
-        with self.lock:
-            self.last = max(self.last + 1, int(time.time() * 1000))
-            return self.last
 
 
 _nonce = MonotonicNonce()

@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -41,7 +39,7 @@ from appliance.venues.base import (
     Stream,
     TxRecord,
 )
-from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ccxt_base import CcxtAdapter, MonotonicNonce, to_decimal
 
 # Permission strings a read-only key may hold, and the ones it needs for a complete sync.
 READ_ONLY = frozenset({"query-funds", "query-open-trades", "query-closed-trades", "query-ledger", "export-data"})
@@ -53,19 +51,6 @@ WITHDRAW = frozenset({"withdraw-funds"})
 NOT_EVIDENCE = ("apiKey", "iban")
 # Kraken balance suffixes (XBT.F, DOT.S...) name where the asset sits.
 SUFFIX_ACCOUNTS = {"F": "earn", "B": "earn", "S": "staked", "M": "rewards", "P": "parachain", "T": "tokenized"}
-
-
-class MonotonicNonce:
-    """Millisecond nonces, strictly increasing across every client of this process."""
-
-    def __init__(self) -> None:
-        self.last = 0
-        self.lock = threading.Lock()
-
-    def __call__(self) -> int:
-        with self.lock:
-            self.last = max(self.last + 1, int(time.time() * 1000))
-            return self.last
 
 
 _nonce = MonotonicNonce()
