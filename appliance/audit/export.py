@@ -78,6 +78,24 @@ def unescape_cell(text: str) -> str:
 
 
 _COLUMNS = [getattr(AuditEvent, name) for name in CSV_COLUMNS]
+_TIMESTAMP = CSV_COLUMNS.index("timestamp")
+# Text columns: the only cells that can start with a formula character.
+_TEXT = tuple(i for i, name in enumerate(CSV_COLUMNS) if name not in ("user_id", "api_key_id", "id", "status",
+                                                                         "timestamp"))
+
+
+def escape_row(row: tuple[Any, ...]) -> list[Any]:
+    """escape_cell over a whole row, without a function call per cell (exports run to millions of rows):
+    integers and None go to the csv module as they are (it writes them exactly as str() would)."""
+    out = list(row)
+    stamp = out[_TIMESTAMP]
+    if isinstance(stamp, dt.datetime):
+        out[_TIMESTAMP] = format_timestamp(stamp)
+    for i in _TEXT:
+        text = out[i]
+        if text and (text[0] in _FORMULA or (text[0] == "'" and text[1:2] in _QUOTED)):
+            out[i] = "'" + text
+    return out
 
 
 def iter_rows(session: Session, flt: AuditFilter, *, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
@@ -104,7 +122,7 @@ def csv_chunks(rows: Iterator[tuple[Any, ...]], *, header: bool = True, rows_per
     if header:
         writer.writerow(CSV_COLUMNS)
     for count, row in enumerate(rows, start=1):
-        writer.writerow([escape_cell(v) for v in row])
+        writer.writerow(escape_row(row))
         if count % rows_per_chunk == 0:
             yield buffer.getvalue()
             buffer.seek(0)
