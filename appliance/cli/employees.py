@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from appliance.cli.common import audited, cli_actor, cli_state, echo_table, fail, handle_errors
+from appliance.cli.common import audited, cli_actor, cli_state, echo_table, handle_errors
 
 
 @click.group()
@@ -38,13 +38,12 @@ def employee_import(file: Path) -> None:
     from appliance.errors import Invalid
     from appliance.services import employees
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        fail(f"{file} is not UTF-8 text")
+    # Bytes, not read_text(): the service names the first non-UTF-8 line, and universal-newline
+    # decoding would rewrite line ends inside quoted fields.
+    data = file.read_bytes()
     try:
         with audited("employees.import", resource_type="employees", detail={"file": file.name}) as (session, info):
-            created = employees.import_csv(session, text)
+            created = employees.import_csv(session, data)
             info["imported"] = len(created)
     except Invalid as exc:
         errors = exc.detail.get("errors")
@@ -101,6 +100,7 @@ def onboard_link(employee_id: int, purpose: str) -> None:
         row, token = onboarding.create_link(session, cli_actor(), settings, employee_id, purpose=purpose)
         info["resource_id"] = row.id
     host = settings.server.host if ":" not in settings.server.host else f"[{settings.server.host}]"
-    click.echo(f"onboarding url: {onboarding.link_url(settings, token, f'https://{host}:{settings.server.port}')}")
+    # link_url makes this https:// unless the localhost demo serves onboarding over plain HTTP.
+    click.echo(f"onboarding url: {onboarding.link_url(settings, token, f'http://{host}:{settings.server.port}')}")
     if not settings.server.public_url:
         click.echo("note: set server.public_url so links name the address employees can reach", err=True)

@@ -124,27 +124,79 @@ class ImportError_:
     message: str
 
 
-def import_csv(session: Session, text: str) -> list[Employee]:
-    """All rows or none. Raises Invalid listing every bad row with its line number."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+# Header spellings people (and spreadsheets) use for our columns.
+HEADER_ALIASES = {"e_mail": "email", "mail": "email", "externalid": "external_id"}
+MAX_CSV_BYTES = 10 * 1024 * 1024
+
+
+def decode_csv(data: bytes) -> str:
+    """UTF-8 text (a BOM is fine); anything else is refused naming the first bad line."""
+    if len(data) > MAX_CSV_BYTES:
+        raise Invalid(f"nothing was imported: the file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise Invalid(f"nothing was imported: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                      "save the file as \"CSV UTF-8\"") from None
+
+
+def _header_name(cell: str) -> str:
+    name = "_".join(cell.strip().lower().replace("-", " ").split())
+    return HEADER_ALIASES.get(name, name)
+
+
+def _read_rows(text: str) -> tuple[list[tuple[int, list[str]]], ImportError_ | None]:
+    """(line number where each record ends, its cells), stopping at the first malformed record."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for cells in reader:
+            rows.append((reader.line_num, cells))
+    except csv.Error as exc:
+        # e.g. a field over the csv module's size limit: everything after it is unreliable.
+        return rows, ImportError_(reader.line_num, f"unreadable CSV ({exc})"[:200])
+    return rows, None
+
+
+def import_csv(session: Session, text: str | bytes) -> list[Employee]:
+    """All rows or none. Raises Invalid listing every bad row with its line number.
+
+    Header names are matched case-insensitively with spaces or hyphens for underscores
+    ("External ID", "E-mail"); columns without a header (a spreadsheet's trailing commas) are
+    ignored while they are empty.
+    """
+    if isinstance(text, bytes):
+        text = decode_csv(text)
+    rows, broken = _read_rows(text)
+    if not rows:
+        raise Invalid("nothing was imported: the file is empty (line 1 must name the columns "
+                      f"{', '.join(CSV_COLUMNS)})")
+    header = [_header_name(h) for h in rows[0][1]]
     missing = [c for c in ("name", "email") if c not in header]
     if missing:
         raise Invalid(f"line 1: the header must name the columns {', '.join(CSV_COLUMNS)} "
                       f"(missing: {', '.join(missing)})")
-    unknown = [h for h in header if h not in CSV_COLUMNS]
+    unknown = [h for h in header if h and h not in CSV_COLUMNS]
     if unknown:
         raise Invalid(f"line 1: unknown column(s) {', '.join(unknown)} (known: {', '.join(CSV_COLUMNS)})")
-    reader.fieldnames = header
+    repeated = sorted({h for h in header if h and header.count(h) > 1})
+    if repeated:
+        raise Invalid(f"line 1: column(s) {', '.join(repeated)} appear more than once")
     problems: list[ImportError_] = []
     cleaned: list[tuple[int, tuple[str, str, str, str | None]]] = []
     seen_emails: dict[str, int] = {}
     seen_external: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
-        if None in row:
-            problems.append(ImportError_(line, "too many fields"))
+    for line, cells in rows[1:]:
+        if not cells or not any(c.strip() for c in cells):
+            continue  # blank line
+        if len(cells) > len(header):
+            problems.append(ImportError_(line, f"too many fields ({len(cells)}; the header has {len(header)})"))
             continue
+        if any(c.strip() for h, c in zip(header, cells, strict=False) if not h):
+            problems.append(ImportError_(line, "a value in a column without a header"))
+            continue
+        row = dict(zip(header, cells, strict=False))
         try:
             values = _clean(row.get("name") or "", row.get("email") or "", row.get("department") or "",
                             row.get("external_id"))
@@ -167,6 +219,8 @@ def import_csv(session: Session, text: str) -> list[Employee]:
             problems.append(ImportError_(line, exc.message))
             continue
         cleaned.append((line, values))
+    if broken is not None:
+        problems.append(broken)
     if problems:
         listing = "; ".join(f"line {p.line}: {p.message}" for p in problems[:50])
         more = f" (and {len(problems) - 50} more)" if len(problems) > 50 else ""

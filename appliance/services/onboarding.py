@@ -1,8 +1,10 @@
 """Employee onboarding: one-time links, key submission with a scope probe, wallets.
 
 - A link's token is 256 random bits, stored only as its SHA-256, shown once, and expires
-  (``onboarding.link_ttl_days``). The first browser that opens it claims it (a random cookie whose
-  hash is stored); another browser is refused. "Finish" completes the link; it is dead afterwards.
+  (``onboarding.link_ttl_days``). The first browser that submits anything on it claims it (a random
+  cookie whose hash is stored); another browser is refused from then on. Merely showing the page
+  claims nothing, so a mail scanner's prefetch does not lock the employee out. "Finish" completes
+  the link; it is dead afterwards.
   Unknown or expired tokens are throttled per IP, so links cannot be guessed.
 - A submitted key is probed *before* anything is written (the probe is a network call; no database
   lock is held during it). A read-only key is stored sealed; anything else is recorded as a
@@ -22,9 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests, VenueAuthError, VenueError
+from appliance.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    TooManyRequests,
+    VenueAuthError,
+    VenueBadData,
+    VenueError,
+)
 from appliance.rbac.actors import Actor
 from appliance.settings import Settings
 from appliance.store.base import utcnow
@@ -62,7 +73,15 @@ def create_link(session: Session, actor: Actor, settings: Settings, employee_id:
 
 
 def link_url(settings: Settings, token: str, fallback_base: str) -> str:
+    """The link to hand out: ``server.public_url``, else the address the admin used.
+
+    Behind the TLS front waitress sees plain HTTP, so the request's own URL says http://; a link
+    with http:// would carry the token in clear (or hit the TLS port and fail). Links are https://
+    unless the localhost demo explicitly allows plain HTTP.
+    """
     base = (settings.server.public_url or fallback_base).rstrip("/")
+    if base.lower().startswith("http://") and not settings.server.dev_allow_insecure_onboarding:
+        base = "https://" + base[len("http://"):]
     return f"{base}/onboard/{token}"
 
 
@@ -109,11 +128,7 @@ def check_throttle(store: Store, ip: str) -> None:
 def record_bad_lookup(store: Store, settings: Settings, ip: str) -> None:
     now = utcnow()
     with store.unit_of_work() as session:
-        key = _throttle_key(ip)
-        row = session.get(LoginThrottle, key, with_for_update=True)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, window_start=now, lockouts=0)
-            session.add(row)
+        row = _throttle_row(session, _throttle_key(ip), now)
         if row.window_start < now - THROTTLE_WINDOW:
             row.window_start, row.failures = now, 0
         row.failures += 1
@@ -121,6 +136,24 @@ def record_bad_lookup(store: Store, settings: Settings, ip: str) -> None:
             row.locked_until = now + THROTTLE_WINDOW
             row.lockouts += 1
             row.failures = 0
+
+
+def _throttle_row(session: Session, key: str, now: dt.datetime) -> LoginThrottle:
+    """The IP's counter row, locked. Parallel guesses from a new IP race to create it: on
+    PostgreSQL the loser's INSERT hits the primary key, so it is tried in a savepoint and the
+    winner's row is read (and locked) instead of failing the request with a 500."""
+    row = session.get(LoginThrottle, key, with_for_update=True)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            session.add(LoginThrottle(key=key, failures=0, window_start=now, lockouts=0))
+    except IntegrityError:
+        pass
+    row = session.get(LoginThrottle, key, with_for_update=True, populate_existing=True)
+    if row is None:  # pragma: no cover - the row was just inserted or seen
+        raise Conflict("the throttle counter could not be written; try again")
+    return row
 
 
 @dataclass(frozen=True)
@@ -132,6 +165,18 @@ class Link:
     purpose: str
     claimed: bool
     expires_at: dt.datetime
+    opened: bool = False  # the page was shown at least once
+
+
+class DeadLink(NotFound):
+    """A real link that can no longer be used (expired, revoked or completed): the employee sees the
+    same answer as for an unknown token, the audit trail records which link it was and why."""
+
+    def __init__(self, row: OnboardingToken, state: str) -> None:
+        super().__init__(INVALID_LINK)
+        self.link_id = row.id
+        self.employee_id = row.employee_id
+        self.state = state
 
 
 def resolve(session: Session, token: str, claim: str | None) -> Link:
@@ -140,16 +185,33 @@ def resolve(session: Session, token: str, claim: str | None) -> Link:
         raise NotFound(INVALID_LINK)
     row = session.execute(select(OnboardingToken).where(
         OnboardingToken.token_hash == token_hash(token))).scalar_one_or_none()
-    if row is None or link_state(row) != "open":
+    if row is None:
         raise NotFound(INVALID_LINK)
+    state = link_state(row)
+    if state != "open":
+        raise DeadLink(row, state)
     if row.claim_hash is not None and (claim is None or not hmac.compare_digest(row.claim_hash, token_hash(claim))):
         raise Conflict("This link is already in use in another browser. Continue there, or ask your compliance "
                        "team for a new link.")
-    return Link(row.id, row.employee_id, row.purpose, row.claim_hash is not None, row.expires_at)
+    return Link(row.id, row.employee_id, row.purpose, row.claim_hash is not None, row.expires_at,
+                row.last_used_at is not None)
+
+
+def note_opened(session: Session, link: Link) -> bool:
+    """Mark the link as opened; True for the first opening only (the one worth an audit event)."""
+    if link.opened:
+        return False
+    result = session.execute(update(OnboardingToken).where(
+        OnboardingToken.id == link.token_id, OnboardingToken.last_used_at.is_(None)).values(last_used_at=utcnow()))
+    return getattr(result, "rowcount", 0) == 1
 
 
 def claim(session: Session, link: Link) -> str | None:
-    """Bind an unclaimed link to this browser; returns the cookie value to set (None if claimed)."""
+    """Bind an unclaimed link to this browser; returns the cookie value to set (None if claimed).
+
+    Called on the browser's first submission, not when the page is shown: mail security scanners
+    and link previews fetch e-mailed links before the employee does, and must not take the link.
+    """
     if link.claimed:
         return None
     value = secrets.token_urlsafe(32)
@@ -157,7 +219,8 @@ def claim(session: Session, link: Link) -> str | None:
         OnboardingToken.id == link.token_id, OnboardingToken.claim_hash.is_(None)).values(
         claim_hash=token_hash(value), last_used_at=utcnow()))
     if getattr(result, "rowcount", 0) != 1:
-        raise Conflict("This link was just opened in another browser.")
+        raise Conflict("This link has just been used in another browser. Continue there, or ask your "
+                       "compliance team for a new link.")
     return value
 
 
@@ -192,6 +255,13 @@ def probe(adapter: VenueAdapter, creds: Credentials, policy: str) -> ProbeOutcom
         return ProbeOutcome(False, False, f"{adapter.name} did not accept this key: check that you copied the key "
                             "and secret correctly (and the passphrase, if any), and that the key is activated.",
                             None, "authentication")
+    except VenueBadData:
+        # Also what a secret in the wrong format looks like (it cannot be used to sign, so the
+        # adapter never gets a sensible answer): "try again later" alone would send the employee
+        # round in circles with the same bad secret.
+        return ProbeOutcome(False, False, f"{adapter.name} could not check this key. Check that you copied the "
+                            "whole key and secret exactly as shown (and the passphrase, if any); if they are "
+                            "right, please try again in a few minutes.", None, "bad_data")
     except VenueError as exc:
         return ProbeOutcome(False, False, f"{adapter.name} could not be reached to check this key "
                             f"({exc.error_class.replace('_', ' ')}). Please try again in a few minutes.",

@@ -1,14 +1,19 @@
 """The employee's onboarding page: /onboard/<token>, no login, TLS only for credentials.
 
-The page works without JavaScript; its one script blocks the form on a non-TLS origin. The server
-refuses a credential submission that did not arrive over TLS (directly, or through a trusted
-proxy's X-Forwarded-Proto: https) *before* parsing the form: nothing is read, logged or stored.
+The page works without JavaScript; its one script blocks the form on a non-TLS origin (and when the
+server itself sees plain HTTP it renders the form disabled). The server refuses a credential
+submission that did not arrive over TLS (directly, or through a trusted proxy's
+X-Forwarded-Proto: https) *before* parsing the form: nothing is read, logged or stored.
 ``server.dev_allow_insecure_onboarding`` lifts that for a localhost demo only.
+
+Showing the page claims nothing (mail scanners prefetch e-mailed links); the first submission binds
+the link to that browser with a cookie, and every other browser is refused from then on.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from flask import make_response, render_template, request
@@ -30,16 +35,22 @@ def _insecure_allowed() -> bool:
     return app.settings.server.dev_allow_insecure_onboarding and state().transport.local
 
 
+def _usable_transport() -> bool:
+    """Credentials may be entered here: TLS (direct or via a trusted proxy), or the localhost demo."""
+    return state().transport.tls or _insecure_allowed()
+
+
 def _event(action: str, *, outcome: str, status: int, link: onboarding.Link | None, resource_id: Any = "",
-           detail: dict[str, Any] | None = None, session_: Any = None) -> None:
+           detail: dict[str, Any] | None = None, session_: Any = None, link_id: int | None = None) -> None:
     st = state()
     info = dict(detail or {})
     if link is not None:
         info.setdefault("employee_id", link.employee_id)
         info.setdefault("link_id", link.token_id)
+        link_id = link.token_id
     record = AuditRecord(
         action=action, actor_type="employee", resource_type="connections" if resource_id else "onboarding",
-        resource_id=str(resource_id or (link.token_id if link else "")), ip_address=st.transport.client_ip,
+        resource_id=str(resource_id or (link_id or "")), ip_address=st.transport.client_ip,
         request_id=st.request_id, method=request.method, path="/onboard/<token>", status=status,
         user_agent=(request.headers.get("User-Agent") or "")[:300], outcome=outcome,
         detail=json.dumps(info, sort_keys=True, default=str) if info else "")
@@ -68,12 +79,16 @@ def _render(token: str, link: onboarding.Link, *, selected: str | None = None, r
     html = render_template(
         "onboard.html", token=token, link=link, keyed=keyed, wallets=wallets, adapter=adapter,
         is_wallet=isinstance(adapter, WalletAdapter), result=result, error=error, submitted=items,
-        egress_ip=app.settings.egress.egress_ip, allow_insecure=_insecure_allowed(), csrf=csrf_token())
+        egress_ip=app.settings.egress.egress_ip, allow_insecure=_insecure_allowed(),
+        blocked=not _usable_transport(), csrf=csrf_token())
     return html, status
 
 
-def _refused_page(message: str, status: int) -> ResponseReturnValue:
-    return render_template("onboard_refused.html", message=message), status
+def _refused_page(message: str, status: int, *, retry_after: int | None = None) -> ResponseReturnValue:
+    response = make_response(render_template("onboard_refused.html", message=message), status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @web_blueprint.route("/onboard/<token>", methods=["GET", "POST"])
@@ -81,52 +96,76 @@ def _refused_page(message: str, status: int) -> ResponseReturnValue:
 def onboard(token: str) -> ResponseReturnValue:
     app = appliance()
     st = state()
-    if request.method == "POST" and not (st.transport.tls or _insecure_allowed()):
-        # Refuse before touching the body: the credentials are not parsed, logged or stored.
+    try:
+        onboarding.check_throttle(app.store, st.transport.client_ip)
+    except TooManyRequests as exc:
+        return _refused_page(exc.message, 429, retry_after=exc.retry_after)
+    if request.method == "POST" and not _usable_transport():
+        # Refuse before touching the body: the credentials are not parsed, logged or stored. Each
+        # refusal writes an audit row, so it counts against the address like a bad link does.
         _event("onboarding.refused_plain_http", outcome="denied", status=403, link=None)
+        onboarding.record_bad_lookup(app.store, app.settings, st.transport.client_ip)
         return _refused_page("This page only accepts API keys over a secure (HTTPS) connection. Nothing you "
                              "entered was stored. Open the link again with https:// — if it does not work, "
                              "ask your compliance team.", 403)
     try:
-        onboarding.check_throttle(app.store, st.transport.client_ip)
-    except TooManyRequests as exc:
-        return _refused_page(exc.message, 429)
-    try:
         with app.store.read() as s:
             link = onboarding.resolve(s, token, request.cookies.get(CLAIM_COOKIE))
-    except NotFound:
+    except NotFound as exc:
+        if isinstance(exc, onboarding.DeadLink):
+            # Use of an expired, revoked or completed link: audited with the link it was.
+            _event("onboarding.link_refused", outcome="denied", status=404, link=None, link_id=exc.link_id,
+                   detail={"link_id": exc.link_id, "employee_id": exc.employee_id, "state": exc.state})
         onboarding.record_bad_lookup(app.store, app.settings, st.transport.client_ip)
         return _refused_page(onboarding.INVALID_LINK, 404)
     except Conflict as exc:
         return _refused_page(exc.message, 409)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _get(token, link)
     from appliance.boundary.edge import _check_csrf
 
     _check_csrf()
+    cookie = None
+    if not link.claimed:
+        # The first submission binds the link to this browser (see onboarding.claim).
+        try:
+            with app.store.unit_of_work() as s:
+                cookie = onboarding.claim(s, link)
+                _event("onboarding.claim", outcome="success", status=200, link=link, session_=s)
+        except Conflict as exc:
+            return _refused_page(exc.message, 409)
+        link = replace(link, claimed=True)
     action = request.form.get("action", "key")
     if action == "finish":
         with app.store.unit_of_work() as s:
             onboarding.finish(s, link)
             _event("onboarding.finish", outcome="success", status=200, link=link, session_=s)
-        return render_template("onboard_done.html"), 200
-    if action == "wallet":
-        return _submit_wallet(token, link)
-    return _submit_key(token, link)
+        response = make_response(render_template("onboard_done.html"), 200)
+    elif action == "wallet":
+        response = make_response(_submit_wallet(token, link))
+    else:
+        response = make_response(_submit_key(token, link))
+    if cookie:
+        # Lax, not Strict: the employee reopens the link from their (web)mail, a cross-site
+        # navigation on which a Strict cookie is not sent, and would be told the link is in use
+        # "in another browser". POSTs are same-origin and carry the CSRF token anyway.
+        response.set_cookie(CLAIM_COOKIE, cookie, secure=True, httponly=True, samesite="Lax", path="/",
+                            max_age=int(max(60, (link.expires_at.timestamp() - _now()))))
+    return response
 
 
 def _get(token: str, link: onboarding.Link) -> ResponseReturnValue:
     app = appliance()
-    cookie = None
-    if not link.claimed:
+    if not _usable_transport():
+        # Opened over plain HTTP by mistake: explain and offer no live form. The token has
+        # travelled in clear: audit it.
+        _event("onboarding.open_plain_http", outcome="denied", status=200, link=link)
+        return _render(token, link, selected=request.args.get("venue"))
+    if not link.opened:
         with app.store.unit_of_work() as s:
-            cookie = onboarding.claim(s, link)
-            _event("onboarding.open", outcome="success", status=200, link=link, session_=s)
-    response = make_response(_render(token, link, selected=request.args.get("venue")))
-    if cookie:
-        response.set_cookie(CLAIM_COOKIE, cookie, secure=True, httponly=True, samesite="Strict", path="/",
-                            max_age=int(max(60, (link.expires_at.timestamp() - _now()))))
-    return response
+            if onboarding.note_opened(s, link):
+                _event("onboarding.open", outcome="success", status=200, link=link, session_=s)
+    return _render(token, link, selected=request.args.get("venue"))
 
 
 def _now() -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,13 +45,15 @@ def find_chromium() -> str | None:
 
 
 @contextmanager
-def browser_page(ignore_https_errors: bool = False) -> Iterator[Any]:
+def browser_page(ignore_https_errors: bool = False, args: Sequence[str] = ()) -> Iterator[Any]:
+    """A fresh page in a fresh headless Chromium; ``args`` are extra Chromium switches (e.g.
+    ``--ignore-certificate-errors-spki-list=...`` to trust a test certificate as a real secure context)."""
     from playwright.sync_api import sync_playwright
 
     executable = find_chromium()
     assert executable is not None, "Chromium is missing: `make test` installs Debian's chromium package"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, *args], headless=True)
         context = browser.new_context(ignore_https_errors=ignore_https_errors)
         page = context.new_page()
         try:

@@ -1,0 +1,204 @@
+"""Key and wallet submissions through the Flask client over TLS: probe before any write, sealed
+only when read-only, the venue's own explanation otherwise, re-onboarding supersedes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.onboarding.conftest import (
+    BAD_CHECKSUM_EVM,
+    VALID_EVM,
+    audit_rows,
+    audit_text,
+    client_for,
+    connections,
+    csrf_from,
+    new_employee,
+    new_link,
+    overrides,
+    secrets_of,
+)
+from tests.support.sim import RunningSim
+
+
+class Page:
+    """One employee's browser on one link."""
+
+    def __init__(self, client: Any, token: str) -> None:
+        self.client = client
+        self.url = f"/onboard/{token}"
+        response = client.get(self.url)
+        assert response.status_code == 200, response.text[:300]
+        self.csrf = csrf_from(response.text)
+
+    def key(self, venue: str, key: dict[str, Any], **extra: str) -> Any:
+        form = {"csrf_token": self.csrf, "action": "key", "venue": venue, "api_key": key.get("api_key", ""),
+                "api_secret": key.get("api_secret", ""), **extra}
+        if key.get("passphrase"):
+            form["passphrase"] = key["passphrase"]
+        return self.client.post(self.url, data=form)
+
+    def wallet(self, chain: str, address: str, label: str = "") -> Any:
+        return self.client.post(self.url, data={"csrf_token": self.csrf, "action": "wallet", "chain": chain,
+                                                "address": address, "label": label})
+
+
+@pytest.fixture
+def page(ota: Any, https: Any) -> Page:
+    _link_id, value = new_link(ota, new_employee(ota))
+    return Page(https, value)
+
+
+@pytest.mark.parametrize(("venue", "danger"), [("coinbase", "trade"), ("coinbase", "transfer"),
+                                               ("kraken", "trade"), ("kraken", "withdraw"), ("okx", "trade"),
+                                               ("kucoin", "withdraw")])
+def test_dangerous_keys_are_refused_with_the_venues_instructions(ota: Any, page: Page, sim: RunningSim, venue: str,
+                                                                 danger: str) -> None:
+    key = sim.create_key(venue, ["read", danger])
+    response = page.key(venue, key)
+    assert response.status_code == 422
+    assert "not accepted" in response.text
+    assert "unticked" in response.text or "untick" in response.text.lower() or "only" in response.text
+    (row,) = connections(ota)
+    assert row.status == "rejected" and row.venue == venue
+    assert row.api_key_sealed is None and row.api_secret_sealed is None and row.passphrase_sealed is None
+    assert row.scope and row.scope.get(danger if danger != "transfer" else "transfer") is True
+    stored = " ".join(str(v) for v in vars(row).values())
+    for secret in secrets_of(key):
+        assert secret not in stored
+        assert secret not in response.text
+
+
+@pytest.mark.parametrize("venue", ["coinbase", "kraken", "okx"])
+def test_read_only_keys_are_sealed(ota: Any, page: Page, sim: RunningSim, venue: str) -> None:
+    key = sim.create_key(venue, ["read"])
+    response = page.key(venue, key)
+    assert response.status_code == 200 and "accepted" in response.text
+    (row,) = connections(ota)
+    assert row.status == "pending" and row.scope_verified
+    assert row.api_key_sealed and row.api_secret_sealed
+    assert (row.passphrase_sealed is not None) == bool(key.get("passphrase"))
+    for secret in secrets_of(key):
+        assert secret.encode() not in row.api_secret_sealed
+        assert secret not in response.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_probe_precedes_every_write(ota: Any, page: Page, sim: RunningSim, monkeypatch: Any) -> None:
+    """While the venue is being asked, no transaction is open: the database is writable by others."""
+    from appliance.services import onboarding
+
+    seen: list[int] = []
+    real = onboarding.probe
+
+    def probe_and_write(*args: Any, **kwargs: Any) -> Any:
+        with ota.store.unit_of_work() as session:  # would block (SQLite) if the request held a write lock
+            from appliance.store.models import Employee
+
+            seen.append(len(session.query(Employee).all()))
+        assert connections(ota) == []
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onboarding, "probe", probe_and_write)
+    assert page.key("kraken", sim.create_key("kraken", ["read"])).status_code == 200
+    assert seen == [1]
+
+
+def test_wrong_secret_and_garbage_are_explained_not_crashed(ota: Any, page: Page, sim: RunningSim) -> None:
+    key = sim.create_key("kraken", ["read"])
+    other = sim.create_key("kraken", ["read"])
+    wrong = page.key("kraken", {"api_key": key["api_key"], "api_secret": other["api_secret"]})
+    assert wrong.status_code == 422 and "did not accept this key" in wrong.text
+    for venue, garbage in (("kraken", "not base64 at all!"), ("coinbase", "-----BEGIN EC PRIVATE KEY-----\nxx")):
+        response = page.key(venue, {"api_key": "k" * 20, "api_secret": garbage})
+        assert response.status_code == 422, (venue, response.status_code)
+        assert "not accepted" in response.text
+        # Not "could not be reached, try later": the secret itself is the likely culprit.
+        assert "copied the whole key and secret" in response.text or "did not accept this key" in response.text
+    assert all(c.status == "rejected" and c.api_secret_sealed is None for c in connections(ota))
+
+
+def test_missing_fields_and_unknown_venues(ota: Any, page: Page, sim: RunningSim) -> None:
+    key = sim.create_key("okx", ["read"])
+    no_passphrase = page.key("okx", {"api_key": key["api_key"], "api_secret": key["api_secret"]})
+    assert no_passphrase.status_code == 400 and "Fill in" in no_passphrase.text
+    assert page.key("mtgox", key).status_code == 400
+    assert page.key("ethereum", key).status_code == 400  # a chain is not a keyed venue
+    assert page.wallet("kraken", VALID_EVM).status_code == 400
+    assert connections(ota) == []
+
+
+def test_venue_unreachable_is_a_retry_message(ota: Any, page: Page, sim: RunningSim) -> None:
+    key = sim.create_key("kraken", ["read"])
+    sim.control("POST", "kraken/faults", {"outage": True})
+    try:
+        response = page.key("kraken", key)
+    finally:
+        sim.clear_faults()
+    assert response.status_code == 422
+    assert "could not be reached" in response.text
+    assert all(c.api_secret_sealed is None for c in connections(ota))
+    assert page.key("kraken", key).status_code == 200  # the same link, a moment later
+
+
+def test_wallets_validated_and_deduplicated(ota: Any, page: Page) -> None:
+    bad = page.wallet("ethereum", BAD_CHECKSUM_EVM)
+    assert bad.status_code == 400 and "Bad checksum" in bad.text
+    assert page.wallet("ethereum", "0x" + "ab" * 32).status_code == 400  # a tx hash / private key
+    assert page.wallet("ethereum", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq").status_code == 400
+    good = page.wallet("ethereum", VALID_EVM.upper().replace("0X", "0x"), label="<script>alert(1)</script>")
+    assert good.status_code == 200
+    assert "<script>alert(1)</script>" not in good.text
+    again = page.wallet("ethereum", VALID_EVM)
+    assert again.status_code == 400 and "already registered" in again.text
+    (row,) = connections(ota)
+    assert row.address == VALID_EVM and row.status == "pending" and row.kind == "wallet"
+
+
+def test_reonboarding_supersedes_the_old_key(ota: Any, oapp: Any, sim: RunningSim) -> None:
+    employee_id = new_employee(ota)
+    _first_id, first = new_link(ota, employee_id)
+    old_key, new_key, trade_key = (sim.create_key("kraken", ["read"]), sim.create_key("kraken", ["read"]),
+                                   sim.create_key("kraken", ["read", "trade"]))
+    browser = client_for(oapp, "https://localhost")
+    page = Page(browser, first)
+    assert page.key("kraken", old_key).status_code == 200
+    assert browser.post(page.url, data={"csrf_token": page.csrf, "action": "finish"}).status_code == 200
+    _second_id, second = new_link(ota, employee_id, purpose="reonboard")
+    page = Page(client_for(oapp, "https://localhost"), second)
+    assert page.key("kraken", trade_key).status_code == 422
+    assert [c.status for c in connections(ota)] == ["pending", "rejected"]  # a refused key replaces nothing
+    assert page.key("kraken", new_key).status_code == 200
+    rows = connections(ota)
+    assert [c.status for c in rows] == ["superseded", "rejected", "pending"]
+    assert rows[0].api_key_sealed is None and rows[0].api_secret_sealed is None and rows[0].next_poll_at is None
+    assert rows[2].api_secret_sealed is not None
+
+
+def test_egress_ip_hint_in_the_guide(db_url: str, tmp_path: Path, sim: RunningSim) -> None:
+    from appliance.app import create_app
+    from tests.support.app import build
+
+    built = build(db_url, tmp_path / "data", **overrides(sim, egress={"egress_ip": "203.0.113.5"}))
+    try:
+        app = create_app(built.appliance)
+        _link_id, value = new_link(built, new_employee(built))
+        html = client_for(app, "https://localhost").get(f"/onboard/{value}?venue=kraken").text
+        assert "203.0.113.5" in html
+    finally:
+        built.appliance.close()
+
+
+def test_no_secret_in_any_audit_row(ota: Any, page: Page, sim: RunningSim) -> None:
+    keys = [sim.create_key("kraken", ["read"]), sim.create_key("coinbase", ["read", "trade"]),
+            sim.create_key("okx", ["read"])]
+    for venue, key in zip(("kraken", "coinbase", "okx"), keys, strict=True):
+        page.key(venue, key)
+    text = audit_text(audit_rows(ota))
+    assert text.count("onboarding.submit_key") == 3
+    for key in keys:
+        for secret in secrets_of(key):
+            assert secret not in text
