@@ -21,8 +21,9 @@ from appliance.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class _Shutdown(Exception):
-    pass
+class _Shutdown(BaseException):
+    """Raised by the SIGTERM/SIGINT handler. Not an Exception: waitress's loop swallows those when the
+    signal lands inside a connection handler, and the process would keep serving."""
 
 
 def check_bind(settings: Settings, host: str) -> None:
@@ -69,6 +70,8 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
     except (_Shutdown, KeyboardInterrupt):
         log.info("shutting down")
     finally:
+        # Stop accepting, let in-flight requests finish (up to the configured grace), then the jobs.
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=settings.server.shutdown_timeout_seconds)
         server.close()
         scheduler.shutdown(wait=True)
         appliance.close()

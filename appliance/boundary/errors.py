@@ -28,6 +28,8 @@ def error_response(exc: VigatraError) -> Response:
         body: dict[str, object] = {"code": exc.code, "message": exc.message}
         if isinstance(exc, Invalid) and exc.field:
             body["field"] = exc.field
+        if isinstance(exc, Invalid) and isinstance(exc.detail.get("errors"), list):
+            body["errors"] = exc.detail["errors"]  # e.g. CSV import: every bad row with its line number
         resp = jsonify({"error": body})
         resp.status_code = status
     else:
@@ -54,7 +56,9 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unexpected(exc: Exception) -> Response:
-    log.exception("unexpected error while serving %s %s", request.method, request.path)
+    # The route pattern, not the path: a path can carry a token (/onboard/<token>).
+    rule = request.url_rule.rule if request.url_rule is not None else "<no route>"
+    log.exception("unexpected error while serving %s %s", request.method, rule)
     if _wants_json():
         resp = jsonify({"error": {"code": "internal_error", "message": "internal error"}})
         resp.status_code = 500

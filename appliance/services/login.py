@@ -25,6 +25,7 @@ from appliance.auth import jwt
 from appliance.auth.passwords import burn_verify, verify_password
 from appliance.auth.state import bump_revision
 from appliance.errors import Invalid, TooManyRequests, Unauthenticated
+from appliance.services.throttle import locked_row
 from appliance.settings import AuthSettings
 from appliance.store.base import utcnow
 from appliance.store.models import LoginThrottle, RevokedSession, User
@@ -55,14 +56,6 @@ def _ip_key(ip: str) -> str:
     return "ip:" + ip[:64]
 
 
-def _throttle_row(session: Session, key: str) -> LoginThrottle:
-    row = session.get(LoginThrottle, key, with_for_update=True)
-    if row is None:
-        row = LoginThrottle(key=key, failures=0, window_start=utcnow(), lockouts=0)
-        session.add(row)
-        session.flush()
-    return row
-
 
 def check_not_throttled(store: Store, username: str, ip: str) -> None:
     now = utcnow()
@@ -80,7 +73,7 @@ def record_failure(store: Store, settings: AuthSettings, username: str, ip: str)
     now = utcnow()
     locked = False
     with store.unit_of_work() as session:
-        account = _throttle_row(session, _account_key(username))
+        account = locked_row(session, _account_key(username), now)
         account.failures += 1
         if account.failures >= settings.lockout_threshold:
             minutes = min(settings.lockout_minutes * (2 ** account.lockouts), 24 * 60)
@@ -89,7 +82,7 @@ def record_failure(store: Store, settings: AuthSettings, username: str, ip: str)
             account.failures = 0
             locked = True
         address = _ip_key(ip)
-        row = _throttle_row(session, address)
+        row = locked_row(session, address, now)
         if row.window_start < now - IP_WINDOW:
             row.window_start, row.failures = now, 0
         row.failures += 1

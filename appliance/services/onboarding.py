@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from appliance.errors import (
@@ -37,6 +36,7 @@ from appliance.errors import (
     VenueError,
 )
 from appliance.rbac.actors import Actor
+from appliance.services.throttle import locked_row
 from appliance.settings import Settings
 from appliance.store.base import utcnow
 from appliance.store.models import Connection, Employee, LoginThrottle, OnboardingToken
@@ -128,7 +128,7 @@ def check_throttle(store: Store, ip: str) -> None:
 def record_bad_lookup(store: Store, settings: Settings, ip: str) -> None:
     now = utcnow()
     with store.unit_of_work() as session:
-        row = _throttle_row(session, _throttle_key(ip), now)
+        row = locked_row(session, _throttle_key(ip), now)
         if row.window_start < now - THROTTLE_WINDOW:
             row.window_start, row.failures = now, 0
         row.failures += 1
@@ -136,24 +136,6 @@ def record_bad_lookup(store: Store, settings: Settings, ip: str) -> None:
             row.locked_until = now + THROTTLE_WINDOW
             row.lockouts += 1
             row.failures = 0
-
-
-def _throttle_row(session: Session, key: str, now: dt.datetime) -> LoginThrottle:
-    """The IP's counter row, locked. Parallel guesses from a new IP race to create it: on
-    PostgreSQL the loser's INSERT hits the primary key, so it is tried in a savepoint and the
-    winner's row is read (and locked) instead of failing the request with a 500."""
-    row = session.get(LoginThrottle, key, with_for_update=True)
-    if row is not None:
-        return row
-    try:
-        with session.begin_nested():
-            session.add(LoginThrottle(key=key, failures=0, window_start=now, lockouts=0))
-    except IntegrityError:
-        pass
-    row = session.get(LoginThrottle, key, with_for_update=True, populate_existing=True)
-    if row is None:  # pragma: no cover - the row was just inserted or seen
-        raise Conflict("the throttle counter could not be written; try again")
-    return row
 
 
 @dataclass(frozen=True)
@@ -329,3 +311,31 @@ def _supersede(session: Session, employee_id: int, venue: str, *, address: str) 
 def _touch(session: Session, link: Link) -> None:
     session.execute(update(OnboardingToken).where(OnboardingToken.id == link.token_id).values(
         last_used_at=utcnow()))
+
+
+def audit_expired_links(session: Session, *, limit: int = 500) -> int:
+    """Write one audit event for each link that expired without being finished or revoked (a poller job).
+
+    Generation and use are audited when they happen; expiry happens by itself, so it is recorded here,
+    once per link. Returns how many were recorded.
+    """
+    import json
+
+    from appliance.audit.writer import AuditRecord, append
+
+    now = utcnow()
+    rows = list(session.execute(select(OnboardingToken).where(
+        OnboardingToken.expires_at <= now, OnboardingToken.completed_at.is_(None),
+        OnboardingToken.revoked_at.is_(None), OnboardingToken.expiry_audited_at.is_(None))
+        .order_by(OnboardingToken.id).limit(limit).with_for_update(skip_locked=True)).scalars())
+    if not rows:
+        return 0
+    append(session, [AuditRecord(
+        action="onboarding.link_expired", actor_type="system", resource_type="onboarding", resource_id=str(row.id),
+        method="POLL", path="poller", outcome="success",
+        detail=json.dumps({"employee_id": row.employee_id, "expired_at": row.expires_at.isoformat(),
+                           "used": row.claim_hash is not None}, sort_keys=True)) for row in rows])
+    for row in rows:
+        row.expiry_audited_at = now
+    session.flush()
+    return len(rows)

@@ -33,7 +33,7 @@ class Installed:
 
     def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*VIGATRA, "--config", str(self.config), *args], input=input, env=self.env,
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"vigatra {' '.join(args)} failed: {result.stderr}{result.stdout}")
         return result
@@ -50,7 +50,7 @@ def install(tmp: Path, db_url: str, *, extra_env: dict[str, str] | None = None) 
     env.update(extra_env or {})
     result = subprocess.run([*VIGATRA, "init", "--data-dir", str(tmp / "data"), "--database-url", db_url,
                              "--key-provider", "env", "--key-env", kek_var], env=env, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr + result.stdout
     password = re.search(r"^admin password: (\S+)$", result.stdout, re.M)
     assert password, result.stdout
@@ -83,7 +83,8 @@ def serve(installed: Installed, *, port: int | None = None, extra_env: dict[str,
     deadline = time.time() + 60
     while time.time() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"serve exited {process.returncode}: {process.stderr.read() if process.stderr else ''}")
+            detail = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"serve exited {process.returncode}: {detail}")
         try:
             if requests.get(f"{url}/healthz", timeout=1).status_code in (200, 503):
                 return Server(process, url)

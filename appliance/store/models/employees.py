@@ -46,6 +46,8 @@ class OnboardingToken(Base):
     # The first browser to open the link claims it (hash of a random cookie); others are refused.
     claim_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When the poller recorded that the link expired unused (each expiry is audited once).
+    expiry_audited_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
     def __repr__(self) -> str:
