@@ -33,10 +33,12 @@ def flush_key_usage(appliance: Appliance) -> None:
 
 
 def prune_expired(appliance: Appliance) -> None:
-    from appliance.services import login
+    """Forget revoked sessions past their natural expiry; audit onboarding links that expired unused."""
+    from appliance.services import login, onboarding
 
     with appliance.store.unit_of_work() as session:
         login.prune_revoked_sessions(session)
+        onboarding.audit_expired_links(session)
 
 
 def poll_tick(appliance: Appliance) -> None:
