@@ -33,11 +33,13 @@ def flush_key_usage(appliance: Appliance) -> None:
 
 
 def prune_expired(appliance: Appliance) -> None:
-    """Forget revoked sessions past their natural expiry; audit onboarding links that expired unused."""
+    """Forget revoked sessions past their natural expiry and stale failure counters; audit onboarding
+    links that expired unused."""
     from appliance.services import login, onboarding
 
     with appliance.store.unit_of_work() as session:
         login.prune_revoked_sessions(session)
+        login.prune_throttle(session)
         onboarding.audit_expired_links(session)
 
 

@@ -166,6 +166,16 @@ def revoke_session(session: Session, *, session_id: str, user_id: int, expires_a
         bump_revision(session)
 
 
+def prune_throttle(session: Session, *, older_than: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """Forget failure counters that are neither locking anything nor recent: an attacker trying random
+    account names must not grow the table without bound."""
+    cutoff = utcnow() - older_than
+    result = session.execute(delete(LoginThrottle).where(
+        LoginThrottle.window_start < cutoff,
+        (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until < cutoff)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def prune_revoked_sessions(session: Session) -> int:
     result = session.execute(delete(RevokedSession).where(RevokedSession.expires_at < utcnow()))
     return int(getattr(result, "rowcount", 0) or 0)

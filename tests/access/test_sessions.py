@@ -96,3 +96,21 @@ def test_login_over_plain_http_through_proxy_is_refused(client: Any, ta: Any) ->
                            data={"username": "alice", "password": ta.personas["alice"].password,
                                  "csrf_token": csrf_of(client)})
     assert response.status_code == 403
+
+
+def test_stale_failure_counters_are_pruned(client: Any, ta: Any) -> None:
+    import datetime as dt
+
+    from sqlalchemy import func, select, update
+
+    from appliance.services import login
+    from appliance.store.models import LoginThrottle
+
+    for name in ("ghost-1", "ghost-2"):
+        client.post("/api/v1/auth/token", json={"username": name, "password": "x" * 20})
+    with ta.store.unit_of_work() as session:
+        session.execute(update(LoginThrottle).values(window_start=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
+    with ta.store.unit_of_work() as session:
+        assert login.prune_throttle(session) >= 2
+    with ta.store.read() as session:
+        assert session.execute(select(func.count()).select_from(LoginThrottle)).scalar_one() == 0
