@@ -45,11 +45,17 @@ def prune_expired(appliance: Appliance) -> None:
 
 def poll_tick(appliance: Appliance) -> None:
     """One polling cycle: every due connection this node can lease."""
+    from sqlalchemy.exc import DBAPIError
+
     from appliance.services.sync import run_cycle
+    from appliance.store.session import describe_db_error
 
     try:
         result = run_cycle(appliance)
-    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL restarting: the next tick tries again
+    except DBAPIError as exc:  # e.g. PostgreSQL restarting: the next tick tries again
+        log.warning("polling cycle failed: database unavailable (%s)", describe_db_error(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - the scheduler must keep ticking; the next tick tries again
         log.warning("polling cycle failed: %s", type(exc).__name__)
         return
     if result.outcomes:

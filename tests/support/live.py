@@ -31,7 +31,9 @@ class LiveServer:
 
 
 def start_live(app: Any, host: str = "127.0.0.1", threads: int = 8) -> LiveServer:
-    server = waitress.server.create_server(app, host=host, port=0, threads=threads, ident="")
+    # Like `vigatra serve`: keep X-Forwarded-* so the app can judge them against its trusted proxies.
+    server = waitress.server.create_server(app, host=host, port=0, threads=threads, ident="",
+                                           clear_untrusted_proxy_headers=False)
     thread = threading.Thread(target=server.run, name="live", daemon=True)
     thread.start()
     return LiveServer(f"http://{host}:{server.effective_port}", server, thread)
