@@ -248,3 +248,9 @@ class WalletAdapter(ABC):
 
     def fetch_positions(self, address: str) -> list[PositionRecord]:
         return []
+
+    def reconcilable(self, asset: str, account: str) -> bool:
+        """Whether the balance of (asset, account) must equal the net of the recorded transfers
+        (true only where the adapter sees the whole history of that holding). A mismatch is recorded
+        as a coverage gap, never papered over."""
+        return False

@@ -21,6 +21,8 @@ Control API (under ``/_sim/esplora/``), used by tests and ``vigatra demo``:
 - ``GET addresses/<addr>`` ground truth: confirmed balance, mempool delta, txids oldest first.
 - ``POST mine`` ``{"blocks": n}`` mines n blocks, the first one taking the whole mempool.
 - ``GET tip`` ``{"height", "hash"}``.
+- ``POST addresses/<addr>/hide`` ``{"txids": [...]}`` an inconsistent indexer: the address's transaction
+  lists leave those transactions out while its ``chain_stats`` still count them; ``DELETE`` shows them again.
 
 Extended public keys: the simulator knows nothing of BIP-32 (it must not import the appliance, and
 does not duplicate the derivation); tests derive the addresses themselves and fund each of them.
@@ -98,6 +100,7 @@ class EsploraSim(VenueSim):
         self.history: dict[str, list[str]] = {}  # address -> txids, in the order they were made
         self.spent: dict[tuple[str, int], str] = {}
         self.mempool: list[str] = []
+        self.hidden: set[str] = set()  # txids the address listings leave out (an inconsistent indexer)
         self.mine(START_HEIGHT + 1)
 
     # -- chain --------------------------------------------------------------------------------
@@ -189,7 +192,8 @@ class EsploraSim(VenueSim):
 
     def chain_history(self, address: str) -> list[Tx]:
         """Confirmed transactions of ``address``, newest first (height, then position in the block)."""
-        placed = [(block, self.txs[t]) for t in self.history.get(address, []) if (block := self.txs[t].block)]
+        placed = [(block, self.txs[t]) for t in self.history.get(address, [])
+                  if (block := self.txs[t].block) and t not in self.hidden]
         placed.sort(key=lambda pair: (pair[0].height, pair[0].txids.index(pair[1].txid)), reverse=True)
         return [tx for _block, tx in placed]
 
@@ -289,6 +293,14 @@ class EsploraSim(VenueSim):
             return Response(200, self.ledger(segs[1]))
         if len(segs) == 3 and segs[0] == "addresses" and segs[2] == "txs" and method == "POST":
             return Response(200, {"txids": self.add_txs(segs[1], body)})
+        if len(segs) == 3 and segs[0] == "addresses" and segs[2] == "hide":
+            if method == "POST":
+                self.hidden.update(str(t) for t in body.get("txids", []))
+            elif method == "DELETE":
+                self.hidden.clear()
+            else:
+                return None
+            return Response(200, {"hidden": sorted(self.hidden)})
         return None
 
     def add_txs(self, address: str, body: dict[str, Any]) -> list[str]:

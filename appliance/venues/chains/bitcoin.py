@@ -173,6 +173,11 @@ class BitcoinAdapter(WalletAdapter):
         return out
 
     # -- balances -----------------------------------------------------------------------------
+    def reconcilable(self, asset: str, account: str) -> bool:
+        # Full history of every address is read, and both balances and transfers count confirmed
+        # transactions only: the balance must be the net of the transfers, fees included.
+        return asset == "BTC" and account == ""
+
     def fetch_balances(self, address: str) -> list[Balance]:
         wallet = self.discover(self.target(address))
         return [Balance("BTC", btc(wallet.balance_sats))] if wallet.balance_sats else []

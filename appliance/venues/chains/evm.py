@@ -192,6 +192,11 @@ class EvmAdapter(WalletAdapter):
                                         f"is {self.settings.chain_id}; refusing to read it", venue_code="wrong_chain")
 
     # -- balances -----------------------------------------------------------------------------
+    def reconcilable(self, asset: str, account: str) -> bool:
+        # Token balances (account = the contract) equal the net of the Transfer logs only when the scan
+        # starts at genesis; the native coin moves without logs (gas, internal calls), so never.
+        return bool(account) and self.settings.start_block == 0
+
     def fetch_balances(self, address: str) -> list[Balance]:
         owner = self.validate_address(address)
         self.check_chain()
