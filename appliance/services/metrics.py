@@ -28,9 +28,10 @@ def render(app: Any, session: Session) -> str:
                                 .group_by(Connection.venue, Connection.status)).all()
     metric("vigatra_connections", "gauge", "Connections by venue and status.",
            [({"venue": str(v), "status": str(s)}, float(n)) for v, s, n in by_status])
-    gaps = session.execute(select(func.count()).select_from(CoverageInterval).where(
-        CoverageInterval.kind == "gap", CoverageInterval.closed_at.is_(None))).scalar_one()
-    metric("vigatra_coverage_open_gaps", "gauge", "Coverage gaps not yet filled.", [({}, float(gaps))])
+    gaps = session.execute(select(CoverageInterval.reason, func.count()).where(
+        CoverageInterval.kind == "gap", CoverageInterval.closed_at.is_(None)).group_by(CoverageInterval.reason)).all()
+    metric("vigatra_coverage_open_gaps", "gauge", "Coverage gaps not yet filled, by reason.",
+           [({"reason": str(r)}, float(n)) for r, n in gaps])
     alerts = session.execute(select(Alert.severity, func.count()).where(Alert.status.in_(("open", "assigned")))
                              .group_by(Alert.severity)).all()
     metric("vigatra_alerts_open", "gauge", "Open alerts by severity.",

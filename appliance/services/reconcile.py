@@ -56,10 +56,14 @@ def _plain(amount: Decimal) -> str:
     return format(amount.normalize(), "f")
 
 
+# Gaps that more data does not fill: an inconsistency closes when a reconciliation agrees again; an
+# unverified market list stays as long as the venue only answers market by market.
+STANDING = (REASON, "unverified_markets")
+
+
 def closes(gap: CoverageInterval) -> bool:
-    """Whether a page or a successful poll may close this gap: an inconsistency gap closes only when a
-    reconciliation agrees again, not because more data arrived."""
-    return gap.reason != REASON
+    """Whether a page or a successful poll may close this gap (one of the STANDING kinds: never)."""
+    return gap.reason not in STANDING
 
 
 def record(session: Session, connection: Connection, stream: str, found: list[dict[str, Any]]) -> None:

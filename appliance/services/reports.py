@@ -46,7 +46,13 @@ def _gaps(session: Session) -> dict[int, list[str]]:
     for gap in session.execute(select(CoverageInterval).where(
             CoverageInterval.kind == "gap", CoverageInterval.closed_at.is_(None))).scalars():
         start = gap.start_at.isoformat(timespec="minutes")
-        out.setdefault(gap.connection_id, []).append(f"{gap.stream} missing since {start} ({gap.reason})")
+        if gap.reason == "unverified_markets":
+            text = f"{gap.stream} since {start}: {gap.detail}"
+        elif gap.reason == "inconsistent_data":
+            text = f"{gap.stream} inconsistent since {start}: {gap.detail}"
+        else:
+            text = f"{gap.stream} missing since {start} ({gap.reason})"
+        out.setdefault(gap.connection_id, []).append(text)
     return out
 
 

@@ -501,6 +501,29 @@ def extend_coverage(session: Session, connection_id: int, stream: str, page: Pag
         if gap.closed_at is None and until >= gap.start_at and reconcile.closes(gap):
             gap.end_at = until
             gap.closed_at = utcnow()
+    if (page.notes or {}).get("market_list") == "derived":
+        _mark_unverified_markets(session, connection_id, stream, page, complete, coverage)
+
+
+def _mark_unverified_markets(session: Session, connection_id: int, stream: str, page: Page,
+                             complete: CoverageInterval, coverage: Coverage) -> None:
+    """The venue answers trades only market by market, for markets the adapter derived from balances
+    and transfers: a market whose two assets were never seen by a poll (bought and sold back between
+    two polls) would be missed. The ``complete`` interval cannot prove otherwise, so the stream keeps
+    a standing gap over the same span that says so and names the markets read."""
+    markets = ", ".join(str(m) for m in (page.notes or {}).get("markets") or []) or "none"
+    detail = (f"trades read for the markets derived from balances and transfers ({markets}); a market "
+              "whose assets were never held at a poll is not asked about")[:4000]
+    standing = next((g for g in coverage.gaps.get(stream, ()) if g.reason == "unverified_markets"), None)
+    if standing is None:
+        standing = CoverageInterval(connection_id=connection_id, stream=stream, kind="gap", reason="unverified_markets",
+                                    start_at=complete.start_at, end_at=complete.end_at, detail=detail)
+        session.add(standing)
+        coverage.gaps[stream].append(standing)
+    else:
+        standing.start_at = min(standing.start_at, complete.start_at)
+        standing.end_at = complete.end_at
+        standing.detail = detail
 
 
 def _as_time(value: Any) -> dt.datetime:
@@ -696,7 +719,7 @@ def _open_gaps(session: Session, connection: Connection, reason: str, detail: st
         open_gap = session.execute(select(CoverageInterval).where(
             CoverageInterval.connection_id == connection.id, CoverageInterval.stream == stream,
             CoverageInterval.kind == "gap", CoverageInterval.closed_at.is_(None),
-            CoverageInterval.reason != reconcile.REASON)).scalars().first()
+            CoverageInterval.reason.not_in(reconcile.STANDING))).scalars().first()
         if open_gap is not None:
             continue
         complete = session.execute(select(CoverageInterval.end_at).where(

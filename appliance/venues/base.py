@@ -165,7 +165,10 @@ class Page:
 
     ``complete_until`` states that the stream's history is known complete up to that instant once
     this page is stored (None: this page proves nothing about completeness yet). ``notes`` carries
-    coverage caveats such as the markets a symbol-per-query venue was asked about.
+    coverage caveats such as the markets a symbol-per-query venue was asked about; a venue whose
+    trades can only be asked for market by market, from a market list the appliance derives, sets
+    ``notes["market_list"] = "derived"`` on its last page, and the stream's coverage then carries a
+    standing ``unverified_markets`` gap that names the markets read.
     """
 
     records: list[TxRecord]

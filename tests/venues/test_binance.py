@@ -138,6 +138,7 @@ def test_markets_derived_from_holdings_and_recorded(sim: RunningSim, adapter: Bi
     sim.control("POST", f"binance/keys/{api_key}/deposits", {"deposits": [{"asset": "SOL", "amount": "2"}]})
     records, page = drain(adapter, creds, "trades", page.cursor)
     assert page.notes["markets"] == ["BTC/USDT", "SOL/BTC", "SOL/USDT"]
+    assert page.notes["market_list"] == "derived"  # the sync keeps an unverified_markets gap for it
     assert {r.market for r in records} == {"SOL/BTC"}  # BTC/USDT resumed after its last id: nothing new
     trade = records[0]
     assert trade.asset == "SOL"

@@ -142,6 +142,7 @@ def test_symbols_are_derived_and_recorded(sim: RunningSim, registry: VenueRegist
     queried = [p["symbol"] for p in payloads(sim, "/v1/mytrades")]
     assert queried == ["btcusd"]
     assert walked[-1].notes["markets"] == ["BTC/USD"]
+    assert walked[-1].notes["market_list"] == "derived"
     assert all(json.loads(json.dumps(p.cursor)) == p.cursor for p in walked)  # stored as JSON between pages
     assert [r.market for p in walked for r in p.records] == ["BTC/USD"]  # SOL/USDT left no trace: not covered
     # The next run remembers the market it saw trades in, even with no balance or transfer left.

@@ -223,7 +223,8 @@ class BinanceAdapter(CcxtAdapter):
             if len(rows) < TRADES_PAGE:
                 queue.pop(0)
                 covered.append(market_id)
-        notes = {"markets": [client.safe_market(m, None, None, "spot")["symbol"] for m in covered]}
+        notes = {"markets": [client.safe_market(m, None, None, "spot")["symbol"] for m in covered],
+                 "market_list": "derived"}
         if queue:
             next_cursor = {**cursor, "queue": queue, "from_ids": from_ids, "covered": covered}
             return Page(records, next_cursor, done=False, notes=notes)
@@ -249,7 +250,7 @@ class BinanceAdapter(CcxtAdapter):
                    "run_started": started}
         if not queue:
             return Page([], {"assets": sorted(assets), "from_ids": from_ids}, done=True,
-                        complete_until=utc_from_ms(started), notes={"markets": []})
+                        complete_until=utc_from_ms(started), notes={"markets": [], "market_list": "derived"})
         return Page([], planned, done=False, notes={"markets": []})
 
     def history_page(self, creds: Credentials, cursor: dict[str, Any], method: str,

@@ -291,7 +291,8 @@ class GeminiAdapter(CcxtAdapter):
         """A page of the trades run; once the market queue is empty keep only what the next run needs."""
         if cursor.get("stage") != "markets":
             return Page(records, cursor, False)
-        notes: dict[str, Any] = {"markets": [self.market_info(m)["symbol"] for m in cursor["covered"]]}
+        notes: dict[str, Any] = {"markets": [self.market_info(m)["symbol"] for m in cursor["covered"]],
+                                 "market_list": "derived"}
         if cursor.get("gaps"):
             notes["gaps"] = cursor["gaps"]
         if cursor["queue"]:
