@@ -252,13 +252,16 @@ def sync_connection(app: Appliance, connection_id: int) -> SyncOutcome:
                 and not _reprobe(app, connection_id, adapter, start.subject)):
             outcome.ok, outcome.error_class = False, "scope_escalation"
             return outcome
-        balances = adapter.fetch_balances(start.subject)
-        held.balances = (balances, utcnow())
-        caught_up = True
-        for stream in adapter.streams:
-            caught_up &= _sync_stream(app, connection_id, adapter, start.subject, stream,
-                                      start.cursors.get(stream, {}), outcome, held)
-        positions = adapter.fetch_positions(start.subject)
+        # One authenticated client for the whole poll (not one per page); dropped when the poll ends.
+        reuse = adapter.reusing(start.subject) if isinstance(adapter, VenueAdapter) else contextlib.nullcontext()
+        with reuse:
+            balances = adapter.fetch_balances(start.subject)
+            held.balances = (balances, utcnow())
+            caught_up = True
+            for stream in adapter.streams:
+                caught_up &= _sync_stream(app, connection_id, adapter, start.subject, stream,
+                                          start.cursors.get(stream, {}), outcome, held)
+            positions = adapter.fetch_positions(start.subject)
         if positions or getattr(adapter, "kind", "") == "prediction":
             held.positions = (positions, utcnow())
         # A wallet whose history is read to the end is reconciled: its balances against its transfers.

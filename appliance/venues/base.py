@@ -7,10 +7,11 @@ one of the classified ``errors.Venue*`` exceptions. The sync service records the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -198,6 +199,13 @@ class VenueAdapter(ABC):
 
     def __init__(self, egress: Egress) -> None:
         self.egress = egress
+
+    @contextlib.contextmanager
+    def reusing(self, creds: Credentials) -> Iterator[None]:
+        """A scope (one sync of one connection, in this thread) within which the adapter may keep what
+        it builds for ``creds`` — an authenticated client, its connection — and reuse it from page to
+        page. Everything kept is dropped when the scope ends. By default nothing is kept."""
+        yield
 
     @abstractmethod
     def probe_scope(self, creds: Credentials) -> Scope:

@@ -1,7 +1,10 @@
 """Shared machinery of the ccxt-backed exchange adapters.
 
-- A fresh ccxt instance per operation (Binance maps a revoked key to DDoSProtection once an
-  instance has authenticated successfully; a fresh instance keeps the classification honest).
+- A fresh ccxt instance per operation: per scope probe, per call outside a sync, and per sync of one
+  connection (``reusing``: building a ccxt instance costs more CPU than the request it makes, and a
+  sync makes several). Never shared between connections or threads. Classification does not depend
+  on the instance's history: Binance maps a revoked key to DDoSProtection once an instance has
+  authenticated, so errors are classified from the venue's own code as well (below).
 - ccxt's own rate limiter off; our per-venue limiter in the egress layer instead.
 - The transport is the egress layer's VenueSession, so the allowlist and base_url rewrite apply
   after ccxt has signed.
@@ -17,7 +20,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
 
@@ -111,10 +115,33 @@ class CcxtAdapter(VenueAdapter):
         return client
 
     def client(self, creds: Credentials) -> Any:
-        """A fresh authenticated client with the venue's shared markets already set."""
+        """An authenticated client with the venue's shared markets already set: fresh, or inside
+        ``reusing(creds)`` the one this thread built for these credentials."""
+        scope = getattr(self._scope, "value", None)
+        if scope is not None and scope[0] is creds and scope[1] is not None:
+            return scope[1]
         client = self.new_client(creds)
         client.set_markets_from_exchange(self.markets())
+        if scope is not None and scope[0] is creds:
+            self._scope.value = (creds, client)
         return client
+
+    @contextmanager
+    def reusing(self, creds: Credentials) -> Iterator[None]:
+        outer = getattr(self._scope, "value", None)
+        self._scope.value = (creds, None)
+        try:
+            yield
+        finally:
+            self._scope.value = outer  # the client (and the secret it holds) goes with the scope
+
+    @property
+    def _scope(self) -> threading.local:
+        local = self.__dict__.get("_scope_local")
+        if local is None:
+            with _market_lock:
+                local = self.__dict__.setdefault("_scope_local", threading.local())
+        return local
 
     def markets(self) -> Any:
         """A credential-less client holding this venue's markets, loaded once per process."""
