@@ -21,9 +21,10 @@ from appliance.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class _Shutdown(BaseException):
-    """Raised by the SIGTERM/SIGINT handler. Not an Exception: waitress's loop swallows those when the
-    signal lands inside a connection handler, and the process would keep serving."""
+class _Shutdown(SystemExit):
+    """Raised by the SIGTERM/SIGINT handler. A SystemExit: waitress's loop handles a signal that lands
+    inside a connection handler with a bare ``except:`` that re-raises only ExitNow, KeyboardInterrupt
+    and SystemExit; anything else (even a BaseException) is logged and the process keeps serving."""
 
 
 def check_bind(settings: Settings, host: str) -> None:

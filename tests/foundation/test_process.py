@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +39,35 @@ def test_serve_health_login_and_clean_shutdown(tmp_path: Path) -> None:
     assert code == 0
     stderr = server.process.stderr.read() if server.process.stderr else ""
     assert "Traceback" not in stderr
+
+
+def test_sigterm_stops_a_busy_server(tmp_path: Path) -> None:
+    """SIGTERM while connections are being read must stop the process: waitress swallows any exception a
+    signal handler raises inside a connection handler unless it is a SystemExit (the process would keep
+    serving, and systemd would have to kill it)."""
+    installed = install(tmp_path, f"sqlite:///{tmp_path / 'v.db'}")
+    for _ in range(3):
+        server = serve(installed)
+        stop = threading.Event()
+
+        def hammer(url: str = server.url, stop: threading.Event = stop) -> None:
+            with requests.Session() as client:  # keep-alive: the loop is busy reading this connection
+                while not stop.is_set():
+                    try:
+                        client.get(f"{url}/healthz", timeout=2)
+                    except requests.RequestException:
+                        return
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        try:
+            assert server.stop(signal.SIGTERM, timeout=15) == 0
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
 
 
 def test_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
