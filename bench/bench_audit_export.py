@@ -66,10 +66,10 @@ def phase(kind: str, db: str, workers: int) -> None:
     started = time.perf_counter()
     count = 0
     if kind == "csv":
-        from appliance.audit.export import AuditFilter, csv_chunks, iter_rows
+        from appliance.audit.export import AuditFilter, csv_chunks, iter_csv_rows
 
         with open(os.devnull, "w") as sink, store.read() as session:
-            for chunk in csv_chunks(iter_rows(session, AuditFilter(), batch=20000)):
+            for chunk in csv_chunks(iter_csv_rows(session, AuditFilter())):
                 sink.write(chunk)
                 count += chunk.count("\r\n")
         count -= 1  # header

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
 from appliance.api.common import int_arg, json_value, respond, time_arg
-from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, iter_rows
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, iter_csv_rows, iter_rows
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
 from appliance.errors import Forbidden
@@ -41,7 +41,7 @@ def list_audit() -> ResponseReturnValue:
 
         def generate() -> Any:
             with store.read() as session:
-                yield from csv_chunks(iter_rows(session, flt))
+                yield from csv_chunks(iter_csv_rows(session, flt))
 
         response = Response(stream_with_context(generate()), mimetype="text/csv")
         response.headers["Content-Disposition"] = 'attachment; filename="vigatra-audit.csv"'

@@ -32,6 +32,14 @@ def format_timestamp(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def stamp_from_sqlite(value: Any) -> str | None:
+    """The chain's text for a timestamp as SQLAlchemy stores it in SQLite ("YYYY-MM-DD HH:MM:SS.ffffff",
+    UTC) without parsing it; None for anything else (the caller then reads it through the model)."""
+    if value.__class__ is str and len(value) == 26 and value[10] == " ":
+        return f"{value[:10]}T{value[11:23]}Z"
+    return None
+
+
 def parse_timestamp(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from appliance.audit.chain import format_timestamp
+from appliance.audit.chain import format_timestamp, stamp_from_sqlite
 from appliance.store.models import AuditEvent
 
 HEAD = ("user_id", "action", "resource_type", "resource_id", "ip_address", "timestamp")
@@ -115,18 +116,50 @@ def iter_rows(session: Session, flt: AuditFilter, *, batch: int = 5000) -> Itera
             return
 
 
+def _stamp_as_text(dialect: str) -> ColumnElement[Any]:
+    """The timestamp column read as text, not as a datetime: ISO UTC with milliseconds on PostgreSQL,
+    SQLAlchemy's stored text on SQLite (turned into the chain's text by stamp_from_sqlite)."""
+    if dialect == "sqlite":
+        return type_coerce(AuditEvent.timestamp, String).label("timestamp")
+    return func.to_char(func.timezone("UTC", AuditEvent.timestamp), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"').label("timestamp")
+
+
+def iter_csv_rows(session: Session, flt: AuditFilter, *, batch: int = 20000) -> Iterator[tuple[Any, ...]]:
+    """:func:`iter_rows` for exports: the same events in the same order, with the timestamp already the
+    chain's text and no per-value type processing (exports run to millions of rows)."""
+    dialect = session.get_bind().dialect.name
+    columns = [_stamp_as_text(dialect) if name == "timestamp" else getattr(AuditEvent, name) for name in CSV_COLUMNS]
+    id_at = CSV_COLUMNS.index("id")
+    after = flt.after_id
+    while True:
+        stmt = replace(flt, after_id=after).apply(select(*columns)).order_by(AuditEvent.id).limit(batch)
+        rows = session.connection().execute(stmt).all()  # Core rows: no ORM loading step
+        for row in rows:
+            if dialect != "sqlite":
+                yield tuple(row)
+                continue
+            stamp = stamp_from_sqlite(row[_TIMESTAMP])
+            if stamp is None:  # not what SQLAlchemy writes: let the model's type read it
+                typed = session.execute(select(AuditEvent.timestamp).where(AuditEvent.id == row[id_at])).scalar_one()
+                stamp = format_timestamp(typed)
+            yield (*row[:_TIMESTAMP], stamp, *row[_TIMESTAMP + 1:])
+        if len(rows) < batch:
+            return
+        after = rows[-1][id_at]
+
+
 def csv_chunks(rows: Iterator[tuple[Any, ...]], *, header: bool = True, rows_per_chunk: int = 2000
                ) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     if header:
         writer.writerow(CSV_COLUMNS)
-    for count, row in enumerate(rows, start=1):
-        writer.writerow(escape_row(row))
-        if count % rows_per_chunk == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    tail = buffer.getvalue()
-    if tail:
-        yield tail
+    rows = iter(rows)
+    while True:  # one writerows call per chunk, not a writerow call per row
+        writer.writerows(map(escape_row, itertools.islice(rows, rows_per_chunk)))
+        text = buffer.getvalue()
+        if not text:
+            return
+        yield text
+        buffer.seek(0)
+        buffer.truncate()

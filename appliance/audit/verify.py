@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
-from appliance.audit.chain import COLUMNS, GENESIS, event_hash, format_timestamp
+from appliance.audit.chain import COLUMNS, GENESIS, event_hash, format_timestamp, stamp_from_sqlite
 from appliance.audit.checkpoints import (
     CheckpointFields,
     checkpoint_digest,
@@ -132,8 +132,8 @@ def iter_raw_events(conn: Connection, after: int, through: int, *, page: int = P
             ts = row[1]
             if not sqlite:
                 yield tuple(row)
-            elif ts.__class__ is str and len(ts) == 26 and ts[10] == " ":  # "YYYY-MM-DD HH:MM:SS.ffffff"
-                yield (row[0], f"{ts[:10]}T{ts[11:23]}Z", *row[2:])
+            elif (text_stamp := stamp_from_sqlite(ts)) is not None:
+                yield (row[0], text_stamp, *row[2:])
             else:  # not what SQLAlchemy writes: let the model's type read it
                 try:
                     stamp = format_timestamp(_typed_row(conn, row[0])[1])

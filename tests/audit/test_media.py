@@ -376,6 +376,28 @@ def test_media_csv_is_the_api_csv(store: Store, signer: Signer, data_dir: Path, 
     assert (result.path / "audit.csv").read_bytes() == api.encode("utf-8")
 
 
+def test_the_fast_export_rows_equal_the_typed_rows(store: Store, owner: Owner) -> None:
+    """iter_csv_rows (raw timestamps, no type processing: the CSV path) gives the bytes iter_rows gives,
+    unfiltered and under every filter, including a timestamp stored in another text form on SQLite."""
+    from appliance.audit.export import AuditFilter, csv_chunks, iter_csv_rows, iter_rows
+
+    names = [n for n in FORMULAS if "\0" not in n]
+    add_records(store, [record(i, resource_id=name, user_agent=name, user_id=i % 3, api_key_id=i if i % 2 else None,
+                               timestamp=T0 + dt.timedelta(seconds=i, microseconds=1500 * i))
+                        for i, name in enumerate(names)])
+    if store.dialect == "sqlite":
+        owner.run("UPDATE audit_events SET timestamp = '2026-03-01 00:00:01' WHERE id = 2")
+    filters = [AuditFilter(), AuditFilter(user_id=1), AuditFilter(after_id=2, through_id=5),
+               AuditFilter(since=T0 + dt.timedelta(seconds=3), until=T0 + dt.timedelta(seconds=7)),
+               AuditFilter(resource_type="employees", action="employees.read")]
+    for flt in filters:
+        with store.read() as session:
+            typed = "".join(csv_chunks(iter_rows(session, flt)))
+            fast = "".join(csv_chunks(iter_csv_rows(session, flt, batch=3)))
+        assert fast == typed, flt
+        assert typed.count("\r\n") > 1, flt  # the header and at least one event
+
+
 def test_sqlite_timestamp_in_another_text_form(store: Store, signer: Signer, owner: Owner, data_dir: Path,
                                                medium: Path) -> None:
     """A timestamp SQLite holds in another (equivalent) text form takes the typed path, not a false alarm."""
