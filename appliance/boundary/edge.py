@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from appliance.audit.writer import AuditRecord, append
 from appliance.auth import apikeys
 from appliance.auth.jwt import TokenInvalid
+from appliance.boundary.headers import TLS_KEY
 from appliance.boundary.routes import PUBLIC, SIGNED_IN, RouteSpec, spec_for
 from appliance.boundary.transport import Transport, inspect
 from appliance.errors import Forbidden, Invalid, Unauthenticated, Unavailable, VigatraError
@@ -115,6 +116,7 @@ def begin() -> None:
     app = appliance()
     st = RequestState(uuid.uuid4().hex, inspect(request, app.settings.server.trusted_proxies))
     g.vigatra = st
+    request.environ[TLS_KEY] = st.transport.tls  # for the security headers (HSTS over TLS only)
     st.spec = spec_for(current_app, request.endpoint)
     if request.method not in SAFE_METHODS:
         # SQLite: take the write lock when the transaction starts, not half-way through it.

@@ -1,0 +1,52 @@
+"""Security headers on every kind of response (pages, JSON, errors, redirects, static files): HSTS only
+where the request came over TLS, no-store everywhere but static files, and the app cannot weaken them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ALWAYS = {"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options",
+          "Cross-Origin-Opener-Policy", "Permissions-Policy"}
+
+
+def check(response: Any, *, tls: bool, static: bool = False) -> None:
+    assert set(response.headers.keys()) >= ALWAYS, response.headers
+    assert ("Strict-Transport-Security" in response.headers) == tls
+    assert "Server" not in response.headers
+    for name in ALWAYS | {"Cache-Control", "Strict-Transport-Security"}:
+        assert len(response.headers.getlist(name)) <= 1, name  # ours replace, never add a second
+    if static:
+        assert response.headers.get("Cache-Control") != "no-store"
+    else:
+        assert response.headers["Cache-Control"] == "no-store" and response.headers["Pragma"] == "no-cache"
+
+
+def test_every_kind_of_response_carries_the_headers(client: Any) -> None:
+    check(client.get("/login"), tls=True)  # a page
+    check(client.get("/api/v1/employees"), tls=True)  # a JSON error (401)
+    check(client.get("/no/such/page"), tls=True)  # a routing 404
+    check(client.get("/"), tls=True)  # a redirect to the login page
+    check(client.get("/static/app.css"), tls=True, static=True)
+    check(client.get("/healthz"), tls=True)
+
+
+def test_hsts_only_over_tls(client: Any) -> None:
+    check(client.get("/login", base_url="http://localhost"), tls=False)
+    # A trusted proxy (loopback by default) saying https counts as TLS; anyone else saying so does not.
+    check(client.get("/login", base_url="http://localhost", headers={"X-Forwarded-Proto": "https"}), tls=True)
+    check(client.get("/login", base_url="http://localhost", headers={"X-Forwarded-Proto": "https"},
+                     environ_base={"REMOTE_ADDR": "192.0.2.9"}), tls=False)
+
+
+def test_a_view_cannot_weaken_them(flask_app: Any, client: Any) -> None:
+    from flask import Response
+
+    def weak() -> Response:
+        return Response("x", headers={"Content-Security-Policy": "default-src *", "Cache-Control": "public",
+                                      "X-Frame-Options": "ALLOW", "Server": "leaky/1.0"})
+
+    flask_app.view_functions["healthz"] = weak  # an existing public route, answered by a careless view
+    response = client.get("/healthz")
+    check(response, tls=True)
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
