@@ -39,6 +39,18 @@ def current_balances(session: Session, actor: Actor, *, permission: str = "balan
     return [(b, c) for b, c in session.execute(_scoped(stmt, actor, permission)).all()]
 
 
+def _transactions_matching(employee_id: int | None, since: dt.datetime | None, until: dt.datetime | None
+                           ) -> Select[Transaction, Connection]:
+    stmt = select(Transaction, Connection).join(Connection, Connection.id == Transaction.connection_id)
+    if employee_id is not None:
+        stmt = stmt.where(Connection.employee_id == employee_id)
+    if since is not None:
+        stmt = stmt.where(Transaction.occurred_at >= since)
+    if until is not None:
+        stmt = stmt.where(Transaction.occurred_at < until)
+    return stmt
+
+
 def transactions(session: Session, actor: Actor, *, permission: str = "transactions:read",
                  employee_id: int | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
                  limit: int = 500, before_id: int | None = None) -> list[tuple[Transaction, Connection]]:
@@ -46,14 +58,7 @@ def transactions(session: Session, actor: Actor, *, permission: str = "transacti
         require_employee_visible(session, actor, permission, employee_id)
     if not 1 <= limit <= 5000:
         raise Invalid("limit is 1 to 5000", field="limit")
-    stmt = (select(Transaction, Connection).join(Connection, Connection.id == Transaction.connection_id)
-            .order_by(Transaction.id.desc()).limit(limit))
-    if employee_id is not None:
-        stmt = stmt.where(Connection.employee_id == employee_id)
-    if since is not None:
-        stmt = stmt.where(Transaction.occurred_at >= since)
-    if until is not None:
-        stmt = stmt.where(Transaction.occurred_at < until)
+    stmt = _transactions_matching(employee_id, since, until).order_by(Transaction.id.desc()).limit(limit)
     if before_id is not None:
         stmt = stmt.where(Transaction.id < before_id)
     return [(t, c) for t, c in session.execute(_scoped(stmt, actor, permission)).all()]
@@ -65,14 +70,7 @@ def iter_transactions(session: Session, actor: Actor, *, permission: str = "tran
     """All matching transactions in id order, streamed (constant memory), for exports."""
     if employee_id is not None:
         require_employee_visible(session, actor, permission, employee_id)
-    stmt = (select(Transaction, Connection).join(Connection, Connection.id == Transaction.connection_id)
-            .order_by(Transaction.id).execution_options(yield_per=1000))
-    if employee_id is not None:
-        stmt = stmt.where(Connection.employee_id == employee_id)
-    if since is not None:
-        stmt = stmt.where(Transaction.occurred_at >= since)
-    if until is not None:
-        stmt = stmt.where(Transaction.occurred_at < until)
+    stmt = _transactions_matching(employee_id, since, until).order_by(Transaction.id).execution_options(yield_per=1000)
     for row in session.execute(_scoped(stmt, actor, permission)):
         yield row[0], row[1]
 

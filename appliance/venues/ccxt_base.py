@@ -65,6 +65,17 @@ def to_decimal(value: Any) -> Decimal | None:
         raise VenueBadData("venue", f"not a number: {str(value)[:40]!r}") from None
 
 
+def scrub_evidence(value: Any, secrets: tuple[str, ...]) -> Any:
+    """A permission response minus key material: no key fields, no value containing a credential."""
+    if isinstance(value, Mapping):
+        return {k: scrub_evidence(v, secrets) for k, v in value.items() if k not in ("apiKey", "secret")}
+    if isinstance(value, list):
+        return [scrub_evidence(v, secrets) for v in value]
+    if isinstance(value, str) and any(s in value for s in secrets):
+        return "<redacted>"
+    return value
+
+
 class MonotonicNonce:
     """Millisecond nonces, strictly increasing across every client of this process.
 

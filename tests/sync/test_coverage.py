@@ -62,3 +62,23 @@ def test_a_venue_that_lists_all_markets_has_no_standing_gap(sta: Any, sim: Runni
     cid, _key = onboard(sta, sim, "kraken", history={"trades": 6, "deposits": 2, "withdrawals": 1})
     assert run_cycle(sta.appliance).outcomes[0].ok
     assert open_gaps(sta, cid) == []
+
+
+def test_the_transactions_report_lists_every_stored_transaction_in_the_window(sta: Any, sim: RunningSim) -> None:
+    import datetime as dt
+
+    from appliance.store.models import Transaction
+
+    cid, _key = onboard(sta, sim, "kraken", history={"trades": 8, "deposits": 3, "withdrawals": 2})
+    assert run_cycle(sta.appliance).outcomes[0].ok
+    with sta.store.read() as session:
+        stored = list(session.execute(select(Transaction.venue_tx_id, Transaction.occurred_at).where(
+            Transaction.connection_id == cid).order_by(Transaction.id)).all())
+        everything = reports.transaction_rows(session, system_actor("t"), since=None, until=None)
+        times = sorted(at for _id, at in stored)
+        since, until = times[2], times[-2]
+        window = reports.transaction_rows(session, system_actor("t"), since=since, until=until)
+    column = everything[0].index("venue_transaction_id")
+    assert [row[column] for row in everything[1:]] == [venue_id for venue_id, _at in stored]
+    assert {row[column] for row in window[1:]} == {venue_id for venue_id, at in stored if since <= at < until}
+    assert all(isinstance(row[2], dt.datetime) and row[2].tzinfo is not None for row in everything[1:])

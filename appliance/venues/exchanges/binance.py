@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from appliance.errors import VenueAuthError, VenueBadData, VenueError, VenueRateLimited, VenueTransient
 from appliance.venues import egress
 from appliance.venues.base import Balance, CredentialField, Credentials, GuideStep, Kind, Page, Scope, Stream, TxRecord
-from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ccxt_base import CcxtAdapter, scrub_evidence, to_decimal
 
 DAY_MS = 24 * 3600 * 1000
 HISTORY_WINDOW_MS = 90 * DAY_MS  # deposit/withdrawal history: at most 90 days per request
@@ -64,17 +64,6 @@ def utc_from_ms(ms: Any) -> dt.datetime:
 
 def ms_from(when: dt.datetime) -> int:
     return int(when.timestamp() * 1000)
-
-
-def scrub_evidence(value: Any, secrets: tuple[str, ...]) -> Any:
-    """The permission response minus key material: no key fields, no value containing a credential."""
-    if isinstance(value, Mapping):
-        return {k: scrub_evidence(v, secrets) for k, v in value.items() if k not in ("apiKey", "secret")}
-    if isinstance(value, list):
-        return [scrub_evidence(v, secrets) for v in value]
-    if isinstance(value, str) and any(s in value for s in secrets):
-        return "<redacted>"
-    return value
 
 
 def _tri(raw: Mapping[str, Any], flags: tuple[str, ...]) -> bool | None:

@@ -32,7 +32,7 @@ from appliance.errors import (
 )
 from appliance.venues import egress
 from appliance.venues.base import Balance, CredentialField, Credentials, GuideStep, Kind, Page, Scope, Stream, TxRecord
-from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ccxt_base import CcxtAdapter, scrub_evidence, to_decimal
 
 DAY_MS = 24 * 3600 * 1000
 TRADES_WINDOW_MS = 7 * DAY_MS
@@ -73,17 +73,6 @@ def ms_from(when: dt.datetime) -> int:
 def utc_from_ms(ms: Any) -> dt.datetime:
     value = int(ms)
     return dt.datetime.fromtimestamp(value // 1000, dt.UTC) + dt.timedelta(milliseconds=value % 1000)
-
-
-def scrub_evidence(value: Any, secrets: tuple[str, ...]) -> Any:
-    """The key-info response minus key material: no key fields, no value containing a credential."""
-    if isinstance(value, Mapping):
-        return {k: scrub_evidence(v, secrets) for k, v in value.items() if k not in ("apiKey", "secret")}
-    if isinstance(value, list):
-        return [scrub_evidence(v, secrets) for v in value]
-    if isinstance(value, str) and any(s in value for s in secrets):
-        return "<redacted>"
-    return value
 
 
 class BybitAdapter(CcxtAdapter):
