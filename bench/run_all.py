@@ -21,9 +21,9 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "edge": (["-m", "bench.bench_edge", "--seconds", "8"], ["-m", "bench.bench_edge", "--seconds", "2"]),
     "audit_overhead": (["-m", "bench.bench_audit_overhead", "--seconds", "8", "--connections", "32"],
                        ["-m", "bench.bench_audit_overhead", "--seconds", "2"]),
-    "audit_export": (["-m", "bench.bench_audit_export", "--events", "1000000"],
+    "audit_export": (["-m", "bench.bench_audit_export", "--events", "10000000"],
                      ["-m", "bench.bench_audit_export", "--events", "20000"]),
-    "venues": (["bench/bench_venues.py", "--accounts", "20"], ["bench/bench_venues.py", "--accounts", "2"]),
+    "venues": (["bench/bench_venues.py", "--accounts", "10"], ["bench/bench_venues.py", "--accounts", "2"]),
     "sync": (["bench/bench_sync.py", "--connections", "10000", "--workers", "48"],
              ["bench/bench_sync.py", "--connections", "200", "--databases", "sqlite"]),
 }
