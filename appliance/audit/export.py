@@ -30,6 +30,7 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r", "\0")
 # A value that itself starts with "'" before one of these is prefixed too, so unescape_cell is exact:
 # without it "'=x" (e.g. a user agent) would come back as "=x" and its event would not verify.
 _QUOTED = frozenset((*_FORMULA, "'"))
+_RISKY = "".join(_QUOTED)  # first characters that may need the prefix: one substring test per cell
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def escape_row(row: tuple[Any, ...]) -> list[Any]:
         out[_TIMESTAMP] = format_timestamp(stamp)
     for i in _TEXT:
         text = out[i]
-        if text and (text[0] in _FORMULA or (text[0] == "'" and text[1:2] in _QUOTED)):
+        if text and text[0] in _RISKY and (text[0] != "'" or text[1:2] in _QUOTED):
             out[i] = "'" + text
     return out
 
