@@ -12,14 +12,14 @@ import csv
 import datetime as dt
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, func, select, type_coerce
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from appliance.audit.chain import format_timestamp, stamp_from_sqlite
+from appliance.audit.chain import format_timestamp
 from appliance.store.models import AuditEvent
 
 HEAD = ("user_id", "action", "resource_type", "resource_id", "ip_address", "timestamp")
@@ -121,7 +121,12 @@ def _stamp_as_text(dialect: str) -> ColumnElement[Any]:
     """The timestamp column read as text, not as a datetime: ISO UTC with milliseconds on PostgreSQL,
     SQLAlchemy's stored text on SQLite (turned into the chain's text by stamp_from_sqlite)."""
     if dialect == "sqlite":
-        return type_coerce(AuditEvent.timestamp, String).label("timestamp")
+        # stamp_from_sqlite in SQL: "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS.fffZ" (truncated, as
+        # the chain is); NULL for any other stored form, which the caller then reads through the model.
+        text = type_coerce(AuditEvent.timestamp, String)
+        chain = type_coerce(func.substr(text, 1, 10).concat("T").concat(func.substr(text, 12, 12)).concat("Z"), String)
+        return case((and_(func.length(text) == 26, func.substr(text, 11, 1) == " "), chain), else_=None).label(
+            "timestamp")
     return func.to_char(func.timezone("UTC", AuditEvent.timestamp), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"').label("timestamp")
 
 
@@ -136,31 +141,50 @@ def iter_csv_rows(session: Session, flt: AuditFilter, *, batch: int = 20000) -> 
         stmt = replace(flt, after_id=after).apply(select(*columns)).order_by(AuditEvent.id).limit(batch)
         rows = session.connection().execute(stmt).all()  # Core rows: no ORM loading step
         for row in rows:
-            if dialect != "sqlite":
+            if row[_TIMESTAMP] is not None:
                 yield tuple(row)
                 continue
-            stamp = stamp_from_sqlite(row[_TIMESTAMP])
-            if stamp is None:  # not what SQLAlchemy writes: let the model's type read it
-                typed = session.execute(select(AuditEvent.timestamp).where(AuditEvent.id == row[id_at])).scalar_one()
-                stamp = format_timestamp(typed)
-            yield (*row[:_TIMESTAMP], stamp, *row[_TIMESTAMP + 1:])
+            # Not what SQLAlchemy writes (SQLite only): let the model's type read it.
+            typed = session.execute(select(AuditEvent.timestamp).where(AuditEvent.id == row[id_at])).scalar_one()
+            yield (*row[:_TIMESTAMP], format_timestamp(typed), *row[_TIMESTAMP + 1:])
         if len(rows) < batch:
             return
         after = rows[-1][id_at]
 
 
-def csv_chunks(rows: Iterator[tuple[Any, ...]], *, header: bool = True, rows_per_chunk: int = 2000
+_SEPARATORS = len(CSV_COLUMNS) - 1
+
+
+def _lines(rows: Iterable[tuple[Any, ...]], fallback: Any, buffer: io.StringIO) -> Iterator[str]:
+    """CSV lines exactly as ``csv.writer`` (QUOTE_MINIMAL, CRLF) writes them, joined by hand when no cell
+    needs quoting — no comma, quote, CR or LF in any cell, which is every line but rare ones (a user
+    agent with a comma, a detail with quotes); those go through the csv module."""
+    for row in rows:
+        cells = ["" if v is None else v if v.__class__ is str else str(v) for v in escape_row(row)]
+        line = ",".join(cells)
+        if line.count(",") == _SEPARATORS and '"' not in line and "\n" not in line and "\r" not in line:
+            yield line + "\r\n"
+        else:
+            fallback.writerow(cells)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+
+
+def csv_chunks(rows: Iterable[tuple[Any, ...]], *, header: bool = True, rows_per_chunk: int = 2000
                ) -> Iterator[str]:
+    """The CSV in chunks of ``rows_per_chunk`` lines (constant memory, whatever the number of rows)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     if header:
         writer.writerow(CSV_COLUMNS)
-    rows = iter(rows)
-    while True:  # one writerows call per chunk, not a writerow call per row
-        writer.writerows(map(escape_row, itertools.islice(rows, rows_per_chunk)))
-        text = buffer.getvalue()
+    head = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    lines = _lines(rows, writer, buffer)
+    while True:
+        text = head + "".join(itertools.islice(lines, rows_per_chunk))
+        head = ""
         if not text:
             return
         yield text
-        buffer.seek(0)
-        buffer.truncate()
