@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import itertools
 import json
 import logging
 import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,9 +112,19 @@ def is_api_request() -> bool:
 
 # -- before ----------------------------------------------------------------------------------------
 
+# Request ids: 32 hex characters, a random prefix per process and a counter (unique across processes and
+# restarts without a random-number syscall per request; they correlate logs and audit, they are no secret).
+_REQUEST_PREFIX = secrets.token_hex(8)
+_REQUEST_SEQUENCE = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    return f"{_REQUEST_PREFIX}{next(_REQUEST_SEQUENCE):016x}"
+
+
 def begin() -> None:
     app = appliance()
-    st = RequestState(uuid.uuid4().hex, inspect(request, app.settings.server.trusted_proxies))
+    st = RequestState(_next_request_id(), inspect(request, app.settings.server.trusted_proxies))
     g.vigatra = st
     request.environ[TLS_KEY] = st.transport.tls  # for the security headers (HSTS over TLS only)
     st.spec = spec_for(current_app, request.endpoint)

@@ -161,6 +161,9 @@ class KeyService:
 
     def derive(self, label: str) -> bytes:
         """A 32-byte key for ``label`` (JWT, sessions, audit signing), from the KEK."""
+        derived = self._derived.get(label)  # every request asks for the JWT key: no lock once derived
+        if derived is not None:
+            return derived
         with self._lock:
             if label not in self._derived:
                 self._derived[label] = self.provider.derive(label)

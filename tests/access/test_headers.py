@@ -50,3 +50,11 @@ def test_a_view_cannot_weaken_them(flask_app: Any, client: Any) -> None:
     check(response, tls=True)
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_request_ids_are_distinct_and_32_hex(client: Any) -> None:
+    import re
+
+    ids = [client.get("/healthz").headers["X-Request-ID"] for _ in range(50)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids[:3]
