@@ -34,11 +34,9 @@ import datetime as dt
 import logging
 import queue
 import random
-import threading
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,7 +69,7 @@ from appliance.store.models import (
     SyncCursor,
     Transaction,
 )
-from appliance.store.session import Store, describe_db_error
+from appliance.store.session import describe_db_error
 from appliance.venues.base import Balance, Credentials, Page, PositionRecord, TxRecord, VenueAdapter, WalletAdapter
 
 log = logging.getLogger(__name__)
@@ -82,25 +80,9 @@ RED = ("broken", "reonboarding_required")
 
 # -- claiming -------------------------------------------------------------------------------------
 
-_sqlite_writers: weakref.WeakKeyDictionary[Store, threading.Lock] = weakref.WeakKeyDictionary()
-_sqlite_writers_guard = threading.Lock()
-
-
-@contextlib.contextmanager
-def _write(app: Appliance) -> Iterator[Session]:
-    """A unit of work of the poller. On SQLite this process's poll threads first queue on a lock of
-    their own: SQLite's busy handler retries with sleeps of up to 100 ms, so with dozens of threads
-    the database lock sits free while waiters sleep, and an unlucky writer can wait past
-    ``database.busy_timeout_ms`` ("database is locked"). A Python lock hands over at once."""
-    store = app.store
-    if store.dialect != "sqlite":
-        with store.unit_of_work() as session:
-            yield session
-        return
-    with _sqlite_writers_guard:
-        lock = _sqlite_writers.setdefault(store, threading.Lock())
-    with lock, store.unit_of_work() as session:
-        yield session
+def _write(app: Appliance) -> contextlib.AbstractContextManager[Session]:
+    """A unit of work of the poller: its threads write at once, so they queue (Store.queued_unit_of_work)."""
+    return app.store.queued_unit_of_work()
 
 
 def _pollable() -> tuple[Any, ...]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,6 +81,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        self._queue = threading.Lock()  # see queued_unit_of_work
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -103,6 +105,20 @@ class Store:
         finally:
             session.close()
             _begin_immediate.reset(token)
+
+    @contextlib.contextmanager
+    def queued_unit_of_work(self) -> Iterator[Session]:
+        """unit_of_work for many threads of this process that write at once (the poller's pool). On
+        SQLite they first queue on a lock of this process: SQLite's busy handler retries with sleeps
+        of up to 100 ms, so with dozens of threads the database lock sits free while waiters sleep,
+        and an unlucky writer can wait past the busy timeout ("database is locked"). A Python lock
+        hands over at once. PostgreSQL needs no queue."""
+        if self.dialect != "sqlite":
+            with self.unit_of_work() as session:
+                yield session
+            return
+        with self._queue, self.unit_of_work() as session:
+            yield session
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
