@@ -37,7 +37,7 @@ from appliance.errors import (
     VenueTransient,
 )
 from appliance.venues.base import Credentials, VenueAdapter
-from appliance.venues.egress import retry_after_seconds
+from appliance.venues.egress import Egress, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ class CcxtAdapter(VenueAdapter):
     # Venue error codes (as they appear in bodies) -> our error class.
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {}
 
+    def __init__(self, egress: Egress) -> None:
+        super().__init__(egress)
+        self._scope = threading.local()  # this thread's (credentials, client) inside reusing()
+
     # -- clients ------------------------------------------------------------------------------
     def new_client(self, creds: Credentials | None = None) -> Any:
         cls = getattr(ccxt, self.ccxt_id)
@@ -146,13 +150,6 @@ class CcxtAdapter(VenueAdapter):
         finally:
             self._scope.value = outer  # the client (and the secret it holds) goes with the scope
 
-    @property
-    def _scope(self) -> threading.local:
-        local = self.__dict__.get("_scope_local")
-        if local is None:
-            with _market_lock:
-                local = self.__dict__.setdefault("_scope_local", threading.local())
-        return local
 
     def markets(self) -> Any:
         """A credential-less client holding this venue's markets, loaded once per process."""
