@@ -56,7 +56,6 @@ def _ip_key(ip: str) -> str:
     return "ip:" + ip[:64]
 
 
-
 def check_not_throttled(store: Store, username: str, ip: str) -> None:
     now = utcnow()
     with store.read() as session:

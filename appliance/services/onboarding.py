@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from appliance.audit.writer import AuditRecord, append
 from appliance.errors import (
     Conflict,
     Invalid,
@@ -319,10 +321,6 @@ def audit_expired_links(session: Session, *, limit: int = 500) -> int:
     Generation and use are audited when they happen; expiry happens by itself, so it is recorded here,
     once per link. Returns how many were recorded.
     """
-    import json
-
-    from appliance.audit.writer import AuditRecord, append
-
     now = utcnow()
     rows = list(session.execute(select(OnboardingToken).where(
         OnboardingToken.expires_at <= now, OnboardingToken.completed_at.is_(None),

@@ -43,7 +43,7 @@ class OnboardingToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
-    # The first browser to open the link claims it (hash of a random cookie); others are refused.
+    # The first browser to submit on the link claims it (hash of a random cookie); others are refused.
     claim_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     # When the poller recorded that the link expired unused (each expiry is audited once).
