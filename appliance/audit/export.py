@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, case, func, select, type_coerce
+from sqlalchemy import Select, String, literal_column, select, type_coerce
 from sqlalchemy.orm import Session
 
-from appliance.audit.chain import format_timestamp
+from appliance.audit.chain import format_timestamp, stamp_from_sqlite
 from appliance.store.models import AuditEvent
 
 HEAD = ("user_id", "action", "resource_type", "resource_id", "ip_address", "timestamp")
@@ -117,36 +117,32 @@ def iter_rows(session: Session, flt: AuditFilter, *, batch: int = 5000) -> Itera
             return
 
 
-def _stamp_as_text(dialect: str) -> ColumnElement[Any]:
-    """The timestamp column read as text, not as a datetime: ISO UTC with milliseconds on PostgreSQL,
-    SQLAlchemy's stored text on SQLite (turned into the chain's text by stamp_from_sqlite)."""
-    if dialect == "sqlite":
-        # stamp_from_sqlite in SQL: "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS.fffZ" (truncated, as
-        # the chain is); NULL for any other stored form, which the caller then reads through the model.
-        text = type_coerce(AuditEvent.timestamp, String)
-        chain = type_coerce(func.substr(text, 1, 10).concat("T").concat(func.substr(text, 12, 12)).concat("Z"), String)
-        return case((and_(func.length(text) == 26, func.substr(text, 11, 1) == " "), chain), else_=None).label(
-            "timestamp")
-    return func.to_char(func.timezone("UTC", AuditEvent.timestamp), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"').label("timestamp")
+# The timestamp as the chain's text, computed by PostgreSQL (UTC, milliseconds truncated like
+# chain.format_timestamp). SQLite hands back SQLAlchemy's stored text instead; chain.stamp_from_sqlite
+# turns that into the chain's text without parsing it.
+PG_STAMP_SQL = "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 
 def iter_csv_rows(session: Session, flt: AuditFilter, *, batch: int = 20000) -> Iterator[tuple[Any, ...]]:
     """:func:`iter_rows` for exports: the same events in the same order, with the timestamp already the
     chain's text and no per-value type processing (exports run to millions of rows)."""
-    dialect = session.get_bind().dialect.name
-    columns = [_stamp_as_text(dialect) if name == "timestamp" else getattr(AuditEvent, name) for name in CSV_COLUMNS]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    stamp = type_coerce(AuditEvent.timestamp, String) if sqlite else literal_column(PG_STAMP_SQL)
+    columns = [stamp.label("timestamp") if name == "timestamp" else getattr(AuditEvent, name) for name in CSV_COLUMNS]
     id_at = CSV_COLUMNS.index("id")
     after = flt.after_id
     while True:
         stmt = replace(flt, after_id=after).apply(select(*columns)).order_by(AuditEvent.id).limit(batch)
         rows = session.connection().execute(stmt).all()  # Core rows: no ORM loading step
         for row in rows:
-            if row[_TIMESTAMP] is not None:
+            if not sqlite:
                 yield tuple(row)
                 continue
-            # Not what SQLAlchemy writes (SQLite only): let the model's type read it.
-            typed = session.execute(select(AuditEvent.timestamp).where(AuditEvent.id == row[id_at])).scalar_one()
-            yield (*row[:_TIMESTAMP], format_timestamp(typed), *row[_TIMESTAMP + 1:])
+            text = stamp_from_sqlite(row[_TIMESTAMP])
+            if text is None:  # not what SQLAlchemy writes: let the model's type read it
+                typed = session.execute(select(AuditEvent.timestamp).where(AuditEvent.id == row[id_at])).scalar_one()
+                text = format_timestamp(typed)
+            yield (*row[:_TIMESTAMP], text, *row[_TIMESTAMP + 1:])
         if len(rows) < batch:
             return
         after = rows[-1][id_at]

@@ -36,7 +36,6 @@ import hashlib
 import itertools
 import json
 import logging
-import operator
 import os
 import re
 import secrets
@@ -49,10 +48,10 @@ from typing import Any, cast
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from appliance.audit.chain import CHAIN_VERSION, COLUMNS, GENESIS, format_timestamp, truncate_ms
+from appliance.audit.chain import CHAIN_VERSION, GENESIS, format_timestamp, truncate_ms
 from appliance.audit.checkpoints import HEAD_ID, Signer, detail_of, write_checkpoint
-from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, unescape_cell
-from appliance.audit.verify import VerifyFailed, fast_event_hash, iter_raw_events
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, iter_csv_rows, unescape_cell
+from appliance.audit.verify import VerifyFailed, fast_event_hash
 from appliance.audit.writer import AuditRecord, append
 from appliance.crypto import load_public_key, public_key_id, verify
 from appliance.errors import Conflict, Invalid, VigatraError
@@ -69,8 +68,6 @@ MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 PUBLIC_KEY_NAME = "public_key.pem"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-# iter_raw_events yields COLUMNS + hash; the CSV wants export.CSV_COLUMNS (the API's order).
-_CSV_ORDER = operator.itemgetter(*[(*COLUMNS, "hash").index(name) for name in CSV_COLUMNS])
 
 
 class ExportFailed(VigatraError):
@@ -220,8 +217,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _create(path: Path) -> Any:
+    """A new file only its owner can read (the trail names people, addresses and what they looked at;
+    removable media are often mounted for everyone). Refuses an existing file or a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "wb")
+
+
 def _write_file(path: Path, data: bytes) -> str:
-    with open(path, "xb") as handle:
+    with _create(path) as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -235,15 +239,14 @@ class _Stream:
     rows: int = 0
     first_id: int | None = None
     first_hash: str | None = None
-    first_prev: str | None = None
     last_id: int | None = None
     last_hash: str | None = None
 
     def watch(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-        id_at, prev_at, hash_at = CSV_COLUMNS.index("id"), CSV_COLUMNS.index("prev_hash"), CSV_COLUMNS.index("hash")
+        id_at, hash_at = CSV_COLUMNS.index("id"), CSV_COLUMNS.index("hash")
         for row in rows:
             if self.first_id is None:
-                self.first_id, self.first_hash, self.first_prev = int(row[id_at]), row[hash_at], row[prev_at]
+                self.first_id, self.first_hash = int(row[id_at]), row[hash_at]
             self.last_id, self.last_hash = int(row[id_at]), row[hash_at]
             self.rows += 1
             yield row
@@ -253,8 +256,8 @@ def _write_csv(store: Store, plan: _Plan, path: Path) -> tuple[str, int, _Stream
     digest = hashlib.sha256()
     size = 0
     stream = _Stream()
-    with store.engine.connect() as conn, open(path, "xb") as handle:
-        rows = (_CSV_ORDER(row) for row in iter_raw_events(conn, plan.after_id, plan.through_id))
+    with store.read() as session, _create(path) as handle:
+        rows = iter_csv_rows(session, AuditFilter(after_id=plan.after_id, through_id=plan.through_id))
         for chunk in csv_chunks(stream.watch(rows)):
             data = chunk.encode("utf-8")
             digest.update(data)
@@ -299,26 +302,31 @@ def export_to_media(store: Store, signer: Signer, *, appliance_id: str, data_dir
     """Write one export under ``dest``, verify it, and record it (event + signed checkpoint)."""
     if not appliance_id:
         raise Invalid("appliance_id is not set in the configuration (run `vigatra init`)")
-    target = check_destination(dest, data_dir)
     base_record = record or AuditRecord(action="audit.export", actor_type="system")
     created = truncate_ms(now or utcnow())
-    with store.read() as session:
-        plan = _plan(session, since, until)
-    name = _directory_name(appliance_id, plan, created)
-    final = target / name
-    suffix = 2
-    while final.exists():
-        final = target / f"{name}-{suffix}"
-        suffix += 1
-    partial = target / f".{final.name}.partial-{secrets.token_hex(4)}"
+    target = Path(dest)
     written: Path | None = None
-    try:
+    try:  # from here on every failure is audited, including a refused destination or a broken chain
+        target = check_destination(dest, data_dir)
+        with store.read() as session:
+            plan = _plan(session, since, until)
+        name = _directory_name(appliance_id, plan, created)
+        final = target / name
+        suffix = 2
+        while final.exists():
+            final = target / f"{name}-{suffix}"
+            suffix += 1
+        partial = target / f".{final.name}.partial-{secrets.token_hex(4)}"
         try:
-            partial.mkdir()
+            partial.mkdir(mode=0o700)
         except OSError as exc:
             raise ExportFailed(f"cannot write to {target}: {exc.strerror or exc}") from None
         written = partial
         csv_sha, csv_size, stream = _write_csv(store, plan, partial / CSV_NAME)
+        reached = stream.last_id if stream.last_id is not None else plan.after_id
+        if reached != plan.through_id:
+            raise VerifyFailed(f"events {reached + 1}..{plan.through_id} are missing from the trail; run "
+                               "`vigatra audit verify`", event_id=reached + 1)
         pem = signer.public_pem.encode("ascii")
         files = {CSV_NAME: {"sha256": csv_sha, "bytes": csv_size},
                  PUBLIC_KEY_NAME: {"sha256": _write_file(partial / PUBLIC_KEY_NAME, pem), "bytes": len(pem)}}

@@ -46,6 +46,7 @@ from appliance.audit.checkpoints import (
     detail_of,
     verify_signature,
 )
+from appliance.audit.export import PG_STAMP_SQL
 from appliance.crypto import public_key_id
 from appliance.errors import IntegrityFailure
 from appliance.store.models import AuditChainHead, AuditCheckpoint, AuditEvent
@@ -95,8 +96,7 @@ def fast_event_hash(i: Any, ts: str, at: str, uid: Any, ak: Any, ac: str, rt: st
 
 def _select_sql(dialect: str) -> str:
     """Raw page query: COLUMNS + hash, the timestamp as text. Column names are constants."""
-    stamp = "timestamp" if dialect == "sqlite" else (
-        "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS.MS\"Z\"')")
+    stamp = "timestamp" if dialect == "sqlite" else PG_STAMP_SQL.replace(":", "\\:")  # text(): ":" starts a bind
     names = ", ".join(stamp if name == "timestamp" else name for name in (*COLUMNS, "hash"))
     return (f"SELECT {names} FROM audit_events WHERE id > :after AND id <= :hi "  # noqa: S608 - constants only
             "ORDER BY id LIMIT :limit")

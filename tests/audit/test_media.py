@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,6 +248,18 @@ def test_export_of_a_tampered_range_is_refused(store: Store, signer: Signer, own
         assert failed.outcome == "failure"
 
 
+def test_an_export_that_stops_short_of_the_chain_head_is_refused(store: Store, signer: Signer, owner: Owner,
+                                                                  data_dir: Path, medium: Path) -> None:
+    """Events cut from the end of the table while the chain head still names them: the export would be a
+    consistent but shorter chain, so it is refused rather than signed as if it reached the head."""
+    add_events(store, 8)
+    owner.truncate_tail(6, rewind_head=False)
+    with pytest.raises(VerifyFailed, match=r"events 7\.\.8 are missing"):
+        export(store, signer, data_dir, medium)
+    assert exports_in(medium) == []
+    assert _export_outcomes(store) == ["failure"]
+
+
 def test_incremental_export_notices_a_rewritten_past(store: Store, signer: Signer, owner: Owner, data_dir: Path,
                                                      medium: Path) -> None:
     add_events(store, 4)
@@ -254,6 +267,7 @@ def test_incremental_export_notices_a_rewritten_past(store: Store, signer: Signe
     owner.edit(4, hash="f" * 64)  # the last exported event (the export's own audit event is 5)
     with pytest.raises(VerifyFailed, match="rewritten"):
         export(store, signer, data_dir, medium)
+    assert _export_outcomes(store) == ["success", "failure"]  # refused while planning, and audited
 
 
 # -- destinations -----------------------------------------------------------------------------------
@@ -273,6 +287,22 @@ def test_refuses_the_data_dir(store: Store, signer: Signer, data_dir: Path, tmp_
 def test_refuses_a_missing_destination(store: Store, signer: Signer, data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(Invalid, match="does not exist"):
         export(store, signer, data_dir, tmp_path / "not-mounted")
+    assert _export_outcomes(store) == ["failure"]
+
+
+def _export_outcomes(store: Store) -> list[str]:
+    with store.read() as session:
+        return [o for (o,) in session.execute(select(AuditEvent.outcome).where(
+            AuditEvent.action == "audit.export").order_by(AuditEvent.id)).all()]
+
+
+def test_the_export_is_readable_by_its_owner_only(store: Store, signer: Signer, data_dir: Path,
+                                                  medium: Path) -> None:
+    add_events(store, 3)
+    result = export(store, signer, data_dir, medium)
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in result.path.iterdir()} == {
+        name: 0o600 for name in ("audit.csv", "manifest.json", "manifest.sig", "public_key.pem")}
 
 
 def _mount_tmpfs(path: Path, options: str) -> bool:
