@@ -140,6 +140,11 @@ parse_args() {
     if [ "$KEY_PROVIDER" = pkcs11 ] && [ -n "$PKCS11_PIN_FILE" ] && [ "$PKCS11_PIN_STDIN" = 1 ]; then
         usage_error "give --pkcs11-pin-file or --pkcs11-pin-stdin, not both"
     fi
+    # A password in the URL would be on the command line of `vigatra init` (visible in ps, and in the
+    # journal as a transient unit's name) and in the configuration file.
+    case $DB_URL in
+        *://*:*@*) usage_error "--db-url must not carry a password: use peer authentication (host=/run/postgresql) or ~vigatra/.pgpass" ;;
+    esac
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +302,17 @@ create_pkcs11_pin() {
             say "+ systemd-creds encrypt --name=vigatra-pkcs11-pin - $cred  (PIN read from standard input)"
             return 0
         fi
-        (umask 077 && systemd-creds encrypt --name=vigatra-pkcs11-pin - "$cred")
+        if [ -t 0 ]; then  # typed at a terminal: do not echo it (or leave it in the scrollback)
+            printf 'PKCS#11 user PIN: ' >&2
+            stty -echo
+            IFS= read -r pin || pin=
+            stty echo
+            printf '\n' >&2
+            printf '%s' "$pin" | (umask 077 && systemd-creds encrypt --name=vigatra-pkcs11-pin - "$cred")
+            pin=
+        else
+            (umask 077 && systemd-creds encrypt --name=vigatra-pkcs11-pin - "$cred")
+        fi
         return 0
     fi
     [ -e "$cred" ] || [ "$DRY_RUN" = 1 ] ||
@@ -350,7 +365,7 @@ as_service_with_key() {
         as_service_user "$@"
         return 0
     fi
-    run systemd-run --quiet --wait --pipe --collect --service-type=exec \
+    run systemd-run --quiet --wait --pipe --collect --service-type=exec --description="vigatra $1" \
         --uid="$SERVICE_USER" --gid="$SERVICE_USER" -p UMask=0077 -p WorkingDirectory="$DATA" \
         -p "$property" "$PREFIX/bin/vigatra" "$@"
 }

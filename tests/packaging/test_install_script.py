@@ -50,11 +50,13 @@ def test_help_lists_every_option() -> None:
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--key-provider", "env"], ["--prefix", "relative/path"],
-                                  ["--prefix"], ["--key-file", "/var/lib/vigatra/kek.key"]])
+                                  ["--prefix"], ["--key-file", "/var/lib/vigatra/kek.key"],
+                                  ["--db-url", "postgresql+psycopg://vigatra:s3cret@db/vigatra"]])
 def test_bad_usage_exits_2(args: list[str]) -> None:
     result = install(REPO, *args)
     assert result.returncode == 2, result.stderr
     assert "install.sh:" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout  # a refused password is not echoed back
 
 
 def test_refuses_to_run_as_non_root() -> None:
