@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import DBAPIError
@@ -36,17 +35,9 @@ from appliance.store.session import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RETENTION_DAYS = 2190  # 6 years (SEC 17a-4)
-
 # The same statement as migration 0001 creates; recreated after the purge's DELETE.
 _SQLITE_DELETE_TRIGGER = ("CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
                           "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END")
-
-
-def retention_days(settings: Any) -> int:
-    """``audit.retention_days`` from the settings, 2190 when the settings do not have it yet."""
-    value = getattr(getattr(settings, "audit", None), "retention_days", DEFAULT_RETENTION_DAYS)
-    return int(value)
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> dt.datetime:

@@ -128,12 +128,12 @@ def purge(before: dt.datetime, database_url: str | None, yes: bool) -> None:
     """Remove audit events older than the retention period, leaving a signed record of what went."""
     from appliance.audit.chain import format_timestamp
     from appliance.audit.checkpoints import signer_for
-    from appliance.audit.purge import check_retention, plan_purge, purge_before, retention_days
+    from appliance.audit.purge import check_retention, plan_purge, purge_before
     from appliance.store.session import Store, make_engine
 
     state = cli_state()
     settings = state.settings()
-    days = retention_days(settings)
+    days = settings.audit.retention_days
     check_retention(before, days)
     app = state.appliance(open_keys=False)
     store = Store(make_engine(database_url, busy_timeout_ms=settings.database.busy_timeout_ms)) \

@@ -15,11 +15,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select, update
 
 from appliance.audit.chain import COLUMNS, event_hash
-from appliance.audit.purge import DEFAULT_RETENTION_DAYS
-from appliance.settings import Settings, load_settings
+from appliance.settings import AuditSettings, Settings, load_settings
 from appliance.store.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from appliance.store.session import Store
 from tests.audit.conftest import Owner, add_events, add_records, event_row, record
+
+DEFAULT_DAYS = AuditSettings().retention_days  # audit.retention_days by default
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -137,7 +138,7 @@ def test_range_export(installed: Installed, tmp_path: Path) -> None:
 
 
 def test_purge_refusals(installed: Installed) -> None:
-    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=DEFAULT_RETENTION_DAYS + 30)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=DEFAULT_DAYS + 30)
     add_records(installed.store, [record(i, timestamp=old) for i in range(3)])
     result = installed.cli("audit", "purge", "--before", "2026-01-01")
     assert result.exit_code == 1 and "inside the retention period" in result.stderr
@@ -148,7 +149,7 @@ def test_purge_refusals(installed: Installed) -> None:
 
 
 def test_purge_with_confirmation(installed: Installed) -> None:
-    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=DEFAULT_RETENTION_DAYS + 30)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=DEFAULT_DAYS + 30)
     # Age the `init` event (id 1) as the owner, rewriting it consistently: the only way for a test to
     # get old events at the start of a chain.
     row = event_row(installed.store, 1)

@@ -13,17 +13,20 @@ from sqlalchemy.exc import DBAPIError
 
 from appliance.audit.checkpoints import Signer, detail_of
 from appliance.audit.media import export_to_media, verify_media
-from appliance.audit.purge import DEFAULT_RETENTION_DAYS, plan_purge, purge_before, retention_days
+from appliance.audit.purge import plan_purge, purge_before
 from appliance.audit.verify import VerifyFailed, verify_database
 from appliance.audit.writer import AuditRecord
 from appliance.errors import Forbidden, Invalid
+from appliance.settings import AuditSettings
 from appliance.store.models import AuditCheckpoint, AuditEvent
 from appliance.store.session import Store, make_engine
 from tests.audit.conftest import APPLIANCE_ID, Owner, add_records, checkpoint, head, record
 
+DEFAULT_DAYS = AuditSettings().retention_days  # audit.retention_days by default
+
 NOW = dt.datetime.now(dt.UTC)
-OLD = NOW - dt.timedelta(days=DEFAULT_RETENTION_DAYS + 100)
-BEYOND = NOW - dt.timedelta(days=DEFAULT_RETENTION_DAYS + 1)
+OLD = NOW - dt.timedelta(days=DEFAULT_DAYS + 100)
+BEYOND = NOW - dt.timedelta(days=DEFAULT_DAYS + 1)
 
 
 def seed(store: Store, old: int, recent: int) -> None:
@@ -32,7 +35,7 @@ def seed(store: Store, old: int, recent: int) -> None:
 
 
 def purge(store: Store, signer: Signer, before: dt.datetime = BEYOND, **kwargs: object) -> object:
-    return purge_before(store, signer, appliance_id=APPLIANCE_ID, before=before, days=DEFAULT_RETENTION_DAYS,
+    return purge_before(store, signer, appliance_id=APPLIANCE_ID, before=before, days=DEFAULT_DAYS,
                         **kwargs)  # type: ignore[arg-type]
 
 
@@ -41,16 +44,7 @@ def verify(store: Store, signer: Signer) -> object:
 
 
 def test_retention_setting_defaults_to_six_years() -> None:
-    assert DEFAULT_RETENTION_DAYS == 2190
-    assert retention_days(object()) == 2190
-
-    class Audit:
-        retention_days = 4000
-
-    class Settings:
-        audit = Audit()
-
-    assert retention_days(Settings()) == 4000
+    assert AuditSettings().retention_days == 2190  # SEC 17a-4
 
 
 def test_purge_leaves_a_verifiable_chain(store: Store, signer: Signer) -> None:
