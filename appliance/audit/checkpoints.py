@@ -81,7 +81,12 @@ class _Appliance(Protocol):
 
 def signer_for(appliance: _Appliance) -> Signer:
     """The appliance's audit signer: seed derived from the KEK under the label "audit-signing"."""
-    return Signer.from_seed(appliance.keys.derive(SIGNING_LABEL))
+    return signer_from(appliance.keys)
+
+
+def signer_from(keys: _Keys) -> Signer:
+    """The audit signer of a key provider (or key service): what signer_for uses, for a KEK being moved to."""
+    return Signer.from_seed(keys.derive(SIGNING_LABEL))
 
 
 @dataclass(frozen=True)

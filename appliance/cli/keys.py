@@ -285,10 +285,9 @@ def keys_rewrap(to_provider: str, create_key: bool, update_config: bool, **key_o
             count = app.keys.rewrap(session, target)
             # The audit signing key is derived from the KEK: a signed rekey checkpoint links the old
             # key to the new one, so checkpoints written before the move still verify.
-            from appliance.audit.checkpoints import SIGNING_LABEL, Signer, write_rekey_checkpoint
+            from appliance.audit.checkpoints import signer_for, signer_from, write_rekey_checkpoint
 
-            old_signer = Signer.from_seed(app.keys.provider.derive(SIGNING_LABEL))
-            new_signer = Signer.from_seed(target.derive(SIGNING_LABEL))
+            old_signer, new_signer = signer_for(app), signer_from(target)
             if new_signer.key_id != old_signer.key_id:
                 write_rekey_checkpoint(session, new_signer, old_signer.public_pem, app.settings.appliance_id)
             info.update(resource_id="all", rewrapped=count)
