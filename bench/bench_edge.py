@@ -2,7 +2,7 @@
 waitress server, in one run. The edge route does everything a real request does at the edge —
 transport facts, credential check against the in-memory state, the route's permission, security
 headers — and the audit writer is swapped for a no-op so that this figure isolates the edge
-(bench_audit.py measures the audit write). Target: edge checks cost under 5% of a request.
+(bench_audit_overhead.py measures the audit write). Target: edge checks cost under 5% of a request.
 
     .venv/bin/python bench/bench_edge.py [--seconds 10] [--connections 16]
 """

@@ -126,14 +126,12 @@ class RssSampler:
     def __init__(self, every: float = 0.2) -> None:
         self.every = every
         self.peak = 0.0
-        self.samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             value = rss_mib()
-            self.samples.append(value)
             self.peak = max(self.peak, value)
             self._stop.wait(self.every)
 
@@ -337,10 +335,6 @@ def measured_cycle(app: Any, sim: Sim, label: str, *, only: int | None = None) -
     synced: dict[str, int] = {}
     for o in result.outcomes:
         synced[o.venue] = synced.get(o.venue, 0) + 1
-    if only is None and os.environ.get("BENCH_SYNC_DEBUG"):
-        from collections import Counter
-        note(str(Counter((e["venue"], e["path"]) for e in log).most_common(20)))
-        note(str([(o.venue, o.error_class, o.message[:200]) for o in result.failed][:5]))
     if only is None:
         note("  venue requests per sync: " + ", ".join(
             f"{v} {n / max(synced.get(v, 1), 1):.1f}" for v, n in sorted(per_venue.items())))
@@ -384,7 +378,8 @@ def run_database(kind: str, args: argparse.Namespace, sim_app: Any, keys: list[t
         note(f"[{kind}]   cloned their state to the other connections in {time.perf_counter() - started:.1f} s")
         by_id = dict(zip(ids, keys, strict=True))
         template_ids = list(templates.values())
-        active = template_ids[:: max(1, round(1 / args.active))] if args.active > 0 else []
+        wanted = round(len(template_ids) * args.active)  # exactly --active of them, spread across venues
+        active = [template_ids[i * len(template_ids) // wanted] for i in range(wanted)] if wanted else []
         affected = sum(1 for _venue, creds in keys if templates[creds["account"]] in set(active))
         note(f"[{kind}] a new trade on {len(active)} accounts ({affected:,} connections); latency "
              f"{args.latency_ms} ms; measured cycle ...")
