@@ -52,7 +52,7 @@ from appliance.audit.chain import CHAIN_VERSION, GENESIS, format_timestamp, trun
 from appliance.audit.checkpoints import HEAD_ID, Signer, detail_of, write_checkpoint
 from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, iter_csv_rows, unescape_cell
 from appliance.audit.verify import VerifyFailed, fast_event_hash
-from appliance.audit.writer import AuditRecord, append
+from appliance.audit.writer import AuditRecord, append, record_failure
 from appliance.crypto import load_public_key, public_key_id, verify
 from appliance.errors import Conflict, Invalid, VigatraError
 from appliance.store.base import utcnow
@@ -360,26 +360,13 @@ def export_to_media(store: Store, signer: Signer, *, appliance_id: str, data_dir
             shutil.rmtree(written, ignore_errors=True)
             with contextlib.suppress(OSError):
                 _fsync_dir(target)
-        _record_failure(store, base_record, target, exc)
+        record_failure(store, base_record, action="audit.export", detail={"dest": str(target)}, exc=exc)
         if isinstance(exc, OSError):
             raise ExportFailed(f"export to {target} failed: {exc.strerror or exc}; the partial export was removed "
                                "and nothing was recorded") from None
         raise
     log.info("audit export %s: %s rows", final, stream.rows)
     return ExportResult(final, manifest_sha, plan.mode, stream.rows, stream.first_id, stream.last_id, checkpoint_id)
-
-
-def _record_failure(store: Store, record: AuditRecord, target: Path, exc: BaseException) -> None:
-    """A failed export is audited too (best effort: the original error is what the caller sees)."""
-    reason = exc.message if isinstance(exc, VigatraError) else (
-        getattr(exc, "strerror", None) or type(exc).__name__)
-    try:
-        with store.unit_of_work() as session:
-            append(session, [dataclasses.replace(
-                record, action="audit.export", resource_type="audit", resource_id="", outcome="failure",
-                detail=json.dumps({"dest": str(target), "reason": str(reason)}, sort_keys=True))])
-    except Exception:  # never mask the export's own error
-        log.warning("could not record the failed audit export", exc_info=True)
 
 
 # -------------------------------------------------------------------------------------------------

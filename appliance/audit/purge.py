@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from appliance.audit.chain import format_timestamp
 from appliance.audit.checkpoints import HEAD_ID, Signer, write_checkpoint
 from appliance.audit.verify import verify_database
-from appliance.audit.writer import AuditRecord, append
+from appliance.audit.writer import AuditRecord, append, record_failure
 from appliance.errors import Forbidden, IntegrityFailure, Invalid
 from appliance.store.base import utcnow
 from appliance.store.models import AuditChainHead, AuditEvent
@@ -109,6 +109,17 @@ def purge_before(store: Store, signer: Signer, *, appliance_id: str, before: dt.
     stops the purge); the DELETE, the head update, the ``audit.purge`` event and the purge
     checkpoint commit together or not at all.
     """
+    base = record or AuditRecord(action="audit.purge", actor_type="system")
+    try:
+        return _purge(store, signer, appliance_id=appliance_id, before=before, days=days, base=base, now=now,
+                      verify_first=verify_first)
+    except BaseException as exc:  # a refused purge is on the record too (tamper found, wrong role...)
+        record_failure(store, base, action="audit.purge", detail={"before": format_timestamp(before)}, exc=exc)
+        raise
+
+
+def _purge(store: Store, signer: Signer, *, appliance_id: str, before: dt.datetime, days: int, base: AuditRecord,
+           now: dt.datetime | None, verify_first: bool) -> PurgeResult:
     check_retention(before, days, now)
     if verify_first:
         verify_database(store, appliance_id=appliance_id, public_key_pem=signer.public_pem)
@@ -127,7 +138,6 @@ def purge_before(store: Store, signer: Signer, *, appliance_id: str, before: dt.
         session.flush()
         detail = {"removed_from_id": plan.from_id, "removed_through_id": plan.through_id, "removed_count": removed,
                   "last_removed_hash": last_hash, "before": format_timestamp(before), "retention_days": days}
-        base = record or AuditRecord(action="audit.purge", actor_type="system")
         append(session, [dataclasses.replace(base, action="audit.purge", resource_type="audit",
                                              resource_id=f"{plan.from_id}-{plan.through_id}", outcome="success",
                                              detail=json.dumps(detail, sort_keys=True))])

@@ -11,7 +11,9 @@ Two write paths (STYLE.md habit 8):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import logging
 import queue
 import threading
@@ -25,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.audit.chain import COLUMNS, event_hash, truncate_ms
-from appliance.errors import Unavailable
+from appliance.errors import Unavailable, VigatraError
 from appliance.store.base import utcnow
 from appliance.store.models import AuditChainHead, AuditEvent
 from appliance.store.session import Store, describe_db_error
@@ -93,6 +95,20 @@ def append(session: Session, records: Sequence[AuditRecord]) -> list[AuditEvent]
         events.append(event)
     session.flush()
     return events
+
+
+def record_failure(store: Store, record: AuditRecord, *, action: str, detail: dict[str, Any],
+                   exc: BaseException) -> None:
+    """Audit an operation that failed (an export, a purge), in a transaction of its own — best effort:
+    the operation's own error is what the caller sees, never one from here."""
+    reason = exc.message if isinstance(exc, VigatraError) else (getattr(exc, "strerror", None) or type(exc).__name__)
+    try:
+        with store.unit_of_work() as session:
+            append(session, [dataclasses.replace(
+                record, action=action, resource_type="audit", resource_id="", outcome="failure",
+                detail=json.dumps({**detail, "reason": str(reason)}, sort_keys=True))])
+    except Exception:
+        log.warning("could not record the failed %s", action, exc_info=True)
 
 
 @dataclass

@@ -103,6 +103,20 @@ def test_refuses_to_purge_a_broken_chain(store: Store, signer: Signer, owner: Ow
     with pytest.raises(VerifyFailed, match="event 2"):
         purge(store, signer)
     assert head(store)[2] == 0
+    with store.read() as session:  # the refusal is on the record, with its reason
+        outcome, detail = session.execute(select(AuditEvent.outcome, AuditEvent.detail).where(
+            AuditEvent.action == "audit.purge")).one()
+    assert outcome == "failure" and "event 2" in detail
+
+
+def test_a_purge_inside_retention_is_refused_on_the_record(store: Store, signer: Signer) -> None:
+    seed(store, old=2, recent=1)
+    with pytest.raises(Invalid):
+        purge_before(store, signer, appliance_id=APPLIANCE_ID, before=NOW - dt.timedelta(days=10), days=DEFAULT_DAYS)
+    with store.read() as session:
+        outcomes = [o for (o,) in session.execute(select(AuditEvent.outcome).where(
+            AuditEvent.action == "audit.purge")).all()]
+    assert outcomes == ["failure"]
 
 
 def test_deleted_purge_record_or_forged_head(store: Store, signer: Signer, owner: Owner) -> None:
