@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from tests.support.app import FAST_ARGON2, TestAppliance, build
-from tests.support.live import LiveServer, find_chromium
+from tests.support.live import LiveServer, find_chromium, start_live
 from tests.support.proc import free_port
 from tests.support.sim import RunningSim
 from tests.support.tls import TlsFront, find_nginx, start_nginx
@@ -46,13 +47,20 @@ def overrides(sim: RunningSim, **extra: Any) -> dict[str, Any]:
     return values
 
 
-@pytest.fixture
-def ota(db_url: str, tmp_path: Path, sim: RunningSim) -> Iterator[TestAppliance]:
-    built = build(db_url, tmp_path / "data", **overrides(sim))
+@contextmanager
+def appliance_with(db_url: str, data_dir: Path, sim: RunningSim, **extra: Any) -> Iterator[TestAppliance]:
+    """An appliance built with ``overrides(sim, **extra)``, closed afterwards."""
+    built = build(db_url, data_dir, **overrides(sim, **extra))
     try:
         yield built
     finally:
         built.appliance.close()
+
+
+@pytest.fixture
+def ota(db_url: str, tmp_path: Path, sim: RunningSim) -> Iterator[TestAppliance]:
+    with appliance_with(db_url, tmp_path / "data", sim) as built:
+        yield built
 
 
 @pytest.fixture
@@ -102,23 +110,9 @@ def need_browser() -> None:
             pytest.skip(f"{what} is not installed (make test installs it)")
 
 
-def start_like_production(app: Any, settings: Any) -> LiveServer:
-    """waitress bound exactly as `vigatra serve` binds it. (tests.support.live.start_live keeps
-    waitress's default clear_untrusted_proxy_headers=True, which strips X-Forwarded-Proto before
-    the app sees it: behind nginx every request would look like plain HTTP.)"""
-    import threading
-
-    from appliance.serve import _bind
-
-    server = _bind(app, settings, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, name="live", daemon=True)
-    thread.start()
-    return LiveServer(f"http://127.0.0.1:{server.effective_port}", server, thread)
-
-
 @pytest.fixture
 def live(oapp: Any, ota: TestAppliance, need_browser: None) -> Iterator[LiveServer]:
-    server = start_like_production(oapp, ota.settings)
+    server = start_live(oapp, threads=ota.settings.server.threads)
     try:
         yield server
     finally:
@@ -187,6 +181,15 @@ def csrf_from(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, html[:2000]
     return match.group(1)
+
+
+def key_form(csrf: str, venue: str, key: dict[str, Any]) -> dict[str, str]:
+    """The onboarding page's key form as a browser posts it; a passphrase only when the key has one."""
+    form = {"csrf_token": csrf, "action": "key", "venue": venue, "api_key": key.get("api_key", ""),
+            "api_secret": key.get("api_secret", "")}
+    if key.get("passphrase"):
+        form["passphrase"] = key["passphrase"]
+    return form
 
 
 def secrets_of(key: dict[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ every bad row named with its line number."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -78,13 +79,22 @@ def lines_named(text: str) -> list[int]:
     return sorted({int(n) for n in re.findall(r"line (\d+):", html.unescape(text))})
 
 
-def test_good_file_imports_every_row(ota: Any, importer: Any) -> None:
+def test_good_file_imports_every_row(ota: Any, importer: Any, request: pytest.FixtureRequest) -> None:
     ok, text = importer(GOOD.encode())
     assert ok, text
     assert employees(ota) == [("Ada Lovelace", "ada@example.com", "Research", "HR-1"),
                               ("Alan Turing", "alan@example.com", "", None),
                               ("Hopper, Grace", "grace@example.com", "Engineering", "HR-2")]
-    assert "3" in text
+    how = request.node.callspec.params["importer"]
+    if how == "cli":
+        assert text == "imported 3 employee(s)\n"
+    elif how == "dashboard":
+        assert '<div class="flash ok" role="status">3 employee(s) imported.</div>' in text, text[:2000]
+    else:
+        body = json.loads(text)
+        with ota.store.read() as session:
+            ids = sorted(session.execute(select(Employee.id)).scalars())
+        assert body == {"imported": 3, "ids": body["ids"]} and sorted(body["ids"]) == ids
 
 
 def test_bad_rows_are_listed_by_line_and_nothing_is_imported(ota: Any, importer: Any) -> None:

@@ -62,7 +62,8 @@ def test_demo_links_stay_on_plain_http_only_when_allowed(ota: Any, tmp_path: Pat
 
 
 class Forms(HTMLParser):
-    """Every form with its method, action and named controls; every label's target."""
+    """Every form with its method, action and named controls (each control's attributes, plus its
+    ``tag``); every label's target."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,7 +77,7 @@ class Forms(HTMLParser):
             self.forms.append({"method": (a.get("method") or "get").lower(), "action": a.get("action"),
                                "fields": {}})
         elif tag in ("input", "textarea", "select") and self.forms and a.get("name"):
-            self.forms[-1]["fields"][a["name"]] = a
+            self.forms[-1]["fields"][a["name"]] = {**a, "tag": tag}
             if a.get("id"):
                 self.ids[str(a["id"])] = str(a.get("type") or tag)
         elif tag == "label" and a.get("for"):
@@ -90,13 +91,13 @@ def forms_of(html: str) -> Forms:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize(("venue", "fields"), [
-    ("coinbase", {"venue", "api_key", "api_secret", "csrf_token", "action"}),
-    ("kraken", {"venue", "api_key", "api_secret", "csrf_token", "action"}),
-    ("okx", {"venue", "api_key", "api_secret", "passphrase", "csrf_token", "action"}),
-    ("kucoin", {"venue", "api_key", "api_secret", "passphrase", "csrf_token", "action"}),
+@pytest.mark.parametrize(("venue", "fields", "secret_control"), [
+    ("coinbase", {"venue", "api_key", "api_secret", "csrf_token", "action"}, "textarea"),  # a PEM private key
+    ("kraken", {"venue", "api_key", "api_secret", "csrf_token", "action"}, "password"),
+    ("okx", {"venue", "api_key", "api_secret", "passphrase", "csrf_token", "action"}, "password"),
+    ("kucoin", {"venue", "api_key", "api_secret", "passphrase", "csrf_token", "action"}, "password"),
 ])
-def test_key_form_fields(ota: Any, https: Any, venue: str, fields: set[str]) -> None:
+def test_key_form_fields(ota: Any, https: Any, venue: str, fields: set[str], secret_control: str) -> None:
     _link_id, value = new_link(ota, new_employee(ota))
     page = https.get(f"/onboard/{value}?venue={venue}")
     assert page.status_code == 200
@@ -105,7 +106,11 @@ def test_key_form_fields(ota: Any, https: Any, venue: str, fields: set[str]) -> 
     key_form = next(f for f in posts if "api_key" in f["fields"])
     assert set(key_form["fields"]) == fields
     assert key_form["fields"]["venue"]["value"] == venue
-    assert key_form["fields"]["api_secret"].get("type", "textarea") in ("password", "textarea")
+    controls = {name: "textarea" if a["tag"] == "textarea" else a.get("type") for name, a in key_form["fields"].items()}
+    # The secret is never echoed on screen: a masked input, or a textarea only for a multi-line PEM key.
+    assert controls["api_secret"] == secret_control
+    if "passphrase" in controls:
+        assert controls["passphrase"] == "password"
     for form in posts:
         assert form["action"] == ""  # posts to its own URL: /onboard/<token>
         assert form["fields"]["csrf_token"]["value"]

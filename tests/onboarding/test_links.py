@@ -17,10 +17,12 @@ from appliance.store.models import OnboardingToken
 from tests.access.helpers import auth, login_session, token
 from tests.onboarding.conftest import (
     VALID_EVM,
+    appliance_with,
     audit_rows,
     client_for,
     connections,
     csrf_from,
+    key_form,
     new_employee,
     new_link,
     run_cli,
@@ -40,11 +42,6 @@ def api_link(https: Any, ta: Any, employee_id: int, who: str = "alice") -> dict[
 
 def token_of(url: str) -> str:
     return url.rsplit("/onboard/", 1)[1]
-
-
-def key_form(csrf: str, venue: str, key: dict[str, Any]) -> dict[str, str]:
-    return {"csrf_token": csrf, "action": "key", "venue": venue, "api_key": key["api_key"],
-            "api_secret": key["api_secret"]}
 
 
 def everything_stored(ta: Any) -> str:
@@ -115,13 +112,15 @@ def test_expired_link_is_dead_and_its_use_audited(ota: Any, https: Any, sim: Run
     assert all(e["resource_id"] == str(link_id) for e in refused)
 
 
-def test_link_ttl_comes_from_the_settings(ota: Any, https: Any) -> None:
-    employee_id = new_employee(ota)
-    link = api_link(https, ota, employee_id)
+def test_link_ttl_comes_from_the_settings(db_url: str, tmp_path: Path, sim: RunningSim) -> None:
+    from appliance.app import create_app
+
+    with appliance_with(db_url, tmp_path / "data", sim, onboarding={"link_ttl_days": 3}) as built:
+        https = client_for(create_app(built.appliance), "https://localhost")
+        link = api_link(https, built, new_employee(built))
     expires = dt.datetime.fromisoformat(link["expires_at"].replace("Z", "+00:00"))
     days = (expires - dt.datetime.now(dt.UTC)).total_seconds() / 86400
-    assert ota.settings.onboarding.link_ttl_days == 7
-    assert 6.99 < days <= 7.0
+    assert 2.99 < days <= 3.0  # not the default 7
 
 
 def test_revoked_link_is_dead_even_with_the_page_open(ota: Any, https: Any, sim: RunningSim) -> None:
@@ -261,8 +260,7 @@ def test_concurrent_guesses_are_counted_without_errors(ota: Any, oapp: Any) -> N
     assert 429 in results
 
 
-def test_link_generation_and_use_are_audited(ota: Any, https: Any, oapp: Any, sim: RunningSim,
-                                             cli_config: Path) -> None:
+def test_link_generation_and_use_are_audited(ota: Any, https: Any, sim: RunningSim, cli_config: Path) -> None:
     employee_id = new_employee(ota)
     link = api_link(https, ota, employee_id, who="carol")
     cli = run_cli(cli_config, "onboard", "link", "--employee", str(employee_id), "--purpose", "reonboard")

@@ -17,11 +17,13 @@ import requests
 from appliance.store.models import OnboardingToken
 from tests.onboarding.conftest import (
     VALID_EVM,
+    appliance_with,
     audit_rows,
     audit_text,
     client_for,
     connections,
     csrf_from,
+    key_form,
     new_employee,
     new_link,
     overrides,
@@ -40,22 +42,14 @@ def assert_hsts(response: Any) -> None:
     assert match and int(match.group(1)) >= MIN_HSTS and "includeSubDomains" in value, (response.request.path, value)
 
 
-def key_form(csrf: str, venue: str, key: dict[str, Any]) -> dict[str, str]:
-    form = {"csrf_token": csrf, "action": "key", "venue": venue, "api_key": key["api_key"],
-            "api_secret": key["api_secret"]}
-    if key.get("passphrase"):
-        form["passphrase"] = key["passphrase"]
-    return form
-
-
 def refused_plain(response: Any) -> None:
     assert response.status_code == 403, response.data[:500]
     assert b"secure (HTTPS) connection" in response.data
     assert b"Nothing you entered was stored" in response.data
 
 
-def test_plain_http_post_is_refused_before_the_body_is_read(ota: Any, oapp: Any, https: Any, plain: Any,
-                                                            sim: RunningSim, caplog: pytest.LogCaptureFixture,
+def test_plain_http_post_is_refused_before_the_body_is_read(ota: Any, https: Any, plain: Any, sim: RunningSim,
+                                                            caplog: pytest.LogCaptureFixture,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.DEBUG)
     employee_id = new_employee(ota)
@@ -121,13 +115,10 @@ def test_forged_forwarded_proto_from_an_untrusted_peer_is_not_believed(ota: Any,
 
 def test_insecure_dev_flag_helps_localhost_only(db_url: str, tmp_path: Path, sim: RunningSim) -> None:
     from appliance.app import create_app
-    from tests.onboarding.conftest import new_employee as employee_in
-    from tests.support.app import build
 
-    built = build(db_url, tmp_path / "data", **overrides(sim, server={"dev_allow_insecure_onboarding": True}))
-    try:
+    with appliance_with(db_url, tmp_path / "data", sim, server={"dev_allow_insecure_onboarding": True}) as built:
         app = create_app(built.appliance)
-        employee_id = employee_in(built)
+        employee_id = new_employee(built)
         _link_id, token = new_link(built, employee_id)
         key = sim.create_key("kraken", ["read"])
         remote = client_for(app, "http://appliance.example", REMOTE_ADDR="198.51.100.7")
@@ -140,8 +131,6 @@ def test_insecure_dev_flag_helps_localhost_only(db_url: str, tmp_path: Path, sim
         assert 'data-allow-insecure="1"' in page.text
         accepted = local.post(f"/onboard/{token}", data=key_form(csrf_from(page.text), "kraken", key))
         assert accepted.status_code == 200 and b"Kraken: accepted" in accepted.data
-    finally:
-        built.appliance.close()
 
 
 def test_hsts_on_every_tls_response_and_never_on_plain_http(ota: Any, https: Any, plain: Any) -> None:
@@ -212,17 +201,16 @@ def serve_logging_to(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], 
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    # A SIGTERM that lands while waitress's main loop is inside a channel handler is swallowed
-    # (serve._Shutdown is an Exception, which wasyncore catches and logs): ask again, then kill.
-    for _attempt in range(3):
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    process.kill()
-    process.wait()
+    """One SIGTERM must be enough: `vigatra serve` drains and exits 0 (serve._Shutdown is a SystemExit,
+    which waitress's loop lets through wherever the signal lands)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail("`vigatra serve` did not stop within 15 s of one SIGTERM")
+    assert code == 0, f"`vigatra serve` exited {code} after SIGTERM"
 
 
 def test_the_served_process_logs_no_secret(ota: Any, sim: RunningSim, tmp_path: Path) -> None:
