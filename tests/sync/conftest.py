@@ -55,18 +55,15 @@ def sta(sta_factory: Callable[..., TestAppliance]) -> TestAppliance:
 
 
 def onboard(sta: Any, sim: RunningSim, venue: str, permissions: list[str] | None = None,
-            history: dict[str, int] | None = None, *, employee_id: int | None = None,
-            key: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    """Create a key in the simulator (unless given), a link for a new (or given) employee, probe the key
-    and store it as the onboarding page does. Returns (connection id, the simulator's key)."""
+            history: dict[str, int] | None = None) -> tuple[int, dict[str, Any]]:
+    """Create a key in the simulator, a link for a new employee, probe the key and store it as the
+    onboarding page does. Returns (connection id, the simulator's key)."""
     app = sta.appliance
-    key = key or sim.create_key(venue, permissions or ["read"], history=history)
+    key = sim.create_key(venue, permissions or ["read"], history=history)
     with app.store.unit_of_work() as session:
-        if employee_id is None:
-            person = employees.create(session, name=f"E {key['api_key'][:6]}",
-                                      email=f"{key['api_key'][:12].replace('/', '-')}@example.com")
-            employee_id = person.id
-        row, _token = onboarding.create_link(session, system_actor("t"), sta.settings, employee_id)
+        person = employees.create(session, name=f"E {key['api_key'][:6]}",
+                                  email=f"{key['api_key'][:12].replace('/', '-')}@example.com")
+        row, _token = onboarding.create_link(session, system_actor("t"), sta.settings, person.id)
         link = onboarding.Link(row.id, row.employee_id, row.purpose, False, row.expires_at)
     adapter = app.venues.get(venue)
     creds = Credentials(key["api_key"], key["api_secret"], key.get("passphrase") or "")
@@ -184,7 +181,7 @@ def write_config(sta: Any, path: Path, **overrides: Any) -> Path:
     return path
 
 
-def vigatra(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def vigatra(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the real `vigatra --config CONFIG ARGS...` in a subprocess (the KEK variable is inherited)."""
     return subprocess.run([*VIGATRA, "--config", str(config), *args], check=False, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+                          timeout=120, env=dict(os.environ))

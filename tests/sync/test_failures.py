@@ -99,11 +99,12 @@ def test_an_hour_long_outage_is_a_gap_that_is_filled_when_the_venue_returns(
     for gap in gaps:
         assert gap.reason == "venue_down" and gap.closed_at is not None and gap.end_at is not None
         assert gap.end_at - gap.start_at >= HOUR
-    for complete in coverage(sta, cid, "complete"):
+    completes = coverage(sta, cid, "complete")
+    assert {c.stream for c in completes} == set(streams)
+    for complete in completes:
         assert complete.end_at is not None and complete.end_at >= gaps[0].end_at - dt.timedelta(seconds=5)
     for stream in ("trades", "deposits"):
-        sim_stream = "fills" if venue == "kalshi" else stream
-        assert sorted(stored_ids(sta, cid, stream)) == sorted(sim_stream_ids(sim, venue, key["api_key"], sim_stream))
+        assert sorted(stored_ids(sta, cid, stream)) == sorted(sim_stream_ids(sim, venue, key["api_key"], stream))
 
 
 def test_failures_beyond_the_threshold_break_the_connection(sta_factory: Callable[..., Any],
@@ -132,11 +133,15 @@ def test_a_failing_first_poll_leaves_gaps_that_the_first_success_closes(sta: Any
     cid, _key = onboard(sta, sim, "kraken")
     sim.control("POST", "kraken/faults", {"fail_5xx": 1})
     assert run_cycle(sta.appliance).outcomes[0].error_class == "transient"
+    streams = sta.appliance.venues.get("kraken").streams
+    assert set(streams) == {"trades", "deposits", "withdrawals"}
     gaps = coverage(sta, cid, "gap")
     assert {g.stream for g in gaps} == {"trades", "deposits", "withdrawals"}
     make_due(sta, cid)
     assert run_cycle(sta.appliance).outcomes[0].ok
-    assert all(g.closed_at is not None for g in coverage(sta, cid, "gap"))
+    # Exactly one gap per stream, each closed.
+    assert sorted((g.stream, g.closed_at is not None) for g in coverage(sta, cid, "gap")) == \
+        sorted((stream, True) for stream in streams)
 
 
 def test_a_429_is_honoured_by_the_connection_and_the_venue_limiter(sta: Any, sim: RunningSim) -> None:
@@ -172,7 +177,9 @@ def test_a_429_is_honoured_by_the_connection_and_the_venue_limiter(sta: Any, sim
             next_poll_at=dt.datetime.now(dt.UTC)))
     assert run_cycle(sta.appliance).outcomes[0].ok
     assert connection(sta, cid).status == "active"
-    assert all(g.closed_at is not None for g in coverage(sta, cid, "gap"))
+    # Exactly one rate_limited gap per stream, each closed.
+    assert sorted((g.stream, g.closed_at is not None) for g in coverage(sta, cid, "gap")) == \
+        sorted((stream, True) for stream in sta.appliance.venues.get("kraken").streams)
 
 
 def test_a_tampered_credential_is_answered_once_per_cycle(sta: Any, sim: RunningSim) -> None:

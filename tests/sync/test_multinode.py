@@ -114,8 +114,12 @@ def test_a_killed_node_s_leases_are_taken_over_when_they_expire(sta: Any, sim: R
         time.sleep(2)
         with sta.store.read() as session:
             after = lease_rows(session)
-        frozen = {owner for owner in owners if all(after.get(cid) == row for cid, row in before.items()
-                                                  if row[0] == owner)}
+        # Only an owner that held leases at the kill can be the frozen one (all() over no leases is true).
+        frozen = set()
+        for owner in owners:
+            held = {c: r for c, r in before.items() if r[0] == owner}
+            if held and all(after.get(c) == r for c, r in held.items()):
+                frozen.add(owner)
         assert len(frozen) == 1, (owners, before, after)
         victim = frozen.pop()
         orphans = {cid: until for cid, (owner, until) in before.items() if owner == victim}

@@ -34,7 +34,8 @@ def live(sta: Any) -> Iterator[LiveServer]:
 def test_a_revoked_key_shows_the_red_badge_after_one_cycle(sta: Any, sim: RunningSim, live: LiveServer) -> None:
     broken_id, key = onboard(sta, sim, "kraken")
     healthy_id, _ = onboard(sta, sim, "okx")
-    assert all(o.ok for o in run_cycle(sta.appliance).outcomes)
+    outcomes = run_cycle(sta.appliance).outcomes
+    assert sorted((o.connection_id, o.ok) for o in outcomes) == sorted([(broken_id, True), (healthy_id, True)])
     broken_employee = connection(sta, broken_id).employee_id
     healthy_employee = connection(sta, healthy_id).employee_id
 

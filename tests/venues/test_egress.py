@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,18 @@ def test_rate_limit_blocks_the_whole_venue(sim: RunningSim) -> None:
     settings = settings_from_mapping({"venues": {"binance": {"base_url": sim.base_url("binance")}}})
     egress = Egress(settings)
     session = egress.session("binance", ("api.binance.com",), read("GET", r"/api/v3/exchangeInfo"))
+    # Another account's session of the venue: every ccxt client gets its own VenueSession
+    # (see new_client), built the same way.
+    other = egress.session("binance", ("api.binance.com",), read("GET", r"/api/v3/exchangeInfo"))
+    assert other is not session
     sim.control("POST", "binance/faults", {"burst_429": 1, "retry_after": 3})
     try:
         assert session.request("GET", "https://api.binance.com/api/v3/exchangeInfo").status_code == 429
-        # Another account's session of the same venue shares the limiter: it must wait too.
         assert egress.limiter("binance").blocked_for() > 2
+        # The other session shares the venue limiter: its request waits for the first one's retry-after
+        # before it leaves (the fault is a single 429, so it then gets through).
+        started = time.monotonic()
+        assert other.request("GET", "https://api.binance.com/api/v3/exchangeInfo").status_code == 200
+        assert time.monotonic() - started > 2
     finally:
         sim.clear_faults()
