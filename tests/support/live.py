@@ -25,18 +25,30 @@ class LiveServer:
     url: str
     server: Any
     thread: threading.Thread
+    stopping: threading.Event
 
     def stop(self) -> None:
+        # Closing the sockets under the loop's select() makes it fail with EBADF: expected once we stop.
+        self.stopping.set()
         self.server.close()
+
+
+def _serve(server: Any, stopping: threading.Event) -> None:
+    try:
+        server.run()
+    except (OSError, ValueError):
+        if not stopping.is_set():
+            raise
 
 
 def start_live(app: Any, host: str = "127.0.0.1", threads: int = 8) -> LiveServer:
     # Like `vigatra serve`: keep X-Forwarded-* so the app can judge them against its trusted proxies.
     server = waitress.server.create_server(app, host=host, port=0, threads=threads, ident="",
                                            clear_untrusted_proxy_headers=False)
-    thread = threading.Thread(target=server.run, name="live", daemon=True)
+    stopping = threading.Event()
+    thread = threading.Thread(target=_serve, args=(server, stopping), name="live", daemon=True)
     thread.start()
-    return LiveServer(f"http://{host}:{server.effective_port}", server, thread)
+    return LiveServer(f"http://{host}:{server.effective_port}", server, thread, stopping)
 
 
 def find_chromium() -> str | None:
