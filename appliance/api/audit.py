@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import closing
 
 from flask import Response, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
 from appliance.api.common import int_arg, json_value, respond, time_arg
-from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, iter_csv_rows, iter_rows
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, export_csv, iter_rows
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
 from appliance.errors import Forbidden
@@ -39,9 +40,11 @@ def list_audit() -> ResponseReturnValue:
         audit_detail(filters={k: v for k, v in request.args.items() if k != "format"})
         store = appliance().store
 
-        def generate() -> Any:
-            with store.read() as session:
-                yield from csv_chunks(iter_csv_rows(session, flt))
+        def generate() -> Iterator[bytes]:
+            # closing(): a client that goes away stops the export's worker processes at once
+            with closing(export_csv(store, flt)) as parts:
+                for part in parts:
+                    yield part.data
 
         response = Response(stream_with_context(generate()), mimetype="text/csv")
         response.headers["Content-Disposition"] = 'attachment; filename="vigatra-audit.csv"'

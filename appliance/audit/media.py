@@ -40,7 +40,6 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -50,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from appliance.audit.chain import CHAIN_VERSION, GENESIS, format_timestamp, truncate_ms
 from appliance.audit.checkpoints import HEAD_ID, Signer, detail_of, write_checkpoint
-from appliance.audit.export import CSV_COLUMNS, AuditFilter, csv_chunks, iter_csv_rows, unescape_cell
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, CsvPart, export_csv, unescape_cell
 from appliance.audit.verify import VerifyFailed, fast_event_hash
 from appliance.audit.writer import AuditRecord, append, record_failure
 from appliance.crypto import load_public_key, public_key_id, verify
@@ -234,7 +233,7 @@ def _write_file(path: Path, data: bytes) -> str:
 
 @dataclass
 class _Stream:
-    """Counts what went into the CSV (first/last id and hash) while it streams."""
+    """What went into the CSV (row count, first/last id and hash: the manifest names them)."""
 
     rows: int = 0
     first_id: int | None = None
@@ -242,27 +241,27 @@ class _Stream:
     last_id: int | None = None
     last_hash: str | None = None
 
-    def watch(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-        id_at, hash_at = CSV_COLUMNS.index("id"), CSV_COLUMNS.index("hash")
-        for row in rows:
-            if self.first_id is None:
-                self.first_id, self.first_hash = int(row[id_at]), row[hash_at]
-            self.last_id, self.last_hash = int(row[id_at]), row[hash_at]
-            self.rows += 1
-            yield row
+    def add(self, part: CsvPart) -> None:
+        if not part.rows:
+            return
+        if self.first_id is None:
+            self.first_id, self.first_hash = part.first_id, part.first_hash
+        self.last_id, self.last_hash = part.last_id, part.last_hash
+        self.rows += part.rows
 
 
 def _write_csv(store: Store, plan: _Plan, path: Path) -> tuple[str, int, _Stream]:
     digest = hashlib.sha256()
     size = 0
     stream = _Stream()
-    with store.read() as session, _create(path) as handle:
-        rows = iter_csv_rows(session, AuditFilter(after_id=plan.after_id, through_id=plan.through_id))
-        for chunk in csv_chunks(stream.watch(rows)):
-            data = chunk.encode("utf-8")
-            digest.update(data)
-            size += len(data)
-            handle.write(data)
+    parts = export_csv(store, AuditFilter(after_id=plan.after_id, through_id=plan.through_id))
+    # closing(): a failed write (disk full) stops the export's worker processes before the cleanup runs
+    with contextlib.closing(parts), _create(path) as handle:
+        for part in parts:
+            digest.update(part.data)
+            size += len(part.data)
+            handle.write(part.data)
+            stream.add(part)
         handle.flush()
         os.fsync(handle.fileno())
     return digest.hexdigest(), size, stream

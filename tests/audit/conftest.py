@@ -4,7 +4,9 @@ tests connect as, with ``session_replication_role = replica`` so triggers do not
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +16,7 @@ from sqlalchemy import Connection, delete, select, text, update
 
 from appliance.audit.chain import COLUMNS
 from appliance.audit.checkpoints import Signer, write_checkpoint
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_row, iter_rows
 from appliance.audit.writer import AuditRecord, append
 from appliance.store.models import AuditChainHead, AuditEvent
 from appliance.store.session import Store
@@ -69,6 +72,16 @@ def event_row(store: Store, event_id: int) -> dict[str, Any]:
         row = session.execute(select(*[getattr(AuditEvent, c) for c in (*COLUMNS, "hash")])
                               .where(AuditEvent.id == event_id)).one()
         return dict(zip((*COLUMNS, "hash"), row, strict=True))
+
+
+def reference_csv(store: Store, flt: AuditFilter) -> bytes:
+    """The CSV as the csv module writes it from the typed rows: what every export must equal byte for byte."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    with store.read() as session:
+        writer.writerows(escape_row(row) for row in iter_rows(session, flt))
+    return buffer.getvalue().encode("utf-8")
 
 
 class Owner:

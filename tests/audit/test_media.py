@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import errno
+import functools
 import itertools
 import json
 import os
@@ -24,13 +25,13 @@ from sqlalchemy import select
 
 from appliance.audit import media
 from appliance.audit.checkpoints import Signer
-from appliance.audit.export import CSV_COLUMNS, unescape_cell
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, export_csv, unescape_cell
 from appliance.audit.media import ExportFailed, export_to_media, verify_export, verify_media
 from appliance.audit.verify import VerifyFailed, verify_database
 from appliance.errors import Invalid
 from appliance.store.models import AuditCheckpoint, AuditEvent
 from appliance.store.session import Store
-from tests.audit.conftest import APPLIANCE_ID, Owner, add_events, add_records, record
+from tests.audit.conftest import APPLIANCE_ID, Owner, add_events, add_records, event_row, record, reference_csv
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -395,37 +396,29 @@ def test_failed_commit_removes_the_files(store: Store, signer: Signer, data_dir:
 
 def test_media_csv_is_the_api_csv(store: Store, signer: Signer, data_dir: Path, medium: Path) -> None:
     """Same columns, same escaping, same bytes as GET /api/v1/audit?format=csv over the same ids."""
-    from appliance.audit.export import AuditFilter, csv_chunks, iter_rows
-
     names = [n for n in FORMULAS if "\0" not in n]
     add_records(store, [record(i, resource_id=name, user_agent=name, api_key_id=i if i % 2 else None,
                                status=None if i % 3 else 403) for i, name in enumerate(names)])
     result = export(store, signer, data_dir, medium)
-    with store.read() as session:
-        api = "".join(csv_chunks(iter_rows(session, AuditFilter(after_id=0, through_id=result.last_event_id))))
-    assert (result.path / "audit.csv").read_bytes() == api.encode("utf-8")
+    flt = AuditFilter(after_id=0, through_id=result.last_event_id)
+    api = b"".join(part.data for part in export_csv(store, flt))
+    assert (result.path / "audit.csv").read_bytes() == api == reference_csv(store, flt)
 
 
-def test_the_fast_export_rows_equal_the_typed_rows(store: Store, owner: Owner) -> None:
-    """iter_csv_rows (raw timestamps, no type processing: the CSV path) gives the bytes iter_rows gives,
-    unfiltered and under every filter, including a timestamp stored in another text form on SQLite."""
-    from appliance.audit.export import AuditFilter, csv_chunks, iter_csv_rows, iter_rows
-
-    names = [n for n in FORMULAS if "\0" not in n]
-    add_records(store, [record(i, resource_id=name, user_agent=name, user_id=i % 3, api_key_id=i if i % 2 else None,
-                               timestamp=T0 + dt.timedelta(seconds=i, microseconds=1500 * i))
-                        for i, name in enumerate(names)])
-    if store.dialect == "sqlite":
-        owner.run("UPDATE audit_events SET timestamp = '2026-03-01 00:00:01' WHERE id = 2")
-    filters = [AuditFilter(), AuditFilter(user_id=1), AuditFilter(after_id=2, through_id=5),
-               AuditFilter(since=T0 + dt.timedelta(seconds=3), until=T0 + dt.timedelta(seconds=7)),
-               AuditFilter(resource_type="employees", action="employees.read")]
-    for flt in filters:
-        with store.read() as session:
-            typed = "".join(csv_chunks(iter_rows(session, flt)))
-            fast = "".join(csv_chunks(iter_csv_rows(session, flt, batch=3)))
-        assert fast == typed, flt
-        assert typed.count("\r\n") > 1, flt  # the header and at least one event
+def test_media_export_rendered_by_worker_processes(store: Store, signer: Signer, data_dir: Path, medium: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest's row count and first/last ids and hashes come from parts rendered in other processes."""
+    add_records(store, [record(i, user_agent="Mozilla/5.0 (KHTML, like Gecko)" if i % 4 else "-1")
+                        for i in range(40)])
+    monkeypatch.setattr(media, "export_csv", functools.partial(export_csv, workers=2, parallel_min=0, range_ids=7,
+                                                               page=3))
+    result = export(store, signer, data_dir, medium)
+    assert (result.rows, result.first_event_id, result.last_event_id) == (40, 1, 40)
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["first_event_hash"] == event_row(store, 1)["hash"]
+    assert manifest["last_hash"] == event_row(store, 40)["hash"]
+    assert (result.path / "audit.csv").read_bytes() == reference_csv(store, AuditFilter(through_id=40))
+    verify_export(result.path, public_key_pem=signer.public_pem)
 
 
 def test_sqlite_timestamp_in_another_text_form(store: Store, signer: Signer, owner: Owner, data_dir: Path,
@@ -440,39 +433,6 @@ def test_sqlite_timestamp_in_another_text_form(store: Store, signer: Signer, own
     owner.run("UPDATE audit_events SET timestamp = '2026-03-01 00:00:01.002000' WHERE id = 2")
     with pytest.raises(VerifyFailed, match="event 2"):
         verify_database(store, appliance_id=APPLIANCE_ID, public_key_pem=signer.public_pem)
-
-
-def test_hand_joined_csv_lines_equal_the_csv_module() -> None:
-    """csv_chunks joins lines by hand when no cell needs quoting: byte for byte what csv.writer writes,
-    for every kind of cell, in any chunking."""
-    import csv
-    import io
-    import random
-
-    from appliance.audit.export import CSV_COLUMNS, csv_chunks, escape_row
-
-    awkward = ["", "plain", "a,b", 'say "hi"', "line\nbreak", "cr\rhere", "crlf\r\n", "=1+1", "'=x", "@user",
-               "-3", "tab\tin", "ünïcödé €", " leading space", "trailing,", '"', ",", "\0nul"]
-    rng = random.Random(7)
-    rows = []
-    for i in range(400):
-        row: list[object] = [rng.choice(awkward) for _ in CSV_COLUMNS]
-        for name in ("user_id", "api_key_id", "status"):
-            row[CSV_COLUMNS.index(name)] = rng.choice([None, 0, 7, 403, 10**12])
-        row[CSV_COLUMNS.index("id")] = i + 1
-        row[CSV_COLUMNS.index("timestamp")] = "2026-03-01T00:00:00.000Z"
-        rows.append(tuple(row))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(escape_row(row) for row in rows)
-    expected = buffer.getvalue()
-    for size in (1, 3, 2000):
-        chunks = list(csv_chunks(iter(rows), rows_per_chunk=size))
-        assert "".join(chunks) == expected, size
-        assert len(chunks) == -(-len(rows) // size), size  # the header rides with the first chunk
-    assert list(csv_chunks(iter(()))) == [",".join(CSV_COLUMNS) + "\r\n"]
-    assert list(csv_chunks(iter(()), header=False)) == []
 
 
 def test_escape_round_trip_is_exact() -> None:
