@@ -9,7 +9,9 @@ The CSV export runs as the API runs it (worker processes, one per CPU), and in o
 ratio; --workers sets the processes of the second verification row.
 
 The database is built once (rows with a real hash chain, inserted in bulk) and reused when --db
-names an existing file.
+names an existing file. Its events look like the appliance's: a third come from browsers, whose user
+agents hold commas ("KHTML, like Gecko"), and a fifth carry a JSON detail (the query's parameter
+names) — CSV cells that must be quoted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ import time
 from pathlib import Path
 
 from bench.common import print_table
+
+BROWSER = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
+           "Safari/537.36")
+CLIENT = "python-requests/2.32.3"
 
 
 def build(path: Path, events: int) -> float:
@@ -48,7 +54,8 @@ def build(path: Path, events: int) -> float:
                    "actor_type": "user", "user_id": i % 50, "api_key_id": None, "action": "employees.list",
                    "resource_type": "employees", "resource_id": str(i % 300), "ip_address": f"10.0.0.{i % 250}",
                    "request_id": f"{i:032x}", "method": "GET", "path": f"/api/v1/employees/{i % 300}", "status": 200,
-                   "user_agent": "Mozilla/5.0 (X11; Linux x86_64)", "outcome": "success", "detail": "",
+                   "user_agent": BROWSER if i % 3 == 0 else CLIENT, "outcome": "success",
+                   "detail": '{"query": ["from", "to"]}' if i % 5 == 0 else "",
                    "prev_hash": prev}
             prev = row["hash"] = event_hash([row[c] for c in COLUMNS])
             batch.append(row)
