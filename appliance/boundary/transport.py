@@ -9,8 +9,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import Any
 
-from flask import Request
+# Forwarded headers longer than this are judged afresh each time rather than memoised (a client
+# must not be able to fill the memo with large values).
+_MEMO_MAX_HEADER = 256
 
 
 @cache
@@ -49,12 +52,19 @@ class Transport:
         return self.tls or self.local
 
 
-def inspect(request: Request, trusted: tuple[str, ...]) -> Transport:
-    peer = request.environ.get("REMOTE_ADDR", "") or ""
-    direct_tls = request.environ.get("wsgi.url_scheme") == "https"
+def inspect(environ: dict[str, Any], trusted: tuple[str, ...]) -> Transport:
+    """The transport facts of a request, from its WSGI environ (memoised: a server sees few distinct
+    combinations of peer, scheme and forwarded headers, and this runs on every request)."""
+    proto, chain = environ.get("HTTP_X_FORWARDED_PROTO", ""), environ.get("HTTP_X_FORWARDED_FOR", "")
+    judge = _judge_memo if len(proto) + len(chain) <= _MEMO_MAX_HEADER else _judge
+    return judge(environ.get("REMOTE_ADDR") or "", environ.get("wsgi.url_scheme") == "https", proto, chain, trusted)
+
+
+def _judge(peer: str, direct_tls: bool, forwarded_proto: str, forwarded_for: str, trusted: tuple[str, ...]
+           ) -> Transport:
     if peer and _is_trusted(peer, trusted):
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        chain = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        proto = forwarded_proto.split(",", maxsplit=1)[0].strip().lower()
+        chain = [h.strip() for h in forwarded_for.split(",") if h.strip()]
         client = peer
         # Walk from the nearest hop back while hops are our own proxies.
         for hop in reversed(chain):
@@ -65,3 +75,6 @@ def inspect(request: Request, trusted: tuple[str, ...]) -> Transport:
             return Transport(peer, client, direct_tls or proto == "https", True, False)
         return Transport(peer, peer, direct_tls, False, _is_loopback(peer))
     return Transport(peer, peer, direct_tls, False, _is_loopback(peer))
+
+
+_judge_memo = lru_cache(maxsize=1024)(_judge)
