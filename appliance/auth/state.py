@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from appliance.rbac.actors import user_actor
+from appliance.rbac.actors import Actor, api_key_actor, user_actor
 from appliance.rbac.permissions import parse
 from appliance.store.base import utcnow
 from appliance.store.models import ApiKey, AuthRevision, RevokedSession, Role, User, UserRole
@@ -40,6 +41,11 @@ class UserState:
     role_names: tuple[str, ...]
     mfa_enabled: bool
     must_change_password: bool
+    # Who a request authenticated as this user acts as: built once per snapshot, not per request.
+    actor: Actor = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actor", user_actor(self.id, self.username, self.permissions))
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,10 @@ class KeyState:
     user_id: int
     role_name: str
     permissions: frozenset[str]  # the role's permissions that the owner also holds
+    actor: Actor = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actor", api_key_actor(self.id, self.name, self.user_id, self.permissions))
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ def load_snapshot(session: Session) -> Snapshot:
         role = roles.get(key.role_id)
         owner = users.get(key.user_id)
         # A key never carries more than its owner holds now: intersect once, here, not per request.
-        owner_actor = user_actor(owner.id, owner.username, owner.permissions) if owner else None
+        owner_actor = owner.actor if owner else None
         granted = _valid(role_perms.get(key.role_id, frozenset()))
         effective = frozenset(p for p in granted if owner_actor is not None and owner_actor.can(p))
         keys[key.prefix] = KeyState(
@@ -132,7 +142,7 @@ class AuthState:
 
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
-        self._key_last_used: dict[int, dt.datetime] = {}
+        self._key_last_used: dict[int, float] = {}  # key id -> time.time() of its latest use
         self.tokens = VerifiedTokens()
 
     @property
@@ -175,12 +185,12 @@ class AuthState:
 
     def note_key_used(self, key_id: int) -> None:
         with self._lock:
-            self._key_last_used[key_id] = utcnow()
+            self._key_last_used[key_id] = time.time()  # a float per request; datetimes when flushed
 
     def take_key_usage(self) -> dict[int, dt.datetime]:
         with self._lock:
             usage, self._key_last_used = self._key_last_used, {}
-        return usage
+        return {key_id: dt.datetime.fromtimestamp(at, dt.UTC) for key_id, at in usage.items()}
 
 
 class RevocationWatcher:

@@ -3,6 +3,13 @@
 Applied as WSGI middleware around the Flask app, on the plain header list the app hands to the
 server, so that nothing Flask answers escapes them and they cost a list filter per request rather
 than a dozen validated header writes.
+
+JSON API answers carry what SECURITY.md requires of every response (CSP — whose
+``frame-ancestors 'none'`` also forbids framing —, nosniff, Referrer-Policy, no-store, HSTS over
+TLS); the headers that only govern how a browser treats a *document* (X-Frame-Options for old
+browsers, the opener policy, feature permissions, HTTP/1.0's Pragma) go on pages, redirects,
+errors outside the API and static files. Each header costs the server time on every answer, and
+the API is what integrations call in volume.
 """
 
 from __future__ import annotations
@@ -19,26 +26,41 @@ ALWAYS = (
     ("Content-Security-Policy", CSP),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
+)
+DOCUMENT = (
     ("X-Frame-Options", "DENY"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
 )
 # Pages and API answers may hold personal data: never cache them anywhere (static files may be cached).
-NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
+NO_STORE = ("Cache-Control", "no-store")
+PRAGMA = ("Pragma", "no-cache")
+API_PREFIX = "/api/"
 # The edge sets this environ key once it has judged the transport (direct TLS, or a trusted proxy's https).
 TLS_KEY = "vigatra.tls"
+# ... and this one to the request's id, sent back as X-Request-ID (it correlates logs and the audit trail).
+REQUEST_ID_KEY = "vigatra.request_id"
+REQUEST_ID = "X-Request-ID"
 
-_OURS = frozenset(name.lower() for name, _ in (*ALWAYS, *NO_STORE, HSTS)) | {"server"}
+_OURS = (frozenset(name.lower() for name, _ in (*ALWAYS, *DOCUMENT, NO_STORE, PRAGMA, HSTS))
+         | {"server", REQUEST_ID.lower()})
 
 
-def secure(headers: Iterable[tuple[str, str]], *, tls: bool, static: bool) -> list[tuple[str, str]]:
+def secure(headers: Iterable[tuple[str, str]], *, tls: bool, static: bool, api: bool = False,
+           request_id: str | None = None) -> list[tuple[str, str]]:
     """The response's headers with ours in place of any the app set (and no Server header)."""
     out = [(name, value) for name, value in headers if name.lower() not in _OURS]
     out.extend(ALWAYS)
+    if not api:
+        out.extend(DOCUMENT)
     if tls:
         out.append(HSTS)
     if not static:
-        out.extend(NO_STORE)
+        out.append(NO_STORE)
+        if not api:
+            out.append(PRAGMA)
+    if request_id:
+        out.append((REQUEST_ID, request_id))
     return out
 
 
@@ -48,8 +70,9 @@ class SecurityHeaders:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            fixed = secure(headers, tls=bool(environ.get(TLS_KEY)),
-                           static=environ.get("PATH_INFO", "").startswith("/static/"))
+            path = environ.get("PATH_INFO", "")
+            fixed = secure(headers, tls=bool(environ.get(TLS_KEY)), static=path.startswith("/static/"),
+                           api=path.startswith(API_PREFIX), request_id=environ.get(REQUEST_ID_KEY))
             return start_response(status, fixed, exc_info) if exc_info else start_response(status, fixed)
 
         return self.app(environ, start)

@@ -8,7 +8,7 @@ from flask import Blueprint, request, url_for
 from flask_login import UserMixin
 
 from appliance import __version__
-from appliance.boundary.edge import csrf_token
+from appliance.boundary.edge import csrf_token, current_state
 
 web_blueprint = Blueprint("web", __name__)
 
@@ -36,9 +36,9 @@ NAV: tuple[tuple[str, str, str], ...] = (
 
 @web_blueprint.app_context_processor
 def _inject() -> dict[str, Any]:
-    from flask import current_app, g
+    from flask import current_app
 
-    st = g.get("vigatra")
+    st = current_state()
     actor = st.actor if st is not None else None
     nav = []
     if actor is not None and actor.is_authenticated:
