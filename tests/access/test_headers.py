@@ -1,29 +1,37 @@
 """Security headers on every kind of response (pages, JSON, errors, redirects, static files): HSTS only
-where the request came over TLS, no-store everywhere but static files, and the app cannot weaken them."""
+where the request came over TLS, no-store everywhere but static files, and the app cannot weaken them.
+JSON API answers carry the required set (SECURITY.md), documents the browser-document headers too."""
 
 from __future__ import annotations
 
 from typing import Any
 
-ALWAYS = {"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options",
-          "Cross-Origin-Opener-Policy", "Permissions-Policy"}
+ALWAYS = {"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"}
+DOCUMENT = {"X-Frame-Options", "Cross-Origin-Opener-Policy", "Permissions-Policy"}
 
 
-def check(response: Any, *, tls: bool, static: bool = False) -> None:
+def check(response: Any, *, tls: bool, static: bool = False, api: bool = False) -> None:
     assert set(response.headers.keys()) >= ALWAYS, response.headers
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    if api:
+        assert not DOCUMENT & set(response.headers.keys()), response.headers
+    else:
+        assert set(response.headers.keys()) >= DOCUMENT, response.headers
     assert ("Strict-Transport-Security" in response.headers) == tls
     assert "Server" not in response.headers
-    for name in ALWAYS | {"Cache-Control", "Strict-Transport-Security"}:
+    for name in ALWAYS | DOCUMENT | {"Cache-Control", "Strict-Transport-Security", "X-Request-ID"}:
         assert len(response.headers.getlist(name)) <= 1, name  # ours replace, never add a second
     if static:
         assert response.headers.get("Cache-Control") != "no-store"
     else:
-        assert response.headers["Cache-Control"] == "no-store" and response.headers["Pragma"] == "no-cache"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers.get("Pragma") == (None if api else "no-cache")
 
 
 def test_every_kind_of_response_carries_the_headers(client: Any) -> None:
     check(client.get("/login"), tls=True)  # a page
-    check(client.get("/api/v1/employees"), tls=True)  # a JSON error (401)
+    check(client.get("/api/v1/employees"), tls=True, api=True)  # a JSON error (401)
+    check(client.get("/api/v1/no/such/thing"), tls=True, api=True)  # a JSON routing 404
     check(client.get("/no/such/page"), tls=True)  # a routing 404
     check(client.get("/"), tls=True)  # a redirect to the login page
     check(client.get("/static/app.css"), tls=True, static=True)
