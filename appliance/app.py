@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Request
@@ -32,26 +31,8 @@ class BrowserSessions(SecureCookieSessionInterface):
         super().save_session(app, session, response)
 
 
-class VigatraFlask(Flask):
-    """Flask, minus a per-request cost: Flask asks ``inspect.iscoroutinefunction`` of every hook and
-    view on every request (about 3 µs each, five per request). None of ours is async; the answer per
-    function is remembered."""
-
-    request_class = edge.EdgeRequest
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        found = self._sync.get(func)
-        if found is None:
-            found = self._sync[func] = super().ensure_sync(func)
-        return found
-
-
 def create_app(appliance: Appliance) -> Flask:
-    app = VigatraFlask(__name__, template_folder="web/templates", static_folder="web/static")
+    app = edge.EdgeFlask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["vigatra"] = appliance
     app.session_interface = BrowserSessions()
     settings = appliance.settings
@@ -87,7 +68,6 @@ def create_app(appliance: Appliance) -> Flask:
         return None
 
     headers.install(app)
-    edge.install(app)
     errors.install(app)
 
     from appliance.api import api_blueprint
