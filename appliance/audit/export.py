@@ -256,11 +256,13 @@ class _RangeRenderer:
             except TypeError:  # a NULL cell: a timestamp SQLite holds in another text form
                 append(self._exact(row))
                 continue
-            if (line.count(",") == _SEPARATORS and '"' not in line and "\n" not in line and "\r" not in line
-                    and not needs_prefix(line)):
-                append(line)
-            else:
+            if needs_prefix(line):  # a cell may start with a formula character (or a comma in a cell did)
                 append(self._exact(row))
+            elif line.count(",") == _SEPARATORS and '"' not in line and "\n" not in line and "\r" not in line:
+                append(line)
+            else:  # no cell needs a prefix, some need quotes (a browser's user agent, a JSON detail): _quoted, inline
+                append(join([('"' + c.replace('"', '""') + '"') if '"' in c
+                             else ('"' + c + '"') if ("," in c or "\n" in c or "\r" in c) else c for c in row]))
         return lines
 
     def _exact(self, row: tuple[Any, ...]) -> str:
