@@ -21,9 +21,10 @@ from flask import Flask
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+# JSON answers load nothing and are never framed: the strictest policy there is.
+API_CSP = "default-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 ALWAYS = (
-    ("Content-Security-Policy", CSP),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
 )
@@ -43,13 +44,14 @@ REQUEST_ID_KEY = "vigatra.request_id"
 REQUEST_ID = "X-Request-ID"
 
 _OURS = (frozenset(name.lower() for name, _ in (*ALWAYS, *DOCUMENT, NO_STORE, PRAGMA, HSTS))
-         | {"server", REQUEST_ID.lower()})
+         | {"server", "content-security-policy", REQUEST_ID.lower()})
 
 
 def secure(headers: Iterable[tuple[str, str]], *, tls: bool, static: bool, api: bool = False,
            request_id: str | None = None) -> list[tuple[str, str]]:
     """The response's headers with ours in place of any the app set (and no Server header)."""
     out = [(name, value) for name, value in headers if name.lower() not in _OURS]
+    out.append(("Content-Security-Policy", API_CSP if api else CSP))
     out.extend(ALWAYS)
     if not api:
         out.extend(DOCUMENT)

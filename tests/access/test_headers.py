@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-ALWAYS = {"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"}
+ALWAYS = {"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"}  # + HSTS over TLS
 DOCUMENT = {"X-Frame-Options", "Cross-Origin-Opener-Policy", "Permissions-Policy"}
 
 
 def check(response: Any, *, tls: bool, static: bool = False, api: bool = False) -> None:
     assert set(response.headers.keys()) >= ALWAYS, response.headers
-    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    policy = response.headers["Content-Security-Policy"]
+    assert all(d in policy for d in ("object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'")), policy
+    assert ("default-src 'none'" in policy) == api, policy  # JSON loads nothing; pages load their own files
     if api:
         assert not DOCUMENT & set(response.headers.keys()), response.headers
     else:
