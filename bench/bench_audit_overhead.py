@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import NullAudit, load, print_table, scratch_appliance, start_server
+from bench.common import NullAudit, load, print_table, scratch_appliance, start_server, stop_server
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
         # Both counted over the measured window only (not the warm-up's commits).
         events, batches = real_audit.events - before, real_audit.batches - batches_before
         results.append((label, result, events, batches))
-        server.close()
+        stop_server(server)
         audit.stop()
     off = results[0][1].requests_per_second
     rows = [(label, f"{r.requests_per_second:,.0f}", f"{r.latency_ms_p50 or 0:.2f}", str(r.errors),

@@ -26,7 +26,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.common import NullAudit, load, print_table, scratch_appliance, start_server
+from bench.common import NullAudit, load, print_table, scratch_appliance, start_server, stop_server
 
 
 def in_process(wsgi: Any, url: str, headers: dict[str, str], *, rounds: int, calls: int = 20_000) -> float:
@@ -135,7 +135,7 @@ def main() -> None:
                 f"{args.seconds}s per route)", rows,
                 ("route", "median req/s", "errors", "median ratio to bare", "edge cost (median)",
                  "edge cost range over rounds"))
-    server.close()
+    stop_server(server)
     app.close()
 
 

@@ -33,13 +33,26 @@ class Load:
 
 
 def start_server(wsgi_app: Any, threads: int = 8) -> tuple[str, Any]:
+    import logging
+
     import waitress.server
+
+    # Under a load generator every thread is busy by design: waitress's "Task queue depth" warning would
+    # print thousands of lines.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     server = waitress.server.create_server(wsgi_app, host="127.0.0.1", port=0, threads=threads, ident="",
                                            clear_untrusted_proxy_headers=False,
                                            channel_timeout=120, connection_limit=1000, backlog=2048)
     threading.Thread(target=server.run, daemon=True).start()
     return f"http://127.0.0.1:{server.effective_port}", server
+
+
+def stop_server(server: Any) -> None:
+    """Stop the worker threads before closing the sockets (a worker finishing a task after the close
+    would write to a closed trigger and print EBADF tracebacks)."""
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+    server.close()
 
 
 def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, threads: int = 2) -> Load:
