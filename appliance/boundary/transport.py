@@ -21,8 +21,17 @@ def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddre
     return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
 
 
-@lru_cache(maxsize=4096)
+# The longest textual IP address (an IPv6 address with a zone or an embedded IPv4 tail) is well under this.
+_MAX_ADDRESS = 64
+
+
 def _is_trusted(peer: str, trusted: tuple[str, ...]) -> bool:
+    # Hops come from X-Forwarded-For: anything longer than an address is no address, and is not memoised.
+    return len(peer) <= _MAX_ADDRESS and _is_trusted_address(peer, trusted)
+
+
+@lru_cache(maxsize=4096)
+def _is_trusted_address(peer: str, trusted: tuple[str, ...]) -> bool:
     try:
         address = ipaddress.ip_address(peer)
     except ValueError:
