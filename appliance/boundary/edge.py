@@ -192,7 +192,7 @@ def _revoke_leaked_key(app: Appliance, st: RequestState, key: str, why: str) -> 
                 action="apikey.revoke_leaked", actor_type="apikey", user_id=known.user_id, api_key_id=known.id,
                 resource_type="apikeys", resource_id=str(known.id), ip_address=st.transport.client_ip,
                 request_id=st.request_id, method=request.method, path=request.path, status=403,
-                user_agent=_user_agent(), outcome="denied",
+                user_agent=_user_agent(request.environ), outcome="denied",
                 detail=json.dumps({"fingerprint": apikeys.fingerprint(key), "reason": why}))])
         app.auth.load(app.store)
     log.warning("API key %s refused: %s", apikeys.fingerprint(key), why)
@@ -227,14 +227,14 @@ def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
     known = app.auth.key(parts[0]) if parts else None
     if parts is None or known is None:
         raise Unauthenticated("invalid API key")
+    # The clock is read only for keys that expire or are mid-rotation (most keys: never).
     current = apikeys.matches(parts[1], known.secret_hash)
-    now = utcnow() if known.expires_at is not None or not current else None
-    previous = (not current and known.previous_valid_until is not None and now is not None
-                and known.previous_valid_until > now and apikeys.matches(parts[1], known.previous_hash))
+    previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > utcnow()
+                and apikeys.matches(parts[1], known.previous_hash))
     owner = app.auth.user(known.user_id)
     if not (current or previous) or known.revoked or owner is None or not owner.active:
         raise Unauthenticated("invalid API key")
-    if known.expires_at is not None and now is not None and known.expires_at <= now:
+    if known.expires_at is not None and known.expires_at <= utcnow():
         raise Unauthenticated("invalid API key")
     # known.permissions is already limited to what the owner holds (computed with the snapshot).
     st.actor = known.actor
@@ -323,8 +323,8 @@ def scope_of(permission: str) -> str:
 
 # -- after -----------------------------------------------------------------------------------------
 
-def _user_agent() -> str:
-    return (request.headers.get("User-Agent") or "")[:300]
+def _user_agent(environ: dict[str, Any]) -> str:
+    return (environ.get("HTTP_USER_AGENT") or "")[:300]
 
 
 def _outcome(status: int) -> str:
@@ -368,7 +368,7 @@ def _record(st: RequestState, req: Request, response: Response) -> AuditRecord:
         actor_type=actor.kind, user_id=actor.user_id, api_key_id=actor.api_key_id,
         resource_type=resource_type or "", resource_id=resource_id or "", ip_address=st.transport.client_ip,
         request_id=st.request_id, method=req.method, path=req.path[:500], status=status,
-        user_agent=(environ.get("HTTP_USER_AGENT") or "")[:300], outcome=_outcome(status),
+        user_agent=_user_agent(environ), outcome=_outcome(status),
         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "")
 
 
