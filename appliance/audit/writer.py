@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 HEAD_ID = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class AuditRecord:
     """What happened, before it gets an id and a place in the chain. ``detail`` is secret-free text."""
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, has_request_context, request, request_tearing_down, session
-from flask.globals import request_ctx
+from flask.globals import _cv_request
 from sqlalchemy.orm import Session
 
 from appliance.audit.writer import AuditRecord, append
@@ -140,18 +140,17 @@ def _next_request_id() -> str:
     return f"{_REQUEST_PREFIX}{next(_REQUEST_SEQUENCE):016x}"
 
 
-def begin() -> None:
-    # Bind the context-local proxies once: every access through one costs a context lookup, and this
-    # runs on every request (the edge's cost is measured: bench/bench_edge.py).
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    flask_app = current_app._get_current_object()  # type: ignore[attr-defined]
-    app: Appliance = flask_app.extensions["vigatra"]
+def begin(flask_app: EdgeFlask, req: EdgeRequest) -> None:
+    """Everything before the view. The app and the request are handed in rather than looked up through
+    Flask's context-local proxies: each lookup costs, and this runs on every request (the edge's
+    cost is measured: bench/bench_edge.py)."""
+    app = flask_app.appliance
     environ = req.environ
     st = RequestState(_next_request_id(), inspect(environ, app.settings.server.trusted_proxies))
     req.edge_state = st
     environ[TLS_KEY] = st.transport.tls  # for the security headers (HSTS over TLS only)
     environ[REQUEST_ID_KEY] = st.request_id  # the X-Request-ID response header, on every answer
-    st.spec = spec_for(flask_app, req.endpoint)
+    st.spec = flask_app.spec_for(req.endpoint)
     safe = req.method in SAFE_METHODS
     if not safe:
         # SQLite: take the write lock when the transaction starts, not half-way through it.
@@ -327,12 +326,6 @@ def _user_agent(environ: dict[str, Any]) -> str:
     return (environ.get("HTTP_USER_AGENT") or "")[:300]
 
 
-def _outcome(status: int) -> str:
-    if status in (401, 403):
-        return "denied"
-    return "success" if status < 400 else "failure"
-
-
 @functools.lru_cache(maxsize=1024)
 def _resource_of(permission: str) -> str:
     """The audit resource_type a route's permission implies ("" for public routes)."""
@@ -368,16 +361,16 @@ def _record(st: RequestState, req: Request, response: Response) -> AuditRecord:
         actor_type=actor.kind, user_id=actor.user_id, api_key_id=actor.api_key_id,
         resource_type=resource_type or "", resource_id=resource_id or "", ip_address=st.transport.client_ip,
         request_id=st.request_id, method=req.method, path=req.path[:500], status=status,
-        user_agent=_user_agent(environ), outcome=_outcome(status),
+        user_agent=_user_agent(environ),
+        outcome="success" if status < 400 else "denied" if status in (401, 403) else "failure",
         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "")
 
 
-def finish(response: Response) -> Response:
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    st: RequestState | None = req.edge_state
+def finish(flask_app: EdgeFlask, req: EdgeRequest, response: Response) -> Response:
+    st = req.edge_state
     if st is None:
         return response
-    app = appliance()
+    app = flask_app.appliance
     audited = st.actor.is_authenticated and not st.skip_audit
     try:
         if req.method not in SAFE_METHODS:
@@ -393,7 +386,7 @@ def finish(response: Response) -> Response:
                     log.error("GET %s tried to change state; rolled back", req.endpoint)
                 st.db.rollback()
             if audited:
-                app.record(_record(st, req, response))
+                app.audit.record(_record(st, req, response))
     except Exception as exc:  # noqa: BLE001 - whatever failed, the event is not durable: fail closed
         if st.db is not None:
             st.db.rollback()
@@ -411,8 +404,8 @@ def _unavailable() -> Response:
     return error_response(Unavailable("the audit trail is unavailable, so this request was refused"))
 
 
-def cleanup() -> None:
-    st: RequestState | None = request.edge_state  # type: ignore[attr-defined]
+def cleanup(req: EdgeRequest) -> None:
+    st = req.edge_state
     if st is None:
         return
     if st.db is not None:
@@ -434,8 +427,10 @@ class EdgeFlask(Flask):
     response that leaves), :func:`cleanup` runs at teardown. Flask's generic hook dispatch (the
     blueprint chain, a coroutine check and a call per hook, three times a request) is used only when
     something else registered hooks: on an API request the edge is then about 8 µs cheaper, which is
-    a third of its cost (bench/bench_edge.py). Flask also asks ``inspect.iscoroutinefunction`` of
-    every view on every request; none here is async, and the answer per function is remembered.
+    a third of its cost (bench/bench_edge.py). Each step reads the request context once, from its
+    context variable, and hands the request on (Flask's proxies cost a lookup per access). Flask also
+    asks ``inspect.iscoroutinefunction`` of every view on every request; none here is async, and the
+    answer per function is remembered, as is each endpoint's declared route.
     """
 
     request_class = EdgeRequest
@@ -443,13 +438,29 @@ class EdgeFlask(Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._specs: dict[str, RouteSpec | None] = {}
         self._hooks: tuple[bool, bool, bool] | None = None
+
+    @property
+    def appliance(self) -> Appliance:
+        found: Appliance = self.extensions["vigatra"]
+        return found
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         found = self._sync.get(func)
         if found is None:
             found = self._sync[func] = super().ensure_sync(func)
         return found
+
+    def spec_for(self, endpoint: str | None) -> RouteSpec | None:
+        """The route's declaration (views are fixed once requests run, so the answer is remembered)."""
+        if endpoint is None:
+            return None
+        try:
+            return self._specs[endpoint]
+        except KeyError:
+            found = self._specs[endpoint] = spec_for(self, endpoint)
+            return found
 
     def _registered(self) -> tuple[bool, bool, bool]:
         """Whether anything registered before-request, after-request and teardown functions. Fixed once
@@ -462,21 +473,23 @@ class EdgeFlask(Flask):
         return found
 
     def preprocess_request(self) -> Any:
-        begin()
+        req: EdgeRequest = _cv_request.get().request  # type: ignore[assignment]  # request_class
+        begin(self, req)
         return super().preprocess_request() if self._registered()[0] else None
 
     def process_response(self, response: Response) -> Response:
-        if self._registered()[1] or request_ctx._after_request_functions:
+        ctx = _cv_request.get()
+        if self._registered()[1] or ctx._after_request_functions:
             response = super().process_response(response)  # the hooks, then the session cookie
-        else:
-            current = session._get_current_object()  # type: ignore[attr-defined]
-            if not self.session_interface.is_null_session(current):
-                self.session_interface.save_session(self, current, response)
-        return finish(response)
+        elif not self.session_interface.is_null_session(ctx.session):
+            self.session_interface.save_session(self, ctx.session, response)
+        req: EdgeRequest = ctx.request  # type: ignore[assignment]
+        return finish(self, req, response)
 
     def do_teardown_request(self, exc: Any = _NO_EXCEPTION_GIVEN) -> None:
         try:
-            cleanup()
+            req: EdgeRequest = _cv_request.get().request  # type: ignore[assignment]
+            cleanup(req)
         finally:
             if self._registered()[2]:
                 if exc is _NO_EXCEPTION_GIVEN:

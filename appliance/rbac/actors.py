@@ -46,7 +46,9 @@ class Actor:
 
     def scope_for(self, permission: str) -> str | None:
         """'all', 'flagged', or None when the actor does not hold ``resource:action`` at all."""
-        return self._grants.get(_base(permission))
+        # A route's permission is usually a base already ("employees:read"): one dict read answers it.
+        found = self._grants.get(permission)
+        return found if found is not None else self._grants.get(_base(permission))
 
     def can(self, permission: str) -> bool:
         wanted = _parsed(permission)
