@@ -30,6 +30,7 @@ class Load:
     latency_ms_p50: float | None
     errors: int
     tool: str
+    requests: int = 0  # completed in the run
 
 
 def start_server(wsgi_app: Any, threads: int = 8) -> tuple[str, Any]:
@@ -67,7 +68,8 @@ def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, th
         value, unit = float(p50.group(1)), p50.group(2)
         latency = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Load(rps, latency, int(non2xx.group(1)) if non2xx else 0, "wrk")
+    total = re.search(r"(\d+) requests in", out)
+    return Load(rps, latency, int(non2xx.group(1)) if non2xx else 0, "wrk", int(total.group(1)) if total else 0)
 
 
 def _client_worker(url: str, headers: dict[str, str], seconds: float, out: Any) -> None:
@@ -94,7 +96,8 @@ def python_load(url: str, headers: dict[str, str], *, seconds: int, connections:
     for p in procs:
         p.join()
     elapsed = time.monotonic() - start
-    return Load(sum(r[0] for r in results) / elapsed, None, sum(r[1] for r in results), "python")
+    done = sum(r[0] for r in results)
+    return Load(done / elapsed, None, sum(r[1] for r in results), "python", done)
 
 
 def load(url: str, headers: dict[str, str], *, seconds: int = 10, connections: int = 16) -> Load:
