@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -96,7 +97,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--inprocess-rounds", type=int, default=5)
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the server and the load generator share every CPU")
     args = parser.parse_args()
+    # The server (this process, every thread it starts from here on) on one CPU, the load generator on the
+    # others: otherwise they take turns on the same CPUs and the scheduler's choices add to the noise.
+    # A GIL-bound server uses about one CPU anyway.
+    available = sorted(os.sched_getaffinity(0))
+    load_cpus = set(available[1:]) if args.pin and len(available) >= 2 else None
+    if load_cpus:
+        os.sched_setaffinity(0, {available[0]})
 
     from flask import Flask, jsonify
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -116,12 +126,13 @@ def main() -> None:
     flask_app.add_url_rule("/api/v1/bench/ping", "bench_ping", ping)
     bare = Flask("bare")
 
-    @bare.route("/ping")
-    @bare.route("/api/ping")
+    @bare.route("/api/v1/bench/ping")
     def bare_ping() -> object:
         return jsonify({"ok": True})
 
-    # The filtered copy answers under /api/ so that it carries what API answers carry.
+    # The baselines answer the edge route's path under a prefix: the same path for Flask to match (and
+    # under /api/, so the filtered copy carries what API answers carry), and the same number of steps
+    # for the dispatcher, which tries every prefix of a path before it falls back to the appliance.
     wsgi = DispatcherMiddleware(flask_app, {"/bare": bare, "/headers": with_response_headers(bare)})
     url, server = start_server(wsgi)
     client = flask_app.test_client()
@@ -134,13 +145,13 @@ def main() -> None:
     # The baselines receive the same request bytes (they ignore them): the difference is what the edge does.
     bare_name, headers_name = "bare Flask route", "bare route + response headers"
     runs = [
-        (bare_name, f"{url}/bare/ping", jwt),
-        (headers_name, f"{url}/headers/api/ping", jwt),
+        (bare_name, f"{url}/bare/api/v1/bench/ping", jwt),
+        (headers_name, f"{url}/headers/api/v1/bench/ping", jwt),
         ("edge + JWT", f"{url}/api/v1/bench/ping", jwt),
         ("edge + API key", f"{url}/api/v1/bench/ping", {**tls, "Authorization": f"Bearer {key}"}),
     ]
     for _name, target, headers in runs:  # warm up every path
-        load(target, headers, seconds=2, connections=args.connections)
+        load(target, headers, seconds=2, connections=args.connections, cpus=load_cpus)
     rates: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     to_bare: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     to_headers: dict[str, list[float]] = {name: [] for name, _, _ in runs}
@@ -154,7 +165,7 @@ def main() -> None:
         measured, spent = {}, {}
         for name, target, headers in order:
             started = time.process_time()  # this process is the server: every thread's CPU time counts
-            result = load(target, headers, seconds=args.seconds, connections=args.connections)
+            result = load(target, headers, seconds=args.seconds, connections=args.connections, cpus=load_cpus)
             spent[name] = (time.process_time() - started) / max(result.requests, 1) * 1e6
             measured[name] = result.requests_per_second
             errors[name] += result.errors

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
 import shutil
 import subprocess
@@ -56,11 +57,13 @@ def stop_server(server: Any) -> None:
     server.close()
 
 
-def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, threads: int = 2) -> Load:
+def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, threads: int = 2,
+        cpus: set[int] | None = None) -> Load:
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True, preexec_fn=pin).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     latency = None
@@ -100,9 +103,11 @@ def python_load(url: str, headers: dict[str, str], *, seconds: int, connections:
     return Load(done / elapsed, None, sum(r[1] for r in results), "python", done)
 
 
-def load(url: str, headers: dict[str, str], *, seconds: int = 10, connections: int = 16) -> Load:
+def load(url: str, headers: dict[str, str], *, seconds: int = 10, connections: int = 16,
+         cpus: set[int] | None = None) -> Load:
+    """Load ``url`` from another process (on ``cpus`` when given and wrk is installed)."""
     if shutil.which("wrk"):
-        return wrk(url, headers, seconds=seconds, connections=connections)
+        return wrk(url, headers, seconds=seconds, connections=connections, cpus=cpus)
     return python_load(url, headers, seconds=seconds, connections=min(connections, 8))
 
 
