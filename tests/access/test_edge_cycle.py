@@ -71,3 +71,16 @@ def test_a_refused_request_never_reaches_other_hooks_or_the_view(ta: Any) -> Non
 
     assert response.status_code == 401
     assert calls == []  # the edge refused before any other before-request function ran
+
+
+def test_route_declarations_are_remembered_per_endpoint(ta: Any) -> None:
+    from appliance.app import create_app
+    from appliance.boundary.routes import spec_for
+
+    flask_app = create_app(ta.appliance)
+    for endpoint in ("api.list_employees", "static", "web.login", "no.such.endpoint", None):
+        expected = spec_for(flask_app, endpoint)
+        assert flask_app.spec_for(endpoint) == expected, endpoint
+        assert flask_app.spec_for(endpoint) is flask_app.spec_for(endpoint), endpoint
+    assert flask_app.spec_for("api.list_employees") is not None
+    assert flask_app.spec_for("no.such.endpoint") is None

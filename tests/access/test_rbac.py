@@ -104,3 +104,15 @@ def test_viewer_sees_no_financial_detail(client: Any, ta: Any) -> None:
     for suffix in ("transactions", "balances", "predictions"):
         assert client.get(f"/api/v1/employees/{flagged}/{suffix}", headers=victor).status_code == 403
     assert client.get("/api/v1/audit", headers=victor).status_code == 403
+
+
+def test_scope_is_the_widest_held_whatever_form_the_permission_is_asked_in() -> None:
+    from appliance.rbac.actors import user_actor
+
+    actor = user_actor(1, "x", frozenset({"transactions:read:flagged", "balances:read", "balances:read:flagged"}))
+    for asked in ("transactions:read", "transactions:read:flagged", "transactions:read:all", " transactions:read"):
+        assert actor.scope_for(asked) == "flagged", asked
+    for asked in ("balances:read", "balances:read:flagged", "balances:read:all"):
+        assert actor.scope_for(asked) == "all", asked
+    assert actor.scope_for("predictions:read") is None
+    assert actor.scope_for("predictions:read:flagged") is None
