@@ -21,7 +21,7 @@ class BrowserSessions(SecureCookieSessionInterface):
     a session cookie (which also spares it the cookie signing on every request)."""
 
     def open_session(self, app: Flask, request: Request) -> Any:
-        if request.path.startswith("/api/") or request.path in ("/metrics", "/healthz"):
+        if request.path.startswith(headers.API_PREFIX) or request.path in ("/metrics", "/healthz"):
             return self.null_session_class()
         return super().open_session(app, request)
 

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from appliance.audit.writer import AuditRecord, append
 from appliance.auth import apikeys
 from appliance.auth.jwt import TokenInvalid
-from appliance.boundary.headers import REQUEST_ID_KEY, TLS_KEY
+from appliance.boundary.headers import API_PREFIX, REQUEST_ID_KEY, TLS_KEY
 from appliance.boundary.routes import PUBLIC, SIGNED_IN, RouteSpec, spec_for
 from appliance.boundary.transport import Transport, inspect
 from appliance.errors import Forbidden, Invalid, Unauthenticated, Unavailable, VigatraError
@@ -125,7 +125,7 @@ def auth_changed() -> None:
 
 
 def is_api_request() -> bool:
-    return request.path.startswith("/api/") or request.path == "/metrics"
+    return request.path.startswith(API_PREFIX) or request.path == "/metrics"
 
 
 # -- before ----------------------------------------------------------------------------------------
@@ -326,6 +326,12 @@ def _user_agent(environ: dict[str, Any]) -> str:
     return (environ.get("HTTP_USER_AGENT") or "")[:300]
 
 
+def _outcome(status: int) -> str:
+    if status in (401, 403):
+        return "denied"
+    return "success" if status < 400 else "failure"
+
+
 @functools.lru_cache(maxsize=1024)
 def _resource_of(permission: str) -> str:
     """The audit resource_type a route's permission implies ("" for public routes)."""
@@ -361,8 +367,7 @@ def _record(st: RequestState, req: Request, response: Response) -> AuditRecord:
         actor_type=actor.kind, user_id=actor.user_id, api_key_id=actor.api_key_id,
         resource_type=resource_type or "", resource_id=resource_id or "", ip_address=st.transport.client_ip,
         request_id=st.request_id, method=req.method, path=req.path[:500], status=status,
-        user_agent=_user_agent(environ),
-        outcome="success" if status < 400 else "denied" if status in (401, 403) else "failure",
+        user_agent=_user_agent(environ), outcome=_outcome(status),
         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "")
 
 

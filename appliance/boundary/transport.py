@@ -82,7 +82,6 @@ def _judge(peer: str, direct_tls: bool, forwarded_proto: str, forwarded_for: str
                 break
         if proto or chain:
             return Transport(peer, client, direct_tls or proto == "https", True, False)
-        return Transport(peer, peer, direct_tls, False, _is_loopback(peer))
     return Transport(peer, peer, direct_tls, False, _is_loopback(peer))
 
 

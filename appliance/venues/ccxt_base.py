@@ -150,7 +150,6 @@ class CcxtAdapter(VenueAdapter):
         finally:
             self._scope.value = outer  # the client (and the secret it holds) goes with the scope
 
-
     def markets(self) -> Any:
         """A credential-less client holding this venue's markets, loaded once per process."""
         key = (self.id, self.egress.base_url(self.id))
