@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
 
 PREFIX = "vgk_"
-_FORMAT = re.compile(r"^vgk_([a-z2-7]{10})_([A-Za-z0-9_-]{43})$")
+PREFIX_LENGTH = 10
+SECRET_LENGTH = 43  # token_urlsafe(32)
+_SECRET_AT = len(PREFIX) + PREFIX_LENGTH + 1
+KEY_LENGTH = _SECRET_AT + SECRET_LENGTH
 
 
 def new_prefix() -> str:
@@ -30,8 +32,15 @@ def compose(prefix: str, secret: str) -> str:
 
 
 def split(key: str) -> tuple[str, str] | None:
-    match = _FORMAT.match(key)
-    return (match.group(1), match.group(2)) if match else None
+    """``(prefix, secret)`` of a string shaped like a key (length and separators), else None.
+
+    The characters need no check of their own: a prefix is only ever looked up among the known keys
+    and a secret only ever hashed and compared, and neither matches unless the key is genuine. (This
+    runs on every API-key request: slicing, not a regular expression.)
+    """
+    if len(key) != KEY_LENGTH or not key.startswith(PREFIX) or key[_SECRET_AT - 1] != "_":
+        return None
+    return key[len(PREFIX):_SECRET_AT - 1], key[_SECRET_AT:]
 
 
 def looks_like_key(value: str) -> bool:
@@ -39,11 +48,29 @@ def looks_like_key(value: str) -> bool:
 
 
 def hash_secret(secret: str) -> str:
+    """What the database stores: the secret's SHA-256, hex."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def matches(secret: str, stored_hash: str | None) -> bool:
-    return stored_hash is not None and hmac.compare_digest(hash_secret(secret), stored_hash)
+def digest(secret: str) -> bytes:
+    """The secret's SHA-256 as bytes: what a presented secret is compared in (no hex encoding per request)."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def stored_digest(stored_hash: str | None) -> bytes | None:
+    """The bytes of a stored hex hash; None when there is none, or when it is not a SHA-256 in hex (so it
+    can never match)."""
+    if stored_hash is None or len(stored_hash) != 64:
+        return None
+    try:
+        return bytes.fromhex(stored_hash)
+    except ValueError:
+        return None
+
+
+def matches(presented: bytes, stored: bytes | None) -> bool:
+    """Whether a presented secret's :func:`digest` is ``stored`` (in constant time)."""
+    return stored is not None and hmac.compare_digest(presented, stored)
 
 
 def fingerprint(key: str) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from appliance.auth import apikeys
 from appliance.rbac.actors import Actor, api_key_actor, user_actor
 from appliance.rbac.permissions import parse
 from appliance.store.base import utcnow
@@ -53,8 +54,8 @@ class KeyState:
     id: int
     name: str
     prefix: str
-    secret_hash: str
-    previous_hash: str | None
+    secret_digest: bytes | None = field(repr=False)  # SHA-256 of the secret (apikeys.digest)
+    previous_digest: bytes | None = field(repr=False)  # of the secret before a rotation
     previous_valid_until: dt.datetime | None
     expires_at: dt.datetime | None
     revoked: bool
@@ -111,8 +112,9 @@ def load_snapshot(session: Session) -> Snapshot:
         granted = _valid(role_perms.get(key.role_id, frozenset()))
         effective = frozenset(p for p in granted if owner_actor is not None and owner_actor.can(p))
         keys[key.prefix] = KeyState(
-            id=key.id, name=key.name, prefix=key.prefix, secret_hash=key.secret_hash,
-            previous_hash=key.previous_secret_hash, previous_valid_until=key.previous_valid_until,
+            id=key.id, name=key.name, prefix=key.prefix, secret_digest=apikeys.stored_digest(key.secret_hash),
+            previous_digest=apikeys.stored_digest(key.previous_secret_hash),
+            previous_valid_until=key.previous_valid_until,
             expires_at=key.expires_at, revoked=key.revoked_at is not None, user_id=key.user_id,
             role_name=role.name if role else "", permissions=effective)
     now = utcnow()
@@ -142,7 +144,11 @@ class AuthState:
 
         self._snapshot = Snapshot()
         self._lock = threading.Lock()
-        self._key_last_used: dict[int, float] = {}  # key id -> time.time() of its latest use
+        # API keys' last use: key id -> time.time(), written by the edge on every request without a lock
+        # (one dict store, atomic under the GIL; a lock taken by every request convoys the threads) and
+        # never swapped out, so no use is lost; what was last written to the database is kept beside it.
+        self._key_last_used: dict[int, float] = {}
+        self._key_last_written: dict[int, float] = {}
         self.tokens = VerifiedTokens()
 
     @property
@@ -184,13 +190,21 @@ class AuthState:
         return session_id in self._snapshot.revoked_sessions
 
     def note_key_used(self, key_id: int) -> None:
-        with self._lock:
-            self._key_last_used[key_id] = time.time()  # a float per request; datetimes when flushed
+        self._key_last_used[key_id] = time.time()  # a float per request; datetimes when written
 
-    def take_key_usage(self) -> dict[int, dt.datetime]:
-        with self._lock:
-            usage, self._key_last_used = self._key_last_used, {}
-        return {key_id: dt.datetime.fromtimestamp(at, dt.UTC) for key_id, at in usage.items()}
+    def unwritten_key_usage(self) -> dict[int, float]:
+        """Keys used since their last use was written, with the time of that latest use."""
+        seen = self._key_last_used.copy()  # atomic under the GIL, while the edge goes on writing
+        written = self._key_last_written
+        return {key_id: at for key_id, at in seen.items() if written.get(key_id) != at}
+
+    def key_usage_written(self, usage: dict[int, float]) -> None:
+        """``usage`` (from :meth:`unwritten_key_usage`) is committed; a failed write leaves it pending."""
+        self._key_last_written.update(usage)
+
+
+def usage_times(usage: dict[int, float]) -> dict[int, dt.datetime]:
+    return {key_id: dt.datetime.fromtimestamp(at, dt.UTC) for key_id, at in usage.items()}
 
 
 class RevocationWatcher:

@@ -183,8 +183,9 @@ def _revoke_leaked_key(app: Appliance, st: RequestState, key: str, why: str) -> 
 
     parts = apikeys.split(key)
     known = app.auth.key(parts[0]) if parts else None
-    if known is not None and parts is not None and (
-            apikeys.matches(parts[1], known.secret_hash) or apikeys.matches(parts[1], known.previous_hash)):
+    presented = apikeys.digest(parts[1]) if parts else b""
+    if known is not None and (apikeys.matches(presented, known.secret_digest)
+                              or apikeys.matches(presented, known.previous_digest)):
         with app.store.unit_of_work() as s:
             identity.revoke_api_key(s, system_actor("edge"), known.id, reason=f"leaked: {why}")
             append(s, [AuditRecord(
@@ -226,10 +227,11 @@ def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
     known = app.auth.key(parts[0]) if parts else None
     if parts is None or known is None:
         raise Unauthenticated("invalid API key")
+    presented = apikeys.digest(parts[1])
     # The clock is read only for keys that expire or are mid-rotation (most keys: never).
-    current = apikeys.matches(parts[1], known.secret_hash)
+    current = apikeys.matches(presented, known.secret_digest)
     previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > utcnow()
-                and apikeys.matches(parts[1], known.previous_hash))
+                and apikeys.matches(presented, known.previous_digest))
     owner = app.auth.user(known.user_id)
     if not (current or previous) or known.revoked or owner is None or not owner.active:
         raise Unauthenticated("invalid API key")

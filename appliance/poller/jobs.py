@@ -23,13 +23,16 @@ class JobSpec:
 
 
 def flush_key_usage(appliance: Appliance) -> None:
-    """Write API keys' last-used times, collected in memory by the edge, in one transaction."""
+    """Write API keys' last-used times, collected in memory by the edge, in one transaction (what a
+    failed write did not store is written by the next run)."""
+    from appliance.auth.state import usage_times
     from appliance.services import identity
 
-    usage = appliance.auth.take_key_usage()
+    usage = appliance.auth.unwritten_key_usage()
     if usage:
         with appliance.store.unit_of_work() as session:
-            identity.record_key_usage(session, usage)
+            identity.record_key_usage(session, usage_times(usage))
+        appliance.auth.key_usage_written(usage)
 
 
 def prune_expired(appliance: Appliance) -> None:

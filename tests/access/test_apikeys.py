@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 from appliance.auth import apikeys
 from appliance.store.models import ApiKey, AuditEvent
@@ -114,3 +117,52 @@ def test_key_never_exceeds_its_owner(client: Any, ta: Any) -> None:
     assert client.get("/api/v1/alerts", headers=auth(key)).status_code == 403
     client.put(f"/api/v1/users/{carol_id}/active", json={"active": False}, headers=admin)
     assert client.get("/api/v1/alerts", headers=auth(key)).status_code == 401
+
+
+def _last_used(ta: Any, key: str) -> Any:
+    prefix = apikeys.split(key)[0]  # type: ignore[index]
+    with ta.store.read() as session:
+        return session.execute(select(ApiKey.last_used_at).where(ApiKey.prefix == prefix)).scalar_one()
+
+
+def test_last_use_is_written_and_a_failed_write_is_retried(client: Any, ta: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.poller.jobs import flush_key_usage
+    from appliance.services import identity
+
+    key = api_key(client, ta)
+    assert _last_used(ta, key) is None
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=1)
+    assert client.get("/api/v1/employees", headers=auth(key)).status_code == 200
+    real = identity.record_key_usage
+
+    def database_down(*_args: Any) -> None:
+        raise OperationalError("UPDATE api_keys", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(identity, "record_key_usage", database_down)
+    with pytest.raises(OperationalError):
+        flush_key_usage(ta.appliance)
+    assert _last_used(ta, key) is None
+    monkeypatch.setattr(identity, "record_key_usage", real)
+    flush_key_usage(ta.appliance)  # the use the failed write did not store
+    first = _last_used(ta, key)
+    assert first is not None and first.replace(tzinfo=None) >= before
+    assert ta.appliance.auth.unwritten_key_usage() == {}
+    assert client.get("/api/v1/employees", headers={"X-API-Key": key}).status_code == 200
+    flush_key_usage(ta.appliance)
+    assert _last_used(ta, key) >= first
+
+
+@pytest.mark.parametrize("shape", ["", "vgk_", "vgk_abcdefghij_", "vgk_abcdefghij-" + "A" * 43,
+                                   "vgx_abcdefghij_" + "A" * 43, "vgk_abcdefghij_" + "A" * 42,
+                                   "vgk_abcdefghij_" + "A" * 44])
+def test_strings_not_shaped_like_a_key_do_not_split(shape: str) -> None:
+    assert apikeys.split(shape) is None
+
+
+def test_known_key_state_shows_no_digest(client: Any, ta: Any) -> None:
+    key = api_key(client, ta)
+    prefix, secret = apikeys.split(key)  # type: ignore[misc]
+    known = ta.appliance.auth.key(prefix)
+    assert known.secret_digest == apikeys.digest(secret)
+    assert known.secret_digest.hex() not in repr(known) and "digest" not in repr(known)
