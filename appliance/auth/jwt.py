@@ -126,6 +126,13 @@ class VerifiedTokens:
         self._size = size
         self._lock = threading.Lock()
 
+    def recall(self, token: str) -> Claims | None:
+        """The claims of ``token`` if it verified before (None if it did not); TokenInvalid if it expired."""
+        claims = self._items.get(token)
+        if claims is not None and claims.expires_at <= time.time():
+            raise TokenInvalid("expired")
+        return claims
+
     def verify(self, token: str, key: bytes, *, issuer: str, audience: str, max_ttl_seconds: int) -> Claims:
         now = int(time.time())
         # The hit path takes no lock (a dict read is atomic): on a busy server a lock taken by every

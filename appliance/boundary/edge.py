@@ -26,7 +26,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, has_request_context, request, request_tearing_down, session
@@ -67,7 +67,7 @@ class RequestState:
     audit_action: str | None = None
     audit_resource_type: str | None = None
     audit_resource_id: str | None = None
-    audit_detail: dict[str, Any] = field(default_factory=dict)
+    audit_detail: dict[str, Any] | None = None  # made on first use: most requests add no detail
     skip_audit: bool = False
     auth_changed: bool = False
     restricted: str | None = None  # "mfa" | "password" when the user must finish something first
@@ -106,7 +106,10 @@ def db() -> Session:
 
 
 def audit_detail(**values: Any) -> None:
-    state().audit_detail.update({k: v for k, v in values.items() if v is not None})
+    st = state()
+    if st.audit_detail is None:
+        st.audit_detail = {}
+    st.audit_detail.update({k: v for k, v in values.items() if v is not None})
 
 
 def audit_resource(resource_type: str | None = None, resource_id: Any = None, action: str | None = None) -> None:
@@ -244,10 +247,13 @@ def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
 
 
 def _authenticate_jwt(app: Appliance, st: RequestState, token: str) -> None:
-    settings = app.settings.auth
+    tokens = app.auth.tokens
     try:
-        claims = app.auth.tokens.verify(token, app.keys.derive("jwt"), issuer=settings.jwt_issuer,
-                                        audience=settings.jwt_audience, max_ttl_seconds=settings.jwt_ttl_hours * 3600)
+        claims = tokens.recall(token)  # a token verified before: no key, no settings needed
+        if claims is None:
+            settings = app.settings.auth
+            claims = tokens.verify(token, app.keys.derive("jwt"), issuer=settings.jwt_issuer,
+                                   audience=settings.jwt_audience, max_ttl_seconds=settings.jwt_ttl_hours * 3600)
     except TokenInvalid as exc:
         log.info("access token refused: %s", exc)
         raise Unauthenticated("invalid or expired access token") from None
@@ -359,7 +365,7 @@ def _record(st: RequestState, req: Request, response: Response) -> AuditRecord:
         # A collection (list, create) or the actor's own account: never leave the field empty.
         resource_id = str(st.actor.user_id) if resource_type == "account" else "*"
     environ = req.environ
-    detail = st.audit_detail
+    detail = st.audit_detail or {}
     if environ.get("QUERY_STRING") and req.args:
         detail = {**detail, "query": sorted(req.args.keys())}  # names only: values may be sensitive
     status = response.status_code

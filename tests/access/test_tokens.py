@@ -97,6 +97,19 @@ def test_the_legit_forge_helper_is_accepted(client: Any, ta: Any) -> None:
     assert client.get("/api/v1/employees", headers=auth(good)).status_code == 200
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(client: Any, ta: Any) -> None:
+    """Verified tokens are remembered (no MAC per request); expiry is still checked on every request."""
+    key = ta.appliance.keys.derive("jwt")
+    expires = int(time.time()) + 2
+    short = forge({"alg": "HS256", "typ": "JWT"}, good_claims(ta, exp=expires), key)
+    assert client.get("/api/v1/employees", headers=auth(short)).status_code == 200
+    assert ta.appliance.auth.tokens.recall(short) is not None
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    response = client.get("/api/v1/employees", headers=auth(short))
+    assert response.status_code == 401
+    assert response.get_json()["error"]["message"] == "invalid or expired access token"
+
+
 def test_disabled_password_changed_or_role_lost_kills_tokens(client: Any, ta: Any) -> None:
     admin = auth(token(client, ta, "alice"))
     for action in ("disable", "password", "role"):
