@@ -14,18 +14,24 @@ Two baselines, both served by the same waitress server:
   re-cases every header), so the edge checks are measured against this baseline; the cost of the
   whole appliance path over a plain Flask route is reported too.
 
-One request costs a few hundred microseconds here, most of it in waitress, and run-to-run noise on a
-shared 2-core machine is of the order of the effect measured; so the routes are measured in
-``--rounds`` interleaved rounds (the order rotating each round), each round's ratios are taken
-against that round's baseline figures, and the median ratio is reported with the range. The server's
-CPU time per answered request in the same rounds (this process is the server; the load generator runs
-in another) gives a second wire figure. A third, quieter one decomposes the cost: the same requests
-called in process through the same WSGI stack (no sockets, no waitress; best of
-``--inprocess-rounds`` runs of 20,000 calls) give the edge's own cost in microseconds, which is then
-set against the time a whole request takes on the server
-(1 / the bare route's median throughput).
+Three measurements:
+1. Throughput, each route loaded on its own, in ``--rounds`` interleaved rounds (the order rotating),
+   each round's ratios against that round's baselines: the ratio the target is judged by, reported as
+   the mean cost with its 95% confidence interval, and the median with the range. The server's CPU time
+   per request in the same loads is a second figure. On a shared machine the speed drifts from one load
+   to the next by about as much as the effect measured (the table shows it: the CPU a request costs
+   outside the app, the same work for every route, moves with it), hence many short rounds.
+2. The edge's own CPU on the server, at the same moments as the baseline's: the headers baseline and
+   the two edge routes in one load, every connection cycling through them. Each route's CPU time inside
+   the app (the serving thread's, :class:`ThreadCpu`) over the baseline's, as a share of the baseline's
+   whole request (the work outside the app is the same for these routes: :func:`same_answers`). Precise,
+   and a lower bound: the caches the edge's code and data evict slow the baseline's requests in the
+   same load too.
+3. In process: the same requests called through the same WSGI stack (no sockets, no waitress),
+   interleaved, each call timed, the median per route: the edge's own cost in microseconds with warm
+   caches.
 
-    .venv/bin/python -m bench.bench_edge [--seconds 4] [--rounds 9] [--connections 16]
+    .venv/bin/python -m bench.bench_edge [--rounds 20] [--seconds 2] [--mixed-rounds 5] [--mixed-seconds 10]
 """
 
 from __future__ import annotations
@@ -36,37 +42,75 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.common import NullAudit, load, print_table, scratch_appliance, start_server, stop_server
+from bench.common import NullAudit, load, load_mixed, print_table, scratch_appliance, start_server, stop_server
 
 
-def in_process(wsgi: Any, url: str, headers: dict[str, str], *, rounds: int, calls: int = 20_000) -> float:
-    """Microseconds per call of ``wsgi`` for a GET of ``url`` with ``headers`` (best of ``rounds``)."""
+def wsgi_environ(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The WSGI environ waitress would build for a GET of ``url`` with ``headers`` from loopback."""
     parts = urlsplit(url)
-    base = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": parts.path, "QUERY_STRING": "",
+    return {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": parts.path, "QUERY_STRING": "",
             "SERVER_NAME": parts.hostname, "SERVER_PORT": str(parts.port), "SERVER_PROTOCOL": "HTTP/1.1",
             "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
-            "HTTP_HOST": parts.netloc, "HTTP_USER_AGENT": "wrk", "HTTP_ACCEPT": "*/*",
+            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False,
+            "wsgi.run_once": False, "HTTP_HOST": parts.netloc, "HTTP_USER_AGENT": "wrk", "HTTP_ACCEPT": "*/*",
             **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}}
+
+
+def in_process(wsgi: Any, runs: list[tuple[str, str, dict[str, str]]], *, calls: int) -> dict[str, float]:
+    """Microseconds per call of ``wsgi`` for each run's GET: the runs' calls interleaved (one of each in
+    turn, so they share the machine's moments), each call timed, the median per run."""
+    bases = [(name, wsgi_environ(url, headers)) for name, url, headers in runs]
+    times: dict[str, list[int]] = {name: [] for name, _ in bases}
     statuses: list[str] = []
 
     def start_response(status: str, _headers: list[tuple[str, str]], _exc: Any = None) -> None:
         statuses.append(status)
 
-    best = float("inf")
-    for _ in range(rounds):
-        environs = [{**base, "wsgi.input": io.BytesIO()} for _ in range(calls)]
-        started = time.perf_counter()
-        for environ in environs:
-            for _chunk in wsgi(environ, start_response):
+    clock = time.perf_counter_ns
+    for _ in range(calls):
+        for name, base in bases:
+            environ = {**base, "wsgi.input": io.BytesIO()}
+            started = clock()
+            body = wsgi(environ, start_response)
+            for _chunk in body:
                 pass
-        best = min(best, (time.perf_counter() - started) / calls * 1e6)
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+            times[name].append(clock() - started)
     if any(not s.startswith("200") for s in statuses):
-        raise SystemExit(f"{url}: not every in-process call answered 200")
-    return best
+        raise SystemExit("not every in-process call answered 200")
+    return {name: statistics.median(found) / 1000 for name, found in times.items()}
+
+
+class ThreadCpu:
+    """WSGI middleware that, while ``active``, adds up the CPU time the serving thread spends in the app
+    for each request (the call, the body, its close) under the label ``label(environ)`` gives."""
+
+    def __init__(self, app: Any, label: Callable[[dict[str, Any]], str]) -> None:
+        self.app = app
+        self.label = label
+        self.active = False
+        self.spent: dict[str, list[int]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not self.active:
+            return self.app(environ, start_response)
+        label = self.label(environ)
+        started = time.thread_time_ns()
+        body = self.app(environ, start_response)
+        try:
+            chunks = list(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        self.spent.setdefault(label, []).append(time.thread_time_ns() - started)  # list.append: atomic
+        return chunks
 
 
 def with_response_headers(app: Any) -> Any:
@@ -86,17 +130,129 @@ def with_response_headers(app: Any) -> Any:
 
 
 def _costs(ratios: list[float]) -> tuple[str, str]:
-    """The median cost and its range over rounds, from the per-round throughput ratios."""
-    return (f"{(1 - statistics.median(ratios)) * 100:.1f}%",
-            f"{(1 - max(ratios)) * 100:.1f}% .. {(1 - min(ratios)) * 100:.1f}%")
+    """From per-round ratios (baseline figure over route figure, or the other way round for throughput):
+    the mean cost with its 95% confidence interval, and the median with the range."""
+    costs = [1 - ratio for ratio in ratios]
+    half = 1.96 * statistics.stdev(costs) / len(costs) ** 0.5 if len(costs) > 1 else float("nan")
+    return (f"{statistics.fmean(costs) * 100:.1f}% ± {half * 100:.1f}",
+            f"{statistics.median(costs) * 100:.1f}% ({min(costs) * 100:.1f} .. {max(costs) * 100:.1f})")
+
+
+def _shares(shares: list[float]) -> tuple[str, str]:
+    return (f"{statistics.median(shares) * 100:.1f}%",
+            f"{min(shares) * 100:.1f}% .. {max(shares) * 100:.1f}%")
+
+
+BARE, HEADERS, JWT, KEY = "bare Flask route", "bare route + response headers", "edge + JWT", "edge + API key"
+
+
+def route_of(environ: dict[str, Any]) -> str:
+    """Which of the bench's four routes a request is for (the baselines are mounted under prefixes)."""
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/bare/"):
+        return BARE
+    if path.startswith("/headers/"):
+        return HEADERS
+    return KEY if environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer vgk_") else JWT
+
+
+def throughput_rounds(runs: list[tuple[str, str, dict[str, str]]], meter: ThreadCpu, args: argparse.Namespace,
+                      load_cpus: set[int] | None) -> dict[str, Any]:
+    """Each route loaded on its own, ``args.rounds`` interleaved rounds (the order rotating). Besides the
+    throughput, the server's CPU time per request, and how much of it was spent outside the app (the
+    same work for every route: how far it moves from one load to the next is the machine's drift)."""
+    names = [name for name, _, _ in runs]
+    out: dict[str, Any] = {key: {name: [] for name in names} for key in (
+        "rates", "to_bare", "to_headers", "cpu", "cpu_to_bare", "cpu_to_headers", "outside")}
+    out["errors"] = dict.fromkeys(names, 0)
+    for round_no in range(args.rounds):
+        order = runs[round_no % len(runs):] + runs[:round_no % len(runs)]
+        measured, spent = {}, {}
+        for name, target, headers in order:
+            meter.spent = {}
+            meter.active = True
+            started = time.process_time()  # this process is the server: every thread's CPU time counts
+            result = load(target, headers, seconds=args.seconds, connections=args.connections, cpus=load_cpus)
+            cpu = time.process_time() - started
+            meter.active = False
+            answered = meter.spent.get(name, [])
+            spent[name] = cpu / max(len(answered), 1) * 1e6
+            out["outside"][name].append(spent[name] - statistics.fmean(answered or [0]) / 1000)
+            measured[name] = result.requests_per_second
+            out["errors"][name] += result.errors
+            out["tool"] = result.tool
+        for name, rate in measured.items():
+            out["rates"][name].append(rate)
+            out["to_bare"][name].append(rate / measured[BARE])
+            out["to_headers"][name].append(rate / measured[HEADERS])
+            out["cpu"][name].append(spent[name])
+            out["cpu_to_bare"][name].append(spent[BARE] / spent[name])
+            out["cpu_to_headers"][name].append(spent[HEADERS] / spent[name])
+    return out
+
+
+def mixed_rounds(url: str, runs: list[tuple[str, str, dict[str, str]]], meter: ThreadCpu, args: argparse.Namespace,
+                 load_cpus: set[int] | None) -> dict[str, Any]:
+    """The headers baseline and the edge routes in one load, every connection cycling through them,
+    ``args.mixed_rounds`` times (the bare route's answers are shorter, so it is not in this load).
+
+    Per round: the server's CPU time per request (all its threads, over every request answered) and
+    each route's CPU time inside the app (``meter``). Whatever a request costs outside the app —
+    sockets, HTTP parsing, thread hand-offs — is the same for these routes (the same request bytes,
+    answers of the same length with the same headers: :func:`same_answers`), so the baseline's whole
+    request costs the average request less the average time in the app plus the baseline's; the edge's
+    cost is a route's time in the app over the baseline's, as a share of the baseline's whole request.
+    """
+    runs = [run for run in runs if run[0] != BARE]
+    targets = [(urlsplit(target).path, headers) for _, target, headers in runs]
+    out: dict[str, Any] = {"request_us": [], "app_us": {name: [] for name, _, _ in runs}, "edge": {}}
+    for _ in range(args.mixed_rounds):
+        meter.spent = {}
+        meter.active = True
+        started = time.process_time()
+        result = load_mixed(url, targets, seconds=args.mixed_seconds, connections=args.connections, cpus=load_cpus)
+        cpu = time.process_time() - started
+        meter.active = False
+        if result.errors:
+            raise SystemExit(f"{result.errors} requests of the mixed load did not answer 2xx")
+        mean_us = {name: statistics.fmean(found) / 1000 for name, found in meter.spent.items()}
+        request_us = cpu / sum(len(found) for found in meter.spent.values()) * 1e6
+        baseline_us = request_us - (statistics.fmean(mean_us.values()) - mean_us[HEADERS])  # equal shares
+        # The difference is taken between medians: every request here leaves a little cyclic garbage behind
+        # (Werkzeug's router), so a collection runs every hundred requests or so, in whichever request
+        # crosses the threshold; that cost belongs to all of them, not to the route it happens to land in.
+        app_us = {name: statistics.median(found) / 1000 for name, found in meter.spent.items()}
+        out["request_us"].append(request_us)
+        out["tool"] = result.tool
+        for name, us in app_us.items():
+            out["app_us"][name].append(us)
+            out["edge"].setdefault(name, []).append((us - app_us[HEADERS]) / baseline_us)
+    return out
+
+
+def same_answers(runs: list[tuple[str, str, dict[str, str]]]) -> None:
+    """The headers baseline and the edge routes answer with the same status, length and header names and
+    sizes: only then is the work outside the app the same for them. (The bare route's answer carries
+    fewer headers, so the one-load figures leave it out.)"""
+    import requests
+
+    answers = {}
+    for name, target, headers in runs:
+        response = requests.get(target, headers=headers, timeout=10)
+        shown = [(n.lower(), len(v)) for n, v in response.headers.items() if n.lower() != "date"]
+        answers[name] = (response.status_code, len(response.content), sorted(shown))
+    if len({str(answer) for name, answer in answers.items() if name != BARE}) != 1:
+        raise SystemExit(f"the routes' answers differ: {answers}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--mixed-seconds", type=int, default=10)
+    parser.add_argument("--mixed-rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--inprocess-rounds", type=int, default=5)
+    parser.add_argument("--inprocess-calls", type=int, default=20_000)
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the server and the load generator share every CPU")
     args = parser.parse_args()
@@ -134,7 +290,8 @@ def main() -> None:
     # under /api/, so the filtered copy carries what API answers carry), and the same number of steps
     # for the dispatcher, which tries every prefix of a path before it falls back to the appliance.
     wsgi = DispatcherMiddleware(flask_app, {"/bare": bare, "/headers": with_response_headers(bare)})
-    url, server = start_server(wsgi)
+    meter = ThreadCpu(wsgi, route_of)
+    url, server = start_server(meter)
     client = flask_app.test_client()
     token = client.post("/api/v1/auth/token", base_url="https://localhost",
                         json={"username": "alice", "password": built.personas["alice"].password}).get_json()
@@ -143,68 +300,69 @@ def main() -> None:
     tls = {"X-Forwarded-Proto": "https"}  # the bench client plays the TLS front on loopback
     jwt = {**tls, "Authorization": f"Bearer {token['access_token']}"}
     # The baselines receive the same request bytes (they ignore them): the difference is what the edge does.
-    bare_name, headers_name = "bare Flask route", "bare route + response headers"
     runs = [
-        (bare_name, f"{url}/bare/api/v1/bench/ping", jwt),
-        (headers_name, f"{url}/headers/api/v1/bench/ping", jwt),
-        ("edge + JWT", f"{url}/api/v1/bench/ping", jwt),
-        ("edge + API key", f"{url}/api/v1/bench/ping", {**tls, "Authorization": f"Bearer {key}"}),
+        (BARE, f"{url}/bare/api/v1/bench/ping", jwt),
+        (HEADERS, f"{url}/headers/api/v1/bench/ping", jwt),
+        (JWT, f"{url}/api/v1/bench/ping", jwt),
+        (KEY, f"{url}/api/v1/bench/ping", {**tls, "Authorization": f"Bearer {key}"}),
     ]
+    same_answers(runs)
     for _name, target, headers in runs:  # warm up every path
         load(target, headers, seconds=2, connections=args.connections, cpus=load_cpus)
-    rates: dict[str, list[float]] = {name: [] for name, _, _ in runs}
-    to_bare: dict[str, list[float]] = {name: [] for name, _, _ in runs}
-    to_headers: dict[str, list[float]] = {name: [] for name, _, _ in runs}
-    cpu: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # server CPU us per request
-    cpu_to_bare: dict[str, list[float]] = {name: [] for name, _, _ in runs}
-    cpu_to_headers: dict[str, list[float]] = {name: [] for name, _, _ in runs}
-    errors = dict.fromkeys(rates, 0)
-    tool = ""
-    for round_no in range(args.rounds):
-        order = runs[round_no % len(runs):] + runs[:round_no % len(runs)]
-        measured, spent = {}, {}
-        for name, target, headers in order:
-            started = time.process_time()  # this process is the server: every thread's CPU time counts
-            result = load(target, headers, seconds=args.seconds, connections=args.connections, cpus=load_cpus)
-            spent[name] = (time.process_time() - started) / max(result.requests, 1) * 1e6
-            measured[name] = result.requests_per_second
-            errors[name] += result.errors
-            tool = result.tool
-        for name, rate in measured.items():
-            rates[name].append(rate)
-            to_bare[name].append(rate / measured[bare_name])
-            to_headers[name].append(rate / measured[headers_name])
-            cpu[name].append(spent[name])
-            cpu_to_bare[name].append(spent[bare_name] / spent[name])
-            cpu_to_headers[name].append(spent[headers_name] / spent[name])
-    micro = {name: in_process(wsgi, target, headers, rounds=args.inprocess_rounds) for name, target, headers in runs}
-    request_us = 1e6 / statistics.median(rates[bare_name])
-
-    def share(us: float) -> str:
-        return f"{us:.1f} us = {us / request_us * 100:.1f}%"
-
-    print_table(f"Cost in process (best of {args.inprocess_rounds} x 20,000 WSGI calls; a whole request on the "
-                f"server takes {request_us:.0f} us at the bare route's median throughput)",
-                [(name, f"{micro[name]:.1f}", share(micro[name] - micro[headers_name]) if name.startswith("edge")
-                  else "", share(micro[name] - micro[bare_name])) for name, _, _ in runs],
-                ("route", "us per call", "edge checks (over bare route + response headers)",
-                 "whole path (over bare Flask route)"))
-    print_table(f"Cost on the wire ({tool}, {args.connections} connections, {args.rounds} interleaved rounds of "
-                f"{args.seconds}s per route; cost = 1 - throughput ratio, median and range over rounds)",
-                [(name, f"{statistics.median(rates[name]):,.0f}", str(errors[name]),
-                  *(_costs(to_headers[name]) if name.startswith("edge") else ("", "")), *_costs(to_bare[name]))
-                 for name, _, _ in runs],
-                ("route", "median req/s", "errors", "edge checks (median)", "edge checks (range)",
-                 "whole path over bare Flask (median)", "(range)"))
-    print_table("Server CPU per request on the wire (the server process's CPU time over the requests it answered in "
-                "the same rounds; cost = 1 - CPU ratio, median and range over rounds)",
-                [(name, f"{statistics.median(cpu[name]):.0f} us",
-                  *(_costs(cpu_to_headers[name]) if name.startswith("edge") else ("", "")), *_costs(cpu_to_bare[name]))
-                 for name, _, _ in runs],
-                ("route", "median CPU per request", "edge checks (median)", "edge checks (range)",
-                 "whole path over bare Flask (median)", "(range)"))
+    apart = throughput_rounds(runs, meter, args, load_cpus)
+    mixed = mixed_rounds(url, runs, meter, args, load_cpus)
+    micro = in_process(wsgi, runs, calls=args.inprocess_calls)
     stop_server(server)
     app.close()
+    report(runs, args, apart, mixed, micro)
+
+
+def report(runs: list[tuple[str, str, dict[str, str]]], args: argparse.Namespace, apart: dict[str, Any],
+           mixed: dict[str, Any], micro: dict[str, float]) -> None:
+    names = [name for name, _, _ in runs]
+    edges = [name for name in names if name.startswith("edge")]
+    rates = apart["rates"]
+    print_table(f"Throughput, each route loaded on its own ({apart['tool']}, {args.connections} connections, "
+                f"{args.rounds} interleaved rounds of {args.seconds}s per route; cost = 1 - throughput ratio "
+                "to the same round's baseline; mean with 95% confidence interval, median and range over rounds)",
+                [(name, f"{statistics.median(rates[name]):,.0f}", str(apart["errors"][name]),
+                  *(_costs(apart["to_headers"][name]) if name in edges else ("", "")), *_costs(apart["to_bare"][name]))
+                 for name in names],
+                ("route", "median req/s", "errors", "edge checks: mean ± 95% CI", "median (range)",
+                 "whole path over bare Flask: mean ± 95% CI", "median (range)"))
+    print_table("Server CPU per request, each route loaded on its own (the same rounds; cost = 1 - CPU ratio; the "
+                "CPU a request costs outside the app is the same work for every route, so how far it moves is "
+                "the machine's drift)",
+                [(name, f"{statistics.median(apart['cpu'][name]):.0f} us",
+                  *(_costs(apart["cpu_to_headers"][name]) if name in edges else ("", "")),
+                  *_costs(apart["cpu_to_bare"][name]),
+                  f"{statistics.median(apart['outside'][name]):.0f} us ({min(apart['outside'][name]):.0f} .. "
+                  f"{max(apart['outside'][name]):.0f})") for name in names],
+                ("route", "median CPU per request", "edge checks: mean ± 95% CI", "median (range)",
+                 "whole path over bare Flask: mean ± 95% CI", "median (range)",
+                 "outside the app: median (range)"))
+    request_us = statistics.median(mixed["request_us"])
+    print_table(f"The edge's own CPU on the server, at the same moments as the baseline's: the headers baseline "
+                f"and the edge routes in one load ({mixed['tool']}, {args.connections} connections each cycling "
+                f"through the three, {args.mixed_rounds} rounds of {args.mixed_seconds}s; an average request "
+                f"cost the server {request_us:.0f} us; edge checks = median CPU in the app over the baseline's, as a "
+                "share of the baseline's whole request; a lower bound: what the edge's code and data push out of "
+                "the caches slows the baseline's requests in this load too; median and range over rounds)",
+                [(name, f"{statistics.median(mixed['app_us'][name]):.1f} us",
+                  *(_shares(mixed["edge"][name]) if name in edges else ("", ""))) for name in names if name != BARE],
+                ("route", "server CPU in the app: a request's median (median over rounds)", "edge checks (median)",
+                 "edge checks (range)"))
+    alone_us = 1e6 / statistics.median(rates[BARE])
+
+    def share(us: float) -> str:
+        return f"{us:.1f} us = {us / alone_us * 100:.1f}%"
+
+    print_table(f"Cost in process ({args.inprocess_calls:,} WSGI calls per route, interleaved, median; a whole "
+                f"request on the server takes {alone_us:.0f} us at the bare route's median throughput)",
+                [(name, f"{micro[name]:.1f}", share(micro[name] - micro[HEADERS]) if name in edges else "",
+                  share(micro[name] - micro[BARE])) for name in names],
+                ("route", "us per call", "edge checks (over bare route + response headers)",
+                 "whole path (over bare Flask route)"))
 
 
 if __name__ == "__main__":

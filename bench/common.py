@@ -58,10 +58,12 @@ def stop_server(server: Any) -> None:
 
 
 def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, threads: int = 2,
-        cpus: set[int] | None = None) -> Load:
+        cpus: set[int] | None = None, script: Path | None = None) -> Load:
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
+    if script is not None:
+        args += ["-s", str(script)]
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True, preexec_fn=pin).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -75,22 +77,24 @@ def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, th
     return Load(rps, latency, int(non2xx.group(1)) if non2xx else 0, "wrk", int(total.group(1)) if total else 0)
 
 
-def _client_worker(url: str, headers: dict[str, str], seconds: float, out: Any) -> None:
+def _client_worker(targets: list[tuple[str, dict[str, str]]], seconds: float, out: Any) -> None:
     import requests
 
     session = requests.Session()
     done = errors = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
+        url, headers = targets[done % len(targets)]
         response = session.get(url, headers=headers, timeout=30)
         done += 1
         errors += response.status_code >= 400
     out.put((done, errors))
 
 
-def python_load(url: str, headers: dict[str, str], *, seconds: int, connections: int) -> Load:
+def python_load(url: str, headers: dict[str, str], *, seconds: int, connections: int,
+                targets: list[tuple[str, dict[str, str]]] | None = None) -> Load:
     queue: Any = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_client_worker, args=(url, headers, seconds, queue))
+    procs = [multiprocessing.Process(target=_client_worker, args=(targets or [(url, headers)], seconds, queue))
              for _ in range(connections)]
     start = time.monotonic()
     for p in procs:
@@ -109,6 +113,32 @@ def load(url: str, headers: dict[str, str], *, seconds: int = 10, connections: i
     if shutil.which("wrk"):
         return wrk(url, headers, seconds=seconds, connections=connections, cpus=cpus)
     return python_load(url, headers, seconds=seconds, connections=min(connections, 8))
+
+
+def _lua_string(text: str) -> str:
+    if not text.isprintable() or not text.isascii() or '"' in text or "\\" in text:
+        raise ValueError("only plain ASCII without quotes or backslashes goes into a wrk script")
+    return f'"{text}"'
+
+
+def load_mixed(base_url: str, targets: list[tuple[str, dict[str, str]]], *, seconds: int = 10,
+               connections: int = 16, cpus: set[int] | None = None) -> Load:
+    """Load ``base_url``'s server with GETs of each target path (with its headers) in turn, from another
+    process: every connection cycles through the targets, so they share the same moments of the run."""
+    if not shutil.which("wrk"):
+        return python_load(base_url, {}, seconds=seconds, connections=min(connections, 8),
+                           targets=[(base_url + path, headers) for path, headers in targets])
+    lines = ["local targets = {}", "init = function(args)"]
+    for number, (path, headers) in enumerate(targets, start=1):
+        table = ", ".join(f"[{_lua_string(name)}] = {_lua_string(value)}" for name, value in headers.items())
+        lines.append(f'  targets[{number}] = wrk.format("GET", {_lua_string(path)}, {{{table}}})')
+    lines += ["end", "local turn = 0", "request = function()", "  turn = turn % #targets + 1",
+              "  return targets[turn]", "end"]
+    with tempfile.TemporaryDirectory(prefix="vigatra-bench-") as directory:
+        script = Path(directory) / "mixed.lua"  # holds the credentials: private to this user, removed after
+        script.touch(mode=0o600)
+        script.write_text("\n".join(lines) + "\n")
+        return wrk(base_url, {}, seconds=seconds, connections=connections, cpus=cpus, script=script)
 
 
 def scratch_appliance(**overrides: Any) -> tuple[Any, Any]:
