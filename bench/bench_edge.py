@@ -15,7 +15,7 @@ Two baselines, both served by the same waitress server:
   whole appliance path over a plain Flask route is reported too.
 
 Three measurements:
-1. Throughput, each route loaded on its own, in ``--rounds`` interleaved rounds (the order rotating),
+1. Throughput, each route loaded on its own, in ``--rounds`` interleaved rounds (the order shuffled),
    each round's ratios against that round's baselines: the ratio the target is judged by, reported as
    the mean cost with its 95% confidence interval, and the median with the range. The server's CPU time
    per request in the same loads is a second figure. On a shared machine the speed drifts from one load
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import random
 import statistics
 import sys
 import time
@@ -158,15 +159,19 @@ def route_of(environ: dict[str, Any]) -> str:
 
 def throughput_rounds(runs: list[tuple[str, str, dict[str, str]]], meter: ThreadCpu, args: argparse.Namespace,
                       load_cpus: set[int] | None) -> dict[str, Any]:
-    """Each route loaded on its own, ``args.rounds`` interleaved rounds (the order rotating). Besides the
+    """Each route loaded on its own, ``args.rounds`` interleaved rounds (in a shuffled order). Besides the
     throughput, the server's CPU time per request, and how much of it was spent outside the app (the
     same work for every route: how far it moves from one load to the next is the machine's drift)."""
     names = [name for name, _, _ in runs]
     out: dict[str, Any] = {key: {name: [] for name in names} for key in (
         "rates", "to_bare", "to_headers", "cpu", "cpu_to_bare", "cpu_to_headers", "outside")}
     out["errors"] = dict.fromkeys(names, 0)
-    for round_no in range(args.rounds):
-        order = runs[round_no % len(runs):] + runs[:round_no % len(runs)]
+    shuffle = random.Random(20261129).shuffle  # the same orders in every run of the bench
+    for _round in range(args.rounds):
+        # A fresh order each round: whatever a load leaves behind for the next one (connections to close, the
+        # load generator's start) falls on every route alike, not always on the one that follows the same route.
+        order = list(runs)
+        shuffle(order)
         measured, spent = {}, {}
         for name, target, headers in order:
             meter.spent = {}
