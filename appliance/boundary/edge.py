@@ -231,7 +231,7 @@ def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
     if parts is None or known is None:
         raise Unauthenticated("invalid API key")
     presented = apikeys.digest(parts[1])
-    # The clock is read only for keys that expire or are mid-rotation (most keys: never).
+    # The date-time clock is read only for keys that expire or are mid-rotation (most keys: never).
     current = apikeys.matches(presented, known.secret_digest)
     previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > utcnow()
                 and apikeys.matches(presented, known.previous_digest))
