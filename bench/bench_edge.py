@@ -12,7 +12,9 @@ Two baselines, both served by the same waitress server:
   sends carries — 404s, static files and public pages included. The headers are a property of the
   server's answers, not a check, and they cost the server work per answer (waitress validates and
   re-cases every header), so the edge checks are measured against this baseline; the cost of the
-  whole appliance path over a plain Flask route is reported too.
+  whole appliance path over a plain Flask route is reported too. It is loaded twice, with the JWT
+  request's bytes and with the API-key request's (shorter), and each edge route is set against the
+  one that receives its own bytes.
 
 Three measurements:
 1. Throughput, each route loaded on its own, in ``--rounds`` interleaved rounds (the order shuffled),
