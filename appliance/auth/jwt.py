@@ -127,23 +127,22 @@ class VerifiedTokens:
         self._lock = threading.Lock()
 
     def recall(self, token: str) -> Claims | None:
-        """The claims of ``token`` if it verified before (None if it did not); TokenInvalid if it expired."""
+        """The claims of ``token`` if it verified before (None if it did not); TokenInvalid if it expired.
+        Takes no lock (a dict read is atomic): on a busy server a lock taken by every request convoys the
+        threads."""
         claims = self._items.get(token)
         if claims is not None and claims.expires_at <= time.time():
             raise TokenInvalid("expired")
         return claims
 
     def verify(self, token: str, key: bytes, *, issuer: str, audience: str, max_ttl_seconds: int) -> Claims:
-        now = int(time.time())
-        # The hit path takes no lock (a dict read is atomic): on a busy server a lock taken by every
-        # request convoys the threads. Eviction is oldest-inserted first, under the lock.
-        claims = self._items.get(token)
+        """``token``'s claims: remembered, or verified now (expiry included) and remembered. Eviction is
+        oldest-inserted first, under the lock."""
+        claims = self.recall(token)
         if claims is None:
-            claims = verify(token, key, issuer=issuer, audience=audience, max_ttl_seconds=max_ttl_seconds, now=now)
+            claims = verify(token, key, issuer=issuer, audience=audience, max_ttl_seconds=max_ttl_seconds)
             with self._lock:
                 self._items[token] = claims
                 while len(self._items) > self._size:
                     self._items.popitem(last=False)
-        if claims.expires_at <= now:
-            raise TokenInvalid("expired")
         return claims

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from appliance.audit.writer import AuditRecord, append
 from appliance.auth import apikeys
 from appliance.auth.jwt import TokenInvalid
+from appliance.auth.state import KeyState
 from appliance.boundary.headers import API_PREFIX, REQUEST_ID_KEY, TLS_KEY
 from appliance.boundary.routes import PUBLIC, SIGNED_IN, RouteSpec, spec_for
 from appliance.boundary.transport import Transport, inspect
@@ -184,9 +185,8 @@ def _revoke_leaked_key(app: Appliance, st: RequestState, key: str, why: str) -> 
     from appliance.rbac.actors import system_actor
     from appliance.services import identity
 
-    parts = apikeys.split(key)
-    known = app.auth.key(parts[0]) if parts else None
-    presented = apikeys.digest(parts[1]) if parts else b""
+    found = _presented_key(app, key)
+    known, presented = found if found else (None, b"")
     if known is not None and (apikeys.matches(presented, known.secret_digest)
                               or apikeys.matches(presented, known.previous_digest)):
         with app.store.unit_of_work() as s:
@@ -199,6 +199,16 @@ def _revoke_leaked_key(app: Appliance, st: RequestState, key: str, why: str) -> 
                 detail=json.dumps({"fingerprint": apikeys.fingerprint(key), "reason": why}))])
         app.auth.load(app.store)
     log.warning("API key %s refused: %s", apikeys.fingerprint(key), why)
+
+
+def _presented_key(app: Appliance, key: str) -> tuple[KeyState, bytes] | None:
+    """The known key a presented one names by its prefix, and the presented secret's digest (None when
+    the string is not shaped like a key or names no known key)."""
+    parts = apikeys.split(key)
+    known = app.auth.key(parts[0]) if parts else None
+    if parts is None or known is None:
+        return None
+    return known, apikeys.digest(parts[1])
 
 
 def _authenticate(app: Appliance, st: RequestState, environ: dict[str, Any]) -> None:
@@ -226,11 +236,10 @@ def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
         _revoke_leaked_key(app, st, key, "sent over plain HTTP")
         raise Forbidden("API keys are accepted over TLS only; this key has been revoked. Create a new one and "
                         "use https://")
-    parts = apikeys.split(key)
-    known = app.auth.key(parts[0]) if parts else None
-    if parts is None or known is None:
+    found = _presented_key(app, key)
+    if found is None:
         raise Unauthenticated("invalid API key")
-    presented = apikeys.digest(parts[1])
+    known, presented = found
     # The date-time clock is read only for keys that expire or are mid-rotation (most keys: never).
     current = apikeys.matches(presented, known.secret_digest)
     previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > utcnow()
