@@ -12,29 +12,33 @@ Two baselines, both served by the same waitress server:
   sends carries — 404s, static files and public pages included. The headers are a property of the
   server's answers, not a check, and they cost the server work per answer (waitress validates and
   re-cases every header), so the edge checks are measured against this baseline; the cost of the
-  whole appliance path over a plain Flask route is reported too. It is loaded twice, with the JWT
-  request's bytes and with the API-key request's (shorter), and each edge route is set against the
-  one that receives its own bytes.
+  whole appliance path over a plain Flask route is reported too.
+Each baseline is loaded twice, with the JWT request's bytes and with the API-key request's (shorter),
+and each edge route is set against the ones that receive its own bytes.
 
 Three measurements:
-1. Throughput, each route loaded on its own, in ``--rounds`` interleaved rounds (the order shuffled),
-   each round's ratios against that round's baselines: the ratio the target is judged by, reported as
-   the mean cost with its 95% confidence interval, and the median with the range. The server's CPU time
-   per request in the same loads is a second figure. On a shared machine the speed drifts from one load
-   to the next by about as much as the effect measured (the table shows it: the CPU a request costs
-   outside the app, the same work for every route, moves with it), hence many short rounds.
+1. Throughput, each route loaded on its own: the ratio the target is judged by. ``--rounds`` rounds; a
+   round measures each edge route against each of its baselines as four adjacent loads of ``--seconds``,
+   baseline-route-route-baseline (mirrored every other round), the pairs in a shuffled order. On a shared
+   machine the speed drifts from one load to the next by about as much as the effect measured (the
+   table shows it: the CPU a request costs outside the app, about the same work for every route, moves
+   with it); adjacent, mirrored loads cancel a drift that is linear over them and leave the rest to
+   average out over rounds. Reported as the mean cost with its 95% confidence interval, and the median
+   with the range. The server's CPU time per request in the same loads is a second figure.
 2. The edge's own CPU on the server, at the same moments as the baseline's: the headers baselines and
-   the two edge routes in one load, every connection cycling through them. Each route's CPU time inside
+   the two edge routes in one load, each request's route drawn at random. Each route's CPU time inside
    the app (the serving thread's, :class:`ThreadCpu`) over its baseline's, as a share of the baseline's
    whole request (the work outside the app is the same for these routes but for the request's length:
-   :func:`same_answers`). Precise,
-   and a lower bound: the caches the edge's code and data evict slow the baseline's requests in the
-   same load too.
+   :func:`same_answers`). Precise, and a lower bound: the caches the edge's code and data evict slow the
+   baseline's requests in the same load too.
 3. In process: the same requests called through the same WSGI stack (no sockets, no waitress),
-   interleaved, each call timed, the median per route: the edge's own cost in microseconds with warm
-   caches.
+   interleaved in a fresh random order each turn, each call timed, the median per route: the edge's own
+   cost in microseconds with warm caches.
 
-    .venv/bin/python -m bench.bench_edge [--rounds 20] [--seconds 2] [--mixed-rounds 5] [--mixed-seconds 10]
+Which route ran just before another, and left the caches as it did, moves these small figures by a
+microsecond or two; hence the random orders.
+
+    .venv/bin/python -m bench.bench_edge [--rounds 20] [--seconds 1] [--mixed-rounds 5] [--mixed-seconds 10]
 """
 
 from __future__ import annotations
@@ -66,8 +70,10 @@ def wsgi_environ(url: str, headers: dict[str, str]) -> dict[str, Any]:
 
 def in_process(wsgi: Any, runs: list[tuple[str, str, dict[str, str]]], *, calls: int) -> dict[str, float]:
     """Microseconds per call of ``wsgi`` for each run's GET: the runs' calls interleaved (one of each in
-    turn, so they share the machine's moments), each call timed, the median per run."""
+    turn, so they share the machine's moments, in a fresh order each turn, so that no run always follows
+    the same one and finds the caches as that one left them), each call timed, the median per run."""
     bases = [(name, wsgi_environ(url, headers)) for name, url, headers in runs]
+    shuffle = random.Random(20261130).shuffle
     times: dict[str, list[int]] = {name: [] for name, _ in bases}
     statuses: list[str] = []
 
@@ -76,6 +82,7 @@ def in_process(wsgi: Any, runs: list[tuple[str, str, dict[str, str]]], *, calls:
 
     clock = time.perf_counter_ns
     for _ in range(calls):
+        shuffle(bases)
         for name, base in bases:
             environ = {**base, "wsgi.input": io.BytesIO()}
             started = clock()
@@ -148,67 +155,80 @@ def _shares(shares: list[float]) -> tuple[str, str]:
 
 
 BARE, HEADERS, JWT, KEY = "bare Flask route", "bare route + response headers", "edge + JWT", "edge + API key"
+BARE_KEY = "bare Flask route, API-key request"
 HEADERS_KEY = "bare route + response headers, API-key request"
-# Each edge route against the headers baseline that receives the same request bytes: an API-key request is
-# shorter than a JWT one, and parsing fewer bytes is not the edge's doing.
-BASELINE = {JWT: HEADERS, KEY: HEADERS_KEY}
+# Each edge route against the baselines that receive the same request bytes (an API-key request is shorter
+# than a JWT one, and parsing fewer bytes is not the edge's doing): (edge checks, whole path).
+BASELINES = {JWT: (HEADERS, BARE), KEY: (HEADERS_KEY, BARE_KEY)}
+BASELINE = {route: baselines[0] for route, baselines in BASELINES.items()}
 
 
 def route_of(environ: dict[str, Any]) -> str:
-    """Which of the bench's four routes a request is for (the baselines are mounted under prefixes)."""
+    """Which of the bench's routes a request is for (the baselines are mounted under prefixes)."""
     path = environ.get("PATH_INFO", "")
+    key = environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer vgk_")
     if path.startswith("/bare/"):
-        return BARE
+        return BARE_KEY if key else BARE
     if path.startswith("/headers/"):
-        return HEADERS_KEY if environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer vgk_") else HEADERS
-    return KEY if environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer vgk_") else JWT
+        return HEADERS_KEY if key else HEADERS
+    return KEY if key else JWT
 
 
 def throughput_rounds(runs: list[tuple[str, str, dict[str, str]]], meter: ThreadCpu, args: argparse.Namespace,
                       load_cpus: set[int] | None) -> dict[str, Any]:
-    """Each route loaded on its own, ``args.rounds`` interleaved rounds (in a shuffled order). Besides the
-    throughput, the server's CPU time per request, and how much of it was spent outside the app (the
-    same work for every route: how far it moves from one load to the next is the machine's drift)."""
-    names = [name for name, _, _ in runs]
-    out: dict[str, Any] = {key: {name: [] for name in names} for key in (
-        "rates", "to_bare", "to_headers", "cpu", "cpu_to_bare", "cpu_to_headers", "inside", "outside")}
-    out["errors"] = dict.fromkeys(names, 0)
+    """Each edge route loaded on its own against each of its baselines, ``args.rounds`` rounds.
+
+    A round measures every pair (baseline, edge route) as four adjacent loads, baseline-route-route-baseline
+    (route-baseline-baseline-route in every other round), so that a drift of the machine's speed that is
+    linear over those loads cancels and the two routes of a pair are measured seconds apart; the pairs'
+    order is shuffled each round. A pair's figure is the route's requests over the baseline's in those
+    loads. Besides the throughput: the server's CPU time per request, and how much of it was spent outside
+    the app (the same work for every route: how far it moves from one load to the next is the drift)."""
+    targets = {name: (target, headers) for name, target, headers in runs}
+    out: dict[str, Any] = {key: {name: [] for name in targets} for key in ("rates", "cpu", "inside", "outside")}
+    out["errors"] = dict.fromkeys(targets, 0)
+    out["pairs"] = {(baseline, route): {"rate": [], "cpu": []}
+                    for route, baselines in BASELINES.items() for baseline in baselines}
     shuffle = random.Random(20261129).shuffle  # the same orders in every run of the bench
-    for _round in range(args.rounds):
-        # A fresh order each round: whatever a load leaves behind for the next one (connections to close, the
-        # load generator's start) falls on every route alike, not always on the one that follows the same route.
-        order = list(runs)
-        shuffle(order)
-        measured, spent = {}, {}
-        for name, target, headers in order:
-            meter.spent = {}
-            meter.active = True
-            started = time.process_time()  # this process is the server: every thread's CPU time counts
-            result = load(target, headers, seconds=args.seconds, connections=args.connections, cpus=load_cpus)
-            cpu = time.process_time() - started
-            meter.active = False
-            answered = meter.spent.get(name, [])
-            spent[name] = cpu / max(len(answered), 1) * 1e6
-            inside = statistics.fmean(answered or [0]) / 1000
-            out["inside"][name].append(inside)
-            out["outside"][name].append(spent[name] - inside)
-            measured[name] = result.requests_per_second
-            out["errors"][name] += result.errors
-            out["tool"] = result.tool
-        for name, rate in measured.items():
-            out["rates"][name].append(rate)
-            out["to_bare"][name].append(rate / measured[BARE])
-            out["to_headers"][name].append(rate / measured[BASELINE.get(name, HEADERS)])
-            out["cpu"][name].append(spent[name])
-            out["cpu_to_bare"][name].append(spent[BARE] / spent[name])
-            out["cpu_to_headers"][name].append(spent[BASELINE.get(name, HEADERS)] / spent[name])
+
+    def measure(name: str) -> tuple[float, float]:
+        target, headers = targets[name]
+        meter.spent = {}
+        meter.active = True
+        started = time.process_time()  # this process is the server: every thread's CPU time counts
+        result = load(target, headers, seconds=args.seconds, connections=args.connections, cpus=load_cpus)
+        cpu = time.process_time() - started
+        meter.active = False
+        answered = meter.spent.get(name, [])
+        spent = cpu / max(len(answered), 1) * 1e6
+        inside = statistics.fmean(answered or [0]) / 1000
+        out["rates"][name].append(result.requests_per_second)
+        out["cpu"][name].append(spent)
+        out["inside"][name].append(inside)
+        out["outside"][name].append(spent - inside)
+        out["errors"][name] += result.errors
+        out["tool"] = result.tool
+        return result.requests_per_second, spent
+
+    for number in range(args.rounds):
+        pairs = list(out["pairs"])
+        shuffle(pairs)
+        for baseline, route in pairs:
+            sequence = [baseline, route, route, baseline] if number % 2 == 0 else [route, baseline, baseline, route]
+            found: dict[str, list[tuple[float, float]]] = {baseline: [], route: []}
+            for name in sequence:
+                found[name].append(measure(name))
+            rate = {name: sum(r for r, _ in loads) for name, loads in found.items()}
+            cpu = {name: sum(c for _, c in loads) for name, loads in found.items()}
+            out["pairs"][baseline, route]["rate"].append(rate[route] / rate[baseline])
+            out["pairs"][baseline, route]["cpu"].append(cpu[baseline] / cpu[route])
     return out
 
 
 def mixed_rounds(url: str, runs: list[tuple[str, str, dict[str, str]]], meter: ThreadCpu, args: argparse.Namespace,
                  load_cpus: set[int] | None) -> dict[str, Any]:
-    """The headers baselines and the edge routes in one load, every connection cycling through them,
-    ``args.mixed_rounds`` times (the bare route's answers are shorter, so it is not in this load).
+    """The headers baselines and the edge routes in one load, each request's route drawn at random,
+    ``args.mixed_rounds`` times (the bare routes' answers are shorter, so they are not in this load).
 
     Per round: the server's CPU time per request (all its threads, over every request answered) and
     each route's CPU time inside the app (``meter``). Whatever a request costs outside the app —
@@ -218,7 +238,7 @@ def mixed_rounds(url: str, runs: list[tuple[str, str, dict[str, str]]], meter: T
     the edge's cost is a route's time in the app over its baseline's (the one receiving the same request
     bytes), as a share of that baseline's whole request.
     """
-    runs = [run for run in runs if run[0] != BARE]
+    runs = [run for run in runs if run[0] not in (BARE, BARE_KEY)]
     targets = [(urlsplit(target).path, headers) for _, target, headers in runs]
     out: dict[str, Any] = {"request_us": [], "app_us": {name: [] for name, _, _ in runs}, "edge": {}}
     for _ in range(args.mixed_rounds):
@@ -231,8 +251,9 @@ def mixed_rounds(url: str, runs: list[tuple[str, str, dict[str, str]]], meter: T
         if result.errors:
             raise SystemExit(f"{result.errors} requests of the mixed load did not answer 2xx")
         mean_us = {name: statistics.fmean(found) / 1000 for name, found in meter.spent.items()}
-        request_us = cpu / sum(len(found) for found in meter.spent.values()) * 1e6
-        average_us = statistics.fmean(mean_us.values())  # the routes get equal shares of the requests
+        answered = sum(len(found) for found in meter.spent.values())
+        request_us = cpu / answered * 1e6
+        average_us = sum(sum(found) for found in meter.spent.values()) / answered / 1000
         # The difference is taken between medians: every request here leaves a little cyclic garbage behind
         # (Werkzeug's router), so a collection runs every hundred requests or so, in whichever request
         # crosses the threshold; that cost belongs to all of them, not to the route it happens to land in.
@@ -258,13 +279,13 @@ def same_answers(runs: list[tuple[str, str, dict[str, str]]]) -> None:
         response = requests.get(target, headers=headers, timeout=10)
         shown = [(n.lower(), len(v)) for n, v in response.headers.items() if n.lower() != "date"]
         answers[name] = (response.status_code, len(response.content), sorted(shown))
-    if len({str(answer) for name, answer in answers.items() if name != BARE}) != 1:
+    if len({str(answer) for name, answer in answers.items() if name not in (BARE, BARE_KEY)}) != 1:
         raise SystemExit(f"the routes' answers differ: {answers}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--mixed-seconds", type=int, default=10)
     parser.add_argument("--mixed-rounds", type=int, default=5)
@@ -316,13 +337,15 @@ def main() -> None:
                       headers={"Authorization": f"Bearer {token['access_token']}"}).get_json()["api_key"]
     tls = {"X-Forwarded-Proto": "https"}  # the bench client plays the TLS front on loopback
     jwt = {**tls, "Authorization": f"Bearer {token['access_token']}"}
-    # The baselines receive the JWT route's request bytes (and ignore them): the difference is what the edge does.
+    with_key = {**tls, "Authorization": f"Bearer {key}"}
+    # Each baseline receives an edge route's request bytes (and ignores them): the difference is what the edge does.
     runs = [
         (BARE, f"{url}/bare/api/v1/bench/ping", jwt),
+        (BARE_KEY, f"{url}/bare/api/v1/bench/ping", with_key),
         (HEADERS, f"{url}/headers/api/v1/bench/ping", jwt),
-        (HEADERS_KEY, f"{url}/headers/api/v1/bench/ping", {**tls, "Authorization": f"Bearer {key}"}),
+        (HEADERS_KEY, f"{url}/headers/api/v1/bench/ping", with_key),
         (JWT, f"{url}/api/v1/bench/ping", jwt),
-        (KEY, f"{url}/api/v1/bench/ping", {**tls, "Authorization": f"Bearer {key}"}),
+        (KEY, f"{url}/api/v1/bench/ping", with_key),
     ]
     same_answers(runs)
     for _name, target, headers in runs:  # warm up every path
@@ -339,50 +362,60 @@ def report(runs: list[tuple[str, str, dict[str, str]]], args: argparse.Namespace
            mixed: dict[str, Any], micro: dict[str, float]) -> None:
     names = [name for name, _, _ in runs]
     edges = [name for name in names if name.startswith("edge")]
-    rates = apart["rates"]
-    print_table(f"Throughput, each route loaded on its own ({apart['tool']}, {args.connections} connections, "
-                f"{args.rounds} interleaved rounds of {args.seconds}s per route; cost = 1 - throughput ratio "
-                "to the same round's baseline (edge checks: the headers baseline receiving the same request "
-                "bytes); mean with 95% confidence interval, median and range over rounds)",
-                [(name, f"{statistics.median(rates[name]):,.0f}", str(apart["errors"][name]),
-                  *(_costs(apart["to_headers"][name]) if name in edges else ("", "")), *_costs(apart["to_bare"][name]))
-                 for name in names],
+    pairs = apart["pairs"]
+
+    def against(route: str, figure: str) -> list[str]:
+        """Edge checks and whole path: mean ± CI, median (range) of the route's pairs with its baselines."""
+        if route not in edges:
+            return ["", "", "", ""]
+        return [cell for baseline in BASELINES[route] for cell in _costs(pairs[baseline, route][figure])]
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.0f} us ({min(values):.0f} .. {max(values):.0f})"
+
+    print_table(f"Throughput, each route loaded on its own ({apart['tool']}, {args.connections} connections; "
+                f"{args.rounds} rounds, each measuring every edge route against each of its baselines as four "
+                f"adjacent loads of {args.seconds}s, baseline-route-route-baseline; cost = 1 - the route's "
+                "requests over the baseline's in those loads; edge checks: against the headers baseline, whole "
+                "path: against the bare Flask route, each receiving the same request bytes; mean with 95% "
+                "confidence interval, median and range over rounds)",
+                [(name, f"{statistics.median(apart['rates'][name]):,.0f}", str(apart["errors"][name]),
+                  *against(name, "rate")) for name in names],
                 ("route", "median req/s", "errors", "edge checks: mean ± 95% CI", "median (range)",
                  "whole path over bare Flask: mean ± 95% CI", "median (range)"))
-    print_table("Server CPU per request, each route loaded on its own (the same rounds; cost = 1 - CPU ratio; the "
-                "CPU a request costs outside the app is the same work for every route, so how far it moves is "
-                "the machine's drift)",
-                [(name, f"{statistics.median(apart['cpu'][name]):.0f} us",
-                  *(_costs(apart["cpu_to_headers"][name]) if name in edges else ("", "")),
-                  *_costs(apart["cpu_to_bare"][name]),
-                  *(f"{statistics.median(apart[part][name]):.0f} us ({min(apart[part][name]):.0f} .. "
-                    f"{max(apart[part][name]):.0f})" for part in ("inside", "outside"))) for name in names],
+    print_table("Server CPU per request, each route loaded on its own (the same loads; cost = 1 - the baseline's CPU "
+                "per request over the route's; the CPU a request costs outside the app is about the same work for "
+                "every route, so how far it moves is the machine's drift)",
+                [(name, f"{statistics.median(apart['cpu'][name]):.0f} us", *against(name, "cpu"),
+                  spread(apart["inside"][name]), spread(apart["outside"][name])) for name in names],
                 ("route", "median CPU per request", "edge checks: mean ± 95% CI", "median (range)",
                  "whole path over bare Flask: mean ± 95% CI", "median (range)",
                  "in the app (mean): median (range)", "outside the app: median (range)"))
     request_us = statistics.median(mixed["request_us"])
     print_table(f"The edge's own CPU on the server, at the same moments as the baseline's: the headers baselines "
-                f"and the edge routes in one load ({mixed['tool']}, {args.connections} connections each cycling "
-                f"through the four, {args.mixed_rounds} rounds of {args.mixed_seconds}s; an average request "
-                f"cost the server {request_us:.0f} us; edge checks = median CPU in the app over the baseline's (the "
-                "one receiving the same request bytes), as a share of the baseline's whole request; a lower bound: "
-                "what the edge's code and data push out of the caches slows the baseline's requests in this load "
-                "too; median and range over rounds)",
+                f"and the edge routes in one load ({mixed['tool']}, {args.connections} connections, each "
+                f"request's route drawn at random, {args.mixed_rounds} rounds of {args.mixed_seconds}s; an average "
+                f"request cost the server {request_us:.0f} us; edge checks = median CPU in the app over the "
+                "baseline's (the one receiving the same request bytes), as a share of the baseline's whole "
+                "request; a lower bound: what the edge's code and data push out of the caches slows the "
+                "baseline's requests in this load too; median and range over rounds)",
                 [(name, f"{statistics.median(mixed['app_us'][name]):.1f} us",
-                  *(_shares(mixed["edge"][name]) if name in edges else ("", ""))) for name in names if name != BARE],
+                  *(_shares(mixed["edge"][name]) if name in edges else ("", ""))) for name in names
+                 if name in mixed["app_us"]],
                 ("route", "server CPU in the app: a request's median (median over rounds)", "edge checks (median)",
                  "edge checks (range)"))
-    alone_us = 1e6 / statistics.median(rates[BARE])
+    alone_us = 1e6 / statistics.median(apart["rates"][BARE])
 
     def share(us: float) -> str:
         return f"{us:.1f} us = {us / alone_us * 100:.1f}%"
 
     print_table(f"Cost in process ({args.inprocess_calls:,} WSGI calls per route, interleaved, median; a whole "
                 f"request on the server takes {alone_us:.0f} us at the bare route's median throughput)",
-                [(name, f"{micro[name]:.1f}", share(micro[name] - micro[BASELINE[name]]) if name in edges else "",
-                  share(micro[name] - micro[BARE])) for name in names],
+                [(name, f"{micro[name]:.1f}",
+                  *([share(micro[name] - micro[baseline]) for baseline in BASELINES[name]] if name in BASELINES
+                    else ["", ""])) for name in names],
                 ("route", "us per call", "edge checks (over bare route + response headers, same request bytes)",
-                 "whole path (over bare Flask route)"))
+                 "whole path (over bare Flask route, same request bytes)"))
 
 
 if __name__ == "__main__":

@@ -84,13 +84,16 @@ def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int, th
 
 
 def _client_worker(targets: list[tuple[str, dict[str, str]]], seconds: float, out: Any) -> None:
+    import random
+
     import requests
 
     session = requests.Session()
+    choose = random.Random().choice
     done = errors = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        url, headers = targets[done % len(targets)]
+        url, headers = choose(targets)
         response = session.get(url, headers=headers, timeout=30)
         done += 1
         errors += response.status_code >= 400
@@ -129,8 +132,9 @@ def _lua_string(text: str) -> str:
 
 def load_mixed(base_url: str, targets: list[tuple[str, dict[str, str]]], *, seconds: int = 10,
                connections: int = 16, cpus: set[int] | None = None) -> Load:
-    """Load ``base_url``'s server with GETs of each target path (with its headers) in turn, from another
-    process: every connection cycles through the targets, so they share the same moments of the run."""
+    """Load ``base_url``'s server with GETs of the target paths (each with its headers), from another
+    process, so that they share the same moments of the run: each request's target drawn at random (a
+    fixed cycle would have each target always follow the same one and find the caches as it left them)."""
     if not shutil.which("wrk"):
         return python_load(base_url, {}, seconds=seconds, connections=min(connections, 8),
                            targets=[(base_url + path, headers) for path, headers in targets])
@@ -138,8 +142,7 @@ def load_mixed(base_url: str, targets: list[tuple[str, dict[str, str]]], *, seco
     for number, (path, headers) in enumerate(targets, start=1):
         table = ", ".join(f"[{_lua_string(name)}] = {_lua_string(value)}" for name, value in headers.items())
         lines.append(f'  targets[{number}] = wrk.format("GET", {_lua_string(path)}, {{{table}}})')
-    lines += ["end", "local turn = 0", "request = function()", "  turn = turn % #targets + 1",
-              "  return targets[turn]", "end"]
+    lines += ["end", "request = function()", "  return targets[math.random(#targets)]", "end"]
     with tempfile.TemporaryDirectory(prefix="vigatra-bench-") as directory:
         script = Path(directory) / "mixed.lua"  # holds the credentials: private to this user, removed after
         script.touch(mode=0o600)

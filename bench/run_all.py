@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "keys": (["bench/bench_keys.py"], ["bench/bench_keys.py", "--ops", "20000", "--connections", "10000"]),
     "edge": (["-m", "bench.bench_edge"],
-             ["-m", "bench.bench_edge", "--seconds", "1", "--rounds", "1", "--inprocess-rounds", "1"]),
+             ["-m", "bench.bench_edge", "--rounds", "2", "--mixed-rounds", "1", "--mixed-seconds", "2",
+              "--inprocess-calls", "2000"]),
     "audit_overhead": (["-m", "bench.bench_audit_overhead", "--seconds", "8", "--connections", "32"],
                        ["-m", "bench.bench_audit_overhead", "--seconds", "2"]),
     "audit_export": (["-m", "bench.bench_audit_export", "--events", "10000000"],
