@@ -45,12 +45,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,18 +144,31 @@ def with_response_headers(app: Any) -> Any:
     return wsgi
 
 
-def _costs(ratios: list[float]) -> tuple[str, str]:
-    """From per-round ratios (baseline figure over route figure, or the other way round for throughput):
-    the mean cost with its 95% confidence interval, and the median with the range."""
-    costs = [1 - ratio for ratio in ratios]
-    half = 1.96 * statistics.stdev(costs) / len(costs) ** 0.5 if len(costs) > 1 else float("nan")
-    return (f"{statistics.fmean(costs) * 100:.1f}% ± {half * 100:.1f}",
-            f"{statistics.median(costs) * 100:.1f}% ({min(costs) * 100:.1f} .. {max(costs) * 100:.1f})")
+# Two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table, the normal's).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000}
 
 
-def _shares(shares: list[float]) -> tuple[str, str]:
-    return (f"{statistics.median(shares) * 100:.1f}%",
-            f"{min(shares) * 100:.1f}% .. {max(shares) * 100:.1f}%")
+def _mean_ci(values: list[float]) -> str:
+    """The mean with its 95% confidence interval (Student's t), in percent."""
+    if len(values) < 2:
+        return f"{statistics.fmean(values) * 100:.1f}%"
+    df = len(values) - 1
+    t = _T95.get(df) or next((q for d, q in sorted(_T95.items()) if d >= df), 1.96)
+    half = t * statistics.stdev(values) / len(values) ** 0.5
+    return f"{statistics.fmean(values) * 100:.1f}% ± {half * 100:.1f}"
+
+
+def _costs(ratios: list[float]) -> list[float]:
+    """Costs from ratios (baseline figure over route figure, or the other way round for throughput)."""
+    return [1 - ratio for ratio in ratios]
+
+
+def _spread(values: list[float], unit: str = "%", scale: float = 100) -> str:
+    """Median (range)."""
+    return (f"{statistics.median(values) * scale:.1f}{unit} ({min(values) * scale:.1f} .. "
+            f"{max(values) * scale:.1f})")
 
 
 BARE, HEADERS, JWT, KEY = "bare Flask route", "bare route + response headers", "edge + JWT", "edge + API key"
@@ -285,15 +302,21 @@ def same_answers(runs: list[tuple[str, str, dict[str, str]]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=4,
+                        help="independent runs, each in a fresh server process (its own memory layout)")
     parser.add_argument("--seconds", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=10, help="throughput rounds per run")
     parser.add_argument("--mixed-seconds", type=int, default=10)
-    parser.add_argument("--mixed-rounds", type=int, default=5)
+    parser.add_argument("--mixed-rounds", type=int, default=3, help="one-load rounds per run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--inprocess-calls", type=int, default=20_000)
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the server and the load generator share every CPU")
+    parser.add_argument("--json", help=argparse.SUPPRESS)  # one run, its figures written to this file
     args = parser.parse_args()
+    if args.json is None:
+        report(args, [one_run(args, run) for run in range(args.runs)])
+        return
     # The server (this process, every thread it starts from here on) on one CPU, the load generator on the
     # others: otherwise they take turns on the same CPUs and the scheduler's choices add to the noise.
     # A GIL-bound server uses about one CPU anyway.
@@ -355,65 +378,97 @@ def main() -> None:
     micro = in_process(wsgi, runs, calls=args.inprocess_calls)
     stop_server(server)
     app.close()
-    report(runs, args, apart, mixed, micro)
+    apart["pairs"] = {"\t".join(pair): figures for pair, figures in apart["pairs"].items()}
+    Path(args.json).write_text(json.dumps({"names": [name for name, _, _ in runs], "apart": apart,
+                                           "mixed": mixed, "micro": micro}))
 
 
-def report(runs: list[tuple[str, str, dict[str, str]]], args: argparse.Namespace, apart: dict[str, Any],
-           mixed: dict[str, Any], micro: dict[str, float]) -> None:
-    names = [name for name, _, _ in runs]
-    edges = [name for name in names if name.startswith("edge")]
-    pairs = apart["pairs"]
+def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
+    """One run of the bench in a fresh process: where its objects land in memory, and its hash seed, are its
+    own, and they move these small figures by as much as the effect measured, the same way for a whole run
+    (so the rounds of one run are not independent samples; the runs are)."""
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+               if name not in ("runs", "json", "pin")]
+    with tempfile.TemporaryDirectory(prefix="vigatra-bench-") as directory:
+        out = Path(directory) / "run.json"
+        print(f"run {number + 1} of {args.runs} ...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "bench.bench_edge", *options, *([] if args.pin else ["--no-pin"]),
+                        f"--json={out}"], check=True, cwd=Path(__file__).resolve().parents[1])
+        found: dict[str, Any] = json.loads(out.read_text())
+    found["apart"]["pairs"] = {tuple(pair.split("\t")): figures for pair, figures in found["apart"]["pairs"].items()}
+    return found
+
+
+def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    names: list[str] = results[0]["names"]
+    edges = [name for name in names if name in BASELINES]
+
+    def loads(part: str, name: str) -> list[float]:
+        return [value for result in results for value in result["apart"][part][name]]
 
     def against(route: str, figure: str) -> list[str]:
-        """Edge checks and whole path: mean ± CI, median (range) of the route's pairs with its baselines."""
-        if route not in edges:
-            return ["", "", "", ""]
-        return [cell for baseline in BASELINES[route] for cell in _costs(pairs[baseline, route][figure])]
+        """For each of the route's baselines (edge checks, whole path): the mean cost over runs with its 95%
+        confidence interval (a run is one sample: its rounds' mean), each run's, and over all rounds."""
+        if route not in BASELINES:
+            return ["", "", "", "", "", ""]
+        cells = []
+        for baseline in BASELINES[route]:
+            rounds = [_costs(result["apart"]["pairs"][baseline, route][figure]) for result in results]
+            means = [statistics.fmean(costs) for costs in rounds]
+            cells += [_mean_ci(means), " / ".join(f"{mean * 100:.1f}" for mean in means),
+                      _mean_ci([cost for costs in rounds for cost in costs])]
+        return cells
 
-    def spread(values: list[float]) -> str:
-        return f"{statistics.median(values):.0f} us ({min(values):.0f} .. {max(values):.0f})"
-
-    print_table(f"Throughput, each route loaded on its own ({apart['tool']}, {args.connections} connections; "
-                f"{args.rounds} rounds, each measuring every edge route against each of its baselines as four "
-                f"adjacent loads of {args.seconds}s, baseline-route-route-baseline; cost = 1 - the route's "
-                "requests over the baseline's in those loads; edge checks: against the headers baseline, whole "
-                "path: against the bare Flask route, each receiving the same request bytes; mean with 95% "
-                "confidence interval, median and range over rounds)",
-                [(name, f"{statistics.median(apart['rates'][name]):,.0f}", str(apart["errors"][name]),
-                  *against(name, "rate")) for name in names],
-                ("route", "median req/s", "errors", "edge checks: mean ± 95% CI", "median (range)",
-                 "whole path over bare Flask: mean ± 95% CI", "median (range)"))
+    columns = ("edge checks: mean ± 95% CI over runs", "each run's mean", f"over all {len(results) * args.rounds} "
+               "rounds", "whole path over bare Flask: mean ± 95% CI over runs", "each run's mean", "over all rounds")
+    print_table(f"Throughput, each route loaded on its own ({results[0]['apart']['tool']}, {args.connections} "
+                f"connections; {len(results)} runs, each in a fresh server process, of {args.rounds} rounds, each "
+                "round measuring every edge route against each of its baselines as four adjacent loads of "
+                f"{args.seconds}s, baseline-route-route-baseline; cost = 1 - the route's requests over the "
+                "baseline's in those loads; edge checks: against the headers baseline, whole path: against the "
+                "bare Flask route, each receiving the same request bytes)",
+                [(name, f"{statistics.median(loads('rates', name)):,.0f}",
+                  str(sum(result["apart"]["errors"][name] for result in results)), *against(name, "rate"))
+                 for name in names],
+                ("route", "median req/s", "errors", *columns))
     print_table("Server CPU per request, each route loaded on its own (the same loads; cost = 1 - the baseline's CPU "
                 "per request over the route's; the CPU a request costs outside the app is about the same work for "
                 "every route, so how far it moves is the machine's drift)",
-                [(name, f"{statistics.median(apart['cpu'][name]):.0f} us", *against(name, "cpu"),
-                  spread(apart["inside"][name]), spread(apart["outside"][name])) for name in names],
-                ("route", "median CPU per request", "edge checks: mean ± 95% CI", "median (range)",
-                 "whole path over bare Flask: mean ± 95% CI", "median (range)",
-                 "in the app (mean): median (range)", "outside the app: median (range)"))
-    request_us = statistics.median(mixed["request_us"])
+                [(name, f"{statistics.median(loads('cpu', name)):.0f} us", *against(name, "cpu"),
+                  _spread(loads("inside", name), " us", 1), _spread(loads("outside", name), " us", 1))
+                 for name in names],
+                ("route", "median CPU per request", *columns, "in the app (mean): median (range) over loads",
+                 "outside the app: median (range)"))
+    def mixed(part: str, name: str) -> list[float]:
+        return [value for result in results for value in result["mixed"][part][name]]
+
+    request_us = statistics.median(us for result in results for us in result["mixed"]["request_us"])
     print_table(f"The edge's own CPU on the server, at the same moments as the baseline's: the headers baselines "
-                f"and the edge routes in one load ({mixed['tool']}, {args.connections} connections, each "
-                f"request's route drawn at random, {args.mixed_rounds} rounds of {args.mixed_seconds}s; an average "
-                f"request cost the server {request_us:.0f} us; edge checks = median CPU in the app over the "
-                "baseline's (the one receiving the same request bytes), as a share of the baseline's whole "
+                f"and the edge routes in one load ({results[0]['mixed']['tool']}, {args.connections} connections, "
+                f"each request's route drawn at random, {args.mixed_rounds} rounds of {args.mixed_seconds}s per run; "
+                f"an average request cost the server {request_us:.0f} us; edge checks = median CPU in the app over "
+                "the baseline's (the one receiving the same request bytes), as a share of the baseline's whole "
                 "request; a lower bound: what the edge's code and data push out of the caches slows the "
-                "baseline's requests in this load too; median and range over rounds)",
-                [(name, f"{statistics.median(mixed['app_us'][name]):.1f} us",
-                  *(_shares(mixed["edge"][name]) if name in edges else ("", ""))) for name in names
-                 if name in mixed["app_us"]],
-                ("route", "server CPU in the app: a request's median (median over rounds)", "edge checks (median)",
-                 "edge checks (range)"))
-    alone_us = 1e6 / statistics.median(apart["rates"][BARE])
+                "baseline's requests in this load too)",
+                [(name, f"{statistics.median(mixed('app_us', name)):.1f} us",
+                  *([" / ".join(f"{statistics.median(result['mixed']['edge'][name]) * 100:.1f}" for result in results),
+                     _spread(mixed("edge", name))] if name in edges else ["", ""]))
+                 for name in names if name in results[0]["mixed"]["app_us"]],
+                ("route", "server CPU in the app: a request's median (median over rounds)",
+                 "edge checks: each run's median", "median (range) over all rounds"))
+    alone_us = 1e6 / statistics.median(loads("rates", BARE))
 
-    def share(us: float) -> str:
-        return f"{us:.1f} us = {us / alone_us * 100:.1f}%"
+    def share(name: str, baseline: str) -> str:
+        extra = [result["micro"][name] - result["micro"][baseline] for result in results]
+        us = statistics.median(extra)
+        return f"{us:.1f} us = {us / alone_us * 100:.1f}% ({min(extra):.1f} .. {max(extra):.1f} us)"
 
-    print_table(f"Cost in process ({args.inprocess_calls:,} WSGI calls per route, interleaved, median; a whole "
-                f"request on the server takes {alone_us:.0f} us at the bare route's median throughput)",
-                [(name, f"{micro[name]:.1f}",
-                  *([share(micro[name] - micro[baseline]) for baseline in BASELINES[name]] if name in BASELINES
-                    else ["", ""])) for name in names],
+    print_table(f"Cost in process ({args.inprocess_calls:,} WSGI calls per route and run, interleaved, median; "
+                f"median (range) over runs; a whole request on the server takes {alone_us:.0f} us at the bare "
+                "route's median throughput)",
+                [(name, f"{statistics.median(result['micro'][name] for result in results):.1f}",
+                  *([share(name, baseline) for baseline in BASELINES[name]] if name in edges else ["", ""]))
+                 for name in names],
                 ("route", "us per call", "edge checks (over bare route + response headers, same request bytes)",
                  "whole path (over bare Flask route, same request bytes)"))
 
