@@ -25,6 +25,19 @@ def test_key_works_in_both_headers_and_is_stored_hashed(client: Any, ta: Any) ->
         assert secret not in repr(row.__dict__)
 
 
+def test_a_key_request_is_audited_as_the_key(client: Any, ta: Any) -> None:
+    key = api_key(client, ta)
+    answer = client.get("/api/v1/employees", headers={**auth(key), "User-Agent": "siem/2"})
+    key_id = client.get("/api/v1/apikeys", headers=auth(token(client, ta, "alice"))).get_json()["api_keys"][0]["id"]
+    with ta.store.read() as session:
+        event = session.execute(select(AuditEvent).where(
+            AuditEvent.request_id == answer.headers["X-Request-ID"])).scalar_one()
+        assert (event.actor_type, event.api_key_id, event.user_id) == ("apikey", key_id, ta.personas["alice"].user_id)
+        assert (event.method, event.path, event.status, event.outcome) == ("GET", "/api/v1/employees", 200, "success")
+        assert (event.resource_type, event.resource_id, event.user_agent) == ("employees", "*", "siem/2")
+        assert event.ip_address == "127.0.0.1" and event.action
+
+
 def test_revoke_is_immediate(client: Any, ta: Any) -> None:
     key = api_key(client, ta)
     key_id = client.get("/api/v1/apikeys", headers=auth(token(client, ta, "alice"))).get_json()["api_keys"][0]["id"]

@@ -66,19 +66,25 @@ def test_matrix(client: Any, ta: Any, flask_app: Any, persona: str) -> None:
 
 
 def test_audit_event_fields(client: Any, ta: Any) -> None:
-    headers = bearer(client, ta, "carol")
+    headers = {**bearer(client, ta, "carol"), "User-Agent": "matrix-test/1.0"}
     client.get(f"/api/v1/employees/{MISSING_ID}", headers=headers)
-    client.get("/api/v1/users", headers=headers)  # forbidden for Compliance
+    answer = client.get("/api/v1/users", headers=headers)  # forbidden for Compliance
     with ta.store.read() as session:
         events = list(session.execute(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(2)).scalars())
         session.expunge_all()
     forbidden, viewed = events
     for event in (forbidden, viewed):
+        assert event.actor_type == "user" and event.api_key_id is None
         assert event.user_id == ta.personas["carol"].user_id
         assert event.action and event.resource_type and event.resource_id
         assert event.ip_address == "127.0.0.1"
         assert event.timestamp.microsecond % 1000 == 0
         assert event.request_id and event.method == "GET"
+        assert event.user_agent == "matrix-test/1.0" and event.detail == ""
+    assert forbidden.request_id == answer.headers["X-Request-ID"]
+    assert (viewed.path, forbidden.path) == (f"/api/v1/employees/{MISSING_ID}", "/api/v1/users")
+    assert viewed.action != forbidden.action
+    assert viewed.outcome == "failure"
     assert viewed.resource_type == "employees"
     assert viewed.resource_id == str(MISSING_ID)
     assert viewed.status == 404
