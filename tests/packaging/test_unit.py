@@ -34,6 +34,7 @@ HARDENING = {
     "RestrictSUIDSGID": "yes",
     "LockPersonality": "yes",
     "MemoryDenyWriteExecute": "yes",
+    "LimitCORE": "0",
     "SystemCallFilter": "@system-service",
     "SystemCallArchitectures": "native",
     "CapabilityBoundingSet": "",
