@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> (full arguments, quick arguments)
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "keys": (["bench/bench_keys.py"], ["bench/bench_keys.py", "--ops", "20000", "--connections", "10000"]),
-    "edge": (["-m", "bench.bench_edge"],
-             ["-m", "bench.bench_edge", "--rounds", "2", "--mixed-rounds", "1", "--mixed-seconds", "2",
+    "edge": (["-m", "bench.bench_edge", "--runs", "6", "--rounds", "16"],
+             ["-m", "bench.bench_edge", "--runs", "1", "--rounds", "2", "--mixed-rounds", "1", "--mixed-seconds", "2",
               "--inprocess-calls", "2000"]),
     "audit_overhead": (["-m", "bench.bench_audit_overhead", "--seconds", "8", "--connections", "32"],
                        ["-m", "bench.bench_audit_overhead", "--seconds", "2"]),
