@@ -178,6 +178,7 @@ HEADERS_KEY = "bare route + response headers, API-key request"
 # than a JWT one, and parsing fewer bytes is not the edge's doing): (edge checks, whole path).
 BASELINES = {JWT: (HEADERS, BARE), KEY: (HEADERS_KEY, BARE_KEY)}
 BASELINE = {route: baselines[0] for route, baselines in BASELINES.items()}
+BARES = frozenset(baselines[1] for baselines in BASELINES.values())  # answers with fewer headers
 
 
 def route_of(environ: dict[str, Any]) -> str:
@@ -206,7 +207,7 @@ def throughput_rounds(runs: list[tuple[str, str, dict[str, str]]], meter: Thread
     out["errors"] = dict.fromkeys(targets, 0)
     out["pairs"] = {(baseline, route): {"rate": [], "cpu": []}
                     for route, baselines in BASELINES.items() for baseline in baselines}
-    shuffle = random.Random(20261129).shuffle  # the same orders in every run of the bench
+    shuffle = random.Random(args.order_seed).shuffle  # each run its own orders, the same in every bench
 
     def measure(name: str) -> tuple[float, float]:
         target, headers = targets[name]
@@ -255,7 +256,7 @@ def mixed_rounds(url: str, runs: list[tuple[str, str, dict[str, str]]], meter: T
     the edge's cost is a route's time in the app over its baseline's (the one receiving the same request
     bytes), as a share of that baseline's whole request.
     """
-    runs = [run for run in runs if run[0] not in (BARE, BARE_KEY)]
+    runs = [run for run in runs if run[0] not in BARES]
     targets = [(urlsplit(target).path, headers) for _, target, headers in runs]
     out: dict[str, Any] = {"request_us": [], "app_us": {name: [] for name, _, _ in runs}, "edge": {}}
     for _ in range(args.mixed_rounds):
@@ -287,8 +288,8 @@ def mixed_rounds(url: str, runs: list[tuple[str, str, dict[str, str]]], meter: T
 
 def same_answers(runs: list[tuple[str, str, dict[str, str]]]) -> None:
     """The headers baselines and the edge routes answer with the same status, length and header names and
-    sizes: only then is the work outside the app the same for them. (The bare route's answer carries
-    fewer headers, so the one-load figures leave it out.)"""
+    sizes: only then is the work outside the app the same for them. (The bare routes' answers carry
+    fewer headers, so the one-load figures leave them out.)"""
     import requests
 
     answers = {}
@@ -296,7 +297,7 @@ def same_answers(runs: list[tuple[str, str, dict[str, str]]]) -> None:
         response = requests.get(target, headers=headers, timeout=10)
         shown = [(n.lower(), len(v)) for n, v in response.headers.items() if n.lower() != "date"]
         answers[name] = (response.status_code, len(response.content), sorted(shown))
-    if len({str(answer) for name, answer in answers.items() if name not in (BARE, BARE_KEY)}) != 1:
+    if len({str(answer) for name, answer in answers.items() if name not in BARES}) != 1:
         raise SystemExit(f"the routes' answers differ: {answers}")
 
 
@@ -313,6 +314,7 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the server and the load generator share every CPU")
     parser.add_argument("--json", help=argparse.SUPPRESS)  # one run, its figures written to this file
+    parser.add_argument("--order-seed", type=int, default=0, help=argparse.SUPPRESS)  # that run's number
     args = parser.parse_args()
     if args.json is None:
         report(args, [one_run(args, run) for run in range(args.runs)])
@@ -388,12 +390,12 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     own, and they move these small figures by as much as the effect measured, the same way for a whole run
     (so the rounds of one run are not independent samples; the runs are)."""
     options = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
-               if name not in ("runs", "json", "pin")]
+               if name not in ("runs", "json", "pin", "order_seed")]
     with tempfile.TemporaryDirectory(prefix="vigatra-bench-") as directory:
         out = Path(directory) / "run.json"
         print(f"run {number + 1} of {args.runs} ...", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "bench.bench_edge", *options, *([] if args.pin else ["--no-pin"]),
-                        f"--json={out}"], check=True, cwd=Path(__file__).resolve().parents[1])
+                        f"--order-seed={number}", f"--json={out}"], check=True, cwd=Path(__file__).resolve().parents[1])
         found: dict[str, Any] = json.loads(out.read_text())
     found["apart"]["pairs"] = {tuple(pair.split("\t")): figures for pair, figures in found["apart"]["pairs"].items()}
     return found
