@@ -15,6 +15,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -36,8 +37,9 @@ def find_pg_bin() -> Path | None:
 
 class PostgresCluster:
     def __init__(self, admin_url: str, *, data_dir: Path | None = None, bin_dir: Path | None = None,
-                 run_as: str | None = None) -> None:
+                 run_as: str | None = None, owned_base: Path | None = None) -> None:
         self.admin_url = admin_url
+        self.owned_base = owned_base
         self.data_dir = data_dir
         self.bin_dir = bin_dir
         self.run_as = run_as
@@ -99,6 +101,8 @@ class PostgresCluster:
         if self.data_dir is not None:
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.pg_ctl("-m", "immediate", "-w", "stop")
+        if self.owned_base is not None:
+            shutil.rmtree(self.owned_base, ignore_errors=True)
 
 
 def start_cluster(base: Path) -> tuple[PostgresCluster | None, str]:
@@ -121,18 +125,19 @@ def start_cluster(base: Path) -> tuple[PostgresCluster | None, str]:
                 continue
         if run_as is None:
             return None, "running as root and no unprivileged user (postgres/nobody) to run initdb as"
+    if run_as:
+        # A directory of its own under /tmp, owned by the cluster's user: nothing in its path belongs to another
+        # test run (pytest resets its shared temp root to 0700 at each session start, which cut a neighbouring
+        # run's cluster off from its own files). Removed when the cluster stops.
+        user = pwd.getpwnam(run_as)
+        base = Path(tempfile.mkdtemp(prefix="vigatra-pg-", dir="/tmp"))
+        os.chmod(base, 0o700)
+        shutil.chown(base, user.pw_uid, user.pw_gid)
     data_dir = base / "data"
     sock_dir = base / "sock"
     for d in (base, sock_dir):
         d.mkdir(parents=True, exist_ok=True)
     if run_as:
-        user = pwd.getpwnam(run_as)
-        # The postgres user must be able to reach the directory through every parent.
-        for parent in [base, *base.parents]:
-            if str(parent) in ("/", "/tmp"):
-                break
-            os.chmod(parent, 0o755)  # noqa: S103 - test scratch dirs the postgres user must traverse
-        shutil.chown(base, user.pw_uid, user.pw_gid)
         shutil.chown(sock_dir, user.pw_uid, user.pw_gid)
     port = _free_port()
     try:
@@ -148,4 +153,5 @@ def start_cluster(base: Path) -> tuple[PostgresCluster | None, str]:
         detail = getattr(exc, "stderr", b"") or b""
         return None, f"could not start PostgreSQL: {exc} {detail.decode(errors='replace')[-500:]}"
     url = f"postgresql+psycopg://vigatra@127.0.0.1:{port}/postgres"
-    return PostgresCluster(url, data_dir=data_dir, bin_dir=bin_dir, run_as=run_as), ""
+    return PostgresCluster(url, data_dir=data_dir, bin_dir=bin_dir, run_as=run_as,
+                           owned_base=base if run_as else None), ""
