@@ -89,7 +89,8 @@ class ExchangeMarketData:
     def endpoints(self) -> tuple[EndpointRule, ...]:
         return MARKET_DATA_ENDPOINTS[self.id]
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
+        """This thread's credential-less ccxt client, its session limited to the market-data paths."""
         client = getattr(self._local, "client", None)
         if client is None:
             client = self.adapter.new_client(None)
@@ -107,7 +108,7 @@ class ExchangeMarketData:
                          if m.get("spot", True) and m.get("active") is not False and m.get("base") and m.get("quote"))
 
     def ticker(self, base: str, quote: str) -> Tick:
-        client = self._client()
+        client = self.client()
         raw = self.adapter.call(client.fetch_ticker, f"{base}/{quote}", creds=None)
         price = to_decimal(raw.get("last")) or to_decimal(raw.get("close"))
         if price is None:
@@ -121,7 +122,7 @@ class ExchangeMarketData:
 
     def candles(self, base: str, quote: str, timeframe: str, start: dt.datetime, end: dt.datetime) -> list[Bar]:
         """The candles whose open time lies in [start, end), oldest first (as many as the venue serves)."""
-        client = self._client()
+        client = self.client()
         step = int(client.parse_timeframe(timeframe)) * 1000
         start_ms, end_ms = _ms(start), _ms(end)
         limit = min(CANDLES_PER_REQUEST.get(self.id, 500), max(1, -(-(end_ms - start_ms) // step)))

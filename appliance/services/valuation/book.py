@@ -10,7 +10,7 @@ the venue's public market data. So a price asked twice is fetched once, and a da
 - Prices at a time: the close of the candle that contains the time (``valuation.candle_timeframe``). Candles
   are fetched and stored per UTC day; only closed candles are stored, and a time whose candle is still
   forming is priced once it has closed.
-- Imported prices (``import`` in the source order): the latest imported price at or before the time, no
+- Imported prices (``import`` in the source order; a leg's source reads ``import:<source named in the file>``): the latest imported price at or before the time, no
   older than ``valuation.import_max_gap_hours`` (for a current price: ``stale_after_hours``).
 
 Venue calls are made outside any transaction; what they return is written in short transactions of its own.
@@ -319,7 +319,7 @@ class PriceBook:
             price, label = values[index]
             if inverted:
                 price = Decimal(1) / price
-            return Leg(base, quote, price, label, times[index], "import", inverted=inverted)
+            return Leg(base, quote, price, label, times[index], "", inverted=inverted)
         if found:
             raise found[0]
         return None
@@ -363,7 +363,7 @@ class PriceBook:
             self._new_observations.append({"kind": "market", "source": venue, "asset": asset,
                                            "currency": quote.currency, "timeframe": "", "at": quote.at,
                                            "price": quote.price, "fetched_at": self.now})
-            legs[key] = Leg(asset, quote.currency, quote.price, venue, quote.at, "market")
+            legs[key] = Leg(f"{key[0]}:{key[1]}", quote.currency, quote.price, venue, quote.at, "market")
         missing = len(keys) - len(legs)
         return legs, (f"{venue} quotes no price for this outcome" if missing else "")
 

@@ -33,7 +33,9 @@ from sqlalchemy.orm import Session
 
 from appliance.services.context import Appliance
 from appliance.services.valuation.book import Counters, PriceBook, insert_ignoring_duplicates, outcome_key
+from appliance.services.valuation.imports import IMPORT_PREFIX as IMPORTED
 from appliance.services.valuation.routes import IDENTITY, Leg, Priced, Resolver
+from appliance.settings import PRICE_IMPORT_SOURCE
 from appliance.store.base import utcnow
 from appliance.store.models import (
     BalanceSnapshot,
@@ -218,7 +220,8 @@ class HistoricalPricer:
             resolver = self._resolver(start)
             self.resolvers[bucket] = resolver
         priced = resolver.price(asset, currency)
-        if any(leg.basis == "import" for leg in priced.legs) or (not priced.ok and "import" in priced.reason):
+        if any(leg.source.startswith(IMPORTED) for leg in priced.legs) or (
+                not priced.ok and PRICE_IMPORT_SOURCE in priced.reason):
             priced = self._resolver(when).price(asset, currency)
         return priced
 

@@ -40,7 +40,7 @@ class Leg:
     price: Decimal
     source: str
     at: dt.datetime
-    basis: str  # ticker | candle 1h | import | market | identity
+    basis: str  # ticker | candle 1h | market (a prediction market's own price) | empty (imported, identity)
     inverted: bool = False
 
     def text(self) -> str:
