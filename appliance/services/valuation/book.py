@@ -10,8 +10,9 @@ the venue's public market data. So a price asked twice is fetched once, and a da
 - Prices at a time: the close of the candle that contains the time (``valuation.candle_timeframe``). Candles
   are fetched and stored per UTC day; only closed candles are stored, and a time whose candle is still
   forming is priced once it has closed.
-- Imported prices (``import`` in the source order; a leg's source reads ``import:<source named in the file>``): the latest imported price at or before the time, no
-  older than ``valuation.import_max_gap_hours`` (for a current price: ``stale_after_hours``).
+- Imported prices (``import`` in the source order; such a leg's source reads ``import:<the file's source>``):
+  the latest imported price at or before the time, no older than ``valuation.import_max_gap_hours`` (for a
+  current price: ``stale_after_hours``).
 
 Venue calls are made outside any transaction; what they return is written in short transactions of its own.
 """
