@@ -214,3 +214,29 @@ def test_prediction_positions_are_valued_from_the_markets_own_price(sta: Any, si
     priced = [f for f in fills if f["quote_asset"] == "USD"]
     assert priced and all(f["price_source"] == "kalshi" and f["price_route"].startswith("fill price") for f in priced)
     assert all(Decimal(f["value"]) == Decimal(f["quote_amount"]) for f in priced), "USD fills are worth what they cost"
+
+
+def test_polymarket_positions_are_valued_from_gamma_prices_converted_from_usdc(sta: Any, sim: RunningSim) -> None:
+    from appliance.rbac.actors import system_actor
+    from appliance.services import employees, onboarding
+    from appliance.sim.venues.polymarket import MARKETS_BY_CONDITION
+
+    address = sim.control("POST", "polymarket/wallets", {"positions": 3, "trades": 2, "activity": 0})["address"]
+    app = sta.appliance
+    with app.store.unit_of_work() as session:
+        person = employees.create(session, name="Pat Poly", email="pat@example.com")
+        row, _token = onboarding.create_link(session, system_actor("t"), sta.settings, person.id)
+        link = onboarding.Link(row.id, row.employee_id, row.purpose, False, row.expires_at)
+        cid = onboarding.record_wallet(session, link, app.venues.get("polymarket"), address, "").id
+    sync_and_price(sta, cid)
+    body = api_get(sta, f"/employees/{employee_of(sta, cid)}/predictions")
+    usdc = sim_price(sim, "kraken", "USDC", "USD")
+    assert body["positions"]
+    for item in body["positions"]:
+        market = MARKETS_BY_CONDITION[item["market_id"]]
+        own = market.price(list(market.outcomes).index(item["outcome"]))
+        assert item["price_source"] == "polymarket+kraken"
+        assert item["price_route"] == f"{item['market_id']}:{item['outcome']}/USDC polymarket market x " \
+                                      "USDC/USD kraken ticker"
+        assert near(Decimal(item["price"]), own * usdc, Decimal("0.0005"))
+        assert Decimal(item["value"]) == Decimal(item["size"]) * Decimal(item["price"])
