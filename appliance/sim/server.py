@@ -15,6 +15,8 @@ Control API (a test tool: it returns secrets on purpose). All bodies are JSON.
 - ``POST /_sim/<venue>/faults``                         ``{"latency_ms", "error_rate", "burst_429", "retry_after",
   "fail_5xx", "timeouts", "timeout_seconds", "malformed", "outage"}``; ``DELETE`` clears them
 - ``/_sim/<venue>/...``                                  venue-specific paths (``VenueSim.control``), answered first
+- ``GET  /_sim/prices?venue=&base=&quote=&at=``        what a venue quotes for a pair at an instant (market data)
+- ``POST /_sim/prices`` ``{"fixed": {"BTC": "50000"}}``  pins assets to flat US-dollar values; ``DELETE`` unpins
 - ``GET  /_sim/requests`` (``?venue=``)                 every request received: method, path, query, headers, body
 - ``DELETE /_sim/requests``                             clear the log
 """

@@ -63,8 +63,11 @@ def audit() -> ResponseReturnValue:
 @web_blueprint.route("/predictions")
 @requires("predictions:read", action="predictions.list")
 def predictions() -> ResponseReturnValue:
-    rows = records.current_positions(db(), state().actor)
-    return render_template("predictions.html", rows=rows)
+    session = db()
+    rows = records.current_positions(session, state().actor)
+    settings = appliance().settings
+    return render_template("predictions.html", rows=rows, currency=valuation.currency_of(settings),
+                           values=valuation.position_values(session, settings, rows))
 
 
 @web_blueprint.route("/reports")

@@ -7,11 +7,29 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import pytest
+import requests
+
 from tests.access.helpers import auth, token
 from tests.support.sim import RunningSim
 from tests.sync.conftest import https_client, sim_account, sta, sta_factory  # noqa: F401  (fixtures shared with the sync tests)
 
 HOUR_MS = 3_600_000
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[requests.PreparedRequest]:
+    """Every HTTP request this process sends from now on (recorded at the transport adapter, below ccxt and the
+    egress layer)."""
+    log: list[requests.PreparedRequest] = []
+    real = requests.adapters.HTTPAdapter.send
+
+    def recording(self: Any, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        log.append(request)
+        return real(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", recording)
+    return log
 
 
 def poll(built: Any, *connection_ids: int) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import requests
 
 from appliance.errors import EgressRefused
 from appliance.store.models import Employee
@@ -24,20 +23,6 @@ CREDENTIAL_HEADERS = ("authorization", "x-mbx-apikey", "api-key", "api-sign", "o
                       "kalshi-access-signature")
 # Public paths the pricing run may use besides the exchanges' market data: prediction markets' own prices.
 PREDICTION_PATHS = {"kalshi": ("/trade-api/v2/markets/",), "polymarket": ("/markets",)}
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[requests.PreparedRequest]:
-    """Every HTTP request this process sends from now on (recorded at the transport adapter)."""
-    log: list[requests.PreparedRequest] = []
-    real = requests.adapters.HTTPAdapter.send
-
-    def recording(self: Any, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        log.append(request)
-        return real(self, request, *args, **kwargs)
-
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", recording)
-    return log
 
 
 def test_pricing_sends_only_public_market_data_reads_to_allowlisted_hosts(sta: Any, sim: RunningSim,

@@ -31,8 +31,10 @@ def test_an_outage_leaves_values_unpriced_with_the_reason_and_they_are_retried(s
     set_balances(sim, "kraken", key["api_key"], {"BTC": "1"})
     poll(sta, cid)
     sim.control("POST", "kraken/faults", {"outage": True})
+    sim.control("DELETE", "requests")
     down = price(sta)
     assert down.assets_unpriced == ["BTC"] and down.transactions_unpriced == 1
+    assert len(sim.requests_log("kraken")) == 1, "a venue found down is not asked again in the same run"
     body = api_get(sta, f"/employees/{employee_of(sta, cid)}/balances")
     (btc,) = body["balances"]
     assert btc["value"] is None
@@ -71,6 +73,25 @@ def test_the_last_known_ticker_stands_in_while_fresh_and_a_stale_price_is_never_
         assert row is not None and row.route == "ETH/USD kraken ticker (last known)"
     much_later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
     assert price(sta, now=much_later).assets_unpriced == ["ETH"], "older than stale_after_hours: not used"
+
+
+def test_a_venue_whose_markets_cannot_be_loaded_is_not_asked_again_for_a_while(sta_factory: Any, sim: RunningSim,
+                                                                                  sent: list[Any]) -> None:
+    venues = {v: {"base_url": sim.base_url(v), "requests_per_second": 1000} for v in ("kraken", "bitstamp")}
+    venues["bitstamp"]["base_url"] = f"{sim.url}/unreachable-gateway"
+    sta = sta_factory(venues=venues, valuation={"venues": ["bitstamp"]})
+    cid, key = onboard(sta, sim, "kraken", history=QUIET)
+    set_balances(sim, "kraken", key["api_key"], {"BTC": "1"})
+    poll(sta, cid)
+    sent.clear()
+    assert price(sta).assets_unpriced == ["BTC"]
+    assert [r for r in sent if "unreachable-gateway" in r.url], "the market list was asked for"
+    sent.clear()
+    again = price(sta)
+    assert again.assets_unpriced == ["BTC"] and sent == [], "not asked again within ten minutes"
+    with sta.store.read() as session:
+        row = session.get(CurrentPrice, ("BTC", "USD"))
+        assert row is not None and "bitstamp: markets unavailable" in row.reason
 
 
 def test_a_price_that_went_stale_reads_as_unpriced(sta: Any, sim: RunningSim) -> None:

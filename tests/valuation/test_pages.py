@@ -74,3 +74,12 @@ def test_reports_export_values_and_unpriced_with_the_reason(sta: Any, sim: Runni
             assert Decimal(row["price"]) > 0 and row["price_source"] and row["unpriced_reason"] == ""
             assert Decimal(row["value"]) == (Decimal(row["quantity"]) * Decimal(row["price"])).quantize(Decimal("0.01"))
     assert all(row["currency"] == "USD" for row in transactions)
+
+
+def test_the_predictions_page_values_each_position(sta: Any, sim: RunningSim) -> None:
+    cid, _key = onboard(sta, sim, "kalshi", history={"positions": 2, "fills": 0, "settlements": 0})
+    sync_and_price(sta, cid)
+    client = https_client(sta)
+    login_session(client, sta, "alice")
+    page = client.get("/predictions").get_data(as_text=True)
+    assert "Value (USD)" in page and page.count("data-value=") == 2

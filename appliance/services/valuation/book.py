@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import logging
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.errors import EgressRefused, NotFound, VenueError
+from appliance.errors import EgressRefused, NotFound, VenueBadData, VenueError
 from appliance.services.context import Appliance
 from appliance.services.valuation.routes import Leg, SourceFailed
 from appliance.settings import EXCHANGE_IDS, PRICE_IMPORT_SOURCE
@@ -41,6 +42,11 @@ from appliance.store.models import PriceCandleDay, PriceObservation
 log = logging.getLogger(__name__)
 
 DAY = dt.timedelta(days=1)
+# A venue whose market list could not be loaded is not asked again for this long (an air-gapped site whose
+# configuration still lists unreachable venues must not wait for their time-outs on every run).
+MARKETS_RETRY = dt.timedelta(minutes=10)
+# Per venue registry (one per appliance process): venue -> (not before, why).
+_markets_down: weakref.WeakKeyDictionary[Any, dict[str, tuple[dt.datetime, str]]] = weakref.WeakKeyDictionary()
 TIMEFRAMES = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 WHOLE_SERIES_LIMIT = 200_000  # a cached series this small is read in one query; a larger one day by day
 
@@ -111,6 +117,7 @@ class PriceBook:
         self._series: dict[tuple[str, str, str], Series] = {}
         self._imports: dict[tuple[str, str], tuple[list[dt.datetime], list[tuple[Decimal, str]]]] = {}
         self._new_observations: list[dict[str, Any]] = []
+        self._down: dict[str, SourceFailed] = {}  # venues that failed in this run
         with app.store.read() as session:
             self._stored = self._load_recent_tickers(session)
             self._import_pairs = {(a, c) for a, c in session.execute(
@@ -141,17 +148,37 @@ class PriceBook:
     def pairs(self, venue: str) -> frozenset[tuple[str, str]]:
         known = self._pairs.get(venue)
         if known is None:
-            market = self.exchange(venue)
-            try:
-                known = market.pairs() if market is not None else frozenset()
-            except EgressRefused as exc:
-                known = SourceFailed(venue, _venue_reason(exc))
-            except VenueError as exc:
-                known = SourceFailed(venue, f"markets unavailable ({exc.error_class})", transient=True)
+            known = self._load_pairs(venue)
             self._pairs[venue] = known
         if isinstance(known, SourceFailed):
             raise known
         return known
+
+    def _load_pairs(self, venue: str) -> frozenset[tuple[str, str]] | SourceFailed:
+        market = self.exchange(venue)
+        if market is None:
+            return frozenset()
+        known_down = _markets_down.setdefault(self.app.venues, {})
+        down = known_down.get(venue)
+        if down is not None and down[0] > self.now:
+            return SourceFailed(venue, down[1], transient=True)
+        try:
+            pairs: frozenset[tuple[str, str]] = market.pairs()
+        except EgressRefused as exc:
+            return SourceFailed(venue, _venue_reason(exc))
+        except VenueError as exc:
+            why = f"markets unavailable ({exc.error_class})"
+            known_down[venue] = (self.now + MARKETS_RETRY, why)
+            return SourceFailed(venue, why, transient=True)
+        known_down.pop(venue, None)
+        return pairs
+
+    def _venue_down(self, venue: str, exc: VenueError) -> SourceFailed:
+        """A venue that failed transiently is not asked again in this run: its failure stands for the rest."""
+        failed = SourceFailed(venue, _venue_reason(exc), transient=True)
+        if not isinstance(exc, VenueBadData):
+            self._down[venue] = failed
+        return failed
 
     # -- current prices -----------------------------------------------------------------------------------
     def current_leg(self, source: str, base: str, quote: str) -> Leg | None:
@@ -180,17 +207,20 @@ class PriceBook:
         fresh_after = self.now - dt.timedelta(minutes=self.valuation.ticker_max_age_minutes)
         if stored is not None and stored.fetched_at >= fresh_after:
             return Leg(base, quote, stored.price, venue, stored.at, "ticker")
+        usable_after = self.now - dt.timedelta(hours=self.valuation.stale_after_hours)
         try:
+            if venue in self._down:
+                raise self._down[venue]
             tick = self.exchange(venue).ticker(base, quote)
         except EgressRefused as exc:
             return SourceFailed(venue, _venue_reason(exc))
-        except VenueError as exc:
-            usable_after = self.now - dt.timedelta(hours=self.valuation.stale_after_hours)
+        except (VenueError, SourceFailed) as exc:
+            failed = exc if isinstance(exc, SourceFailed) else self._venue_down(venue, exc)
             if stored is not None and stored.at >= usable_after:
-                log.info("pricing: %s unavailable (%s); its ticker from %s stands in", venue, exc.error_class,
+                log.info("pricing: %s unavailable (%s); its ticker from %s stands in", venue, failed.why,
                          iso(stored.at))
                 return Leg(base, quote, stored.price, venue, stored.at, "ticker (last known)")
-            return SourceFailed(venue, _venue_reason(exc), transient=True)
+            return failed
         self.counters.tickers_fetched += 1
         self._new_observations.append({"kind": "ticker", "source": venue, "asset": base, "currency": quote,
                                        "timeframe": "", "at": tick.at, "price": tick.price, "fetched_at": self.now})
@@ -278,13 +308,15 @@ class PriceBook:
     def _fetch_day(self, series: Series, venue: str, base: str, quote: str, day: int) -> None:
         start = _utc(day)
         end = min(start + DAY, self.now)
+        if venue in self._down:
+            raise self._down[venue]
         market = self.exchange(venue)
         try:
             bars = market.candles(base, quote, self.timeframe, start, end)
         except EgressRefused as exc:
             raise SourceFailed(venue, _venue_reason(exc)) from None
         except VenueError as exc:
-            raise SourceFailed(venue, _venue_reason(exc), transient=True) from None
+            raise self._venue_down(venue, exc) from None
         self.counters.candle_days_fetched += 1
         now_ms = _ms(self.now)
         closed = [b for b in bars if _ms(b.open_at) + self.step_ms <= now_ms]
