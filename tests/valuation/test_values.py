@@ -240,3 +240,41 @@ def test_polymarket_positions_are_valued_from_gamma_prices_converted_from_usdc(s
                                       "USDC/USD kraken ticker"
         assert near(Decimal(item["price"]), own * usdc, Decimal("0.0005"))
         assert Decimal(item["value"]) == Decimal(item["size"]) * Decimal(item["price"])
+
+
+def test_a_bitcoin_wallet_is_valued_from_the_configured_exchanges(sta_factory: Any, sim: RunningSim) -> None:
+    import secrets
+
+    from appliance.rbac.actors import system_actor
+    from appliance.services import employees, onboarding
+    from appliance.venues.chains.addresses import segwit_encode
+    from tests.sync.conftest import sim_venues
+
+    sta = sta_factory(venues=sim_venues(sim), chains={"bitcoin": {
+        "enabled": True, "esplora_url": f"{sim.url}/esplora/api", "requests_per_second": 1000}})
+    address = segwit_encode("bc", 0, secrets.token_bytes(20))
+    sim.control("POST", f"esplora/addresses/{address}/txs", {"txs": [{"receive": 150_000_000}]})
+    app = sta.appliance
+    with app.store.unit_of_work() as session:
+        person = employees.create(session, name="Bea Bitcoin", email="bea@example.com")
+        row, _token = onboarding.create_link(session, system_actor("t"), sta.settings, person.id)
+        link = onboarding.Link(row.id, row.employee_id, row.purpose, False, row.expires_at)
+        cid = onboarding.record_wallet(session, link, app.venues.get("bitcoin"), address, "").id
+    sync_and_price(sta, cid)
+    (btc,) = api_get(sta, f"/employees/{employee_of(sta, cid)}/balances")["balances"]
+    assert btc["asset"] == "BTC" and btc["price_route"] == "BTC/USD kraken ticker"
+    assert Decimal(btc["value"]) == Decimal("1.5") * Decimal(btc["price"])
+    (transfer,) = api_get(sta, f"/employees/{employee_of(sta, cid)}/transactions")["transactions"]
+    with sta.store.read() as session:
+        stored = session.get(TransactionValue, (transfer["id"], "USD"))
+        assert stored is not None
+        session.expunge(stored)
+    opened = dt.datetime.fromisoformat(transfer["occurred_at"].replace("Z", "+00:00")).replace(
+        minute=0, second=0, microsecond=0)
+    if opened + dt.timedelta(hours=1) > dt.datetime.now(dt.UTC):  # mined this hour: its candle is still forming
+        assert transfer["value"] is None and "candle from" in transfer["unpriced_reason"]
+        assert "has not closed yet" in transfer["unpriced_reason"]
+        assert stored.retry_at == opened + dt.timedelta(hours=1, minutes=1), "priced once the candle has closed"
+    else:  # the first source in the order with a candle for that hour (Kraken keeps only 720 of them)
+        assert transfer["price_route"] == f"BTC/USD {transfer['price_source']} candle 1h"
+        assert Decimal(transfer["value"]) == Decimal(transfer["amount"]) * Decimal(transfer["price"])
