@@ -107,13 +107,24 @@ def seed(app: Any, employees: int, assets: int, trades: int, days: int) -> None:
                                      f"(SELECT max(id) FROM {table}))"))
 
 
-def timed(fn: Any, repeat: int) -> tuple[float, Any]:
-    times, result = [], None
+CPU: dict[str, float] = {}  # run label -> this process's CPU seconds (median), shown beside the wall time
+
+
+def timed(fn: Any, repeat: int, label: str = "") -> tuple[float, Any]:
+    """Median wall time of ``repeat`` calls (and, under ``label``, the median CPU time of this process)."""
+    times, cpu, result = [], [], None
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    if label:
+        CPU[label] = statistics.median(cpu)
     return statistics.median(times), result
+
+
+def cpu(label: str) -> str:
+    return f"{CPU[label]:.2f} s" if label in CPU else ""
 
 
 def run_database(kind: str, args: argparse.Namespace, base: Path) -> list[tuple[str, ...]]:
@@ -147,12 +158,13 @@ def run_database(kind: str, args: argparse.Namespace, base: Path) -> list[tuple[
         started = time.perf_counter()
         seed(app, args.employees, args.assets, args.trades, args.days)
         note(f"[{kind}]   {time.perf_counter() - started:.1f} s; first pricing run against the simulators ...")
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         cold = run_pricing(app)
         cold_s = time.perf_counter() - started
+        CPU["cold"] = time.process_time() - cpu_started
         note(f"[{kind}]   {cold_s:.1f} s: " + "; ".join(cold.lines()))
-        rows.append((f"{kind}: first run, caches cold (simulators on loopback)", f"{cold_s:.2f} s",
-                     f"{cold.transactions:,} trades, {cold.counters.candle_days_fetched} candle days and "
+        rows.append((f"{kind}: first run, caches cold (simulators on loopback, in this process)", f"{cold_s:.2f} s",
+                     cpu("cold"), f"{cold.transactions:,} trades, {cold.counters.candle_days_fetched} candle days and "
                      f"{cold.counters.tickers_fetched} tickers fetched", f"{rss_mib():.0f}"))
         settings = app.settings
         actor = system_actor("bench")
@@ -161,19 +173,19 @@ def run_database(kind: str, args: argparse.Namespace, base: Path) -> list[tuple[
             with app.store.read() as session:
                 return read.holdings_by_employee(session, settings)
 
-        seconds, totals = timed(holdings, args.repeat)
+        seconds, totals = timed(holdings, args.repeat, "holdings")
         unpriced = sum(t.unpriced for t in totals.values())
         rows.append((f"{kind}: holdings of {len(totals):,} employees valued and totalled, warm cache",
-                     f"{seconds:.2f} s", f"{sum(t.priced for t in totals.values()):,} priced, {unpriced:,} unpriced "
-                     f"(ADA); {len(totals) / seconds:,.0f} employees/s", f"{rss_mib():.0f}"))
+                     f"{seconds:.2f} s", cpu("holdings"), f"{sum(t.priced for t in totals.values()):,} priced, "
+                     f"{unpriced:,} unpriced (ADA); {len(totals) / seconds:,.0f} employees/s", f"{rss_mib():.0f}"))
 
         def report() -> Any:
             with app.store.read() as session:
                 return reports.holdings_rows(session, actor, settings)
 
-        seconds, lines = timed(report, args.repeat)
+        seconds, lines = timed(report, args.repeat, "report")
         rows.append((f"{kind}: holdings report rows with values ({len(lines) - 1:,} holdings)", f"{seconds:.2f} s",
-                     f"{(len(lines) - 1) / seconds:,.0f} holdings/s", f"{rss_mib():.0f}"))
+                     cpu("report"), f"{(len(lines) - 1) / seconds:,.0f} holdings/s", f"{rss_mib():.0f}"))
 
         def current() -> PricingResult:
             book = PriceBook(app)
@@ -183,28 +195,29 @@ def run_database(kind: str, args: argparse.Namespace, base: Path) -> list[tuple[
             assert book.counters.tickers_fetched == 0, "warm: no ticker fetched"
             return result
 
-        seconds, result = timed(current, args.repeat)
+        seconds, result = timed(current, args.repeat, "current")
         rows.append((f"{kind}: current prices of the {result.assets} assets held, warm cache", f"{seconds:.2f} s",
-                     "no venue asked", f"{rss_mib():.0f}"))
+                     cpu("current"), "no venue asked", f"{rss_mib():.0f}"))
 
-        def historical() -> tuple[float, PricingResult]:
+        def historical() -> tuple[float, float, PricingResult]:
             """One transaction pass after every stored value is deleted (the deletion is not timed)."""
             with app.store.unit_of_work() as session:
                 session.execute(delete(TransactionValue))
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             book = PriceBook(app)
             result = PricingResult(settings.valuation.currency)
             price_transactions(app, book, result, args.trades)
-            seconds = time.perf_counter() - started
+            seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
             assert book.counters.candle_days_fetched == 0, "warm: every candle day came from the store"
             assert result.transactions == args.trades, result.transactions
-            return seconds, result
+            return seconds, cpu_seconds, result
 
         runs = [historical() for _ in range(args.repeat)]
-        seconds = statistics.median(s for s, _r in runs)
-        result = runs[-1][1]
+        seconds = statistics.median(r[0] for r in runs)
+        CPU["trades"] = statistics.median(r[1] for r in runs)
+        result = runs[-1][2]
         rows.append((f"{kind}: {args.trades:,} trades priced from cached candles and stored",
-                     f"{seconds:.2f} s", f"{args.trades / seconds:,.0f} trades/s; "
+                     f"{seconds:.2f} s", cpu("trades"), f"{args.trades / seconds:,.0f} trades/s; "
                      f"{result.transactions_unpriced:,} unpriced", f"{rss_mib():.0f}"))
         return rows
     finally:
@@ -231,7 +244,8 @@ def main() -> None:
         for kind in args.databases:
             rows += run_database(kind, args, Path(directory))
     print_table(f"Valuation ({args.employees:,} employees x {args.assets} holdings; {args.trades:,} trades over "
-                f"{args.days} days; median of {args.repeat})", rows, ("run", "time", "detail", "max RSS (MiB)"))
+                f"{args.days} days; median of {args.repeat})", rows,
+                ("run", "time", "CPU (this process)", "detail", "max RSS (MiB)"))
 
 
 if __name__ == "__main__":
