@@ -412,8 +412,8 @@ def test_media_export_rendered_by_worker_processes(store: Store, signer: Signer,
     """The manifest's row count and first/last ids and hashes come from parts rendered in other processes."""
     add_records(store, [record(i, user_agent="Mozilla/5.0 (KHTML, like Gecko)" if i % 4 else "-1")
                         for i in range(40)])
-    monkeypatch.setattr(media_writer, "export_csv", functools.partial(export_csv, workers=2, parallel_min=0, range_ids=7,
-                                                               page=3))
+    monkeypatch.setattr(media_writer, "export_csv",
+                        functools.partial(export_csv, workers=2, parallel_min=0, range_ids=7, page=3))
     result = export(store, signer, data_dir, medium)
     assert (result.rows, result.first_event_id, result.last_event_id) == (40, 1, 40)
     manifest = json.loads((result.path / "manifest.json").read_text())
