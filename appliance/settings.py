@@ -50,8 +50,9 @@ class ServerSettings:
         "Waitress worker threads. Requests wait for their audit event to be durable; more threads let the "
         "group committer batch more events per fsync.", min=1, max=256))
     public_url: str = field(default="", metadata=_doc(
-        "External https:// URL users reach the appliance at; used in onboarding links. "
-        "Empty: derived from the request."))
+        "External https:// URL users reach the appliance at; onboarding links are built from it, never from a "
+        "request's Host header. `vigatra init --public-url` writes it; empty: https:// and this machine's "
+        "name, and `vigatra doctor` warns."))
     trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"), metadata=_doc(
         "Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or CIDR networks)."))
     dev_allow_insecure_onboarding: bool = field(default=False, metadata=_doc(

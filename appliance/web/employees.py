@@ -87,7 +87,7 @@ def employee_link(employee_id: int) -> ResponseReturnValue:
     session = db()
     purpose = request.form.get("purpose", "initial")
     row, token = onboarding.create_link(session, state().actor, app.settings, employee_id, purpose=purpose)
-    url = onboarding.link_url(app.settings, token, request.host_url)
+    url = onboarding.link_url(app.settings, token)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
     # The link and nothing else: creating one needs onboarding:write only, which shows no employee detail.
