@@ -108,28 +108,35 @@ def _presented_key(app: Appliance, key: str) -> tuple[KeyState, bytes] | None:
     return known, apikeys.digest(parts[1])
 
 
+def _key_refused(st: RequestState, found: tuple[KeyState, bytes] | None, key: str, exc: VigatraError,
+                 reason: str) -> VigatraError:
+    """A refused API key, naming the key and its owner when its prefix names a known key."""
+    known = found[0] if found else None
+    return _refused(st, exc, "apikey", reason, value=key, user_id=known.user_id if known else None,
+                    api_key_id=known.id if known else None)
+
+
 def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
     found = _presented_key(app, key)
-    named = {"user_id": found[0].user_id, "api_key_id": found[0].id} if found else {}
     if not st.transport.tls:
         _revoke_leaked_key(app, st, key, "sent over plain HTTP")
-        raise _refused(st, Forbidden("API keys are accepted over TLS only; this key has been revoked. Create a new "
-                                     "one and use https://"), "apikey", "sent over plain HTTP", value=key, **named)
-    invalid = Unauthenticated("invalid API key")
+        raise _key_refused(st, found, key, Forbidden(
+            "API keys are accepted over TLS only; this key has been revoked. Create a new one and use https://"),
+            "sent over plain HTTP")
     if found is None:
-        raise _refused(st, invalid, "apikey", "unknown key", value=key)
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"), "unknown key")
     known, presented = found
     current = apikeys.matches(presented, known.secret_digest)
     previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > utcnow()
                 and apikeys.matches(presented, known.previous_digest))
     owner = app.auth.user(known.user_id)
     if not (current or previous):
-        raise _refused(st, invalid, "apikey", "wrong secret", value=key, **named)
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"), "wrong secret")
     if known.revoked or owner is None or not owner.active:
-        raise _refused(st, invalid, "apikey", "revoked, or its owner's credentials changed or were disabled",
-                       value=key, **named)
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"),
+                           "revoked, or its owner's credentials changed or were disabled")
     if known.expires_at is not None and known.expires_at <= utcnow():
-        raise _refused(st, invalid, "apikey", "expired", value=key, **named)
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"), "expired")
     # known.permissions is already limited to what the owner holds (computed with the snapshot).
     st.actor = known.actor
     st.credential = "apikey"
