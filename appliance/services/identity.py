@@ -366,8 +366,10 @@ def key_permissions(session: Session, key: ApiKey) -> set[str]:
 
 
 def require_key_manageable(session: Session, actor: Actor, key: ApiKey, what: str) -> None:
-    """Acting on a key is for its owner, or for a caller holding every permission the key grants."""
-    if actor.user_id is not None and actor.user_id == key.user_id:
+    """Acting on a key is for its owner, or for a caller holding every permission the key grants. The owner
+    signed in, that is: another of their keys acts with its own permissions only, so a narrow key cannot
+    rotate its owner's wider one and receive that secret."""
+    if actor.kind == "user" and actor.user_id is not None and actor.user_id == key.user_id:
         return
     missing = sorted(p for p in key_permissions(session, key) if not actor.can(p))
     if missing:

@@ -80,6 +80,20 @@ def test_a_new_secret_is_shown_to_the_owner_only(client: Any, ta: Any) -> None:
     assert client.get("/api/v1/employees", headers=auth(by_owner.get_json()["api_key"])).status_code == 200
 
 
+def test_a_narrow_key_cannot_rotate_its_owners_wider_key(client: Any, ta: Any) -> None:
+    _custom_role(ta, "Key manager", ["apikeys:read", "apikeys:write"])
+    admin = auth(token(client, ta, "alice"))
+    wide = client.post("/api/v1/apikeys", json={"username": "alice", "name": "alice-admin"}, headers=admin).get_json()
+    narrow = client.post("/api/v1/apikeys", json={"username": "alice", "name": "alice-keys", "role": "Key manager"},
+                         headers=admin).get_json()
+    over_key = client.post(f"/api/v1/apikeys/{wide['id']}/rotate", json={}, headers=auth(narrow["api_key"]))
+    assert over_key.status_code == 403 and "api_key" not in over_key.get_json()
+    # Its own kind of key, it may rotate (it holds all that key grants), and the secret is its owner's.
+    own = client.post(f"/api/v1/apikeys/{narrow['id']}/rotate", json={"overlap_hours": 1},
+                      headers=auth(narrow["api_key"]))
+    assert own.status_code == 200 and own.get_json()["api_key"].startswith("vgk_")
+
+
 def test_a_user_manager_cannot_act_on_a_user_holding_more(client: Any, ta: Any) -> None:
     _custom_role(ta, "User manager", ["users:read", "users:write"])
     _give_roles(ta, "victor", ["Viewer", "User manager"])
