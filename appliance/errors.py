@@ -68,6 +68,13 @@ class Forbidden(VigatraError):
     code = "forbidden"
 
 
+class PasswordChangeRequired(Forbidden):
+    """The password is a one-time one (set by `vigatra init` or an admin's reset): nothing but changing it
+    in the web interface is allowed until then."""
+
+    code = "password_change_required"
+
+
 class TooManyRequests(VigatraError):
     """Throttled; ``retry_after`` in seconds."""
 

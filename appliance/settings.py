@@ -62,8 +62,9 @@ class ServerSettings:
         "Waitress worker threads. Requests wait for their audit event to be durable; more threads let the "
         "group committer batch more events per fsync.", min=1, max=256))
     public_url: str = field(default="", metadata=_doc(
-        "External https:// URL users reach the appliance at; used in onboarding links. "
-        "Empty: derived from the request."))
+        "External https:// URL users reach the appliance at; onboarding links are built from it, never from a "
+        "request's Host header. `vigatra init --public-url` writes it; empty: https:// and this machine's "
+        "name, and `vigatra doctor` warns."))
     trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"), metadata=_doc(
         "Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or CIDR networks)."))
     dev_allow_insecure_onboarding: bool = field(default=False, metadata=_doc(
@@ -166,7 +167,8 @@ class AuditSettings:
         "Audit events are kept at least this long (6 years: SEC 17a-4); only `vigatra audit purge` removes "
         "older ones.", min=365, max=36500))
     checkpoint_minutes: int = field(default=60, metadata=_doc(
-        "A signed checkpoint of the audit chain is written this often, empty periods included.",
+        "A signed checkpoint of the audit chain is written at least this often, empty periods included; new "
+        "events are signed within 5 minutes of arriving, and at every clean shutdown.",
         min=1, max=1440))
 
 

@@ -33,7 +33,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
     return {"id": key.id, "name": key.name, "prefix": key.prefix, "user_id": key.user_id, "role_id": key.role_id,
             "created_at": json_value(key.created_at), "expires_at": json_value(key.expires_at),
             "last_used_at": json_value(key.last_used_at), "rotated_at": json_value(key.rotated_at),
-            "revoked_at": json_value(key.revoked_at)}
+            "revoked_at": json_value(key.revoked_at), "status": identity.key_status(db(), key)}
 
 
 def _str_list(data: dict[str, Any], name: str) -> list[str]:
@@ -179,6 +179,10 @@ def rotate_key(key_id: int) -> ResponseReturnValue:
     key, plaintext = identity.rotate_api_key(db(), state().actor, key_id, overlap_hours=overlap)
     audit_detail(overlap_hours=overlap)
     auth_changed()
+    if plaintext is None:  # rotated by someone other than the owner: the new secret is the owner's alone
+        return respond({**key_json(key), "api_key": None,
+                        "message": "the key's current secret no longer works; the new secret is shown only to the "
+                                   "key's owner, who rotates the key again to get one"})
     return respond({**key_json(key), "api_key": plaintext})
 
 

@@ -10,7 +10,7 @@ from appliance.api.common import body, respond
 from appliance.audit.writer import AuditRecord
 from appliance.boundary.edge import appliance, state
 from appliance.boundary.routes import public
-from appliance.errors import Forbidden, Invalid, TooManyRequests, Unauthenticated
+from appliance.errors import Forbidden, Invalid, PasswordChangeRequired, TooManyRequests, Unauthenticated
 from appliance.services import login as login_service
 
 
@@ -55,6 +55,12 @@ def issue_token() -> ResponseReturnValue:
     user = app.auth.user(outcome.user_id)
     if user is None:
         raise Unauthenticated(login_service.GENERIC_FAILURE)
+    if user.must_change_password:
+        # The one-time password proves only that someone read the installer's output or an admin's reset:
+        # it buys no token, only the password form.
+        _event("token.refused", "denied", 403, user_id=user.id)
+        raise PasswordChangeRequired("this password must be changed before it can be used for an access token: "
+                                     "sign in to the web interface and choose a new one")
     if app.settings.auth.mfa_required and not user.mfa_enabled:
         raise Forbidden("multi-factor authentication is required: enrol in the web interface first")
     token, ttl = login_service.issue_access_token(app.settings.auth, app.keys.derive("jwt"), user_id=user.id,

@@ -18,6 +18,7 @@ from appliance.boundary.routes import requires
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import records
+from appliance.services.scope import holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.store.models import Employee
 
@@ -75,7 +76,9 @@ def employee_connections(employee_id: int) -> ResponseReturnValue:
     session = db()
     employee_service.get(session, employee_id)
     items = connection_service.list_for_employee(session, employee_id)
-    return respond({"connections": [connection_service.connection_json(session, c) for c in items]})
+    holdings = holdings_visible(session, state().actor, employee_id)
+    return respond({"connections": [connection_service.connection_json(session, c, holdings=holdings)
+                                    for c in items]})
 
 
 @api_blueprint.route("/employees/<int:employee_id>/balances", methods=["GET"])

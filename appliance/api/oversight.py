@@ -62,7 +62,7 @@ def create_link(employee_id: int) -> ResponseReturnValue:
     audit_detail(employee_id=employee_id, purpose=purpose)
     return respond({"id": row.id, "employee_id": employee_id, "purpose": purpose,
                     "expires_at": json_value(row.expires_at),
-                    "url": onboarding.link_url(app.settings, token, request.host_url)}, 201)
+                    "url": onboarding.link_url(app.settings, token)}, 201)
 
 
 @api_blueprint.route("/onboarding-links/<int:link_id>/revoke", methods=["POST"])

@@ -71,11 +71,14 @@ def generate_password() -> str:
 @click.option("--admin-username", default="admin", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="server.host to write.")
 @click.option("--port", default=8080, show_default=True, type=int, help="server.port to write.")
-@click.option("--public-url", default="", help="server.public_url to write (https://...).")
+@click.option("--public-url", default=None,
+              help="server.public_url to write: the https:// address employees and users reach the appliance at "
+                   "(onboarding links name it). Default: https:// and this machine's fully qualified name; asked "
+                   "for when run in a terminal without --yes.")
 @key_options
 @click.option("--yes", is_flag=True, help="Do not ask anything (install.sh).")
 @handle_errors
-def init(data_dir: str, database_url: str | None, admin_username: str, host: str, port: int, public_url: str,
+def init(data_dir: str, database_url: str | None, admin_username: str, host: str, port: int, public_url: str | None,
          yes: bool, **key_opts: Any) -> None:
     """Create the configuration, the data dir, the database, the keys and the first admin."""
     from appliance.rbac.actors import system_actor
@@ -97,10 +100,11 @@ def init(data_dir: str, database_url: str | None, admin_username: str, host: str
         probe.unlink()
     except OSError as exc:
         fail(f"cannot use data dir {directory}: {exc.strerror}")
+    public_url = _public_url(public_url, ask=not yes)
     raw: dict[str, Any] = {
         "data_dir": str(directory),
         "appliance_id": str(uuid.uuid4()),
-        "server": {"host": host, "port": port, **({"public_url": public_url} if public_url else {})},
+        "server": {"host": host, "port": port, "public_url": public_url},
         "keys": keys_section(directory, key_opts),
     }
     if database_url:
@@ -143,11 +147,33 @@ def init(data_dir: str, database_url: str | None, admin_username: str, host: str
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     click.echo(f"configuration: {config_path}")
+    click.echo(f"public url: {public_url} (onboarding links name it; change server.public_url if employees reach "
+               "the appliance at another address)")
     if created:
         click.echo(created)
     click.echo(f"admin username: {admin_username}")
     click.echo(f"admin password: {password}")
     click.echo("This password is shown once; the admin must change it at first sign-in.", err=True)
+
+
+def _public_url(given: str | None, *, ask: bool) -> str:
+    """server.public_url for a new install: as given, else asked for in a terminal, else this machine's name.
+    Onboarding links are built from it and never from a request's Host header."""
+    import sys
+
+    from appliance.services.onboarding import default_public_url
+
+    if given is not None:
+        value = given
+    elif ask and sys.stdin.isatty():
+        value = click.prompt("The https:// address users and employees reach the appliance at",
+                             default=default_public_url())
+    else:
+        value = default_public_url()
+    value = value.strip().rstrip("/")
+    if not value:
+        fail("--public-url: give the https:// address users and employees reach the appliance at")
+    return value
 
 
 def _provider_has_key(provider: Any) -> bool:
@@ -323,6 +349,10 @@ def doctor() -> None:
            f"base_url overrides: {', '.join(overridden) or 'none'}")
     if settings.server.dev_allow_insecure_onboarding:
         report("onboarding", False, "server.dev_allow_insecure_onboarding is on: for a localhost demo only")
+    from appliance.cli.checks import exposure_findings, public_url_findings
+
+    for name, ok, detail in public_url_findings(settings) + exposure_findings(settings):
+        report(name, ok, detail, warning=True)
     echo_table(results, ["check", "result", "detail"])
     if problems:
         raise SystemExit(1)

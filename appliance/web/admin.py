@@ -6,12 +6,14 @@ import datetime as dt
 
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, auth_changed, db, state
 from appliance.boundary.routes import requires
 from appliance.errors import Invalid
 from appliance.rbac.permissions import RESOURCES, SCOPED, catalogue
 from appliance.services import identity
+from appliance.store.models import ApiKey
 from appliance.web import web_blueprint
 
 
@@ -62,7 +64,7 @@ def users_active(user_id: int) -> ResponseReturnValue:
 @web_blueprint.route("/admin/users/<int:user_id>/unlock", methods=["POST"])
 @requires("users:write", action="users.clear_lockout")
 def users_unlock(user_id: int) -> ResponseReturnValue:
-    user = identity.clear_lockout(db(), user_id)
+    user = identity.clear_lockout(db(), state().actor, user_id)
     flash(f"Lockout of {user.username} cleared.", "ok")
     return redirect(url_for("web.users"))
 
@@ -146,8 +148,12 @@ def roles_delete(role_id: int) -> ResponseReturnValue:
 @requires("apikeys:read", action="apikeys.list")
 def apikeys() -> ResponseReturnValue:
     session_ = db()
-    return render_template("apikeys.html", keys=identity.list_api_keys(session_), users=identity.list_users(session_),
+    return render_template("apikeys.html", keys=_keys_with_status(session_), users=identity.list_users(session_),
                            roles=identity.list_roles(session_), new_key=None)
+
+
+def _keys_with_status(session_: Session) -> list[tuple[ApiKey, str]]:
+    return [(key, identity.key_status(session_, key)) for key in identity.list_api_keys(session_)]
 
 
 def _expiry() -> dt.datetime | None:
@@ -169,7 +175,7 @@ def apikeys_create() -> ResponseReturnValue:
     audit_resource("apikeys", key.id)
     audit_detail(name=key.name, prefix=key.prefix)
     auth_changed()
-    return render_template("apikeys.html", keys=identity.list_api_keys(session_),
+    return render_template("apikeys.html", keys=_keys_with_status(session_),
                            users=identity.list_users(session_), roles=identity.list_roles(session_),
                            new_key={"name": key.name, "value": plaintext})
 
@@ -184,7 +190,11 @@ def apikeys_rotate(key_id: int) -> ResponseReturnValue:
     key, plaintext = identity.rotate_api_key(session_, state().actor, key_id, overlap_hours=int(overlap))
     audit_detail(overlap_hours=int(overlap))
     auth_changed()
-    return render_template("apikeys.html", keys=identity.list_api_keys(session_),
+    if plaintext is None:
+        flash(f"API key {key.name} rotated: its current secret no longer works. The new secret is shown only to "
+              "the key's owner, who rotates the key again to get one.", "ok")
+        return redirect(url_for("web.apikeys"))
+    return render_template("apikeys.html", keys=_keys_with_status(session_),
                            users=identity.list_users(session_), roles=identity.list_roles(session_),
                            new_key={"name": key.name, "value": plaintext})
 

@@ -16,7 +16,7 @@ from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import onboarding, records, sync
-from appliance.services.scope import employee_visible
+from appliance.services.scope import employee_visible, holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.web import web_blueprint
 
@@ -65,7 +65,8 @@ def employee(employee_id: int) -> ResponseReturnValue:
     actor = state().actor
     person = employee_service.get(session, employee_id)
     conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
-    views = [connection_service.connection_json(session, c) for c in conns]
+    holdings = holdings_visible(session, actor, employee_id)
+    views = [connection_service.connection_json(session, c, holdings=holdings) for c in conns]
     balances = transactions = positions = None
     if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
         balances = records.current_balances(session, actor, employee_id=employee_id)
@@ -79,7 +80,7 @@ def employee(employee_id: int) -> ResponseReturnValue:
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
     return render_template("employee.html", person=person, connections=views, balances=balances,
                            transactions=transactions, positions=positions, alerts=alerts,
-                           links=[(link, onboarding.link_state(link)) for link in links], new_link=None,
+                           links=[(link, onboarding.link_state(link)) for link in links],
                            values=_values(session, balances, transactions, positions))
 
 
@@ -115,18 +116,12 @@ def employee_link(employee_id: int) -> ResponseReturnValue:
     session = db()
     purpose = request.form.get("purpose", "initial")
     row, token = onboarding.create_link(session, state().actor, app.settings, employee_id, purpose=purpose)
-    url = onboarding.link_url(app.settings, token, request.host_url)
+    url = onboarding.link_url(app.settings, token)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
-    flash("Onboarding link created. Copy it now: it is shown only once.", "ok")
-    person = employee_service.get(session, employee_id)
-    conns = connection_service.list_for_employee(session, employee_id)
-    return render_template("employee.html", person=person,
-                           connections=[connection_service.connection_json(session, c) for c in conns],
-                           balances=None, transactions=None, positions=None, alerts=[],
-                           links=[(link, onboarding.link_state(link))
-                                  for link in onboarding.list_links(session, employee_id)],
-                           new_link=url, values=None)
+    # The link and nothing else: creating one needs onboarding:write only, which shows no employee detail.
+    return render_template("onboarding_link.html", link=url, expires_at=row.expires_at, purpose=purpose,
+                           employee_id=employee_id)
 
 
 @web_blueprint.route("/employees/<int:employee_id>/links/<int:link_id>/revoke", methods=["POST"])

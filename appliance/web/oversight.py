@@ -31,7 +31,9 @@ def alerts() -> ResponseReturnValue:
 @web_blueprint.route("/alerts/<int:alert_id>")
 @requires("alerts:read", action="alerts.view")
 def alert(alert_id: int) -> ResponseReturnValue:
-    return render_template("alert.html", alert=alert_service.get(db(), alert_id))
+    found = alert_service.get(db(), alert_id)
+    return render_template("alert.html", alert=found,
+                           detail=alert_service.visible_details(db(), state().actor, [found])[found.id])
 
 
 @web_blueprint.route("/alerts/<int:alert_id>/triage", methods=["POST"])

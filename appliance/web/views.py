@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from urllib.parse import urlsplit
 
 import pyotp
 from flask import flash, jsonify, redirect, render_template, request, session, url_for
@@ -12,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 
 from appliance.audit.writer import AuditRecord
+from appliance.auth.state import UserState
 from appliance.boundary.csrf import check_csrf
 from appliance.boundary.edge import appliance, auth_changed, db, state
 from appliance.boundary.routes import public, signed_in
@@ -38,9 +40,30 @@ def health() -> ResponseReturnValue:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    r"""Where to go after signing in: a path on this site, or the start page.
+
+    Browsers drop tabs and newlines anywhere in a URL, strip leading control characters and spaces,
+    and read a backslash as a slash, so ``/\t/evil.example`` or ``/\evil.example`` are
+    ``//evil.example`` to them: another site. Those characters are removed first, then only a path
+    with no scheme and no host is accepted.
+    """
+    if not target:
+        return url_for("web.home")
+    cleaned = "".join(ch for ch in target if ch >= " " and ch not in "\x7f\\")
+    parts = urlsplit(cleaned)
+    if cleaned.startswith("/") and not cleaned.startswith("//") and not parts.scheme and not parts.netloc:
+        return cleaned
     return url_for("web.home")
+
+
+def _after_sign_in(user: UserState, target: str | None) -> str:
+    """A user who owes a password change or an MFA enrolment goes straight to the form for it: every
+    other page refuses them until then (the start page included)."""
+    if user.must_change_password:
+        return url_for("web.account")
+    if appliance().settings.auth.mfa_required and not user.mfa_enabled:
+        return url_for("web.account_mfa")
+    return _safe_next(target)
 
 
 def _security_event(action: str, *, outcome: str, user_id: int | None = None, username: str = "",
@@ -59,7 +82,8 @@ def login() -> ResponseReturnValue:
     next_url = request.args.get("next")
     if request.method == "GET":
         if state().actor.is_authenticated:
-            return redirect(_safe_next(next_url))
+            signed_in_as = appliance().auth.user(state().actor.user_id or 0)
+            return redirect(_after_sign_in(signed_in_as, next_url) if signed_in_as else _safe_next(next_url))
         return render_template("login.html", next=next_url, error=None, mfa=False)
     check_csrf()
     app = appliance()
@@ -103,7 +127,7 @@ def login() -> ResponseReturnValue:
 
     login_user(WebUser(user.id, user.username))
     _security_event("login.success", outcome="success", user_id=user.id, status=302)
-    return redirect(_safe_next(next_url))
+    return redirect(_after_sign_in(user, next_url))
 
 
 @web_blueprint.route("/logout", methods=["POST"])
