@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "role": ("appliance.cli.users", "role"),
     "apikey": ("appliance.cli.users", "apikey"),
     "keys": ("appliance.cli.keys", "keys"),
+    "backup": ("appliance.cli.backup", "backup"),
     "audit": ("appliance.cli.audit", "audit"),
     "employee": ("appliance.cli.employees", "employee"),
     "onboard": ("appliance.cli.employees", "onboard"),

@@ -72,10 +72,28 @@ def audit_checkpoint(appliance: Appliance) -> None:
     periodic_checkpoint(appliance)
 
 
+def scheduled_backup(appliance: Appliance) -> None:
+    """An encrypted backup into backup.dest, then the oldest scheduled ones beyond backup.retention_count
+    deleted. A failure is logged and audited (by the backup service); the next run tries again."""
+    from appliance.errors import VigatraError
+    from appliance.services.backup import scheduled_backup as run_backup
+
+    try:
+        result = run_backup(appliance.store, appliance.settings, appliance.keys.provider)
+    except VigatraError as exc:
+        log.error("scheduled backup failed: %s", exc.message)
+        return
+    if result is not None:
+        log.info("%s", result.line())
+
+
 def extra_jobs(settings: Settings) -> list[JobSpec]:
     now = dt.datetime.now(dt.UTC)
     jobs = [JobSpec("audit_checkpoint", audit_checkpoint, settings.audit.checkpoint_minutes * 60,
                     now + dt.timedelta(seconds=5))]
+    if settings.backup.dest:
+        jobs.append(JobSpec("scheduled_backup", scheduled_backup, settings.backup.interval_hours * 3600,
+                            now + dt.timedelta(minutes=10)))
     if settings.poller.enabled:
         jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
     return jobs
