@@ -13,7 +13,7 @@ from appliance.cli.common import CliState
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("appliance.cli.setup", "init"),
-    "doctor": ("appliance.cli.setup", "doctor"),
+    "doctor": ("appliance.cli.doctor", "doctor"),
     "db": ("appliance.cli.setup", "db"),
     "serve": ("appliance.cli.ops", "serve"),
     "demo": ("appliance.cli.demo", "demo"),

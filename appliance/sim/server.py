@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from email.utils import formatdate
 from typing import Any
 
 from werkzeug.wrappers import Request as WsgiRequest
@@ -86,9 +87,13 @@ class SimApp:
             return injected
         with self.state.lock:
             try:
-                return venue.handle(req)
+                response = venue.handle(req)
             except VenueError as exc:
-                return exc.response
+                response = exc.response
+            # Origin servers with a clock send Date (RFC 9110 section 6.6.1); clients read a venue's time from it
+            # where the venue has no time endpoint. From the venue's clock, so a clock offset fault shows in it.
+            response.headers.setdefault("Date", formatdate(venue.server_time_ms() / 1000, usegmt=True))
+            return response
 
     def _inject(self, venue: VenueSim) -> Response | None:
         f = venue.faults

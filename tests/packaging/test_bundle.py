@@ -120,10 +120,11 @@ def test_installs_offline_with_hashes_and_initialises(built: tuple[Path, Path], 
     data = tmp_path / "data"
     env = {**OFFLINE_ENV, "HOME": str(tmp_path)}
     result = subprocess.run([vigatra, "init", "--data-dir", str(data), "--key-provider", "file",
-                             "--key-file", str(tmp_path / "kek.key"), "--yes"],
+                             "--key-file", str(tmp_path / "kek.key"), "--public-url",
+                             "https://vigatra.example.internal", "--yes"],
                             env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "admin password: " in result.stdout
-    result = subprocess.run([vigatra, "--config", str(data / "vigatra.yaml"), "doctor"], env=env,
+    result = subprocess.run([vigatra, "--config", str(data / "vigatra.yaml"), "doctor", "--skip-network"], env=env,
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
