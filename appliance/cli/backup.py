@@ -69,8 +69,10 @@ def verify(source: str, public_key: str | None, without_key: bool) -> None:
                                      "which may drop and create the tables; password in ~/.pgpass, not the URL).")
 @click.option("--no-keep-replaced", "no_keep", is_flag=True,
               help="PostgreSQL: do not back up the database being replaced first.")
+@click.option("--no-upgrade", is_flag=True,
+              help="Leave the schema at the backup's revision (install.sh --rollback, for the older release).")
 @handle_errors
-def restore(source: str, database_url: str | None, no_keep: bool) -> None:
+def restore(source: str, database_url: str | None, no_keep: bool, no_upgrade: bool) -> None:
     """Restore SOURCE into this (stopped) appliance, then verify the audit chain and every sealed value.
 
     The database being replaced is kept (SQLite: moved aside; PostgreSQL: backed up into the data
@@ -83,7 +85,7 @@ def restore(source: str, database_url: str | None, no_keep: bool) -> None:
     provider = provider_from_settings(settings)
     provider.check()
     report = restore_backup(settings, provider, source, actor_label=cli_actor().label, keep_replaced=not no_keep,
-                            database_url=database_url)
+                            database_url=database_url, migrate=not no_upgrade)
     for line in report.lines():
         click.echo(line)
     if report.problems:

@@ -8,7 +8,8 @@ Order, each step refusing before anything changes when it can:
 4. keep what is being replaced: SQLite moves the old database file aside (``<db>.replaced-<time>``);
    PostgreSQL first writes a backup of the current database (skipped with ``keep_replaced=False``);
 5. replace the database (SQLite: decrypt into a new file beside it, integrity-check it, rename it
-   into place; PostgreSQL: one transaction, store/dump.py), then migrate it to this version's schema;
+   into place; PostgreSQL: one transaction, store/dump.py), then migrate it to this version's schema
+   (unless asked not to: a rollback to the release that made the backup);
 6. append a ``backup.restore`` event and a signed ``restore`` checkpoint naming the restored head
    and the head that was replaced — the next audit export states both (the gap) to its reader;
 7. verify the audit chain and open every sealed value (`audit verify`, `keys verify`).
@@ -152,9 +153,9 @@ def _restore_sqlite(engine: Engine, summary: BackupSummary, key: bytes) -> tuple
             incoming.unlink()
 
 
-def _restore_postgres(engine: Engine, summary: BackupSummary, key: bytes) -> ChainHead:
+def _restore_postgres(engine: Engine, summary: BackupSummary, key: bytes, migrate: bool) -> ChainHead:
     reader = ChunkReader(open_file(summary.path, summary.manifest, key, DATABASE_NAME))
-    info = load_postgres(engine, reader)  # type: ignore[arg-type]  # a read-only file object
+    info = load_postgres(engine, reader, migrate=migrate)  # type: ignore[arg-type]  # a read-only file object
     expected = summary.head
     if (info.head.last_event_id, info.head.last_hash) != (expected["last_event_id"], expected["last_hash"]):
         raise IntegrityFailure("the restored database's audit head differs from the one its manifest names")
@@ -179,8 +180,13 @@ def _record_restore(store: Store, settings: Settings, signer: Signer, summary: B
 
 
 def restore_backup(settings: Settings, provider: KeyProvider, source: Path | str, *, actor_label: str,
-                   keep_replaced: bool = True, database_url: str | None = None) -> RestoreReport:
-    """Restore ``source`` into the configured database (see the module docstring for the steps)."""
+                   keep_replaced: bool = True, database_url: str | None = None, migrate: bool = True
+                   ) -> RestoreReport:
+    """Restore ``source`` into the configured database (see the module docstring for the steps).
+
+    ``migrate=False`` leaves the schema at the backup's revision: install.sh's rollback restores the
+    pre-upgrade backup with the newer release, for the older release it then switches back to.
+    """
     signer = signer_from(provider)
     summary = verify_backup(source, provider=provider, public_key_pem=None)
     target = Store.from_settings(settings) if database_url is None else Store(_engine_for(settings, database_url))
@@ -196,8 +202,9 @@ def restore_backup(settings: Settings, provider: KeyProvider, source: Path | str
             else:
                 if keep_replaced and replaced is not None:
                     kept = str(_safety_backup(target, settings, provider, signer).path)
-                restored = _restore_postgres(target.engine, summary, key)
-            upgrade(target.engine)
+                restored = _restore_postgres(target.engine, summary, key, migrate)
+            if migrate:
+                upgrade(target.engine)
             _record_restore(target, settings, signer, summary, restored, replaced, actor_label)
         finally:
             lock.release()

@@ -261,8 +261,8 @@ def _copy_in(conn: Connection, source: BinaryIO, tables: list[dict[str, Any]]) -
     return counts
 
 
-def load_postgres(engine: Engine, source: BinaryIO, *, before_commit: Callable[[Connection], None] | None = None
-                  ) -> SnapshotInfo:
+def load_postgres(engine: Engine, source: BinaryIO, *, migrate: bool = True,
+                  before_commit: Callable[[Connection], None] | None = None) -> SnapshotInfo:
     """Replace the database's contents with the dump in ``source``, in one transaction.
 
     ``before_commit`` runs inside that transaction after the data is in and the schema is at head
@@ -277,7 +277,8 @@ def load_postgres(engine: Engine, source: BinaryIO, *, before_commit: Callable[[
         _drop_appliance_schema(conn)
         command.upgrade(alembic_config(conn), str(revision))
         counts = _copy_in(conn, source, list(header["tables"]))
-        command.upgrade(alembic_config(conn), "head")
+        if migrate:
+            command.upgrade(alembic_config(conn), "head")
         if before_commit is not None:
             before_commit(conn)
     head = header.get("head") or {}
