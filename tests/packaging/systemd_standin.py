@@ -41,7 +41,7 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def log(line: str) -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     with (STATE / "calls.log").open("a") as handle:
-        handle.write(line + "\n")
+        handle.write(f"{time.time():.3f} {line}\n")
 
 
 # -- credentials --------------------------------------------------------------------------------
