@@ -246,3 +246,13 @@ def test_signer_is_the_audit_key(box: Box, tmp_path: Path) -> None:
     signer = signer_from(provider_from_settings(box.settings))
     assert (path / "public_key.pem").read_text() == signer.public_pem
     assert os.stat(path / "manifest.sig").st_size == 64
+
+
+def test_the_scheduler_runs_backups_only_when_a_destination_is_set(box: Box, tmp_path: Path) -> None:
+    from appliance.poller.jobs import extra_jobs
+
+    assert "scheduled_backup" not in {job.id for job in extra_jobs(box.settings)}
+    box.raw["backup"] = {"dest": str(backup_dir(tmp_path)), "interval_hours": 6}
+    box.config.write_text(json.dumps(box.raw))
+    (job,) = [job for job in extra_jobs(box.settings) if job.id == "scheduled_backup"]
+    assert job.seconds == 6 * 3600

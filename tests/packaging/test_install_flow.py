@@ -65,6 +65,25 @@ def state(host: hostns.Host) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
+def _calls(host: hostns.Host) -> int:
+    log = host.root / "standin" / "calls.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _downtime(host: hostns.Host, since_line: int) -> float:
+    """Seconds from `systemctl stop` to the `systemctl restart` that started the new release (the
+    stand-ins stamp every call); shown by `pytest -s`, never asserted (timings belong in bench/)."""
+    lines = (host.root / "standin" / "calls.log").read_text().splitlines()[since_line:]
+    stamps = {}
+    for line in lines:
+        stamp, _name, *words = line.split()
+        if words[:1] == ["stop"] and "stop" not in stamps:
+            stamps["stop"] = float(stamp)
+        if words[:1] == ["restart"]:
+            stamps["start"] = float(stamp)
+    return stamps.get("start", 0.0) - stamps.get("stop", 0.0)
+
+
 def test_install_upgrade_refuse_older_rollback_uninstall(host: hostns.Host, releases: tuple[Release, Release]
                                                          ) -> None:
     a, b = releases
@@ -81,7 +100,9 @@ def test_install_upgrade_refuse_older_rollback_uninstall(host: hostns.Host, rele
     ok(host.run(f"{AS_SERVICE} user create --username before-upgrade --role Viewer --password-stdin",
                 input="a long enough passphrase for the test\n"))
     # -- upgrade: signed by the pinned key, backup first, migration, switch --------------------------
+    mark = _calls(host)
     out = ok(host.run(f"sh {b.directory}/install.sh"))
+    print(f"upgrade downtime (stop to the new release started): {_downtime(host, mark):.1f} s")
     assert "encrypted backup before the upgrade" in out and f"Upgraded to {b.version}" in out
     assert host.path("/opt/vigatra/current").readlink() == Path(f"releases/{b.version}")
     assert host.path(f"/opt/vigatra/releases/{a.version}/bin/vigatra").exists()  # side by side
