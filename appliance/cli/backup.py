@@ -29,12 +29,16 @@ def backup() -> None:
 @handle_errors
 def create(dest: str, origin: str, print_path: bool) -> None:
     """Back up the database (online) and the configuration, encrypted under the key provider."""
-    from appliance.audit.checkpoints import signer_for
+    from appliance.audit.checkpoints import signer_from
     from appliance.services.backup import create_backup
 
     state = cli_state()
-    app = state.appliance()
-    result = create_backup(app.store, app.settings, app.keys.provider, signer_for(app), dest=dest, origin=origin,
+    # Only the key provider and the store: no data keys or auth state are loaded, so a newer release can
+    # back up a database still at an older release's schema (install.sh does, before it migrates).
+    app = state.appliance(open_keys=False)
+    provider = app.keys.provider
+    provider.check()
+    result = create_backup(app.store, app.settings, provider, signer_from(provider), dest=dest, origin=origin,
                            actor_label=cli_actor().label)
     click.echo(str(result.path) if print_path else result.line())
 

@@ -34,9 +34,10 @@ def _lock_file(engine: Engine) -> Path:
 class ServeLock:
     """One held lock; ``release()`` (or process exit) lets it go."""
 
-    def __init__(self, handle: Any, kind: str) -> None:
+    def __init__(self, handle: Any, kind: str, unlock: str = "") -> None:
         self._handle = handle
         self._kind = kind
+        self._unlock = unlock
 
     def release(self) -> None:
         handle, self._handle = self._handle, None
@@ -44,8 +45,13 @@ class ServeLock:
             return
         if self._kind == "flock":
             os.close(handle)
-        else:
-            handle.close()  # closing the session releases its advisory locks
+            return
+        # The connection goes back to the pool, not away: unlock explicitly (a session-level advisory
+        # lock outlives the checkout).
+        try:
+            handle.execute(text(f"SELECT {self._unlock}(:key)"), {"key": PG_LOCK_KEY})
+        finally:
+            handle.close()
 
 
 def _acquire(engine: Engine, *, exclusive: bool) -> ServeLock | None:
@@ -63,7 +69,7 @@ def _acquire(engine: Engine, *, exclusive: bool) -> ServeLock | None:
     if not got:
         conn.close()
         return None
-    return ServeLock(conn, "advisory")
+    return ServeLock(conn, "advisory", "pg_advisory_unlock" if exclusive else "pg_advisory_unlock_shared")
 
 
 def hold_for_serving(engine: Engine) -> ServeLock:
