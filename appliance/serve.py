@@ -17,6 +17,7 @@ from typing import Any
 from appliance.errors import ConfigError
 from appliance.services.context import Appliance
 from appliance.settings import Settings
+from appliance.store.serve_lock import hold_for_serving
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,15 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
     port = port if port is not None else settings.server.port
     check_bind(settings, host)
     appliance = appliance or Appliance(settings)
-    if not appliance.opened:
-        appliance.open()
-    app = create_app(appliance)
-    server = _bind(app, settings, host, port)
+    serving = hold_for_serving(appliance.store.engine)  # a restore must not replace the database under us
+    try:
+        if not appliance.opened:
+            appliance.open()
+        app = create_app(appliance)
+        server = _bind(app, settings, host, port)
+    except BaseException:
+        serving.release()
+        raise
     scheduler = build_scheduler(appliance)
     appliance.start()
     scheduler.start()
@@ -77,6 +83,7 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
         scheduler.shutdown(wait=True)
         _sign_the_tail(appliance)
         appliance.close()
+        serving.release()
         _restore_signals(previous)
         log.info("stopped")
 

@@ -173,6 +173,18 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    dest: str = field(default="", metadata=_doc(
+        "Directory the scheduled backup writes to (outside data_dir; the service must be allowed to write "
+        "there: /var/backups/vigatra is, in the shipped unit). Empty: no scheduled backup."))
+    interval_hours: int = field(default=24, metadata=_doc(
+        "Hours between scheduled backups.", min=1, max=720))
+    retention_count: int = field(default=7, metadata=_doc(
+        "Scheduled backups kept in backup.dest; older ones are deleted after a new one verified. Backups "
+        "made by hand or by install.sh are not counted or deleted.", min=1, max=1000))
+
+
+@dataclass(frozen=True)
 class KeySettings:
     provider: Literal["file", "env", "systemd", "keyring", "pkcs11"] = field(default="file", metadata=_doc(
         "Where the key-encryption key (KEK) comes from. Strongest first: pkcs11 (HSM), systemd "
@@ -323,6 +335,8 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings, metadata=_doc("The audit trail."))
     onboarding: OnboardingSettings = field(default_factory=OnboardingSettings, metadata=_doc(
         "Employee onboarding links."))
+    backup: BackupSettings = field(default_factory=BackupSettings, metadata=_doc(
+        "Scheduled encrypted backups (`vigatra backup create` makes one by hand)."))
     keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
         "Encryption keys. Secrets never go in this file, only where the provider finds them."))
     egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(
@@ -551,6 +565,9 @@ def _cross_check(settings: Settings, source: str) -> None:
     if settings.auth.password_min_length < 15 and not settings.auth.mfa_required:
         raise _bad(("auth", "password_min_length"), source,
                    "must be at least 15 unless auth.mfa_required is true (NIST SP 800-63B)")
+    backup_dest = settings.backup.dest
+    if backup_dest and not Path(backup_dest).is_absolute():
+        raise _bad(("backup", "dest"), source, f"must be an absolute path, got {backup_dest!r}")
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)

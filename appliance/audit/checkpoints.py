@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SIGNING_LABEL = "audit-signing"
 MESSAGE_PREFIX = b"vigatra-audit-checkpoint/v1\n"
-KINDS = ("periodic", "export", "purge", "rekey")
+KINDS = ("periodic", "export", "purge", "rekey", "backup", "restore")
 HEAD_ID = 1
 
 

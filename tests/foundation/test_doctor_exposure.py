@@ -36,23 +36,24 @@ def _doctor(config: Path, **server: Any) -> Any:
     raw = yaml.safe_load(config.read_text())
     raw["server"].update(server)
     config.write_text(yaml.safe_dump(raw))
-    return CliRunner().invoke(cli, ["--config", str(config), "doctor"], catch_exceptions=False)
+    return CliRunner().invoke(cli, ["--config", str(config), "doctor", "--skip-network"], catch_exceptions=False)
 
 
 def test_loopback_behind_the_front_is_fine(config: Path) -> None:
     result = _doctor(config)
-    assert re.search(r"^exposure\s+ok\s+waitress on 127\.0\.0\.1:8080 \(loopback\)", result.output, re.M), result.output
+    assert re.search(r"^listen address\s+ok\s+127\.0\.0\.1:8080 \(loopback", result.output, re.M), result.output
+    assert re.search(r"^trusted proxies\s+ok\s+127\.0\.0\.1, ::1 \(loopback", result.output, re.M), result.output
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "vigatra.corp.example"])
 def test_a_non_loopback_bind_is_flagged(config: Path, host: str) -> None:
     result = _doctor(config, host=host)
-    assert result.exit_code == 0  # a warning: someone should look, the appliance still runs
-    assert re.search(rf"^exposure\s+warning\s+waitress listens on {re.escape(host)}:8080 over plain HTTP",
-                     result.output, re.M), result.output
+    assert result.exit_code == 1  # plain HTTP to the network is a problem to fix, not a note
+    assert re.search(rf"^listen address\s+PROBLEM\s+server\.host is {re.escape(host)}: waitress would serve plain "
+                     rf"HTTP", result.output, re.M), result.output
 
 
 def test_forwarded_headers_believed_from_the_network_are_flagged(config: Path) -> None:
     result = _doctor(config, trusted_proxies=["127.0.0.1", "10.0.0.0/8"])
-    assert re.search(r"^exposure\s+warning\s+X-Forwarded-Proto is believed from 10\.0\.0\.0/8", result.output,
-                     re.M), result.output
+    assert re.search(r"^trusted proxies\s+warning\s+X-Forwarded-Proto is believed from 10\.0\.0\.0/8",
+                     result.output, re.M), result.output

@@ -96,11 +96,12 @@ def test_doctor_flags_a_missing_public_url(tmp_path: Path, monkeypatch: Any) -> 
     monkeypatch.setenv("VIGATRA_TEST_KEK_DOCTOR", base64.b64encode(secrets.token_bytes(32)).decode())
     assert _init(tmp_path, "VIGATRA_TEST_KEK_DOCTOR", "--public-url", "https://vigatra.corp.example").exit_code == 0
     config = tmp_path / "data" / "vigatra.yaml"
-    fine = CliRunner().invoke(cli, ["--config", str(config), "doctor"], catch_exceptions=False)
-    assert re.search(r"public url\s+ok\s+https://vigatra\.corp\.example", fine.output), fine.output
+    fine = CliRunner().invoke(cli, ["--config", str(config), "doctor", "--skip-network"], catch_exceptions=False)
+    assert re.search(r"public_url\s+ok\s+https://vigatra\.corp\.example", fine.output), fine.output
     raw = _written(tmp_path)
     del raw["server"]["public_url"]
     config.write_text(yaml.safe_dump(raw))
-    missing = CliRunner().invoke(cli, ["--config", str(config), "doctor"], catch_exceptions=False)
-    assert missing.exit_code == 0  # a warning: the appliance runs, links name the machine
-    assert re.search(r"public url\s+warning\s+server\.public_url is not set", missing.output), missing.output
+    missing = CliRunner().invoke(cli, ["--config", str(config), "doctor", "--skip-network"], catch_exceptions=False)
+    assert missing.exit_code == 1  # links would name this machine: a problem to fix before employees get them
+    assert re.search(r"public_url\s+PROBLEM\s+server\.public_url is not set: onboarding links name",
+                     missing.output), missing.output
