@@ -9,8 +9,9 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
 
-from appliance.boundary import edge, errors, headers
+from appliance.boundary import edge, errors, headers, params
 from appliance.boundary.routes import check_declared
+from appliance.boundary.validation import check_validated
 from appliance.services.context import Appliance
 
 SESSION_COOKIE = "__Host-vigatra"
@@ -34,6 +35,7 @@ class BrowserSessions(SecureCookieSessionInterface):
 def create_app(appliance: Appliance) -> Flask:
     app = edge.EdgeFlask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["vigatra"] = appliance
+    params.install(app)  # before any route: bounded ids in paths
     app.session_interface = BrowserSessions()
     settings = appliance.settings
     app.config.update(
@@ -82,4 +84,5 @@ def create_app(appliance: Appliance) -> Flask:
     app.add_url_rule("/healthz", "healthz", health)
     app.add_url_rule("/metrics", "metrics", prometheus)
     check_declared(app)
+    check_validated(app)
     return app

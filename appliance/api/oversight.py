@@ -8,10 +8,11 @@ from flask import Response, request
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
+from appliance.api import schemas as s
 from appliance.api.common import json_value, respond
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
-from appliance.errors import Invalid
+from appliance.boundary.validation import NoInput, accepts
 from appliance.services import employees as employee_service
 from appliance.services import metrics, onboarding, records, sync
 
@@ -26,6 +27,7 @@ def position_json(p: Any, c: Any) -> dict[str, Any]:
 
 @api_blueprint.route("/predictions", methods=["GET"])
 @requires("predictions:read", action="predictions.list")
+@accepts(returns=s.PositionList)
 def list_predictions() -> ResponseReturnValue:
     rows = records.current_positions(db(), state().actor)
     return respond({"positions": [position_json(p, c) for p, c in rows]})
@@ -33,6 +35,7 @@ def list_predictions() -> ResponseReturnValue:
 
 @api_blueprint.route("/employees/<int:employee_id>/predictions", methods=["GET"])
 @requires("predictions:read", action="predictions.list_employee")
+@accepts(returns=s.PositionList)
 def employee_predictions(employee_id: int) -> ResponseReturnValue:
     session = db()
     employee_service.get(session, employee_id)
@@ -42,12 +45,10 @@ def employee_predictions(employee_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/employees/<int:employee_id>/onboarding-links", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_create")
-def create_link(employee_id: int) -> ResponseReturnValue:
+@accepts(body=s.LinkCreate, returns=s.Link, status=201, errors=(409,))
+def create_link(employee_id: int, body: s.LinkCreate) -> ResponseReturnValue:
     app = appliance()
-    data = request.get_json(silent=True) or {}
-    purpose = data.get("purpose", "initial")
-    if not isinstance(purpose, str):
-        raise Invalid("purpose must be a string", field="purpose")
+    purpose = body.purpose
     row, token = onboarding.create_link(db(), state().actor, app.settings, employee_id, purpose=purpose)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose)
@@ -58,6 +59,7 @@ def create_link(employee_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/onboarding-links/<int:link_id>/revoke", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_revoke")
+@accepts(body=NoInput, returns=s.LinkRevoked)
 def revoke_link(link_id: int) -> ResponseReturnValue:
     row = onboarding.revoke_link(db(), link_id)
     return respond({"id": row.id, "state": onboarding.link_state(row)})
@@ -65,22 +67,23 @@ def revoke_link(link_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/employees/import", methods=["POST"])
 @requires("employees:write", action="employees.import")
-def import_employees() -> ResponseReturnValue:
-    if request.mimetype != "text/csv":
-        raise Invalid("send the CSV as the request body with Content-Type: text/csv")
-    created = employee_service.import_csv(db(), request.get_data())
+@accepts(raw_body="text/csv", returns=s.Imported, status=201, errors=(409,))
+def import_employees(body: bytes) -> ResponseReturnValue:
+    created = employee_service.import_csv(db(), body)
     audit_detail(imported=len(created))
     return respond({"imported": len(created), "ids": [e.id for e in created]}, 201)
 
 
 @api_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
 @requires("connections:write", action="connections.sync_now")
+@accepts(body=NoInput, returns=s.SyncRequested, status=202)
 def sync_now(connection_id: int) -> ResponseReturnValue:
     connection = sync.request_sync(db(), connection_id)
     return respond({"id": connection.id, "next_poll_at": json_value(connection.next_poll_at)}, 202)
 
 
 @requires("system:read", action="metrics.scrape")
+@accepts(media=("text/plain",))
 def prometheus() -> ResponseReturnValue:
     return Response(metrics.render(appliance(), db()), mimetype="text/plain; version=0.0.4")
 
