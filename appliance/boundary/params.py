@@ -20,16 +20,13 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 from werkzeug.routing import IntegerConverter, Map
 
+from appliance.services.text import CONTROL_MESSAGE, NO_CONTROL_PATTERN, has_control_characters
+
 # Ids are BIGINT in both databases: a larger one cannot exist, and must not reach a query.
 MAX_ID = 2**63 - 1
 
-# NUL cannot be stored in PostgreSQL text, and no other C0 control (bar tab and line breaks) or DEL
-# belongs in anything a person types; lone surrogates cannot be encoded at all. (JSON bodies with a
-# lone surrogate escape are already refused by the JSON parser; forms and query strings decode
-# bytes that are not UTF-8 to U+FFFD.)
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-# The same rule as a JSON Schema (ECMA-262) pattern, published in the document.
-NO_CONTROL_PATTERN = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F]*$"
+# Text without control characters: services/text.py. (JSON bodies with a lone surrogate escape are
+# already refused by the JSON parser; forms and query strings decode bytes that are not UTF-8 to U+FFFD.)
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 # RFC 3339 date-time or full-date; also a space for the T, minutes without seconds and no offset (UTC),
@@ -41,8 +38,8 @@ TIME_EXAMPLE = "2026-01-31T00:00:00Z"
 
 
 def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise PydanticCustomError("control_character", "must not contain control characters (such as NUL)")
+    if has_control_characters(value):
+        raise PydanticCustomError("control_character", CONTROL_MESSAGE)
     return value
 
 
@@ -71,8 +68,10 @@ class Whole:
     low: int
     high: int
 
-    def parse(self, value: Any) -> int:
-        if isinstance(value, str) and _DIGITS.fullmatch(value):
+    def parse(self, value: Any, info: core_schema.ValidationInfo) -> int:
+        # Text only where everything is text (query strings, forms); a JSON body has real numbers.
+        from_text = not (info.context or {}).get(JSON_CONTEXT)
+        if from_text and isinstance(value, str) and _DIGITS.fullmatch(value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
             raise PydanticCustomError("whole_number", "must be a whole number between {low} and {high}",
@@ -80,13 +79,15 @@ class Whole:
         return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.no_info_plain_validator_function(self.parse)
+        return core_schema.with_info_plain_validator_function(self.parse)
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         return {"type": "integer", "minimum": self.low, "maximum": self.high}
 
 
 Id = Annotated[int, Whole(1, MAX_ID)]
+# The validation context of a JSON body (boundary.validation.parse_json_body).
+JSON_CONTEXT = "json"
 
 
 def parse_time(value: Any) -> dt.datetime:

@@ -26,12 +26,13 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from flask import Flask, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.datastructures import FileStorage, MultiDict
 
+from appliance.boundary.params import JSON_CONTEXT
 from appliance.errors import Invalid
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +49,9 @@ class Schema(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True,
                               arbitrary_types_allowed=True)
+    # A query parameter given empty (``?to=``) is checked as the empty string it is, except in the query
+    # strings of the UI's filter forms, which send every field and mean "not given" by an empty one.
+    blank_means_absent: ClassVar[bool] = False
 
 
 class Answer(BaseModel):
@@ -150,7 +154,7 @@ def parse_json_body(model: type[M]) -> M:
         raise Invalid("send a JSON object (Content-Type: application/json)",
                       fields={"body": "must be a JSON object sent with Content-Type: application/json"})
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, context={JSON_CONTEXT: True})
     except ValidationError as exc:
         raise invalid(exc, root="body") from None
 
@@ -164,8 +168,8 @@ def _raw_body(media: str) -> bytes:
 
 
 def parse_query(model: type[M]) -> M:
-    """The query string; an empty value counts as not given (forms of filters send every field)."""
-    return _validate(model, request.args, root="query", drop_empty=True)
+    drop_empty = issubclass(model, Schema) and model.blank_means_absent
+    return _validate(model, request.args, root="query", drop_empty=drop_empty)
 
 
 def parse_form(model: type[M]) -> M:

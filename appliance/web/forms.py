@@ -27,13 +27,19 @@ class Form(Schema):
     csrf_token: Annotated[str, Text(200)] = ""
 
 
+class Filters(Schema):
+    """The query string of a page: its filter forms send every field, empty ones meaning "not given"."""
+
+    blank_means_absent = True
+
+
 class NoFields(Form):
     """A button: only the CSRF token."""
 
 
 # -- sign-in and the user's own account --------------------------------------------------------------
 
-class LoginQuery(Schema):
+class LoginQuery(Filters):
     next: Annotated[str, Text(2000)] | None = None
 
 
@@ -72,7 +78,7 @@ class LinkForm(Form):
 
 # -- oversight ---------------------------------------------------------------------------------------
 
-class AlertsQuery(Schema):
+class AlertsQuery(Filters):
     status: Literal["open", "assigned", "resolved", "dismissed", "all"] = "open"
     before: Id | None = None
 
@@ -82,7 +88,7 @@ class TriageForm(Form):
     resolution: Annotated[str, Text(5000)] = ""
 
 
-class AuditQuery(Schema):
+class AuditQuery(Filters):
     from_: UtcTime | None = Field(default=None, alias="from")
     to: UtcTime | None = None
     user_id: Id | None = None
@@ -91,7 +97,7 @@ class AuditQuery(Schema):
     after: Annotated[int, Whole(0, MAX_ID)] | None = None
 
 
-class PeriodQuery(Schema):
+class PeriodQuery(Filters):
     from_: UtcTime | None = Field(default=None, alias="from")
     to: UtcTime | None = None
 
@@ -146,7 +152,7 @@ class RotateForm(Form):
 
 # -- the employee's onboarding page ------------------------------------------------------------------
 
-class OnboardQuery(Schema):
+class OnboardQuery(Filters):
     venue: Annotated[str, Text(32)] | None = None
 
 
