@@ -41,6 +41,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
 @requires("users:read", action="users.list")
 @accepts(returns=s.UserList)
 def list_users() -> ResponseReturnValue:
+    """Every appliance user."""
     return respond({"users": [user_json(u) for u in identity.list_users(db())]})
 
 
@@ -48,6 +49,7 @@ def list_users() -> ResponseReturnValue:
 @requires("users:write", action="users.create")
 @accepts(body=s.UserCreate, returns=s.UserOut, status=201, errors=(409,))
 def create_user(body: s.UserCreate) -> ResponseReturnValue:
+    """Create a user (with roles the caller may grant)."""
     user = identity.create_user(
         db(), state().actor, appliance().settings.auth, username=body.username, password=body.password,
         roles=body.roles, display_name=body.display_name, email=body.email,
@@ -62,6 +64,7 @@ def create_user(body: s.UserCreate) -> ResponseReturnValue:
 @requires("users:read", action="users.view")
 @accepts(returns=s.UserOut)
 def get_user(user_id: int) -> ResponseReturnValue:
+    """One user."""
     return respond(user_json(identity.get_user(db(), user_id)))
 
 
@@ -69,6 +72,7 @@ def get_user(user_id: int) -> ResponseReturnValue:
 @requires("users:write", action="users.set_roles")
 @accepts(body=s.UserRoles, returns=s.UserOut, errors=(409,))
 def set_user_roles(user_id: int, body: s.UserRoles) -> ResponseReturnValue:
+    """Replace a user's roles."""
     roles = body.roles
     user = identity.set_roles(db(), state().actor, user_id, roles)
     audit_detail(roles=sorted(roles))
@@ -80,6 +84,7 @@ def set_user_roles(user_id: int, body: s.UserRoles) -> ResponseReturnValue:
 @requires("users:write", action="users.set_active")
 @accepts(body=s.UserActive, returns=s.UserOut, errors=(409,))
 def set_user_active(user_id: int, body: s.UserActive) -> ResponseReturnValue:
+    """Enable or disable a user (their tokens, sessions and keys die with it)."""
     active = body.active
     user = identity.set_active(db(), state().actor, user_id, active)
     audit_detail(active=active)
@@ -91,6 +96,7 @@ def set_user_active(user_id: int, body: s.UserActive) -> ResponseReturnValue:
 @requires("roles:read", action="roles.list")
 @accepts(returns=s.RoleList)
 def list_roles() -> ResponseReturnValue:
+    """Every role with its permissions."""
     return respond({"roles": [role_json(r) for r in identity.list_roles(db())]})
 
 
@@ -98,6 +104,7 @@ def list_roles() -> ResponseReturnValue:
 @requires("roles:write", action="roles.create")
 @accepts(body=s.RoleCreate, returns=s.RoleOut, status=201, errors=(409,))
 def create_role(body: s.RoleCreate) -> ResponseReturnValue:
+    """Create a custom role."""
     role = identity.create_role(db(), state().actor, name=body.name, permissions=body.permissions,
                                 description=body.description)
     audit_resource("roles", role.id)
@@ -110,6 +117,7 @@ def create_role(body: s.RoleCreate) -> ResponseReturnValue:
 @requires("roles:read", action="roles.view")
 @accepts(returns=s.RoleOut)
 def get_role(role_id: int) -> ResponseReturnValue:
+    """One role."""
     return respond(role_json(identity.get_role(db(), role_id)))
 
 
@@ -117,6 +125,7 @@ def get_role(role_id: int) -> ResponseReturnValue:
 @requires("roles:write", action="roles.update")
 @accepts(body=s.RoleUpdate, returns=s.RoleOut)
 def update_role(role_id: int, body: s.RoleUpdate) -> ResponseReturnValue:
+    """Replace a custom role's permissions (and its description)."""
     role = identity.update_role(db(), state().actor, role_id, permissions=body.permissions,
                                 description=body.description)
     audit_detail(permissions=sorted(p.permission for p in role.permissions))
@@ -128,6 +137,7 @@ def update_role(role_id: int, body: s.RoleUpdate) -> ResponseReturnValue:
 @requires("roles:write", action="roles.delete")
 @accepts(body=NoInput, returns=s.RoleDeleted, errors=(409,))
 def delete_role(role_id: int) -> ResponseReturnValue:
+    """Delete a custom role."""
     identity.delete_role(db(), state().actor, role_id)
     auth_changed()
     return respond({"deleted": role_id})
@@ -137,6 +147,7 @@ def delete_role(role_id: int) -> ResponseReturnValue:
 @requires("apikeys:read", action="apikeys.list")
 @accepts(returns=s.ApiKeyList)
 def list_keys() -> ResponseReturnValue:
+    """Every API key (never the secret)."""
     return respond({"api_keys": [key_json(k) for k in identity.list_api_keys(db())]})
 
 
@@ -144,6 +155,7 @@ def list_keys() -> ResponseReturnValue:
 @requires("apikeys:write", action="apikeys.create")
 @accepts(body=s.ApiKeyCreate, returns=s.ApiKeyWithSecret, status=201, errors=(409,))
 def create_key(body: s.ApiKeyCreate) -> ResponseReturnValue:
+    """Create an API key; the key is in this answer only."""
     key, plaintext = identity.create_api_key(db(), state().actor, username=body.username, name=body.name,
                                              role_name=body.role, expires_at=body.expires_at)
     audit_resource("apikeys", key.id)
@@ -156,6 +168,7 @@ def create_key(body: s.ApiKeyCreate) -> ResponseReturnValue:
 @requires("apikeys:write", action="apikeys.rotate")
 @accepts(body=s.ApiKeyRotate, returns=s.ApiKeyWithSecret, errors=(409,))
 def rotate_key(key_id: int, body: s.ApiKeyRotate) -> ResponseReturnValue:
+    """A new secret for a key, the old one valid for overlap_hours more."""
     overlap = body.overlap_hours
     key, plaintext = identity.rotate_api_key(db(), state().actor, key_id, overlap_hours=overlap)
     audit_detail(overlap_hours=overlap)
@@ -167,6 +180,7 @@ def rotate_key(key_id: int, body: s.ApiKeyRotate) -> ResponseReturnValue:
 @requires("apikeys:write", action="apikeys.revoke")
 @accepts(body=NoInput, returns=s.ApiKeyOut)
 def revoke_key(key_id: int) -> ResponseReturnValue:
+    """Revoke a key: refused from the next request on."""
     key = identity.revoke_api_key(db(), state().actor, key_id, reason="revoked through the API")
     auth_changed()
     return respond(key_json(key))

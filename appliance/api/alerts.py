@@ -29,6 +29,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
 @requires("alerts:read", action="alerts.list")
 @accepts(query=s.AlertQuery, returns=s.AlertList)
 def list_alerts(query: s.AlertQuery) -> ResponseReturnValue:
+    """The alert queue, newest first."""
     items = alert_service.list_alerts(db(), status=query.status, employee_id=query.employee_id, limit=query.limit,
                                       before_id=query.before)
     return respond({"alerts": [alert_json(a) for a in items], "next_before": items[-1].id if items else None})
@@ -38,6 +39,7 @@ def list_alerts(query: s.AlertQuery) -> ResponseReturnValue:
 @requires("alerts:read", action="alerts.view")
 @accepts(returns=s.AlertOut)
 def get_alert(alert_id: int) -> ResponseReturnValue:
+    """One alert."""
     return respond(alert_json(alert_service.get(db(), alert_id)))
 
 
@@ -45,6 +47,7 @@ def get_alert(alert_id: int) -> ResponseReturnValue:
 @requires("alerts:triage", action="alerts.triage")
 @accepts(body=s.AlertTriage, returns=s.AlertOut)
 def triage_alert(alert_id: int, body: s.AlertTriage) -> ResponseReturnValue:
+    """Assign, resolve or dismiss an alert."""
     status, resolution = body.status, body.resolution
     alert = alert_service.triage(db(), state().actor, alert_id, status=status, resolution=resolution)
     audit_detail(status=status)

@@ -33,6 +33,7 @@ def _wants_csv(query: s.AuditQuery) -> bool:
 @requires("audit:read", action="audit.list")
 @accepts(query=s.AuditQuery, returns=s.AuditPage, media=(JSON, "text/csv"))
 def list_audit(query: s.AuditQuery) -> ResponseReturnValue:
+    """The audit trail: JSON pages, or every matching event as CSV."""
     flt = _filter(query)
     if _wants_csv(query):
         if not state().actor.can("audit:export"):

@@ -29,6 +29,7 @@ def _event(action: str, outcome: str, status: int, *, user_id: int | None = None
 @public(accepts_data=True)
 @accepts(body=s.TokenRequest, in_view=True, returns=s.Token, errors=(401, 403, 429))
 def issue_token() -> ResponseReturnValue:
+    """Sign in: username and password (and TOTP) for a 24-hour access token."""
     app = appliance()
     if not state().transport.credentials_ok:
         raise Forbidden("credentials are accepted over TLS only")

@@ -40,6 +40,7 @@ def employee_json(employee: Employee, row: employee_service.EmployeeRow | None =
 @requires("employees:read", action="employees.list")
 @accepts(returns=s.EmployeeList)
 def list_employees() -> ResponseReturnValue:
+    """Every monitored employee with the health of their connections."""
     rows = employee_service.list_rows(db())
     return respond({"employees": [employee_json(r.employee, r) for r in rows]})
 
@@ -48,6 +49,7 @@ def list_employees() -> ResponseReturnValue:
 @requires("employees:write", action="employees.create")
 @accepts(body=s.EmployeeCreate, returns=s.Employee, status=201, errors=(409,))
 def create_employee(body: s.EmployeeCreate) -> ResponseReturnValue:
+    """Add an employee to monitor."""
     employee = employee_service.create(db(), name=body.name, email=body.email, department=body.department,
                                        external_id=body.external_id)
     audit_resource("employees", employee.id)
@@ -58,6 +60,7 @@ def create_employee(body: s.EmployeeCreate) -> ResponseReturnValue:
 @requires("employees:read", action="employees.view")
 @accepts(returns=s.EmployeeWithHealth)
 def get_employee(employee_id: int) -> ResponseReturnValue:
+    """One employee with the health of their connections."""
     session = db()
     employee = employee_service.get(session, employee_id)
     rows = employee_service.list_rows(session, employee_ids=[employee.id])
@@ -68,6 +71,7 @@ def get_employee(employee_id: int) -> ResponseReturnValue:
 @requires("employees:write", action="employees.offboard")
 @accepts(body=NoInput, returns=s.Employee)
 def offboard_employee(employee_id: int) -> ResponseReturnValue:
+    """Offboard an employee: polling stops, records are kept."""
     return respond(employee_json(employee_service.offboard(db(), employee_id)))
 
 
@@ -75,6 +79,7 @@ def offboard_employee(employee_id: int) -> ResponseReturnValue:
 @requires("connections:read", action="connections.list")
 @accepts(returns=s.ConnectionList)
 def employee_connections(employee_id: int) -> ResponseReturnValue:
+    """An employee's connections (never their credentials)."""
     session = db()
     employee_service.get(session, employee_id)
     items = connection_service.list_for_employee(session, employee_id)
@@ -85,6 +90,7 @@ def employee_connections(employee_id: int) -> ResponseReturnValue:
 @requires("balances:read", action="balances.list")
 @accepts(returns=s.BalanceList)
 def employee_balances(employee_id: int) -> ResponseReturnValue:
+    """An employee's current balances, under the caller's scope."""
     session = db()
     employee_service.get(session, employee_id)
     rows = records.current_balances(session, state().actor, employee_id=employee_id)
@@ -99,6 +105,7 @@ def employee_balances(employee_id: int) -> ResponseReturnValue:
 @requires("transactions:read", action="transactions.list")
 @accepts(query=s.TransactionQuery, returns=s.TransactionList)
 def employee_transactions(employee_id: int, query: s.TransactionQuery) -> ResponseReturnValue:
+    """An employee's transactions, newest first, under the caller's scope."""
     session = db()
     employee_service.get(session, employee_id)
     rows = records.transactions(session, state().actor, employee_id=employee_id, since=query.from_,
@@ -111,6 +118,7 @@ def employee_transactions(employee_id: int, query: s.TransactionQuery) -> Respon
 @requires("transactions:read", action="transactions.view", resource_arg="transaction_id")
 @accepts(returns=s.TransactionOut)
 def employee_transaction(employee_id: int, transaction_id: int) -> ResponseReturnValue:
+    """One of an employee's transactions."""
     from appliance.errors import NotFound
 
     session = db()

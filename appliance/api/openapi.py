@@ -88,6 +88,7 @@ def document(app: Flask) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(definitions.get("$defs", {}).items())),
+            "responses": {name: _error(description) for name, (_, description) in sorted(ERRORS.items())},
             "securitySchemes": SECURITY_SCHEMES,
         },
     }
@@ -177,6 +178,19 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": {"$ref": REF.format(model="ErrorAnswer")}}}}
 
 
+# The error answers, by name in components.responses: (status, description).
+ERRORS = {
+    "BadRequest": (400, "Invalid input: error.fields names each bad field (invalid_request)."),
+    "Unauthorized": (401, "No valid credentials."),
+    "Forbidden": (403, "The caller lacks the permission, or credentials came over plain HTTP."),
+    "NotFound": (404, "No such record, or one the caller may not see."),
+    "Conflict": (409, "The request clashes with the current state (a duplicate, the last admin...)."),
+    "TooManyRequests": (429, "Throttled: retry after Retry-After seconds."),
+    "Error": (0, "Any other error (405, 413, 503 when the audit trail or the database is unavailable...)."),
+}
+_BY_STATUS = {status: name for name, (status, _) in ERRORS.items()}
+
+
 def _responses(row: RouteRow, spec: RouteSchema, refs: dict[tuple[Any, Any], Any]) -> dict[str, Any]:
     content: dict[str, Any] = {}
     for media in spec.media:
@@ -195,8 +209,8 @@ def _responses(row: RouteRow, spec: RouteSchema, refs: dict[tuple[Any, Any], Any
     if "<" in row.rule:
         errors.add(404)
     for status in sorted(errors - {int(s) for s in responses}):
-        responses[str(status)] = _error(HTTPStatus(status).phrase)
-    responses["default"] = _error("Any other error (405, 413, 503 when the audit trail is unavailable...)")
+        responses[str(status)] = {"$ref": f"#/components/responses/{_BY_STATUS[status]}"}
+    responses["default"] = {"$ref": "#/components/responses/Error"}
     return responses
 
 

@@ -29,6 +29,7 @@ def position_json(p: Any, c: Any) -> dict[str, Any]:
 @requires("predictions:read", action="predictions.list")
 @accepts(returns=s.PositionList)
 def list_predictions() -> ResponseReturnValue:
+    """Current prediction-market positions, under the caller's scope."""
     rows = records.current_positions(db(), state().actor)
     return respond({"positions": [position_json(p, c) for p, c in rows]})
 
@@ -37,6 +38,7 @@ def list_predictions() -> ResponseReturnValue:
 @requires("predictions:read", action="predictions.list_employee")
 @accepts(returns=s.PositionList)
 def employee_predictions(employee_id: int) -> ResponseReturnValue:
+    """An employee's prediction-market positions."""
     session = db()
     employee_service.get(session, employee_id)
     rows = records.current_positions(session, state().actor, employee_id=employee_id)
@@ -47,6 +49,7 @@ def employee_predictions(employee_id: int) -> ResponseReturnValue:
 @requires("onboarding:write", action="onboarding.link_create")
 @accepts(body=s.LinkCreate, returns=s.Link, status=201, errors=(409,))
 def create_link(employee_id: int, body: s.LinkCreate) -> ResponseReturnValue:
+    """A one-time onboarding link for an employee (shown once)."""
     app = appliance()
     purpose = body.purpose
     row, token = onboarding.create_link(db(), state().actor, app.settings, employee_id, purpose=purpose)
@@ -61,6 +64,7 @@ def create_link(employee_id: int, body: s.LinkCreate) -> ResponseReturnValue:
 @requires("onboarding:write", action="onboarding.link_revoke")
 @accepts(body=NoInput, returns=s.LinkRevoked)
 def revoke_link(link_id: int) -> ResponseReturnValue:
+    """Revoke an onboarding link."""
     row = onboarding.revoke_link(db(), link_id)
     return respond({"id": row.id, "state": onboarding.link_state(row)})
 
@@ -69,6 +73,7 @@ def revoke_link(link_id: int) -> ResponseReturnValue:
 @requires("employees:write", action="employees.import")
 @accepts(raw_body="text/csv", returns=s.Imported, status=201, errors=(409,))
 def import_employees(body: bytes) -> ResponseReturnValue:
+    """Import employees from CSV: all rows or none."""
     created = employee_service.import_csv(db(), body)
     audit_detail(imported=len(created))
     return respond({"imported": len(created), "ids": [e.id for e in created]}, 201)
@@ -78,6 +83,7 @@ def import_employees(body: bytes) -> ResponseReturnValue:
 @requires("connections:write", action="connections.sync_now")
 @accepts(body=NoInput, returns=s.SyncRequested, status=202)
 def sync_now(connection_id: int) -> ResponseReturnValue:
+    """Poll a connection at the next tick."""
     connection = sync.request_sync(db(), connection_id)
     return respond({"id": connection.id, "next_poll_at": json_value(connection.next_poll_at)}, 202)
 
@@ -85,6 +91,7 @@ def sync_now(connection_id: int) -> ResponseReturnValue:
 @requires("system:read", action="metrics.scrape")
 @accepts(media=("text/plain",))
 def prometheus() -> ResponseReturnValue:
+    """Prometheus metrics (text exposition format)."""
     return Response(metrics.render(appliance(), db()), mimetype="text/plain; version=0.0.4")
 
 

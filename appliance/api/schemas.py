@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from appliance.boundary.params import MAX_ID, DecimalText, Id, Text, Timestamp, UtcTime, Whole
 from appliance.boundary.validation import Answer, Schema
+
+
+def example(**values: Any) -> ConfigDict:
+    """A request's example, published in the document (and the first request the fuzz run sends)."""
+    return ConfigDict(json_schema_extra={"examples": [values]})
+
 
 Username = Annotated[str, Text(64)]
 RoleName = Annotated[str, Text(64)]
@@ -24,6 +30,8 @@ AlertStatus = Literal["open", "assigned", "resolved", "dismissed"]
 # -- sign-in ---------------------------------------------------------------------------------------------
 
 class TokenRequest(Schema):
+    model_config = example(username="alice", password="correct horse battery staple")  # noqa: S106 (an example)
+
     username: Annotated[str, Text(128)]
     password: Annotated[str, Text(1024)]
     totp: Annotated[str, Text(16)] | None = None
@@ -38,6 +46,8 @@ class Token(Answer):
 # -- employees and what they hold --------------------------------------------------------------------
 
 class EmployeeCreate(Schema):
+    model_config = example(name="Ada Lovelace", email="ada@example.com", department="Research", external_id="HR-1")
+
     name: Annotated[str, Text(200)]
     email: Annotated[str, Text(254)]
     department: Annotated[str, Text(200)] = ""
@@ -169,6 +179,8 @@ class PositionList(Answer):
 
 
 class LinkCreate(Schema):
+    model_config = example(purpose="initial")
+
     purpose: Literal["initial", "reonboard"] = "initial"
 
 
@@ -205,6 +217,8 @@ class AlertQuery(Schema):
 
 
 class AlertTriage(Schema):
+    model_config = example(status="resolved", resolution="pre-cleared trade")
+
     status: Literal["assigned", "resolved", "dismissed"]
     resolution: Annotated[str, Text(5000)] = Field(
         default="", description="Why the alert is closed (required to resolve or dismiss).")
@@ -275,6 +289,9 @@ class AuditPage(Answer):
 # -- users, roles, API keys ------------------------------------------------------------------------------
 
 class UserCreate(Schema):
+    model_config = example(username="dora", password="long enough to be a passphrase",  # noqa: S106 (an example)
+                           roles=["Viewer"], display_name="Dora", email="dora@example.com")
+
     username: Username
     password: Annotated[str, Text(256)]
     roles: list[RoleName] = Field(default_factory=list, max_length=20)
@@ -284,10 +301,14 @@ class UserCreate(Schema):
 
 
 class UserRoles(Schema):
+    model_config = example(roles=["Compliance"])
+
     roles: list[RoleName] = Field(max_length=20)
 
 
 class UserActive(Schema):
+    model_config = example(active=True)
+
     active: bool
 
 
@@ -309,12 +330,16 @@ class UserList(Answer):
 
 
 class RoleCreate(Schema):
+    model_config = example(name="HR readers", permissions=["employees:read"], description="HR sees who is monitored")
+
     name: RoleName
     permissions: list[Permission] = Field(default_factory=list, max_length=200)
     description: Annotated[str, Text(500)] = ""
 
 
 class RoleUpdate(Schema):
+    model_config = example(permissions=["employees:read", "reports:read"])
+
     permissions: list[Permission] = Field(max_length=200, description="The role's permissions from now on.")
     description: Annotated[str, Text(500)] | None = Field(default=None, description="Unchanged when left out.")
 
@@ -336,6 +361,8 @@ class RoleDeleted(Answer):
 
 
 class ApiKeyCreate(Schema):
+    model_config = example(username="carol", name="siem", role="Compliance", expires_at="2030-01-01T00:00:00Z")
+
     username: Username = Field(description="The key's owner.")
     name: Annotated[str, Text(100)]
     role: RoleName | None = Field(default=None, description="The role the key is bound to (default: the owner's "
@@ -344,6 +371,8 @@ class ApiKeyCreate(Schema):
 
 
 class ApiKeyRotate(Schema):
+    model_config = example(overlap_hours=24)
+
     overlap_hours: Annotated[int, Whole(0, 168)] = Field(
         default=0, description="How long the previous secret stays valid.")
 

@@ -39,10 +39,15 @@ class ErrorAnswer(BaseModel):
     error: ErrorDetail
 
 
+# Probes that answer JSON and have no browser session (an HTML error page needs one for its CSRF field).
+_JSON_PROBES = frozenset({"/healthz", "/metrics"})
+
+
 def _wants_json() -> bool:
     from appliance.boundary.edge import is_api_request
 
-    return is_api_request() or request.accept_mimetypes.best == "application/json"
+    return (is_api_request() or request.path in _JSON_PROBES
+            or request.accept_mimetypes.best == "application/json")
 
 
 def error_response(exc: VigatraError) -> Response:
@@ -75,9 +80,14 @@ def _http_error(exc: HTTPException) -> Response:
     if _wants_json():
         resp = jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": message}})
         resp.status_code = status
-        return resp
-    return Response(render_template("error.html", status=status, message=message), status=status,
-                    mimetype="text/html")
+    else:
+        resp = Response(render_template("error.html", status=status, message=message), status=status,
+                        mimetype="text/html")
+    # The exception's own headers, bar its body's type: Allow on a 405 (RFC 9110 requires it).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            resp.headers[name] = value
+    return resp
 
 
 def _unexpected(exc: Exception) -> Response:
