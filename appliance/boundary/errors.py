@@ -14,6 +14,7 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import HTTPException
 
+from appliance.boundary.paths import is_api_path
 from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,12 @@ class ErrorAnswer(BaseModel):
     error: ErrorDetail
 
 
-# Probes that answer JSON and have no browser session (an HTML error page needs one for its CSRF field).
-_JSON_PROBES = frozenset({"/healthz", "/metrics"})
+# The health probe answers JSON (the API and /metrics: paths.is_api_path), its errors too.
+_JSON_PROBES = frozenset({"/healthz"})
 
 
 def _wants_json() -> bool:
-    from appliance.boundary.edge import is_api_request
-
-    return (is_api_request() or request.path in _JSON_PROBES
+    return (is_api_path(request.path) or request.path in _JSON_PROBES
             or request.accept_mimetypes.best == "application/json")
 
 

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 
 from appliance.audit.writer import AuditRecord
+from appliance.boundary.csrf import check_csrf
 from appliance.boundary.edge import appliance, auth_changed, db, state
 from appliance.boundary.routes import public, signed_in
 from appliance.boundary.validation import Answer, accepts, submitted
@@ -65,14 +66,12 @@ def _security_event(action: str, *, outcome: str, user_id: int | None = None, us
 @public(accepts_data=True)
 @accepts(query=forms.LoginQuery, form=forms.LoginForm, in_view=True, media=("text/html",))
 def login(query: forms.LoginQuery) -> ResponseReturnValue:
-    from appliance.boundary.edge import _check_csrf
-
     next_url = query.next
     if request.method == "GET":
         if state().actor.is_authenticated:
             return redirect(_safe_next(next_url))
         return render_template("login.html", next=next_url, error=None, mfa=False)
-    _check_csrf()
+    check_csrf()
     app = appliance()
     st = state()
     if not st.transport.credentials_ok:
@@ -122,7 +121,7 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
 
 
 @web_blueprint.route("/logout", methods=["POST"])
-@signed_in(action="logout")
+@signed_in(action="logout", while_restricted=True)
 @accepts(form=forms.NoFields, media=("text/html",))
 def logout() -> ResponseReturnValue:
     import datetime as dt
@@ -149,7 +148,7 @@ def home() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account")
-@signed_in(action="account.view")
+@signed_in(action="account.view", while_restricted=True)
 @accepts(media=("text/html",))
 def account() -> ResponseReturnValue:
     user = identity.get_user(db(), state().actor.user_id or 0)
@@ -158,7 +157,7 @@ def account() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/password", methods=["POST"])
-@signed_in(action="account.password_change")
+@signed_in(action="account.password_change", while_restricted=True)
 @accepts(form=forms.PasswordForm, media=("text/html",))
 def account_password(form: forms.PasswordForm) -> ResponseReturnValue:
     from appliance.auth.passwords import verify_password
@@ -181,7 +180,7 @@ def account_password(form: forms.PasswordForm) -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/mfa", methods=["GET"])
-@signed_in(action="account.mfa_view")
+@signed_in(action="account.mfa_view", while_restricted=True)
 @accepts(media=("text/html",))
 def account_mfa() -> ResponseReturnValue:
     import segno
@@ -200,7 +199,7 @@ def account_mfa() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/mfa/start", methods=["POST"])
-@signed_in(action="account.mfa_start")
+@signed_in(action="account.mfa_start", while_restricted=True)
 @accepts(form=forms.NoFields, media=("text/html",))
 def account_mfa_start() -> ResponseReturnValue:
     app = appliance()
@@ -216,7 +215,7 @@ def account_mfa_start() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/mfa", methods=["POST"])
-@signed_in(action="account.mfa_enrol")
+@signed_in(action="account.mfa_enrol", while_restricted=True)
 @accepts(form=forms.MfaCodeForm, media=("text/html",))
 def account_mfa_confirm(form: forms.MfaCodeForm) -> ResponseReturnValue:
     from appliance.auth.state import bump_revision
