@@ -90,10 +90,15 @@ def accepts(*, query: type[Schema] | None = None, body: type[Schema] | None = No
         # What the view takes is handed over; what it does not (an empty body, a form that is only the
         # CSRF token) is still checked.
         wanted = set(inspect.signature(fn).parameters)
+        # Most requests carry no query string: its parse is done once, here (models are frozen, so one
+        # instance serves every request).
+        empty_query = _without_input(query_model)
 
         @functools.wraps(fn)
         def view(**kwargs: Any) -> Any:
-            parsed: dict[str, Any] = {"query": parse_query(query_model)}
+            query_string = request.environ.get("QUERY_STRING")
+            parsed: dict[str, Any] = {
+                "query": empty_query if empty_query is not None and not query_string else parse_query(query_model)}
             if not in_view:
                 if body is not None:
                     parsed["body"] = parse_json_body(body)
@@ -108,6 +113,14 @@ def accepts(*, query: type[Schema] | None = None, body: type[Schema] | None = No
         return typing.cast(F, view)
 
     return mark
+
+
+def _without_input(model: type[M]) -> M | None:
+    """The model as an empty query string gives it, when that is valid."""
+    try:
+        return model.model_validate({})
+    except ValidationError:
+        return None
 
 
 def schema_of(view: Any) -> RouteSchema | None:
