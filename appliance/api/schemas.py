@@ -111,7 +111,28 @@ class ConnectionList(Answer):
     connections: list[ConnectionOut]
 
 
-class Balance(Answer):
+class Valued(Answer):
+    """A value in the firm's currency (api/values.py, docs/VALUATION.md): null with a reason, never 0."""
+
+    value: DecimalText | None = Field(description="Quantity times price, in the answer's currency.")
+    price: DecimalText | None = Field(description="Per unit, in the answer's currency.")
+    price_source: str | None
+    price_route: str | None
+    priced_at: Timestamp | None
+    unpriced_reason: str | None = Field(description="Why there is no value (null when there is one).")
+
+
+class Total(Answer):
+    value: DecimalText
+    priced: int
+    unpriced: int
+    complete: bool = Field(description="Every item is priced.")
+
+
+Currency = Annotated[str, Field(description="The firm's currency (valuation.currency).")]
+
+
+class Balance(Valued):
     connection_id: int
     venue: str
     asset: str
@@ -123,7 +144,9 @@ class Balance(Answer):
 
 
 class BalanceList(Answer):
+    currency: Currency
     balances: list[Balance]
+    total: Total
 
 
 class TransactionQuery(Schema):
@@ -133,7 +156,7 @@ class TransactionQuery(Schema):
     before: Id | None = Field(default=None, description="Only transactions with a smaller id (the next page).")
 
 
-class TransactionOut(Answer):
+class TransactionOut(Valued):
     id: int
     connection_id: int
     venue: str
@@ -146,7 +169,6 @@ class TransactionOut(Answer):
     market: str
     quote_asset: str | None
     quote_amount: DecimalText | None
-    price: DecimalText | None
     fee_asset: str | None
     fee_amount: DecimalText | None
     provenance: str
@@ -155,11 +177,16 @@ class TransactionOut(Answer):
 
 
 class TransactionList(Answer):
+    currency: Currency
     transactions: list[TransactionOut]
     next_before: int | None
 
 
-class Position(Answer):
+class OneTransaction(TransactionOut):
+    currency: Currency
+
+
+class Position(Valued):
     connection_id: int
     employee_id: int
     venue: str
@@ -175,6 +202,7 @@ class Position(Answer):
 
 
 class PositionList(Answer):
+    currency: Currency
     positions: list[Position]
 
 

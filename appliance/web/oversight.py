@@ -15,6 +15,7 @@ from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
 from appliance.services import alerts as alert_service
 from appliance.services import records, reports, sync
+from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
 
 
@@ -67,16 +68,25 @@ def audit(query: forms.AuditQuery) -> ResponseReturnValue:
 @requires("predictions:read", action="predictions.list")
 @accepts(media=("text/html",))
 def predictions() -> ResponseReturnValue:
-    rows = records.current_positions(db(), state().actor)
-    return render_template("predictions.html", rows=rows)
+    session = db()
+    rows = records.current_positions(session, state().actor)
+    settings = appliance().settings
+    return render_template("predictions.html", rows=rows, currency=valuation.currency_of(settings),
+                           values=valuation.position_values(session, settings, rows))
 
 
 @web_blueprint.route("/reports")
 @requires("reports:read", action="reports.view")
 @accepts(media=("text/html",))
 def reports_page() -> ResponseReturnValue:
-    summary = reports.firm_summary(db())
-    return render_template("reports.html", summary=summary)
+    session = db()
+    summary = reports.firm_summary(session)
+    actor = state().actor
+    totals = None
+    if actor.scope_for("balances:read") == "all":  # a firm total is only for those who may see every holding
+        totals = valuation.firm_totals(session, appliance().settings,
+                                       include_positions=actor.scope_for("predictions:read") == "all")
+    return render_template("reports.html", summary=summary, totals=totals)
 
 
 @web_blueprint.route("/reports/holdings.csv")
@@ -88,7 +98,7 @@ def reports_holdings() -> ResponseReturnValue:
         from appliance.errors import Forbidden
 
         raise Forbidden("the holdings report needs balances:export")
-    rows = reports.holdings_rows(db(), actor)
+    rows = reports.holdings_rows(db(), actor, appliance().settings)
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-holdings.csv")
 
@@ -102,7 +112,7 @@ def reports_transactions(query: forms.PeriodQuery) -> ResponseReturnValue:
         from appliance.errors import Forbidden
 
         raise Forbidden("the transaction report needs transactions:export")
-    rows = reports.transaction_rows(db(), actor, since=query.from_, until=query.to)
+    rows = reports.transaction_rows(db(), actor, appliance().settings, since=query.from_, until=query.to)
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-transactions.csv")
 

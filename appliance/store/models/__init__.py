@@ -8,6 +8,7 @@ from appliance.store.models.employees import Employee, OnboardingToken
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
+from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
 from appliance.store.models.system import PollCycle, Setting
 
 __all__ = [
@@ -20,18 +21,22 @@ __all__ = [
     "BalanceSnapshot",
     "Connection",
     "CoverageInterval",
+    "CurrentPrice",
     "Employee",
     "KeyVersion",
     "LoginThrottle",
     "OnboardingToken",
     "PollCycle",
     "PredictionPosition",
+    "PriceCandleDay",
+    "PriceObservation",
     "RevokedSession",
     "Role",
     "RolePermission",
     "Setting",
     "SyncCursor",
     "Transaction",
+    "TransactionValue",
     "User",
     "UserRole",
 ]
