@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TOOLS := .tools
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck contracts pytest venv dev-venv test-tools lock bundle clean bench
+.PHONY: demo test lint typecheck contracts pytest venv dev-venv test-tools lock bundle clean bench openapi
 
 $(VENV)/.runtime: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -49,6 +49,10 @@ lock: $(VENV)/.dev
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras \
 		--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 		--output-file=offline-wheels/requirements.lock pyproject.toml
+
+## docs/openapi.json: the API's published contract, generated from the routes and their schemas.
+openapi: $(VENV)/.dev
+	$(PY) -m tests.support.openapi docs/openapi.json
 
 ## The signed offline release for air-gapped installs (bundles per platform, SBOMs, install.sh).
 ## RELEASE_KEY: the release's Ed25519 key; without one, a development key is made (never ship with it).
