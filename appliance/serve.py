@@ -48,10 +48,12 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
         on_ready: Callable[[str], None] | None = None, appliance: Appliance | None = None) -> None:
     from appliance.app import create_app
     from appliance.poller import build_scheduler
+    from appliance.venues.chains import primitives
 
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
     check_bind(settings, host)
+    primitives.check()  # wallet hashes and curve: a broken install stops here, with one line
     appliance = appliance or Appliance(settings)
     if not appliance.opened:
         appliance.open()
