@@ -5,6 +5,7 @@ offline into a fresh venv exactly as install.sh does and initialise an appliance
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -127,3 +128,8 @@ def test_installs_offline_with_hashes_and_initialises(built: tuple[Path, Path], 
     result = subprocess.run([vigatra, "--config", str(data / "vigatra.yaml"), "doctor"], env=env,
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    # One version: the wheel's name, what the installed command prints and the source tree's metadata.
+    wheel_version = str(parse_wheel_filename(app_wheel.name)[1])
+    result = subprocess.run([vigatra, "--version"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.stdout.strip() == f"vigatra, version {wheel_version}"
+    assert wheel_version == importlib.metadata.version("vigatra")
