@@ -283,10 +283,6 @@ class Settings:
     def venue(self, venue_id: str) -> VenueSettings:
         return self.venues.get(venue_id) or VenueSettings()
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 # ---------------------------------------------------------------------------------------------
 # Loading
