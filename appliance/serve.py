@@ -58,7 +58,7 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
     if not appliance.opened:
         appliance.open()
     app = create_app(appliance)
-    server = _bind(app, settings, host, port)
+    server = create_server(app, settings, host, port)
     scheduler = build_scheduler(appliance)
     appliance.start()
     scheduler.start()
@@ -82,7 +82,8 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
         log.info("stopped")
 
 
-def _bind(app: Any, settings: Settings, host: str, port: int) -> Any:
+def create_server(app: Any, settings: Settings, host: str, port: int) -> Any:
+    """The waitress server `vigatra serve` runs ``app`` on (bound, not yet serving)."""
     import waitress.server
 
     try:
