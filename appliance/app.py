@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Flask, Request
 from flask.sessions import SecureCookieSessionInterface
-from flask_login import LoginManager
 
 from appliance.boundary import edge, errors, headers, params, pipeline
 from appliance.boundary.paths import is_api_path
@@ -59,19 +58,6 @@ def create_app(appliance: Appliance) -> Flask:
         JSON_SORT_KEYS=False,
         TEMPLATES_AUTO_RELOAD=False,
     )
-    login_manager = LoginManager()
-    login_manager.session_protection = None  # sessions are checked by the edge (epoch, revocation, timeouts)
-    login_manager.init_app(app)
-
-    from appliance.web import WebUser
-
-    @login_manager.user_loader
-    def _load_user(user_id: str) -> WebUser | None:
-        actor = edge.state().actor
-        if actor.kind == "user" and actor.user_id == int(user_id):
-            return WebUser(actor.user_id, actor.label)
-        return None
-
     headers.install(app)
     errors.install(app)
 

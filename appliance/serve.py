@@ -49,17 +49,19 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
         on_ready: Callable[[str], None] | None = None, appliance: Appliance | None = None) -> None:
     from appliance.app import create_app
     from appliance.poller import build_scheduler
+    from appliance.venues.chains import primitives
 
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
     check_bind(settings, host)
+    primitives.check()  # wallet hashes and curve: a broken install stops here, with one line
     appliance = appliance or Appliance(settings)
     serving = hold_for_serving(appliance.store.engine)  # a restore must not replace the database under us
     try:
         if not appliance.opened:
             appliance.open()
         app = create_app(appliance)
-        server = _bind(app, settings, host, port)
+        server = create_server(app, settings, host, port)
     except BaseException:
         serving.release()
         raise
@@ -100,7 +102,8 @@ def _sign_the_tail(appliance: Appliance) -> None:
         log.warning("no audit checkpoint at shutdown: %s", type(exc).__name__)
 
 
-def _bind(app: Any, settings: Settings, host: str, port: int) -> Any:
+def create_server(app: Any, settings: Settings, host: str, port: int) -> Any:
+    """The waitress server `vigatra serve` runs ``app`` on (bound, not yet serving)."""
     import waitress.server
 
     try:

@@ -78,7 +78,10 @@ class ServerSettings:
 class DatabaseSettings:
     url: str = field(default="", metadata=_doc(
         "SQLAlchemy URL. Empty: SQLite file vigatra.db in data_dir. PostgreSQL: postgresql+psycopg://user@host/db"))
-    pool_size: int = field(default=10, metadata=_doc("Connection pool size (PostgreSQL).", min=1, max=200))
+    pool_size: int = field(default=0, metadata=_doc(
+        "Connections each process keeps open. 0: one for every server thread, poll worker and background writer "
+        "(server.threads + poller.workers + 4), so no request opens a connection. On PostgreSQL, set it when "
+        "several processes must share max_connections.", min=0, max=200))
     busy_timeout_ms: int = field(default=10000, metadata=_doc(
         "SQLite: how long a writer waits for the lock before failing.", min=0, max=600000))
     echo: bool = field(default=False, metadata=_doc("Log every SQL statement (debugging only)."))
@@ -358,10 +361,6 @@ class Settings:
 
     def venue(self, venue_id: str) -> VenueSettings:
         return self.venues.get(venue_id) or VenueSettings()
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 # ---------------------------------------------------------------------------------------------

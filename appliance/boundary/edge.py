@@ -72,10 +72,13 @@ def current_state() -> RequestState | None:
 
 
 def db() -> Session:
-    """The request's session, opened on first use; committed once by the pipeline after the view."""
+    """The request's session, opened on first use; a state-changing request's is committed once by the
+    pipeline after the view."""
     st = state()
     if st.db is None:
-        st.db = appliance().store.session(write=st.write)
+        store = appliance().store
+        # A request that only reads needs no transaction: its statements autocommit (Store.reader).
+        st.db = store.session(write=True) if st.write else store.reader()
     return st.db
 
 

@@ -106,10 +106,11 @@ def _finish(response: Response) -> Response:
                 append(session, [request_record(st, request, response.status_code)])
             session.commit()
         else:
-            if st.db is not None:
+            if st.db is not None:  # a reader: nothing to roll back; give its connection back before waiting
                 if st.db.new or st.db.dirty or st.db.deleted:
-                    log.error("%s %s tried to change state; rolled back", request.method, request.endpoint)
-                st.db.rollback()
+                    log.error("%s %s tried to change state; discarded", request.method, request.endpoint)
+                st.db.close()
+                st.db = None
             if audited:
                 app.audit.record(request_record(st, request, response.status_code))
     except Exception as exc:  # noqa: BLE001 - whatever failed, the event is not durable: fail closed

@@ -84,16 +84,6 @@ def get(session: Session, employee_id: int) -> Employee:
     return employee
 
 
-def update_details(session: Session, employee_id: int, *, name: str, email: str, department: str,
-                   external_id: str | None) -> Employee:
-    employee = get(session, employee_id)
-    name, email, department, external = _clean(name, email, department, external_id)
-    _check_unique(session, email, external, exclude=employee.id)
-    employee.name, employee.email, employee.department, employee.external_id = name, email, department, external
-    session.flush()
-    return employee
-
-
 def offboard(session: Session, employee_id: int) -> Employee:
     """Stop polling; keep every record (retention)."""
     employee = get(session, employee_id)

@@ -56,9 +56,6 @@ class Credentials:
 
     __str__ = __repr__
 
-    def as_fields(self) -> dict[str, str]:
-        return {"api_key": self.api_key, "api_secret": self.api_secret, "passphrase": self.passphrase}
-
     def secrets(self) -> tuple[str, ...]:
         """Every non-empty value, for scrubbing evidence and messages."""
         return tuple(v for v in (self.api_key, self.api_secret, self.passphrase) if v)

@@ -227,13 +227,3 @@ def retry_after_seconds(headers: Any, default: float = 30.0) -> float:
     return default
 
 
-_QUERY = re.compile(r"\?[^\s\"']*")
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove query strings (signatures, keys) and any known secret from a message."""
-    text = _QUERY.sub("?…", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return text

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request, url_for
-from flask_login import UserMixin
 
 from appliance import __version__
 from appliance.boundary.csrf import csrf_token
@@ -13,13 +12,6 @@ from appliance.boundary.edge import current_state
 
 web_blueprint = Blueprint("web", __name__)
 
-
-class WebUser(UserMixin):
-    """What Flask-Login needs; built from the in-memory auth state, never from a query."""
-
-    def __init__(self, user_id: int, username: str) -> None:
-        self.id = user_id
-        self.username = username
 
 # (endpoint, label, permission) in menu order; an item shows only to actors holding its permission.
 NAV: tuple[tuple[str, str, str], ...] = (

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 import pyotp
 from flask import flash, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import login_user, logout_user
 
 from appliance.audit.writer import AuditRecord
 from appliance.auth.state import UserState
@@ -137,9 +136,6 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
     session.update({"sid": secrets.token_urlsafe(24), "uid": user.id, "ep": user.epoch, "iat": now, "seen": now,
                     "csrf": secrets.token_urlsafe(32)})
     session.permanent = True
-    from appliance.web import WebUser
-
-    login_user(WebUser(user.id, user.username))
     _security_event("login.success", outcome="success", user_id=user.id, status=302)
     return redirect(_after_sign_in(user, next_url))
 
@@ -157,7 +153,6 @@ def logout() -> ResponseReturnValue:
             hours=appliance().settings.auth.session_absolute_hours)
         login_service.revoke_session(db(), session_id=sid, user_id=actor.user_id, expires_at=expires)
         auth_changed()
-    logout_user()
     session.clear()
     flash("You are signed out.", "ok")
     return redirect(url_for("web.login"))

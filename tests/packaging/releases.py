@@ -112,9 +112,8 @@ def release_b(factory: pytest.TempPathFactory) -> Release:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(REPO / part, target)
             newer = next_patch(a.version)
-            for path in (source / "pyproject.toml", source / "appliance" / "__init__.py"):
-                text = path.read_text()
-                path.write_text(text.replace(f'"{a.version}"', f'"{newer}"'))
+            pyproject = source / "pyproject.toml"  # the one place the version is written
+            pyproject.write_text(pyproject.read_text().replace(f'"{a.version}"', f'"{newer}"'))
             from appliance.store.migrate import head_revision
 
             (source / "appliance" / "store" / "migrations" / "versions" / f"{PROBE_REVISION}_upgrade_probe.py"

@@ -94,6 +94,8 @@ def test_install_upgrade_refuse_older_rollback_uninstall(host: hostns.Host, rele
     assert host.path("/opt/vigatra/current").readlink() == Path(f"releases/{a.version}")
     assert host.path("/etc/vigatra/release-key.pub").read_text() == a.public_key.read_text()
     assert '"status":"ok"' in ok(host.run(HEALTHZ))
+    # One version: the release's name, what the installed command prints (package metadata)
+    assert ok(host.run("/opt/vigatra/current/bin/vigatra --version")).strip() == f"vigatra, version {a.version}"
     # doctor as root reads the credential the way the unit does (a transient unit as vigatra)
     doctor = host.run("/opt/vigatra/current/bin/vigatra --config /etc/vigatra/vigatra.yaml doctor --skip-network")
     assert "KEK             ok" in doctor.stdout and "LoadCredentialEncrypted=vigatra-kek" in doctor.stderr, doctor

@@ -85,7 +85,7 @@ _meta_lock = threading.Lock()
 
 def eip55(lower_hex: str) -> str:
     """EIP-55 mixed-case checksum form of 40 lower-case hex digits (without 0x)."""
-    from appliance.venues.chains.keccak import keccak256
+    from appliance.venues.chains.primitives import keccak256
 
     digest = keccak256(lower_hex.encode("ascii")).hex()
     return "0x" + "".join(c.upper() if c.isalpha() and int(digest[i], 16) >= 8 else c
