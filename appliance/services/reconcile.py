@@ -3,6 +3,8 @@
 A chain provider that answers inconsistently (a balance that does not match the transfers, a block
 it skipped) must not be papered over: the difference opens a coverage gap with reason
 ``inconsistent_data`` and a warning alert, and both stay until a later sync agrees again.
+
+Only completed transfers count: a pending, failed or cancelled one moved nothing (yet).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def mismatches(session: Session, connection_id: int, adapter: WalletAdapter, bal
     rows = session.execute(select(
         Transaction.asset, Transaction.market, Transaction.kind, Transaction.fee_asset,
         func.sum(Transaction.amount), func.sum(Transaction.fee_amount)).where(
-        Transaction.connection_id == connection_id, Transaction.orphaned.is_(False)).group_by(
+        Transaction.connection_id == connection_id, Transaction.orphaned.is_(False),
+        Transaction.status == "completed").group_by(
         Transaction.asset, Transaction.market, Transaction.kind, Transaction.fee_asset))
     for asset, market, kind, fee_asset, amount, fee_amount in rows:
         key = (asset, market or "")
@@ -57,8 +60,10 @@ def _plain(amount: Decimal) -> str:
 
 
 # Gaps that more data does not fill: an inconsistency closes when a reconciliation agrees again; an
-# unverified market list stays as long as the venue only answers market by market.
-STANDING = (REASON, "unverified_markets")
+# unverified market list stays as long as the venue only answers market by market; a venue limitation (a
+# permission the key lacks, a sub-account the venue serves no records to) closes when the stream reads again;
+# history the API does not reach closes only when a statement import covers it.
+STANDING = (REASON, "unverified_markets", "venue_limitation", "history_limit")
 
 
 def closes(gap: CoverageInterval) -> bool:

@@ -50,6 +50,9 @@ def _gaps(session: Session) -> dict[int, list[str]]:
             text = f"{gap.stream} since {start}: {gap.detail}"
         elif gap.reason == "inconsistent_data":
             text = f"{gap.stream} inconsistent since {start}: {gap.detail}"
+        elif gap.reason in ("venue_limitation", "history_limit"):
+            until = f" until {gap.end_at.isoformat(timespec='minutes')}" if gap.end_at else ""
+            text = f"{gap.stream} not readable from {start}{until}: {gap.detail}"
         else:
             text = f"{gap.stream} missing since {start} ({gap.reason})"
         out.setdefault(gap.connection_id, []).append(text)
@@ -72,13 +75,15 @@ def holdings_rows(session: Session, actor: Actor) -> list[list[Any]]:
 
 def transaction_rows(session: Session, actor: Actor, *, since: dt.datetime | None, until: dt.datetime | None
                      ) -> list[list[Any]]:
+    """Completed transactions only: a pending, failed or cancelled transfer moved nothing (the API and the
+    employee page list them with their status)."""
     employees = _employees(session)
     gaps = _gaps(session)
     rows: list[list[Any]] = [["employee_external_id", "employee", "date", "venue", "nature", "instrument",
                               "quantity", "price", "principal_amount", "quote_asset", "fee", "fee_asset",
                               "venue_transaction_id", "provenance", "orphaned", "coverage_gaps"]]
     for tx, connection in records.iter_transactions(session, actor, permission="transactions:export",
-                                                    since=since, until=until):
+                                                    since=since, until=until, completed_only=True):
         employee = employees.get(connection.employee_id)
         rows.append([employee.external_id if employee else "", employee.name if employee else "", tx.occurred_at,
                      connection.label or connection.venue, tx.kind, tx.market or tx.asset, tx.amount, tx.price,
