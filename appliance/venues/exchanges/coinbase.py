@@ -56,6 +56,7 @@ from appliance.venues.base import (
     transfer_status,
 )
 from appliance.venues.ccxt_base import GRPC_NAMES, GRPC_STATUS_ERRORS, CcxtAdapter, to_decimal
+from appliance.venues.ratelimits import RateLimit
 
 FILLS_PAGE = 250
 ACCOUNTS_PAGE = 250
@@ -108,6 +109,16 @@ class CoinbaseAdapter(CcxtAdapter):
     ccxt_options: ClassVar[Mapping[str, Any]] = {"fetchAccounts": "fetchAccountsV2"}
     ccxt_has: ClassVar[Mapping[str, Any]] = {"fetchCurrencies": False}
     streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
+    # docs: Advanced Trade API Rate Limits (private 30 requests/s per user, public 10/s per IP); Coinbase App
+    # Rate Limiting (10,000 requests an hour per key).
+    rate_limits = (
+        RateLimit(30, 1, path=r"/api/v3/brokerage/(?!market/).*", per_account=True,
+                  source="https://docs.cdp.coinbase.com/advanced-trade/docs/rest-api-rate-limits"),
+        RateLimit(10, 1, path=r"/api/v3/brokerage/market/.*",
+                  source="https://docs.cdp.coinbase.com/advanced-trade/docs/rest-api-rate-limits"),
+        RateLimit(10_000, 3600, path=r"/v2/.*", per_account=True,
+                  source="https://docs.cdp.coinbase.com/coinbase-app/docs/rate-limiting"),
+    )
     http_status_errors: ClassVar[Mapping[int, type[VenueError]]] = {
         401: VenueAuthError, 403: VenuePermissionError, 429: VenueRateLimited}
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {
