@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("appliance.cli.audit", "audit"),
     "employee": ("appliance.cli.employees", "employee"),
     "onboard": ("appliance.cli.employees", "onboard"),
+    "import": ("appliance.cli.imports", "import_group"),
     "poll": ("appliance.cli.ops", "poll"),
     "status": ("appliance.cli.ops", "status"),
 }

@@ -3,6 +3,8 @@ onboarding links, CSV import, offboarding, "sync now"."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -12,7 +14,7 @@ from appliance.errors import Invalid
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
-from appliance.services import onboarding, records, sync
+from appliance.services import onboarding, records, statements, sync
 from appliance.services.scope import employee_visible
 from appliance.web import web_blueprint
 
@@ -106,6 +108,43 @@ def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
     onboarding.revoke_link(db(), link_id)
     flash("Link revoked.", "ok")
     return redirect(url_for("web.employee", employee_id=employee_id))
+
+
+@web_blueprint.route("/connections/<int:connection_id>/statements", methods=["POST"])
+@requires("connections:write", action="statements.import", resource_arg="connection_id")
+def connection_statement(connection_id: int) -> ResponseReturnValue:
+    """A statement export (CSV) uploaded for one exchange connection; larger files: ``vigatra import statement``."""
+    session = db()
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise Invalid("choose the statement file (CSV) exported from the venue", field="file")
+    unexpected = sorted(set(request.form) - {"csrf_token", "covered_from", "covered_to"})
+    if unexpected:
+        raise Invalid(f"unexpected form fields: {', '.join(unexpected)}", field=unexpected[0])
+    result = statements.import_statement(
+        session, connection_id, upload.read(), file_name=upload.filename, imported_by=state().actor.label,
+        covered_from=_form_day(request.form.get("covered_from"), "covered_from", end=False),
+        covered_to=_form_day(request.form.get("covered_to"), "covered_to", end=True))
+    row = result.statement_import
+    audit_resource("connections", connection_id)
+    audit_detail(statement_import=row.id, format=row.format, added=result.added, duplicates=result.duplicates,
+                 gaps_closed=result.gaps_closed)
+    flash(" ".join(result.lines()), "ok")
+    return redirect(url_for("web.employee", employee_id=result.employee_id))
+
+
+def _form_day(value: str | None, field: str, *, end: bool) -> dt.datetime | None:
+    """An optional YYYY-MM-DD (an HTML date input), as the start or the end of that UTC day."""
+    if value is None or not value.strip():
+        return None
+    try:
+        day = dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid(f"{field} is a date (YYYY-MM-DD)", field=field) from None
+    if len(value.strip()) != 10:
+        raise Invalid(f"{field} is a date (YYYY-MM-DD)", field=field)
+    moment = dt.datetime.combine(day, dt.time.max if end else dt.time.min, dt.UTC)
+    return moment.replace(microsecond=0) if end else moment
 
 
 @web_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
