@@ -45,7 +45,7 @@ def test_http_status_decides_before_an_unknown_body(registry: VenueRegistry) -> 
     adapter: Any = registry.get("coinbase")
 
     class Client:
-        class session:  # noqa: N801 - stands for the egress session of the client that sent the request
+        class session:  # stands for the egress session of the client that sent the request
             last_status = 401
 
     error = adapter.classify(ccxt.ExchangeError('coinbase {"error":"SOMETHING_NEW","message":"x"}'), None, Client)
