@@ -71,7 +71,7 @@ def test_kraken_trades_export_overlapping_synced_trades_adds_only_the_older_ones
     assert len(trades) == 4  # no duplicates
     (imported,) = [t for t in trades if t.provenance == "statement"]
     assert imported.venue_tx_id == "TOLDER-AAAAA-BBBBBB" and imported.occurred_at == older
-    assert (imported.asset, imported.market, str(imported.amount)) == ("BTC", "BTC/USD", "0.1")
+    assert (imported.asset, imported.market, imported.amount) == ("BTC", "BTC/USD", Decimal("0.1"))
     with sta.store.read() as session:
         statement = session.get(StatementImport, imported.statement_import_id)
         assert statement is not None and statement.format == "kraken_trades"
@@ -106,7 +106,7 @@ def test_binance_trade_export_is_matched_to_synced_trades_without_ids(sta: Any, 
     trades = rows_of(sta, cid, "trades")
     assert len(trades) == len(synced) + 1
     (imported,) = [t for t in trades if t.provenance == "statement"]
-    assert (imported.kind, imported.market, str(imported.amount)) == ("sell", "ETH/USDT", "2")
+    assert (imported.kind, imported.market, imported.amount) == ("sell", "ETH/USDT", Decimal("2"))
 
 
 def test_kraken_ledger_export_fills_the_ledger_gap_of_a_recipe_key(sta: Any, sim: RunningSim, tmp_path: Path) -> None:
@@ -129,9 +129,9 @@ def test_kraken_ledger_export_fills_the_ledger_gap_of_a_recipe_key(sta: Any, sim
                    "--from", "2020-01-01", "--to", today, str(path))
     assert done.returncode == 0, done.stderr
     assert "1 not recorded" in done.stdout  # the staking row: no stream of ours
-    assert [(r.kind, str(r.amount), r.provenance) for r in rows_of(sta, cid, "deposits")] == [
-        ("deposit", "1.5", "statement")]
-    assert [(r.kind, str(r.amount)) for r in rows_of(sta, cid, "withdrawals")] == [("withdrawal", "0.5")]
+    assert [(r.kind, r.amount, r.provenance) for r in rows_of(sta, cid, "deposits")] == [
+        ("deposit", Decimal("1.5"), "statement")]
+    assert [(r.kind, r.amount) for r in rows_of(sta, cid, "withdrawals")] == [("withdrawal", Decimal("0.5"))]
     with sta.store.read() as session:
         ledger_gaps = list(session.execute(select(CoverageInterval).where(
             CoverageInterval.connection_id == cid, CoverageInterval.reason == "venue_limitation")).scalars())
@@ -179,8 +179,8 @@ def test_upload_on_the_employee_page(sta: Any, sim: RunningSim) -> None:
         "csrf_token": csrf_of(client), "file": (io.BytesIO(statement.encode()), "coinbase.csv")},
         content_type="multipart/form-data")
     assert response.status_code == 302, response.get_data(as_text=True)
-    assert [(r.kind, str(r.amount), r.provenance) for r in rows_of(sta, cid, "deposits")] == [
-        ("deposit", "0.75", "statement")]
+    assert [(r.kind, r.amount, r.provenance) for r in rows_of(sta, cid, "deposits")] == [
+        ("deposit", Decimal("0.75"), "statement")]
     (buy,) = rows_of(sta, cid, "trades")
     assert (buy.kind, buy.price, buy.fee_amount) == ("buy", Decimal("30000.00"), Decimal("1.80"))
     page = client.get(f"/employees/{employee_id}").get_data(as_text=True)

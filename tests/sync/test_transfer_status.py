@@ -6,6 +6,7 @@ venue limitations of findings 3 and 5 are standing coverage gaps."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -69,12 +70,13 @@ def test_failed_and_cancelled_transfers_are_recorded_but_not_counted(sta: Any, s
         {"asset": "ETH", "amount": "7", "status": "cancelled"}, {"asset": "ETH", "amount": "5", "status": "pending"}]})
     assert run_cycle(sta.appliance).outcomes[0].ok
     rows = stored(sta, cid, "withdrawals")
-    assert sorted((str(r.amount), r.status) for r in rows) == [
-        ("1.25", "completed"), ("5", "pending"), ("7", "cancelled"), ("9", "failed")]
+    assert sorted((r.amount, r.status) for r in rows) == [
+        (Decimal("1.25"), "completed"), (Decimal("5"), "pending"), (Decimal("7"), "cancelled"),
+        (Decimal("9"), "failed")]
     with sta.store.read() as session:
         report = reports.transaction_rows(session, system_actor("t"), since=None, until=None)
-    amounts = [str(line[6]) for line in report[1:] if line[4] == "withdrawal"]
-    assert amounts == ["1.25"]  # reports count what moved
+    amounts = [line[6] for line in report[1:] if line[4] == "withdrawal"]
+    assert amounts == [Decimal("1.25")]  # reports count what moved
 
 
 def test_a_revoked_coinbase_key_with_the_documented_body_is_red_in_one_cycle(sta: Any, sim: RunningSim) -> None:
@@ -117,9 +119,34 @@ def test_bybit_sub_account_withdrawals_are_a_standing_gap(sta: Any, sim: Running
     assert connection(sta, cid).status == "active"
     assert [(g.stream, g.reason) for g in gaps(sta, cid) if g.reason == "venue_limitation"] == [
         ("withdrawals", "venue_limitation")]
-    assert [str(r.amount) for r in stored(sta, cid, "internal_deposits")] == ["10"]
+    assert [r.amount for r in stored(sta, cid, "internal_deposits")] == [Decimal("10")]
     make_due(sta, cid)
     assert run_cycle(sta.appliance).outcomes[0].ok  # the gap stands, the poll is still a success
     assert [g.stream for g in gaps(sta, cid) if g.reason == "venue_limitation"] == ["withdrawals"]
     assert connection(sta, cid).last_success_at is not None
     assert dt.datetime.now(dt.UTC) - connection(sta, cid).last_success_at < dt.timedelta(minutes=5)  # type: ignore[operator]
+
+
+def test_a_first_sync_over_many_windows_reports_its_progress(sta_factory: Any, sim: RunningSim) -> None:
+    """Binance serves deposits 90 days a request since 2017: a first sync cut short (one page a stream per poll
+    here) shows how far it got on the employee page and in the API, and the next polls go on from there."""
+    sta = sta_factory(poller={"max_pages_per_sync": 1})
+    cid, key = onboard(sta, sim, "binance", history={"trades": 0, "deposits": 2, "withdrawals": 0})
+    assert run_cycle(sta.appliance).outcomes[0].ok
+    client = https_client(sta)
+    employee_id = connection(sta, cid).employee_id
+    listed = client.get(f"/api/v1/employees/{employee_id}/connections",
+                        headers=auth(token(client, sta, "alice"))).get_json()["connections"][0]
+    progress = {p["stream"]: (p["done"], p["total"]) for p in listed["progress"]}
+    assert progress["deposits"][0] == 16 and progress["deposits"][1] > 16
+    login_session(client, sta, "alice")
+    page = client.get(f"/employees/{employee_id}").get_data(as_text=True)
+    assert 'class="help sync-progress" data-stream="deposits"' in page
+    for _ in range(5):
+        make_due(sta, cid)
+        assert run_cycle(sta.appliance).outcomes[0].ok
+    listed = client.get(f"/api/v1/employees/{employee_id}/connections",
+                        headers=auth(token(client, sta, "alice"))).get_json()["connections"][0]
+    assert listed["progress"] == []
+    assert len(stored(sta, cid, "deposits")) == 2
+    assert key["api_key"]

@@ -31,6 +31,8 @@ from appliance.venues.base import VENUE_LIMITATION, Balance, Page, PositionRecor
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY = 2.0  # seconds: how often a first sync's progress is committed while it finds nothing
+
 
 @dataclass
 class Held:
@@ -51,9 +53,12 @@ class Held:
     def must_commit(self, page: Page) -> bool:
         """Records (or reorg marks) must be stored now; and the lease must not run out while we hold."""
         notes = page.notes or {}
+        held_for = time.monotonic() - self.renewed
         return (bool(page.records) or notes.get("orphaned_from_block") is not None
                 or notes.get("coverage_gap") is not None
-                or time.monotonic() - self.renewed > self.lease_seconds / 3)
+                # a long walk's progress reaches the employee page every few seconds, not once at the end
+                or (page.progress is not None and held_for > PROGRESS_EVERY)
+                or held_for > self.lease_seconds / 3)
 
     def apply(self, session: Session, connection_id: int, coverage: Coverage | None = None) -> int:
         """Write everything held, in order; returns the records stored (none: held pages have none)."""
