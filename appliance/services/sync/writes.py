@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from appliance.services import reconcile
@@ -223,9 +223,19 @@ def record_standing_gap(session: Session, connection_id: int, stream: str, note:
     gap = next((g for g in coverage.gaps.get(stream, ()) if g.reason == reason and g.closed_at is None), None)
     if gap is None:
         complete = coverage.complete.get(stream)
+        start = start or (complete.start_at if complete is not None else utcnow())
+        # What an earlier gap of this kind covered was filled (a statement import, the permission added for a
+        # while): the limitation stands again only after that.
+        filled = session.execute(select(func.max(CoverageInterval.end_at)).where(
+            CoverageInterval.connection_id == connection_id, CoverageInterval.stream == stream,
+            CoverageInterval.kind == "gap", CoverageInterval.reason == reason,
+            CoverageInterval.closed_at.is_not(None))).scalar_one_or_none()
+        if filled is not None and filled > start:
+            start = filled
+        if end is not None and start >= end:
+            return
         gap = CoverageInterval(connection_id=connection_id, stream=stream, kind="gap", reason=reason,
-                               start_at=start or (complete.start_at if complete is not None else utcnow()),
-                               end_at=end, detail=detail)
+                               start_at=start, end_at=end, detail=detail)
         session.add(gap)
         coverage.gaps[stream].append(gap)
         return

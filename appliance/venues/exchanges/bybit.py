@@ -7,8 +7,8 @@
 - ccxt would call query-api and ``/v5/account/info`` itself before the first private call to learn
   the account mode; the options below preset it (Unified) so no hidden calls leave the box.
 - Trades: ``/v5/execution/list`` with ``category=spot`` (ccxt's default is linear, which misses spot),
-  at most 7 days per query and two years back (older trades are a standing ``history_limit`` gap: only a
-  statement export reaches them); on-chain deposits (``/v5/asset/deposit/query-record``), internal (off-chain)
+  at most 7 days per query and two years back (older trades are a standing ``history_limit`` gap: only Bybit's
+  own exports reach them); on-chain deposits (``/v5/asset/deposit/query-record``), internal (off-chain)
   deposits from other Bybit users (``/v5/asset/deposit/query-internal-record``, its own stream) and withdrawals
   (``withdrawType=2``: on-chain and internal) at most 30 days per query. The windows are walked by
   ``venues.windows`` (a first sync newest first and concurrently), following ``nextPageCursor`` within a window.
@@ -256,7 +256,7 @@ class BybitAdapter(CcxtAdapter):
         if stream == Stream.TRADES:
             floor = int(cursor.get("floor") or now_ms() - TRADES_HISTORY_DAYS * DAY_MS)
             gap = coverage_gap(HISTORY_LIMIT, "Bybit's API serves the last two years of trades; older ones are only in "
-                               "Bybit's trade history export (import it as a statement)",
+                               "Bybit's own trade history export",
                                start=ASSET_HISTORY_START, end=utc_from_ms(floor))
             walk_spec = Walk("privateGetV5ExecutionList", {"category": "spot"}, TRADES_WINDOW_MS, floor, "list", 100,
                              self.trade_record, gap)

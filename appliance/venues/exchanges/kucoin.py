@@ -14,7 +14,7 @@
 - History: fills, deposits and withdrawals are served per time window of at most 7 days, newest first, paged
   with ``currentPage``. The windows are walked by ``venues.windows`` (a first sync newest first, concurrently)
   back to ``history_limit_days`` ago; each window's end is fixed before it is read, so paging inside it cannot
-  shift. What is older is a standing ``history_limit`` gap (KuCoin's statement exports reach it).
+  shift. What is older is a standing ``history_limit`` gap (only KuCoin's own exports reach it).
 - Transfer status (docs: Get Deposit History / Get Withdrawal History): ``SUCCESS`` completed; ``PROCESSING``,
   ``WALLET_PROCESSING``, ``REVIEW`` (and ``WAIT_TRM_MGT``) pending; ``FAILURE`` failed.
 - Limits (docs: Rate Limit): weights per 30 s per account: Management pool 2,000 (accounts 5, api-key 20,
@@ -213,7 +213,7 @@ class KucoinAdapter(CcxtAdapter):
 
         floor = int(cursor.get("floor") or time.time() * 1000 - HISTORY_DAYS * DAY_MS)
         gap = coverage_gap(HISTORY_LIMIT, f"KuCoin's {stream} are read for the last {HISTORY_DAYS} days (7 days a "
-                           "query); older ones are in KuCoin's statement exports", start=KUCOIN_OPENED,
+                           "query); older ones are in KuCoin's own exports", start=KUCOIN_OPENED,
                            end=utc_from_ms(floor))
         notes = TRADES_NOTES if stream == Stream.TRADES else {}
         spec = WindowedStream(WINDOW_MS, floor, read, OVERLAP_MS, notes=notes, gap=gap)

@@ -231,7 +231,7 @@ class OkxAdapter(CcxtAdapter):
             floor = int(cursor.get("floor") or started - self.history_limit_days * 86_400_000)
             notes = {**FILLS_NOTES, "coverage_gap": coverage_gap(
                 HISTORY_LIMIT, "OKX's API serves the last three months of fills; older trades are only in OKX's "
-                "statement exports", start=OKX_OPENED, end=_when(floor))}
+                "own statement exports", start=OKX_OPENED, end=_when(floor))}
             following = {"boundary": str(newest), "floor": floor} if newest else {"floor": floor}
             return Page(records, following, True, _when(started), notes)
         following = {"boundary": str(boundary), "after": str(rows[-1]["billId"]), "top": str(top), "started": started}
