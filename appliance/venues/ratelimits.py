@@ -88,6 +88,9 @@ class _Window:
         self.events.append((now, units))
         self.spent += units
 
+    def idle(self, now: float) -> bool:
+        return not self.events or self.events[-1][0] <= now - self.seconds
+
 
 @dataclass
 class _Bucket:
@@ -107,6 +110,9 @@ class _Bucket:
 
     def take(self, units: float, now: float) -> None:
         self.level += units
+
+    def idle(self, now: float) -> bool:
+        return self.level - (now - self.updated) * self.count / self.seconds <= 0.0
 
 
 _deadline = threading.local()
@@ -133,10 +139,19 @@ def deferring(max_wait: float) -> Iterator[None]:
 class DocumentedLimits:
     """The process-wide state of every venue's documented limits (one per Egress)."""
 
+    SWEEP_EVERY = 4096  # acquisitions between two sweeps of idle per-account states
+
     def __init__(self, max_wait: float = 120.0) -> None:
         self.max_wait = max_wait
         self._states: dict[tuple[str, int, str], _Window | _Bucket] = {}
         self._lock = threading.Lock()
+        self._since_sweep = 0
+
+    def _sweep(self, now: float) -> None:
+        """Forget states that hold nothing any more (every event out of its window, the bucket drained): a
+        state per account would otherwise stay for every account ever synced."""
+        for key in [k for k, state in self._states.items() if state.idle(now)]:
+            del self._states[key]
 
     def _state(self, venue: str, index: int, limit: RateLimit, account: str) -> _Window | _Bucket:
         key = (venue, index, account if limit.per_account else "")
@@ -162,6 +177,10 @@ class DocumentedLimits:
                 if wait <= 0.0:
                     for state, units in states:
                         state.take(units, now)
+                    self._since_sweep += 1
+                    if self._since_sweep >= self.SWEEP_EVERY:
+                        self._since_sweep = 0
+                        self._sweep(now)
                     return waited
             if deadline is not None and waited + wait > deadline:
                 raise BudgetDeferred(venue, wait)
