@@ -133,7 +133,10 @@ def test_markets_derived_from_holdings_and_recorded(sim: RunningSim, adapter: Bi
     records, page = drain(adapter, creds, "trades")
     assert page.notes["markets"] == ["BTC/USDT"]  # SOL never held nor moved: SOL/BTC not asked
     assert {r.market for r in records} == {"BTC/USDT"}
-    assert {q["symbol"] for q in queries(sim, "/api/v3/myTrades")} == {"BTCUSDT"}
+    mine = [dict(parse_qsl(r["query"])) for r in sim.requests_log("binance")
+            if r["path"] == "/api/v3/myTrades"
+            and {k.lower(): v for k, v in r["headers"].items()}.get("x-mbx-apikey") == api_key]
+    assert {q["symbol"] for q in mine} == {"BTCUSDT"}  # this key's queries (other tests share the simulator)
 
     sim.control("POST", f"binance/keys/{api_key}/deposits", {"deposits": [{"asset": "SOL", "amount": "2"}]})
     records, page = drain(adapter, creds, "trades", page.cursor)
