@@ -62,8 +62,9 @@ def _plain(amount: Decimal) -> str:
 # Gaps that more data does not fill: an inconsistency closes when a reconciliation agrees again; an
 # unverified market list stays as long as the venue only answers market by market; a venue limitation (a
 # permission the key lacks, a sub-account the venue serves no records to) closes when the stream reads again;
-# history the API does not reach closes only when a statement import covers it.
-STANDING = (REASON, "unverified_markets", "venue_limitation", "history_limit")
+# history the API does not reach (or records it serves that are not read yet) closes only when a statement
+# import covers it.
+STANDING = (REASON, "unverified_markets", "venue_limitation", "history_limit", "not_read")
 
 
 def closes(gap: CoverageInterval) -> bool:

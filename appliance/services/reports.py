@@ -50,7 +50,7 @@ def _gaps(session: Session) -> dict[int, list[str]]:
             text = f"{gap.stream} since {start}: {gap.detail}"
         elif gap.reason == "inconsistent_data":
             text = f"{gap.stream} inconsistent since {start}: {gap.detail}"
-        elif gap.reason in ("venue_limitation", "history_limit"):
+        elif gap.reason in ("venue_limitation", "history_limit", "not_read"):
             until = f" until {gap.end_at.isoformat(timespec='minutes')}" if gap.end_at else ""
             text = f"{gap.stream} not readable from {start}{until}: {gap.detail}"
         else:

@@ -32,8 +32,8 @@ from appliance.store.models import Connection, CoverageInterval, StatementImport
 from appliance.venues import statements as formats
 from appliance.venues.base import TxRecord
 
-# Gaps a statement can fill: history the API does not reach, and streams the key cannot read.
-FILLABLE = ("history_limit", "venue_limitation")
+# Gaps a statement can fill: history the API does not reach, streams the key cannot read, records not read yet.
+FILLABLE = ("history_limit", "venue_limitation", "not_read")
 SAME_SECOND = dt.timedelta(seconds=1)
 
 

@@ -220,6 +220,7 @@ def transfer_status(venue: str, table: Mapping[str, TxStatus], value: Any) -> Tx
 # Reasons of standing gaps an adapter may declare (Page.notes["coverage_gap"]).
 VENUE_LIMITATION = "venue_limitation"  # the key or account cannot read this stream; closed when it reads again
 HISTORY_LIMIT = "history_limit"  # the API serves no records before this; only a statement import fills it
+NOT_READ = "not_read"  # records the API serves that the adapter does not read yet; a statement import fills it
 
 
 def coverage_gap(reason: str, detail: str, *, start: dt.datetime | None = None,

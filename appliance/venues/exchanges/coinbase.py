@@ -43,6 +43,7 @@ from appliance.errors import (
 )
 from appliance.venues import egress
 from appliance.venues.base import (
+    NOT_READ,
     Balance,
     CredentialField,
     Credentials,
@@ -53,6 +54,7 @@ from appliance.venues.base import (
     Stream,
     TxRecord,
     TxStatus,
+    coverage_gap,
     transfer_status,
 )
 from appliance.venues.ccxt_base import GRPC_NAMES, GRPC_STATUS_ERRORS, CcxtAdapter, to_decimal
@@ -62,6 +64,12 @@ FILLS_PAGE = 250
 ACCOUNTS_PAGE = 250
 TRANSACTIONS_PAGE = 100
 KNOWN_FLAGS = ("can_view", "can_trade", "can_transfer")
+# Trades made in the Coinbase app (simple buy, sell, convert) are App API transactions of types buy, sell and trade,
+# not Advanced Trade fills; this adapter reads fills only, so the trades stream says so (the transaction history
+# report holds them: a statement import closes the gap).
+APP_TRADES_GAP = coverage_gap(NOT_READ, "Coinbase app buys, sells and converts (App API transaction types buy, sell "
+                              "and trade) are not read as trades yet, only Advanced Trade fills; import the "
+                              "transaction history report to record them")
 # Flags that grant nothing over funds: "receive inbound payments" (key_permissions, 2026) only lets payments in.
 HARMLESS_FLAGS = ("can_receive",)
 # v2 transaction status -> ours (docs: Coinbase App API, Transactions: "Currently available statuses").
@@ -257,7 +265,8 @@ class CoinbaseAdapter(CcxtAdapter):
             return Page(records, {"since": cursor.get("since"), "until": until, "page": following,
                                   "newest": newest, "started": started}, False)
         since = newest or cursor.get("since")
-        return Page(records, {"since": since} if since else {}, True, complete_until=dt.datetime.fromisoformat(started))
+        return Page(records, {"since": since} if since else {}, True, complete_until=dt.datetime.fromisoformat(started),
+                    notes={"coverage_gap": APP_TRADES_GAP})
 
     def fill_record(self, f: Mapping[str, Any]) -> TxRecord:
         base, quote, symbol = self.market_of(str(f.get("product_id", "")))
