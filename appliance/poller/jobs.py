@@ -65,17 +65,62 @@ def poll_tick(appliance: Appliance) -> None:
         log.info("polled %d connection(s), %d failed", len(result.outcomes), len(result.failed))
 
 
-def audit_checkpoint(appliance: Appliance) -> None:
-    """A signed checkpoint of the audit chain, written even when nothing happened."""
-    from appliance.audit.checkpoints import periodic_checkpoint
+def price_tick(appliance: Appliance) -> None:
+    """One pricing run: current prices of what is held, values of new transactions. Its own job, so a sync
+    never waits on pricing; values appear when it has run."""
+    from sqlalchemy.exc import DBAPIError
 
-    periodic_checkpoint(appliance)
+    from appliance.services.valuation.job import run_pricing
+    from appliance.store.session import describe_db_error
+
+    try:
+        result = run_pricing(appliance)
+    except DBAPIError as exc:
+        log.warning("pricing run failed: database unavailable (%s)", describe_db_error(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - the scheduler must keep ticking; the next run tries again
+        log.warning("pricing run failed: %s", type(exc).__name__)
+        return
+    if result.transactions or result.assets_unpriced:
+        log.info("priced: %s", "; ".join(result.lines()))
+
+
+def audit_checkpoint(appliance: Appliance) -> None:
+    """A signed checkpoint of the audit chain: within ANCHOR_MINUTES of new events, and every
+    audit.checkpoint_minutes even when nothing happened (silence is attested too)."""
+    from appliance.audit.checkpoints import checkpoint_if_due
+
+    checkpoint_if_due(appliance, quiet_after=dt.timedelta(minutes=appliance.settings.audit.checkpoint_minutes))
+
+
+def scheduled_backup(appliance: Appliance) -> None:
+    """An encrypted backup into backup.dest, then the oldest scheduled ones beyond backup.retention_count
+    deleted. A failure is logged and audited (by the backup service); the next run tries again."""
+    from appliance.errors import VigatraError
+    from appliance.services.backup import scheduled_backup as run_backup
+
+    try:
+        result = run_backup(appliance.store, appliance.settings, appliance.keys.provider)
+    except VigatraError as exc:
+        log.error("scheduled backup failed: %s", exc.message)
+        return
+    if result is not None:
+        log.info("%s", result.line())
 
 
 def extra_jobs(settings: Settings) -> list[JobSpec]:
+    from appliance.audit.checkpoints import ANCHOR_MINUTES
+
     now = dt.datetime.now(dt.UTC)
-    jobs = [JobSpec("audit_checkpoint", audit_checkpoint, settings.audit.checkpoint_minutes * 60,
-                    now + dt.timedelta(seconds=5))]
+    every = min(settings.audit.checkpoint_minutes, ANCHOR_MINUTES) * 60
+    jobs = [JobSpec("audit_checkpoint", audit_checkpoint, every, now + dt.timedelta(seconds=5))]
+    if settings.backup.dest:
+        jobs.append(JobSpec("scheduled_backup", scheduled_backup, settings.backup.interval_hours * 3600,
+                            now + dt.timedelta(minutes=10)))
     if settings.poller.enabled:
         jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
+        if settings.valuation.enabled:
+            # After the first poll tick has had time to store balances; then on its own interval.
+            jobs.append(JobSpec("price_tick", price_tick, settings.valuation.interval_minutes * 60,
+                                now + dt.timedelta(seconds=max(20, settings.poller.tick_seconds))))
     return jobs

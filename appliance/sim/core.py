@@ -137,6 +137,7 @@ class Faults:
     timeout_seconds: float = 15.0
     malformed: int = 0  # next N requests answered 200 with a body that is not JSON
     outage: bool = False  # every request answered 503 until cleared
+    clock_offset_seconds: float = 0.0  # the venue's clock runs this far ahead (negative: behind) of ours
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -208,12 +209,18 @@ class VenueSim:
 
     # Largest page the venue serves per stream; the contract tests seed more than this.
     page_limits: dict[str, int] = {}
+    # Pairs listed for quoting only (fiat and stablecoin legs pricing needs); no activity is seeded on them.
+    quote_markets: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, state: SimState) -> None:
         self.state = state
         self.faults = Faults()
         self.keys: dict[str, Key] = {}
         self._ids = itertools.count(1_000_000)
+
+    def server_time_ms(self) -> int:
+        """The venue's clock: ours plus the injected offset (time endpoints and the Date header)."""
+        return now_ms() + int(self.faults.clock_offset_seconds * 1000)
 
     # -- to implement -----------------------------------------------------------------------
     def mint_credentials(self) -> tuple[str, str, str | None, dict[str, Any]]:
@@ -368,6 +375,11 @@ class VenueSim:
             return {t.id for t in account.withdrawals}
         raise NotImplementedError(f"{self.id} must say which ids its {stream!r} stream carries")
 
+    def listed_markets(self) -> tuple[tuple[str, str], ...]:
+        """Every pair the venue lists: the traded markets (or the venue's wider listings) and the quote-only ones."""
+        own: tuple[tuple[str, str], ...] = getattr(self, "listings", None) or self.markets
+        return tuple(dict.fromkeys((*own, *self.quote_markets)))
+
     def key_or_none(self, api_key: str) -> Key | None:
         key = self.keys.get(api_key)
         if key is None or key.revoked:
@@ -379,7 +391,10 @@ class SimState:
     """All venues, the request log and the lock that guards them."""
 
     def __init__(self, seed: int | None = None, max_log: int = 200_000) -> None:
+        from appliance.sim.prices import PricePath
+
         self.lock = threading.RLock()
+        self.prices = PricePath()  # the one price path every venue's market data follows
         self.rng = random.Random(seed)
         self.venues: dict[str, VenueSim] = {}
         self.log: list[dict[str, Any]] = []

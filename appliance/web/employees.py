@@ -4,23 +4,35 @@ onboarding links, CSV import, offboarding, "sync now"."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import accepts
 from appliance.errors import Invalid
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import onboarding, records, statements, sync
-from appliance.services.scope import employee_visible
-from appliance.web import web_blueprint
+from appliance.services.scope import employee_visible, holdings_visible
+from appliance.services.valuation import read as valuation
+from appliance.web import forms, web_blueprint
+
+
+@web_blueprint.app_template_filter("money")
+def money(value: Decimal | None, currency: str) -> str:
+    """A value rounded to the currency's minor unit, with thousands separators (values.html)."""
+    shown = valuation.rounded(value, currency)
+    return "" if shown is None else f"{shown:,}"
 
 
 @web_blueprint.route("/employees")
 @requires("employees:read", action="employees.list")
+@accepts(media=("text/html",))
 def employees() -> ResponseReturnValue:
     rows = employee_service.list_rows(db())
     return render_template("employees.html", rows=rows, red_count=sum(1 for r in rows if r.red))
@@ -28,10 +40,10 @@ def employees() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees", methods=["POST"])
 @requires("employees:write", action="employees.create")
-def employees_create() -> ResponseReturnValue:
-    employee = employee_service.create(db(), name=request.form.get("name", ""), email=request.form.get("email", ""),
-                                       department=request.form.get("department", ""),
-                                       external_id=request.form.get("external_id") or None)
+@accepts(form=forms.EmployeeForm, media=("text/html",))
+def employees_create(form: forms.EmployeeForm) -> ResponseReturnValue:
+    employee = employee_service.create(db(), name=form.name, email=form.email, department=form.department,
+                                       external_id=form.external_id or None)
     audit_resource("employees", employee.id)
     flash(f"{employee.name} added.", "ok")
     return redirect(url_for("web.employee", employee_id=employee.id))
@@ -39,8 +51,9 @@ def employees_create() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/import", methods=["POST"])
 @requires("employees:write", action="employees.import")
-def employees_import() -> ResponseReturnValue:
-    upload = request.files.get("file")
+@accepts(form=forms.ImportForm, media=("text/html",))
+def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
+    upload = form.file
     if upload is None or not upload.filename:
         raise Invalid("choose a CSV file", field="file")
     created = employee_service.import_csv(db(), upload.read())
@@ -51,12 +64,14 @@ def employees_import() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/<int:employee_id>")
 @requires("employees:read", action="employees.view")
+@accepts(media=("text/html",))
 def employee(employee_id: int) -> ResponseReturnValue:
     session = db()
     actor = state().actor
     person = employee_service.get(session, employee_id)
     conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
-    views = [connection_service.connection_json(session, c) for c in conns]
+    holdings = holdings_visible(session, actor, employee_id)
+    views = [connection_service.connection_json(session, c, holdings=holdings) for c in conns]
     balances = transactions = positions = None
     if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
         balances = records.current_balances(session, actor, employee_id=employee_id)
@@ -70,11 +85,30 @@ def employee(employee_id: int) -> ResponseReturnValue:
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
     return render_template("employee.html", person=person, connections=views, balances=balances,
                            transactions=transactions, positions=positions, alerts=alerts,
-                           links=[(link, onboarding.link_state(link)) for link in links], new_link=None)
+                           links=[(link, onboarding.link_state(link)) for link in links],
+                           values=_values(session, balances, transactions, positions))
+
+
+def _values(session: Any, balances: list[Any] | None, transactions: list[Any] | None,
+            positions: list[Any] | None) -> dict[str, Any]:
+    """Per-row values and totals in the firm's currency for the rows the page shows (absent: not shown)."""
+    settings = appliance().settings
+    out: dict[str, Any] = {"currency": valuation.currency_of(settings)}
+    if balances is not None:
+        out["balances"] = valuation.balance_values(session, settings, [b for b, _c in balances])
+        out["balances_total"] = valuation.total(out["balances"])
+    if positions is not None:
+        out["positions"] = valuation.position_values(session, settings, positions)
+        out["positions_total"] = valuation.total(out["positions"])
+    if transactions is not None:
+        by_id = valuation.transaction_values(session, settings, [t for t, _c in transactions])
+        out["transactions"] = [by_id[t.id] for t, _c in transactions]
+    return out
 
 
 @web_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
 @requires("employees:write", action="employees.offboard")
+@accepts(form=forms.NoFields, media=("text/html",))
 def employee_offboard(employee_id: int) -> ResponseReturnValue:
     person = employee_service.offboard(db(), employee_id)
     flash(f"{person.name} offboarded: polling stopped, records kept.", "ok")
@@ -83,27 +117,23 @@ def employee_offboard(employee_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/<int:employee_id>/links", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_create")
-def employee_link(employee_id: int) -> ResponseReturnValue:
+@accepts(form=forms.LinkForm, media=("text/html",))
+def employee_link(employee_id: int, form: forms.LinkForm) -> ResponseReturnValue:
     app = appliance()
     session = db()
-    purpose = request.form.get("purpose", "initial")
+    purpose = form.purpose
     row, token = onboarding.create_link(session, state().actor, app.settings, employee_id, purpose=purpose)
-    url = onboarding.link_url(app.settings, token, request.host_url)
+    url = onboarding.link_url(app.settings, token)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
-    flash("Onboarding link created. Copy it now: it is shown only once.", "ok")
-    person = employee_service.get(session, employee_id)
-    conns = connection_service.list_for_employee(session, employee_id)
-    return render_template("employee.html", person=person,
-                           connections=[connection_service.connection_json(session, c) for c in conns],
-                           balances=None, transactions=None, positions=None, alerts=[],
-                           links=[(link, onboarding.link_state(link))
-                                  for link in onboarding.list_links(session, employee_id)],
-                           new_link=url)
+    # The link and nothing else: creating one needs onboarding:write only, which shows no employee detail.
+    return render_template("onboarding_link.html", link=url, expires_at=row.expires_at, purpose=purpose,
+                           employee_id=employee_id)
 
 
 @web_blueprint.route("/employees/<int:employee_id>/links/<int:link_id>/revoke", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_revoke", resource_arg="link_id")
+@accepts(form=forms.NoFields, media=("text/html",))
 def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
     onboarding.revoke_link(db(), link_id)
     flash("Link revoked.", "ok")
@@ -112,19 +142,15 @@ def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/connections/<int:connection_id>/statements", methods=["POST"])
 @requires("connections:write", action="statements.import", resource_arg="connection_id")
-def connection_statement(connection_id: int) -> ResponseReturnValue:
+@accepts(form=forms.StatementForm, media=("text/html",))
+def connection_statement(connection_id: int, form: forms.StatementForm) -> ResponseReturnValue:
     """A statement export (CSV) uploaded for one exchange connection; larger files: ``vigatra import statement``."""
-    session = db()
-    upload = request.files.get("file")
+    upload = form.file
     if upload is None or not upload.filename:
         raise Invalid("choose the statement file (CSV) exported from the venue", field="file")
-    unexpected = sorted(set(request.form) - {"csrf_token", "covered_from", "covered_to"})
-    if unexpected:
-        raise Invalid(f"unexpected form fields: {', '.join(unexpected)}", field=unexpected[0])
     result = statements.import_statement(
-        session, connection_id, upload.read(), file_name=upload.filename, imported_by=state().actor.label,
-        covered_from=_form_day(request.form.get("covered_from"), "covered_from", end=False),
-        covered_to=_form_day(request.form.get("covered_to"), "covered_to", end=True))
+        db(), connection_id, upload.read(), file_name=upload.filename, imported_by=state().actor.label,
+        covered_from=_day_bound(form.covered_from, end=False), covered_to=_day_bound(form.covered_to, end=True))
     row = result.statement_import
     audit_resource("connections", connection_id)
     audit_detail(statement_import=row.id, format=row.format, added=result.added, duplicates=result.duplicates,
@@ -133,22 +159,17 @@ def connection_statement(connection_id: int) -> ResponseReturnValue:
     return redirect(url_for("web.employee", employee_id=result.employee_id))
 
 
-def _form_day(value: str | None, field: str, *, end: bool) -> dt.datetime | None:
-    """An optional YYYY-MM-DD (an HTML date input), as the start or the end of that UTC day."""
-    if value is None or not value.strip():
+def _day_bound(day: dt.date | None, *, end: bool) -> dt.datetime | None:
+    """The start or the end (to the second) of a UTC day."""
+    if day is None:
         return None
-    try:
-        day = dt.date.fromisoformat(value.strip())
-    except ValueError:
-        raise Invalid(f"{field} is a date (YYYY-MM-DD)", field=field) from None
-    if len(value.strip()) != 10:
-        raise Invalid(f"{field} is a date (YYYY-MM-DD)", field=field)
     moment = dt.datetime.combine(day, dt.time.max if end else dt.time.min, dt.UTC)
     return moment.replace(microsecond=0) if end else moment
 
 
 @web_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
 @requires("connections:write", action="connections.sync_now")
+@accepts(form=forms.NoFields, media=("text/html",))
 def connection_sync(connection_id: int) -> ResponseReturnValue:
     connection = sync.request_sync(db(), connection_id)
     flash("The connection will be polled at the next tick.", "ok")

@@ -75,12 +75,17 @@ class BinanceSim(VenueSim):
     page_limits = {"trades": 1000, "deposits": 1000, "withdrawals": 1000}
     # exchangeInfo lists more than the markets trades are seeded on, so symbol derivation has a choice.
     listings: tuple[tuple[str, str], ...] = (*VenueSim.markets, ("BNB", "USDT"), ("XRP", "USDT"), ("SOL", "BTC"))
+    quote_markets: tuple[tuple[str, str], ...] = (("USDC", "USDT"), ("EUR", "USDT"))
 
     def __init__(self, state: SimState) -> None:
         super().__init__(state)
         # Binance.US may not serve apiRestrictions (VENUES.md §2): tests set a 404 or an error body here.
         self.restrictions_answer: Response | None = None
-        self._public: dict[str, Callable[[dict[str, str]], Any]] = {"/api/v3/exchangeInfo": self.exchange_info}
+        self._public: dict[str, Callable[[dict[str, str]], Any]] = {
+            "/api/v3/exchangeInfo": self.exchange_info,
+            # Check Server Time (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/general-endpoints)
+            "/api/v3/time": lambda _params: {"serverTime": self.server_time_ms()},
+        }
         self._private: dict[str, Handler] = {
             "/sapi/v1/account/apiRestrictions": self.api_restrictions,
             "/api/v3/account": self.account,
@@ -169,7 +174,7 @@ class BinanceSim(VenueSim):
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
             ],
             "exchangeFilters": [],
-            "symbols": [self.symbol_info(base, quote) for base, quote in self.listings],
+            "symbols": [self.symbol_info(base, quote) for base, quote in self.listed_markets()],
         }
 
     @staticmethod

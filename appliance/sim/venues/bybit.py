@@ -80,6 +80,7 @@ class BybitSim(VenueSim):
     host = "api.bybit.com"
     page_limits = {"trades": 100, "deposits": 50, "withdrawals": 50}
     listings: tuple[tuple[str, str], ...] = (*VenueSim.markets, ("XRP", "USDT"), ("SOL", "USDC"))
+    quote_markets = (("USDC", "USDT"),)
 
     def __init__(self, state: SimState) -> None:
         super().__init__(state)
@@ -128,6 +129,13 @@ class BybitSim(VenueSim):
         if req.method != "GET":
             raise bybit_error(10017, "request path not found or request method is invalid", status=404)
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.path == "/v5/market/time":
+            # Get Bybit Server Time (https://bybit-exchange.github.io/docs/v5/market/time): seconds and nanoseconds
+            # as strings, and the envelope's own "time" in ms.
+            ms = self.server_time_ms()
+            body = envelope({"timeSecond": str(ms // 1000), "timeNano": str(ms * 1_000_000)})
+            body["time"] = ms
+            return Response(200, body)
         if req.path == "/v5/market/instruments-info":
             return Response(200, envelope(self.instruments(params)))
         handler = self._private.get(req.path)
@@ -166,7 +174,7 @@ class BybitSim(VenueSim):
                               "maxOrderAmt": "2000000"},
             "priceFilter": {"tickSize": "0.00000001"},
             "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.05"},
-        } for base, quote in self.listings]
+        } for base, quote in self.listed_markets()]
         return {"category": category, "list": rows, "nextPageCursor": ""}
 
     # -- private -----------------------------------------------------------------------------------

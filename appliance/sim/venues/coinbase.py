@@ -115,6 +115,7 @@ class CoinbaseSim(VenueSim):
     id = "coinbase"
     host = "api.coinbase.com"
     markets = (("BTC", "USD"), ("ETH", "USD"), ("BTC", "USDT"), ("ETH", "USDT"), ("SOL", "USDT"), ("ETH", "BTC"))
+    quote_markets = (("USDT", "USD"), ("SOL", "USD"), ("BTC", "EUR"), ("ETH", "EUR"), ("USDT", "EUR"), ("BTC", "GBP"))
     page_limits = {"trades": FILLS_MAX, "deposits": TRANSACTIONS_MAX, "withdrawals": TRANSACTIONS_MAX}
 
     def __init__(self, state: Any) -> None:
@@ -166,6 +167,12 @@ class CoinbaseSim(VenueSim):
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         query = {k: v for k, v in parse_qs(req.query, keep_blank_values=True).items()}
+        if req.method == "GET" and req.path == "/api/v3/brokerage/time":
+            # Get Server Time, public (https://docs.cdp.coinbase.com/api-reference/advanced-trade-api/rest-api/public/
+            # get-server-time): ExtendedTimestamp, the epoch values as strings (int64 in JSON).
+            ms = self.server_time_ms()
+            iso = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            return Response(200, {"iso": iso, "epochSeconds": str(ms // 1000), "epochMillis": str(ms)})
         if req.method == "GET" and req.path == "/api/v3/brokerage/market/products":
             return Response(200, self.products(query))
         key = self.authenticate(req)
@@ -239,7 +246,7 @@ class CoinbaseSim(VenueSim):
             "quote_currency_id": q, "base_currency_id": b, "base_display_symbol": b, "quote_display_symbol": q,
             "view_only": False, "price_increment": "0.01", "display_name": f"{b}-{q}", "product_venue": "CBE",
             "alias": "", "alias_to": [],
-        } for b, q in self.markets]
+        } for b, q in self.listed_markets()]
         return {"products": products, "num_products": len(products)}
 
     @staticmethod

@@ -46,6 +46,7 @@ def _fail(status: int, code: str, msg: str) -> VenueError:
 class KucoinSim(VenueSim):
     id = "kucoin"
     host = "api.kucoin.com"
+    quote_markets = (("USDC", "USDT"),)
     uses_passphrase = True
     page_limits = {"trades": 500, "deposits": 500, "withdrawals": 500}
     timestamp_window_ms = 5_000
@@ -65,6 +66,9 @@ class KucoinSim(VenueSim):
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.method == "GET" and req.path == "/api/v1/timestamp":
+            # Get Server Time (https://www.kucoin.com/docs/rest/spot-trading/market-data/get-server-time): ms in data.
+            return Response(200, {"code": "200000", "msg": "success", "data": self.server_time_ms()})
         if req.method == "GET" and req.path == "/api/v2/symbols":
             return self._ok(self._symbols())
         route = _ROUTES.get((req.method, req.path))
@@ -112,7 +116,7 @@ class KucoinSim(VenueSim):
             "quoteIncrement": "0.000001", "priceIncrement": "0.01", "priceLimitRate": "0.1", "minFunds": "0.1",
             "isMarginEnabled": True, "enableTrading": True, "feeCategory": 1, "makerFeeCoefficient": "1.00",
             "takerFeeCoefficient": "1.00", "st": False,
-        } for base, quote in self.markets]
+        } for base, quote in self.listed_markets()]
 
     # -- private -------------------------------------------------------------------------------
     def _api_key(self, key: Key, params: dict[str, str]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ def _fail(status: int, code: str, msg: str) -> VenueError:
 class OkxSim(VenueSim):
     id = "okx"
     host = "www.okx.com"
+    quote_markets = (("USDC", "USDT"),)
     uses_passphrase = True
     page_limits = {"trades": 100, "deposits": 100, "withdrawals": 100}
     timestamp_window_ms = 30_000
@@ -70,6 +71,9 @@ class OkxSim(VenueSim):
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.method == "GET" and req.path == "/api/v5/public/time":
+            # Get system time (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-system-time): ts, ms, a string.
+            return self._ok([{"ts": str(self.server_time_ms())}])
         if req.method == "GET" and req.path == "/api/v5/public/instruments":
             return self._ok(self._instruments(params))
         route = _ROUTES.get((req.method, req.path))
@@ -122,7 +126,7 @@ class OkxSim(VenueSim):
             "optType": "", "stk": "", "listTime": "1548133413000", "expTime": "", "lever": "10", "tickSz": "0.01",
             "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "", "alias": "", "state": "live",
             "maxLmtSz": "9999999999", "maxMktSz": "1000000",
-        } for base, quote in self.markets]
+        } for base, quote in self.listed_markets()]
 
     # -- private -------------------------------------------------------------------------------
     @staticmethod

@@ -6,7 +6,7 @@ files imported for a connection; the records they add point to them. A sync curs
 a long walk (a first sync), shown on the employee page.
 
 Revision ID: 0023
-Revises: 0003
+Revises: 0018
 Create Date: 2026-12-06 14:00:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import appliance.store.base
 
 revision: str = '0023'
-down_revision: str | None = '0003'
+down_revision: str | None = '0018'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
