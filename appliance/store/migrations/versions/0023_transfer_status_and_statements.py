@@ -12,7 +12,8 @@ Create Date: 2026-12-06 14:00:00
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,6 +24,28 @@ revision: str = '0023'
 down_revision: str | None = '0018'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+@contextlib.contextmanager
+def keeping_rows_that_reference(table: str) -> Iterator[None]:
+    """Around a batch rebuild of ``table`` on SQLite: the rebuild drops the old table, whose implicit
+    DELETE would cascade to (or be refused by) every row that references it — transaction_values would
+    lose every stored value. Those rows are kept aside meanwhile and put back (their tables are unchanged).
+    PRAGMA foreign_keys cannot be turned off inside the migration's transaction."""
+    bind = op.get_bind()
+    if bind.dialect.name != 'sqlite':
+        yield
+        return
+    inspector = sa.inspect(bind)
+    referencing = sorted(name for name in inspector.get_table_names() if name != table and any(
+        fk['referred_table'] == table for fk in inspector.get_foreign_keys(name)))
+    for name in referencing:
+        op.execute(f'CREATE TEMPORARY TABLE kept_{name} AS SELECT * FROM {name}')
+        op.execute(f'DELETE FROM {name}')
+    yield
+    for name in referencing:
+        op.execute(f'INSERT INTO {name} SELECT * FROM kept_{name}')
+        op.execute(f'DROP TABLE kept_{name}')
 
 
 def upgrade() -> None:
@@ -47,7 +70,7 @@ def upgrade() -> None:
     with op.batch_alter_table('statement_imports', schema=None) as batch_op:
         batch_op.create_index('ix_statement_imports_connection', ['connection_id'], unique=False)
 
-    with op.batch_alter_table('transactions', schema=None) as batch_op:
+    with keeping_rows_that_reference('transactions'), op.batch_alter_table('transactions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('status', sa.String(length=16), server_default='completed', nullable=False))
         batch_op.add_column(sa.Column('status_changed_at', appliance.store.base.UTCDateTime(timezone=True),
                                       nullable=True))
@@ -63,7 +86,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('sync_cursors', schema=None) as batch_op:
         batch_op.drop_column('progress')
-    with op.batch_alter_table('transactions', schema=None) as batch_op:
+    with keeping_rows_that_reference('transactions'), op.batch_alter_table('transactions', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('fk_transactions_statement_import_id_statement_imports'), type_='foreignkey')
         batch_op.drop_column('statement_import_id')
         batch_op.drop_column('status_changed_at')
