@@ -21,12 +21,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from appliance.services import reconcile
 from appliance.store.base import utcnow
-from appliance.store.models import BalanceSnapshot, CoverageInterval, PredictionPosition, SyncCursor, Transaction
+from appliance.store.models import (
+    BalanceSnapshot,
+    CoverageInterval,
+    PredictionPosition,
+    SyncCursor,
+    Transaction,
+    TransactionValue,
+)
 from appliance.venues.base import VENUE_LIMITATION, Balance, Page, PositionRecord, TxRecord, TxStatus
 
 log = logging.getLogger(__name__)
@@ -200,6 +207,8 @@ def _settle(session: Session, connection_id: int, stream: str, venue_tx_id: str,
     session.execute(update(Transaction).where(Transaction.id == stored.id).values(
         status=record.status, status_changed_at=utcnow(), occurred_at=record.occurred_at, amount=record.amount,
         fee_asset=record.fee_asset, fee_amount=record.fee_amount, raw=dict(record.raw) if record.raw else None))
+    # Its value (valuation) was for the pending row's time and amount: the pricing job values it again.
+    session.execute(delete(TransactionValue).where(TransactionValue.transaction_id == stored.id))
     stored.status = record.status
 
 
