@@ -229,8 +229,10 @@ class VenueSettings:
     base_url: str = field(default="", metadata=_doc(
         "Replaces scheme and host of every endpoint of this venue (egress gateway, or the simulators). "
         "Empty: the venue's production URL."))
-    requests_per_second: float = field(default=5.0, metadata=_doc(
-        "Shared request budget for all accounts of this venue (venues limit per egress IP).", min=0.1, max=1000))
+    requests_per_second: float = field(default=0.0, metadata=_doc(
+        "0: the venue's documented request limits apply (per egress IP and per account, endpoint by endpoint; "
+        "docs/VENUES-SOURCES.md). Above 0: one shared budget of this many requests a second for all accounts of "
+        "this venue replaces them (an egress gateway with its own limits, the simulators).", min=0, max=1000))
     poll_interval_minutes: int = field(default=0, metadata=_doc(
         "Time between polls of this venue's connections (0: poller.interval_minutes).", min=0, max=1440))
     unverified_policy: Literal["reject", "accept_unverified"] = field(default="reject", metadata=_doc(

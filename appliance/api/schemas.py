@@ -25,6 +25,7 @@ Username = Annotated[str, Text(64)]
 RoleName = Annotated[str, Text(64)]
 Permission = Annotated[str, Text(64)]
 AlertStatus = Literal["open", "assigned", "resolved", "dismissed"]
+TransferStatus = Literal["completed", "pending", "failed", "cancelled"]  # store.models.holdings.TRANSFER_STATUSES
 
 
 # -- sign-in ---------------------------------------------------------------------------------------------
@@ -85,6 +86,26 @@ class CoverageGap(Answer):
     closed_at: Timestamp | None
 
 
+class SyncProgress(Answer):
+    stream: str
+    done: int = Field(description="History windows read so far.")
+    total: int = Field(description="History windows the first sync plans to read.")
+    percent: int
+    at: str | None = Field(description="When the progress was last recorded.")
+
+
+class StatementImportOut(Answer):
+    id: int
+    format: str = Field(description='The export read, e.g. "coinbase_transactions" or "kraken_ledgers".')
+    file_name: str | None = Field(description="The file's name (null outside the caller's balances scope).")
+    covered_from: Timestamp | None
+    covered_to: Timestamp | None
+    rows: int
+    added: int
+    duplicates: int = Field(description="Records already recorded (synced or imported before), skipped.")
+    created_at: Timestamp | None
+
+
 class ConnectionOut(Answer):
     id: int
     employee_id: int
@@ -106,6 +127,9 @@ class ConnectionOut(Answer):
     consecutive_failures: int
     created_at: Timestamp | None
     coverage: list[CoverageGap]
+    progress: list[SyncProgress] = Field(description="Streams still in a first sync over history windows.")
+    statement_imports: list[StatementImportOut] = Field(description="The latest statement imports (at most 10).")
+    accepts_statements: bool = Field(description="Statement exports of this venue can be imported.")
 
 
 class ConnectionList(Answer):
@@ -172,9 +196,14 @@ class TransactionOut(Valued):
     quote_amount: DecimalText | None
     fee_asset: str | None
     fee_amount: DecimalText | None
-    provenance: str
+    provenance: str = Field(description="Where the record came from: api, chain, statement...")
     orphaned: bool
     block_number: int | None
+    status: TransferStatus = Field(description="The venue's transfer status. Only completed transactions count in "
+                                               "balances, reconciliation, values' totals and reports; a pending one "
+                                               "is updated when the venue reports its outcome.")
+    status_changed_at: Timestamp | None = Field(description="When a pending transaction got its outcome.")
+    statement_import_id: int | None = Field(description="The statement import that added it (provenance statement).")
 
 
 class TransactionList(Answer):

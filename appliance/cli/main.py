@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("appliance.cli.audit", "audit"),
     "employee": ("appliance.cli.employees", "employee"),
     "onboard": ("appliance.cli.employees", "onboard"),
+    "import": ("appliance.cli.imports", "import_group"),
     "poll": ("appliance.cli.ops", "poll"),
     "prices": ("appliance.cli.prices", "prices"),
     "status": ("appliance.cli.ops", "status"),

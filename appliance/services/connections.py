@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from appliance.services import reconcile
 from appliance.services.scope import without_addresses
-from appliance.store.models import Connection, CoverageInterval
+from appliance.store.models import Connection, CoverageInterval, StatementImport, SyncCursor
+from appliance.venues.statements import VENUES as STATEMENT_VENUES
 
 STATUSES = ("pending", "active", "degraded", "rejected", "broken", "reonboarding_required", "offboarded")
 
@@ -49,6 +50,32 @@ def coverage(session: Session, connection_id: int, *, holdings: bool) -> list[di
             for r in rows]
 
 
+def progress(session: Session, connection_id: int) -> list[dict[str, Any]]:
+    """Streams still in a long walk (a first sync over history windows): windows read out of planned."""
+    rows = session.execute(select(SyncCursor.stream, SyncCursor.progress).where(
+        SyncCursor.connection_id == connection_id, SyncCursor.progress.is_not(None))
+        .order_by(SyncCursor.stream)).all()
+    out = []
+    for stream, value in rows:
+        if not isinstance(value, dict) or not value.get("total"):
+            continue
+        done, total = int(value.get("done", 0)), int(value["total"])
+        out.append({"stream": stream, "done": done, "total": total, "percent": min(100, done * 100 // total),
+                    "at": value.get("at")})
+    return out
+
+
+def statement_imports(session: Session, connection_id: int, *, holdings: bool,
+                      limit: int = 10) -> list[dict[str, Any]]:
+    """The latest statement imports. The uploaded file's name may name an asset or a market, so a caller
+    outside the balances scope reads the same rows without it."""
+    rows = session.execute(select(StatementImport).where(StatementImport.connection_id == connection_id)
+                           .order_by(StatementImport.id.desc()).limit(limit)).scalars()
+    return [{"id": r.id, "format": r.format, "file_name": r.file_name if holdings else None,
+             "covered_from": _iso(r.covered_from), "covered_to": _iso(r.covered_to), "rows": r.rows,
+             "added": r.added, "duplicates": r.duplicates, "created_at": _iso(r.created_at)} for r in rows]
+
+
 def connection_json(session: Session, c: Connection, *, holdings: bool) -> dict[str, Any]:
     """Everything about a connection except its credentials (which never leave the sealed columns).
 
@@ -69,6 +96,9 @@ def connection_json(session: Session, c: Connection, *, holdings: bool) -> dict[
         "last_attempt_at": _iso(c.last_attempt_at), "last_error_class": c.last_error_class,
         "last_error": text(c.last_error), "consecutive_failures": c.consecutive_failures,
         "created_at": _iso(c.created_at), "coverage": coverage(session, c.id, holdings=holdings),
+        "progress": progress(session, c.id),
+        "statement_imports": statement_imports(session, c.id, holdings=holdings),
+        "accepts_statements": c.kind == "exchange" and c.venue in STATEMENT_VENUES,
     }
 
 

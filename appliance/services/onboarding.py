@@ -38,6 +38,7 @@ from appliance.errors import (
     VenueAuthError,
     VenueBadData,
     VenueError,
+    VenuePermissionError,
 )
 from appliance.rbac.actors import Actor
 from appliance.services.throttle import locked_row
@@ -256,6 +257,11 @@ def probe(adapter: VenueAdapter, creds: Credentials, policy: str) -> ProbeOutcom
         return ProbeOutcome(False, False, f"{adapter.name} did not accept this key: check that you copied the key "
                             "and secret correctly (and the passphrase, if any), and that the key is activated.",
                             None, "authentication")
+    except VenuePermissionError as exc:
+        # The key works but the venue refused the permission query: the adapter's message names the
+        # permission to add (e.g. OKX 50120), which is what the employee must do.
+        return ProbeOutcome(False, False, f"{adapter.name} accepted this key but refused to show its permissions: "
+                            f"{exc.message.removeprefix(adapter.id + ': ')}", None, "permission")
     except VenueBadData:
         # Also what a secret in the wrong format looks like (it cannot be used to sign, so the
         # adapter never gets a sensible answer): "try again later" alone would send the employee

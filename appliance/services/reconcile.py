@@ -3,6 +3,8 @@
 A chain provider that answers inconsistently (a balance that does not match the transfers, a block
 it skipped) must not be papered over: the difference opens a coverage gap with reason
 ``inconsistent_data`` and a warning alert, and both stay until a later sync agrees again.
+
+Only completed transfers count: a pending, failed or cancelled one moved nothing (yet).
 """
 
 from __future__ import annotations
@@ -51,14 +53,15 @@ Group = tuple[str, str | None, str, str | None]  # asset, market (token contract
 
 
 def _sums(session: Session, connection_id: int) -> dict[Group, tuple[Decimal, Decimal]]:
-    """Amount and fee totals per (asset, contract, kind, fee asset), exact.
+    """Amount and fee totals per (asset, contract, kind, fee asset), exact, of completed transfers only.
 
     PostgreSQL stores amounts as NUMERIC and sums them exactly: one row per group, however long the
     history. SQLite stores them as decimal text (Amount), and its SUM() turns text into binary floats
     (0.06250109000000001): a correct wallet would fail to reconcile, raise an alert and flag an
     innocent employee. There the rows are added up here, in Decimal.
     """
-    where = (Transaction.connection_id == connection_id, Transaction.orphaned.is_(False))
+    where = (Transaction.connection_id == connection_id, Transaction.orphaned.is_(False),
+             Transaction.status == "completed")
     out: dict[Group, tuple[Decimal, Decimal]] = {}
     if session.get_bind().dialect.name == "postgresql":
         summed = select(*_GROUP, func.sum(Transaction.amount), func.sum(Transaction.fee_amount)).where(
@@ -80,8 +83,11 @@ def _plain(amount: Decimal) -> str:
 
 
 # Gaps that more data does not fill: an inconsistency closes when a reconciliation agrees again; an
-# unverified market list stays as long as the venue only answers market by market.
-STANDING = (REASON, "unverified_markets")
+# unverified market list stays as long as the venue only answers market by market; a venue limitation (a
+# permission the key lacks, a sub-account the venue serves no records to) closes when the stream reads again;
+# history the API does not reach (or records it serves that are not read yet) closes only when a statement
+# import covers it.
+STANDING = (REASON, "unverified_markets", "venue_limitation", "history_limit", "not_read")
 
 
 def closes(gap: CoverageInterval) -> bool:

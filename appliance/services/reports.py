@@ -64,6 +64,9 @@ def _gaps(session: Session) -> dict[int, list[str]]:
             text = f"{gap.stream} since {start}: {gap.detail}"
         elif gap.reason == "inconsistent_data":
             text = f"{gap.stream} inconsistent since {start}: {gap.detail}"
+        elif gap.reason in ("venue_limitation", "history_limit", "not_read"):
+            until = f" until {gap.end_at.isoformat(timespec='minutes')}" if gap.end_at else ""
+            text = f"{gap.stream} not readable from {start}{until}: {gap.detail}"
         else:
             text = f"{gap.stream} missing since {start} ({gap.reason})"
         out.setdefault(gap.connection_id, []).append(text)
@@ -90,6 +93,8 @@ def holdings_rows(session: Session, actor: Actor, settings: Settings) -> list[li
 
 def transaction_rows(session: Session, actor: Actor, settings: Settings, *, since: dt.datetime | None,
                      until: dt.datetime | None) -> list[list[Any]]:
+    """Completed transactions only: a pending, failed or cancelled transfer moved nothing (the API and the
+    employee page list them with their status)."""
     employees = _employees(session)
     gaps = _gaps(session)
     currency = valuation.currency_of(settings)
@@ -110,7 +115,7 @@ def transaction_rows(session: Session, actor: Actor, settings: Settings, *, sinc
         batch.clear()
 
     for tx, connection in records.iter_transactions(session, actor, permission="transactions:export",
-                                                    since=since, until=until):
+                                                    since=since, until=until, completed_only=True):
         batch.append((tx, connection))
         if len(batch) >= 1000:
             flush()

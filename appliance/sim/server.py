@@ -11,6 +11,8 @@ Control API (a test tool: it returns secrets on purpose). All bodies are JSON.
 - ``POST /_sim/<venue>/keys/<api_key>/trades``          ``{"count": N}`` or ``{"trades": [{base, quote, side,
   amount, price, fee, fee_asset, timestamp}]}``; likewise ``/deposits`` and ``/withdrawals``
 - ``POST /_sim/<venue>/keys/<api_key>/balances``        ``{"BTC": "1.5"}`` sets balances
+- ``POST /_sim/<venue>/keys/<api_key>/transfers/<id>``  ``{"status": "ok"|"failed"|"cancelled"|"rejected"}``: a
+  pending deposit or withdrawal gets its outcome (balances follow)
 - ``GET  /_sim/<venue>/keys/<api_key>/ledger``          ground truth: balances, trades, deposits, withdrawals
 - ``POST /_sim/<venue>/faults``                         ``{"latency_ms", "error_rate", "burst_429", "retry_after",
   "fail_5xx", "timeouts", "timeout_seconds", "malformed", "outage"}``; ``DELETE`` clears them
@@ -200,6 +202,9 @@ class SimApp:
 
                 account.balances[asset] = Decimal(str(amount))
             return Response(200, account.ledger()["balances"])
+        if len(rest) == 2 and rest[0] == "transfers" and method == "POST":
+            settled = venue.settle_transfer(account, rest[1], str(body.get("status", "")))
+            return Response(200, {"id": settled.id, "status": settled.status})
         adders: dict[str, Any] = {"trades": venue.add_trades, "deposits": venue.add_deposits,
                                   "withdrawals": venue.add_withdrawals}
         if len(rest) == 1 and rest[0] in adders and method == "POST":

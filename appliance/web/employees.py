@@ -3,6 +3,7 @@ onboarding links, CSV import, offboarding, "sync now"."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ from appliance.errors import Invalid
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
-from appliance.services import onboarding, records, sync
+from appliance.services import onboarding, records, statements, sync
 from appliance.services.scope import employee_visible, holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
@@ -137,6 +138,33 @@ def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
     onboarding.revoke_link(db(), link_id)
     flash("Link revoked.", "ok")
     return redirect(url_for("web.employee", employee_id=employee_id))
+
+
+@web_blueprint.route("/connections/<int:connection_id>/statements", methods=["POST"])
+@requires("connections:write", action="statements.import", resource_arg="connection_id")
+@accepts(form=forms.StatementForm, media=("text/html",))
+def connection_statement(connection_id: int, form: forms.StatementForm) -> ResponseReturnValue:
+    """A statement export (CSV) uploaded for one exchange connection; larger files: ``vigatra import statement``."""
+    upload = form.file
+    if upload is None or not upload.filename:
+        raise Invalid("choose the statement file (CSV) exported from the venue", field="file")
+    result = statements.import_statement(
+        db(), connection_id, upload.read(), file_name=upload.filename, imported_by=state().actor.label,
+        covered_from=_day_bound(form.covered_from, end=False), covered_to=_day_bound(form.covered_to, end=True))
+    row = result.statement_import
+    audit_resource("connections", connection_id)
+    audit_detail(statement_import=row.id, format=row.format, added=result.added, duplicates=result.duplicates,
+                 gaps_closed=result.gaps_closed)
+    flash(" ".join(result.lines()), "ok")
+    return redirect(url_for("web.employee", employee_id=result.employee_id))
+
+
+def _day_bound(day: dt.date | None, *, end: bool) -> dt.datetime | None:
+    """The start or the end (to the second) of a UTC day."""
+    if day is None:
+        return None
+    moment = dt.datetime.combine(day, dt.time.max if end else dt.time.min, dt.UTC)
+    return moment.replace(microsecond=0) if end else moment
 
 
 @web_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])

@@ -7,9 +7,12 @@ take "" for "not given"; query strings drop empty values before they are checked
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from appliance.boundary.params import MAX_ID, Id, Text, UtcTime, Whole
 from appliance.boundary.validation import FileStorage, Schema
@@ -21,6 +24,24 @@ def _blank_is_none(value: Any) -> Any:
 
 
 Scope = Literal["all", "flagged"]
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _day(value: Any) -> dt.date | None:
+    """An HTML date input: YYYY-MM-DD, or "" for not given."""
+    if value == "":
+        return None
+    if isinstance(value, str) and _DAY.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError("date", "must be a date (YYYY-MM-DD)")
+
+
+Day = Annotated[dt.date | None, PlainValidator(_day), WithJsonSchema(
+    {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"})]
 
 
 class Form(Schema):
@@ -74,6 +95,15 @@ class ImportForm(Form):
 
 class LinkForm(Form):
     purpose: Literal["initial", "reonboard"] = "initial"
+
+
+class StatementForm(Form):
+    """A venue's statement export (multipart/form-data; its size is bounded by the app's request limit, the
+    parser's by venues.statements.MAX_BYTES) and, optionally, the period it was generated for (whole UTC days)."""
+
+    file: FileStorage | None = None
+    covered_from: Day = None
+    covered_to: Day = None
 
 
 # -- oversight ---------------------------------------------------------------------------------------

@@ -33,7 +33,10 @@ from appliance.sim.core import Account, Key, Request, Response, Trade, Transfer,
 
 WINDOW_MS = 7 * 86_400_000
 _PERMISSIONS = {"read": "General", "trade": "Spot", "transfer": "InnerTransfer", "withdraw": "Transfer"}
-_STATUS = {"ok": "SUCCESS", "pending": "PROCESSING", "failed": "FAILURE"}
+# docs: Get Deposit History / Get Withdrawal History: PROCESSING, WALLET_PROCESSING, SUCCESS, FAILURE (a
+# cancelled withdrawal ends as FAILURE: KuCoin has no cancelled status).
+_STATUS = {"ok": "SUCCESS", "pending": "PROCESSING", "failed": "FAILURE", "rejected": "FAILURE",
+           "cancelled": "FAILURE"}
 
 
 def _fail(status: int, code: str, msg: str) -> VenueError:

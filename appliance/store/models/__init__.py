@@ -5,7 +5,7 @@ from appliance.store.models.audit import AuditChainHead, AuditCheckpoint, AuditE
 from appliance.store.models.auth import AuthRevision, LoginThrottle, RevokedSession
 from appliance.store.models.connections import Connection, CoverageInterval, SyncCursor
 from appliance.store.models.employees import Employee, OnboardingToken
-from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
+from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, StatementImport, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
 from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
@@ -34,6 +34,7 @@ __all__ = [
     "Role",
     "RolePermission",
     "Setting",
+    "StatementImport",
     "SyncCursor",
     "Transaction",
     "TransactionValue",
