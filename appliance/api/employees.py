@@ -150,7 +150,7 @@ def transaction_json(t: Any, c: Any, value: valuation.Value) -> dict[str, Any]:
         "id": t.id, "connection_id": c.id, "venue": c.venue, "stream": t.stream, "venue_tx_id": t.venue_tx_id,
         "kind": t.kind, "occurred_at": json_value(t.occurred_at), "asset": t.asset, "amount": json_value(t.amount),
         "market": t.market, "quote_asset": t.quote_asset, "quote_amount": json_value(t.quote_amount),
-        "price": json_value(t.price), "fee_asset": t.fee_asset, "fee_amount": json_value(t.fee_amount),
+        "trade_price": json_value(t.price), "fee_asset": t.fee_asset, "fee_amount": json_value(t.fee_amount),
         "provenance": t.provenance, "orphaned": t.orphaned, "block_number": t.block_number,
         "status": t.status, "status_changed_at": json_value(t.status_changed_at),
         "statement_import_id": t.statement_import_id, **value_json(value),

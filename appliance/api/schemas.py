@@ -194,6 +194,9 @@ class TransactionOut(Valued):
     market: str
     quote_asset: str | None
     quote_amount: DecimalText | None
+    trade_price: DecimalText | None = Field(description="The trade's own price, in its quote asset, as the venue "
+                                                        "reported it (``price`` is the valuation's, in the "
+                                                        "answer's currency).")
     fee_asset: str | None
     fee_amount: DecimalText | None
     provenance: str = Field(description="Where the record came from: api, chain, statement...")

@@ -100,7 +100,8 @@ def reports_holdings() -> ResponseReturnValue:
         from appliance.errors import Forbidden
 
         raise Forbidden("the holdings report needs balances:export")
-    rows = reports.holdings_rows(db(), actor, appliance().settings)
+    with appliance().store.read() as snapshot:  # a report is as of one moment (one read transaction)
+        rows = reports.holdings_rows(snapshot, actor, appliance().settings)
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-holdings.csv")
 
@@ -114,7 +115,10 @@ def reports_transactions(query: forms.PeriodQuery) -> ResponseReturnValue:
         from appliance.errors import Forbidden
 
         raise Forbidden("the transaction report needs transactions:export")
-    rows = reports.transaction_rows(db(), actor, appliance().settings, since=query.from_, until=query.to)
+    # One read transaction: the report is as of one moment, and PostgreSQL streams rows (a server-side
+    # cursor) only inside a transaction; the request's own reads autocommit statement by statement.
+    with appliance().store.read() as snapshot:
+        rows = reports.transaction_rows(snapshot, actor, appliance().settings, since=query.from_, until=query.to)
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-transactions.csv")
 

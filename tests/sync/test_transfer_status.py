@@ -74,8 +74,10 @@ def test_failed_and_cancelled_transfers_are_recorded_but_not_counted(sta: Any, s
         (Decimal("1.25"), "completed"), (Decimal("5"), "pending"), (Decimal("7"), "cancelled"),
         (Decimal("9"), "failed")]
     with sta.store.read() as session:
-        report = reports.transaction_rows(session, system_actor("t"), since=None, until=None)
-    amounts = [line[6] for line in report[1:] if line[4] == "withdrawal"]
+        report = reports.transaction_rows(session, system_actor("t"), sta.settings, since=None, until=None)
+    header = report[0]
+    amounts = [line[header.index("quantity")] for line in report[1:]
+               if line[header.index("nature")] == "withdrawal"]
     assert amounts == [Decimal("1.25")]  # reports count what moved
 
 

@@ -85,6 +85,8 @@ def test_a_trade_at_10_37_is_priced_from_the_candle_that_contains_it(sta: Any, s
     (item,) = [t for t in body["transactions"] if t["id"] == tx.id]
     assert Decimal(item["value"]) == Decimal("0.25") * close and item["price_source"] == "kraken"
     assert item["priced_at"] == candle_open.isoformat().replace("+00:00", "Z")
+    # the valuation's price beside the trade's own: neither hides the other
+    assert Decimal(item["price"]) == close and Decimal(item["trade_price"]) == Decimal("40000")
 
 
 def test_a_cross_rate_through_usdt_is_recorded_as_such(sta: Any, sim: RunningSim) -> None:
