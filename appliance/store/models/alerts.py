@@ -38,6 +38,9 @@ class Alert(Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     resolution: Mapped[str] = mapped_column(Text, default="")
+    # A closed alert keeps its employee flagged (visible to roles limited to flagged records) until then:
+    # the close time plus alerts.flag_window_days as configured when it closed. Open alerts flag anyway.
+    flagged_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     # Raised by a rule: which rule (and its version then), the list entry it matched, the record's key
     # (``tx:<id>``, ``pos:<id>``, ``bal:<id>``, ``holding:<employee>:<asset>``) and the record's time.
     rule_id: Mapped[int | None] = mapped_column(ForeignKey("rules.id", ondelete="RESTRICT"), default=None)

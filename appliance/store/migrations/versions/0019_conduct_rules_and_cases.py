@@ -1,7 +1,8 @@
 """conduct rules and cases: groups, lists, rules, case notes/history/evidence, the mail outbox
 
 Existing alerts: the status ``assigned`` becomes ``investigating`` (assignment is its own field now),
-``updated_at`` starts at ``created_at`` and ``reason`` empty.
+``updated_at`` starts at ``created_at``, ``reason`` empty, and a closed alert keeps its employee
+flagged 30 days after it closed (the window before it became a setting).
 
 Revision ID: 0019
 Revises: 0003
@@ -10,6 +11,7 @@ Create Date: 2026-12-06 12:59:05.054955
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -226,6 +228,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
         batch_op.add_column(sa.Column('reason', sa.Text(), nullable=False, server_default=''))
         batch_op.add_column(sa.Column('updated_at', appliance.store.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('flagged_until', appliance.store.base.UTCDateTime(timezone=True), nullable=True))
         batch_op.create_unique_constraint(batch_op.f('uq_alerts_rule_id_record_key'), ['rule_id', 'record_key'])
         batch_op.create_foreign_key(batch_op.f('fk_alerts_created_by_users'), 'users', ['created_by'], ['id'], ondelete='SET NULL')
         batch_op.create_foreign_key(batch_op.f('fk_alerts_list_entry_id_list_entries'), 'list_entries', ['list_entry_id'], ['id'], ondelete='RESTRICT')
@@ -233,6 +236,12 @@ def upgrade() -> None:
 
     op.execute("UPDATE alerts SET updated_at = created_at")
     op.execute("UPDATE alerts SET status = 'investigating' WHERE status = 'assigned'")
+    # Alerts closed before this version flagged their employee for 30 days after closing (the old FLAG_WINDOW).
+    closed = sa.table('alerts', sa.column('id', sa.Integer()), sa.column('resolved_at', appliance.store.base.UTCDateTime()),
+                      sa.column('flagged_until', appliance.store.base.UTCDateTime()))
+    bind = op.get_bind()
+    for alert_id, resolved_at in bind.execute(sa.select(closed.c.id, closed.c.resolved_at).where(closed.c.resolved_at.is_not(None))).all():
+        bind.execute(closed.update().where(closed.c.id == alert_id).values(flagged_until=resolved_at + datetime.timedelta(days=30)))
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.alter_column('updated_at', existing_type=appliance.store.base.UTCDateTime(timezone=True), nullable=False)
         batch_op.alter_column('reason', existing_type=sa.Text(), server_default=None)
@@ -245,6 +254,7 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('fk_alerts_list_entry_id_list_entries'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('fk_alerts_created_by_users'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('uq_alerts_rule_id_record_key'), type_='unique')
+        batch_op.drop_column('flagged_until')
         batch_op.drop_column('updated_at')
         batch_op.drop_column('reason')
         batch_op.drop_column('created_by')

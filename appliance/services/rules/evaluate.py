@@ -1,0 +1,412 @@
+"""Evaluating the rules: over the whole history (a list or rule changed, `vigatra rules evaluate`) or
+over the records one sync just stored. Idempotent: an alert is keyed by (rule, record) and a unique
+constraint keeps it one, however often and however concurrently the same records are evaluated.
+
+Runs inside the caller's unit of work (flushes, never commits): the alerts it raises commit with
+the change or the sync that caused them, and the caller sends the notifications after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from appliance.services.rules import facts
+from appliance.services.rules.catalogue import list_rules
+from appliance.services.rules.common import Audience
+from appliance.services.rules.facts import TRADE_KINDS, Account, Person, Position, Snapshot, Tx
+from appliance.services.rules.judge import CompiledRule, Finding, Judge, Unvalued, settle
+from appliance.services.rules.lists import matchers
+from appliance.services.rules.values import Valuer
+from appliance.store.base import utcnow
+from appliance.store.models import (
+    Alert,
+    AlertEvent,
+    BalanceSnapshot,
+    ConductList,
+    Connection,
+    EvaluationMark,
+    Rule,
+    UnvaluedRecord,
+)
+
+log = logging.getLogger(__name__)
+
+EMPLOYEE_BATCH = 500
+
+
+@dataclass
+class EvaluationResult:
+    alert_ids: list[int] = field(default_factory=list)
+    critical_ids: list[int] = field(default_factory=list)
+    rules: int = 0
+    employees: int = 0
+    transactions: int = 0
+    positions: int = 0
+    balances: int = 0
+    unvalued: int = 0
+
+    def add(self, other: EvaluationResult) -> None:
+        self.alert_ids += other.alert_ids
+        self.critical_ids += other.critical_ids
+        self.employees += other.employees
+        self.transactions += other.transactions
+        self.positions += other.positions
+        self.balances += other.balances
+        self.unvalued += other.unvalued
+
+    def summary(self) -> dict[str, int]:
+        return {"rules": self.rules, "employees": self.employees, "transactions": self.transactions,
+                "positions": self.positions, "balances": self.balances, "alerts_raised": len(self.alert_ids),
+                "could_not_be_valued": self.unvalued}
+
+    def lines(self) -> list[str]:
+        s = self.summary()
+        return [f"evaluated {s['rules']} rule(s) over {s['employees']} employee(s): "
+                f"{s['transactions']} transaction(s), {s['positions']} new position(s), {s['balances']} new holding(s)",
+                f"alerts raised: {s['alerts_raised']} ({len(self.critical_ids)} critical)",
+                f"records that could not be valued: {s['could_not_be_valued']}"]
+
+
+def compile_rules(session: Session, rules: Sequence[Rule]) -> list[CompiledRule]:
+    list_ids = sorted({int(r.params["list_id"]) for r in rules if r.params.get("list_id")})
+    found = matchers(session, list_ids)
+    list_facts = {row.id: (row.name, Audience.of(row.applies_to)) for row in session.execute(
+        select(ConductList).where(ConductList.id.in_(list_ids))).scalars()} if list_ids else {}
+    return [CompiledRule.of(r, found, list_facts) for r in rules if r.enabled]
+
+
+class _Needs:
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        kinds = {r.kind for r in rules}
+        lists = [r for r in rules if r.kind in ("restricted", "watch")]
+        self.transactions = bool(kinds & {"restricted", "watch", "blackout", "threshold", "new_account",
+                                          "holding_period"})
+        self.positions = bool(lists) or any(r.kind == "threshold" and "position" in r.params.get("on", ())
+                                            for r in rules)
+        self.snapshots = bool(lists)
+        self.holdings = any(r.kind == "threshold" and "holding" in r.params.get("on", ()) for r in rules)
+        self.raw_transfers = "new_account" in kinds
+        self.raw_predictions = any(r.matcher is not None and r.matcher.has_market_entries for r in rules)
+
+
+class Evaluation:
+    """One evaluation run: compiled rules, the valuer, and the findings stored as it goes."""
+
+    def __init__(self, session: Session, rules: Sequence[Rule], valuer: Valuer) -> None:
+        self.session = session
+        self.compiled = compile_rules(session, rules)
+        self.judge = Judge(self.compiled)
+        self.needs = _Needs(self.compiled)
+        self.valuer = valuer
+        self.now = utcnow()
+        self.result = EvaluationResult(rules=len(self.compiled))
+
+    # -- the whole history -------------------------------------------------------------------------
+    def history(self, employee_ids: Sequence[int] | None = None) -> EvaluationResult:
+        if not self.compiled:
+            return self.result
+        persons = facts.people(self.session, employee_ids)
+        ids = [pid for pid, person in persons.items() if self.judge.applicable(person)]
+        for batch in facts.chunks(ids, EMPLOYEE_BATCH):
+            self._batch({i: persons[i] for i in batch})
+        return self.result
+
+    def _batch(self, persons: dict[int, Person]) -> None:
+        session = self.session
+        accounts = facts.accounts(session, employee_ids=list(persons))
+        by_employee: dict[int, dict[int, Account]] = defaultdict(dict)
+        for account in accounts.values():
+            by_employee[account.employee_id][account.id] = account
+        txs: dict[int, list[Tx]] = defaultdict(list)
+        if self.needs.transactions:
+            rows = facts.transactions_of_connections(session, accounts)
+            self._attach_raw(rows, accounts)
+            for tx in rows:
+                txs[accounts[tx.connection_id].employee_id].append(tx)
+            self.result.transactions += len(rows)
+        positions: dict[int, list[Position]] = defaultdict(list)
+        openings: dict[int, list[Position]] = defaultdict(list)
+        prediction_conns = [a.id for a in accounts.values() if a.kind == "prediction"]
+        if prediction_conns and (self.needs.positions or self.needs.raw_predictions):
+            rows_p = facts.positions_of_connections(session, prediction_conns)
+            for p in rows_p:
+                positions[accounts[p.connection_id].employee_id].append(p)
+            if self.needs.positions:
+                for p in facts.openings(rows_p, lambda r: (r.connection_id, r.market_id, r.outcome), lambda r: r.size):
+                    openings[accounts[p.connection_id].employee_id].append(p)
+        snaps: dict[int, list[Snapshot]] = defaultdict(list)
+        holdings: dict[int, dict[str, tuple[Decimal, list[Snapshot]]]] = defaultdict(dict)
+        if self.needs.snapshots or self.needs.holdings:
+            rows_s = facts.snapshots_of_connections(session, accounts)
+            if self.needs.snapshots:
+                for s in facts.openings(rows_s, lambda r: (r.connection_id, r.asset, r.account), lambda r: r.amount):
+                    snaps[accounts[s.connection_id].employee_id].append(s)
+            if self.needs.holdings:
+                for employee_id, held in _current_holdings(rows_s, accounts).items():
+                    holdings[employee_id] = held
+        for employee_id, person in persons.items():
+            self._judge(person, by_employee.get(employee_id, {}), txs.get(employee_id, []),
+                        positions.get(employee_id, []), openings.get(employee_id, []), snaps.get(employee_id, []),
+                        holdings.get(employee_id, {}), None)
+        self.result.employees += len(persons)
+
+    def _attach_raw(self, rows: Sequence[Tx], accounts: dict[int, Account]) -> None:
+        wanted = [t for t in rows if (self.needs.raw_transfers and t.kind in facts.TRANSFER_KINDS)
+                  or (self.needs.raw_predictions and accounts[t.connection_id].kind == "prediction")]
+        if wanted:
+            facts.attach_raw(self.session, wanted)
+
+    def _judge(self, person: Person, accounts: dict[int, Account], txs: Sequence[Tx], positions: Sequence[Position],
+               openings: Sequence[Position], snapshots: Sequence[Snapshot],
+               holdings: dict[str, tuple[Decimal, list[Snapshot]]], judged_tx: set[int] | None) -> None:
+        catalogue = facts.market_catalogue(positions)
+        judgement = self.judge.employee(person, accounts, txs, openings, snapshots, holdings, catalogue,
+                                        now=self.now, judged_tx=judged_tx)
+        self.result.positions += len(openings)
+        self.result.balances += len(snapshots)
+        found = judgement.findings
+        unvalued: list[Unvalued] = []
+        if judgement.candidates:
+            valuations = self.valuer.value(self.session, [c.priced for c in judgement.candidates])
+            over, unvalued, valued = settle(judgement.candidates, valuations)
+            found = found + over
+            self._valued(valued)
+        if found:
+            self._store(found)
+        if unvalued:
+            self._unvalued(unvalued)
+
+    # -- the records one sync stored -------------------------------------------------------------------
+    def connection(self, connection_id: int, *, transaction_ids: Sequence[int] | None = None,
+                   position_ids: Sequence[int] | None = None, balance_ids: Sequence[int] | None = None
+                   ) -> EvaluationResult:
+        """Judge the given new records of one connection (with the employee's other records as context:
+        the FIFO lots of the holding period, the series a position or a holding opens)."""
+        if not self.compiled:
+            return self.result
+        session = self.session
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            return self.result
+        person = facts.people(session, [connection.employee_id]).get(connection.employee_id)
+        if person is None or not self.judge.applicable(person):
+            return self.result
+        accounts = facts.accounts(session, employee_ids=[person.id])
+        account = accounts[connection_id]
+        new_txs: list[Tx] = []
+        if transaction_ids and self.needs.transactions:
+            new_txs = facts.transactions_of_connections(session, [connection_id], ids=transaction_ids)
+        context = list(new_txs)
+        traded = {t.asset for t in new_txs if t.kind in TRADE_KINDS}
+        if traded and any(r.kind == "holding_period" for r in self.judge.applicable(person)):
+            # Every buy and sell of those assets on every venue and wallet: a buy stored late (its venue
+            # synced after the sell's) still counts, and the FIFO needs the whole story.
+            context = facts.transactions_of_connections(session, accounts, kinds=TRADE_KINDS, assets=traded)
+            seen = {t.id for t in context}
+            context += [t for t in new_txs if t.id not in seen]
+            context.sort(key=lambda t: (t.occurred_at, t.id))
+        self._attach_raw(context, accounts)
+        positions: list[Position] = []
+        openings: list[Position] = []
+        if account.kind == "prediction" and (self.needs.positions or self.needs.raw_predictions):
+            positions = facts.positions_of_connections(session, [a.id for a in accounts.values()
+                                                                  if a.kind == "prediction"])
+            if position_ids and self.needs.positions:
+                wanted = set(position_ids)
+                mine = [p for p in positions if p.connection_id == connection_id]
+                openings = [p for p in facts.openings(mine, lambda r: (r.market_id, r.outcome), lambda r: r.size)
+                            if p.id in wanted]
+        snaps: list[Snapshot] = []
+        holdings: dict[str, tuple[Decimal, list[Snapshot]]] = {}
+        if balance_ids and (self.needs.snapshots or self.needs.holdings):
+            wanted = set(balance_ids)
+            assets = {a for (a,) in session.execute(select(BalanceSnapshot.asset).where(
+                BalanceSnapshot.id.in_(list(wanted))))}
+            mine_s = facts.snapshots_of_connections(session, [connection_id], assets=assets)
+            if self.needs.snapshots:
+                snaps = [s for s in facts.openings(mine_s, lambda r: (r.asset, r.account), lambda r: r.amount)
+                         if s.id in wanted]
+            if self.needs.holdings:
+                every = facts.snapshots_of_connections(session, accounts, assets=assets)
+                holdings = _current_holdings(every, accounts).get(person.id, {})
+        self._judge(person, accounts, context, positions, openings, snaps, holdings,
+                    {t.id for t in new_txs})
+        self.result.transactions += len(new_txs)
+        self.result.employees = 1
+        return self.result
+
+    # -- storing ---------------------------------------------------------------------------------------------
+    def _insert(self) -> Any:
+        dialect = self.session.get_bind().dialect.name
+        module: Any = postgresql if dialect == "postgresql" else sqlite
+        return module.insert
+
+    def _store(self, findings: Sequence[Finding]) -> None:
+        """Insert the findings not yet alerted; the unique (rule, record) key decides races."""
+        session = self.session
+        keys: dict[int, set[str]] = defaultdict(set)
+        for f in findings:
+            keys[f.rule.id].add(f.record_key)
+        existing: set[tuple[int, str]] = set()
+        for rule_id, wanted in keys.items():
+            listed = list(wanted)
+            for start in range(0, len(listed), 900):
+                existing.update((rule_id, str(k)) for (k,) in session.execute(select(Alert.record_key).where(
+                    Alert.rule_id == rule_id, Alert.record_key.in_(listed[start:start + 900]))).tuples())
+        now = utcnow()
+        rows = []
+        seen: set[tuple[int, str]] = set()
+        for f in findings:
+            ident = (f.rule.id, f.record_key)
+            if ident in existing or ident in seen:
+                continue
+            seen.add(ident)
+            detail: dict[str, Any] = {"rule": {"id": f.rule.id, "name": f.rule.name, "kind": f.rule.kind,
+                                               "version": f.rule.version}, "records": f.records}
+            if f.entries:
+                detail["list"] = {"id": f.entries[0].list_id, "name": f.rule.list_name}
+                detail["entries"] = [{"id": e.id, "type": e.type, "value": e.value} for e in f.entries]
+            detail.update(f.extra)
+            rows.append({"employee_id": f.employee_id, "connection_id": f.connection_id, "kind": f.rule.alert_kind,
+                         "severity": f.rule.severity, "status": "open", "title": f.title[:300], "detail": detail,
+                         "rule_id": f.rule.id, "rule_version": f.rule.version,
+                         "list_entry_id": f.entries[0].id if f.entries else None, "record_key": f.record_key,
+                         "occurred_at": f.occurred_at, "created_at": now, "updated_at": now, "resolution": "",
+                         "reason": ""})
+        if not rows:
+            return
+        stmt = self._insert()(Alert).on_conflict_do_nothing(index_elements=["rule_id", "record_key"]).returning(
+            Alert.id, Alert.severity, Alert.rule_id)
+        created = session.execute(stmt, rows).all() if len(rows) > 1 else session.execute(stmt.values(rows[0])).all()
+        names = {f.rule.id: f.rule.name for f in findings}
+        events = [{"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
+                   "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created]
+        if events:
+            session.execute(insert(AlertEvent), events)
+        for alert_id, severity, _rule_id in created:
+            self.result.alert_ids.append(alert_id)
+            if severity == "critical":
+                self.result.critical_ids.append(alert_id)
+
+    def _unvalued(self, items: Sequence[Unvalued]) -> None:
+        now = utcnow()
+        rows = [{"rule_id": u.rule_id, "record_key": u.record_key, "employee_id": u.employee_id, "reason": u.reason,
+                 "first_seen_at": now, "checked_at": now} for u in items]
+        stmt = self._insert()(UnvaluedRecord)
+        stmt = stmt.on_conflict_do_update(index_elements=["rule_id", "record_key"], set_={
+            "checked_at": stmt.excluded.checked_at, "reason": stmt.excluded.reason, "valued_at": None})
+        self.session.execute(stmt, rows)
+        self.result.unvalued += len(items)
+
+    def _valued(self, items: Sequence[tuple[int, str]]) -> None:
+        """Records valued now that could not be before: their "could not be valued" row is settled."""
+        if not items or not self._open_unvalued():
+            return
+        by_rule: dict[int, list[str]] = defaultdict(list)
+        for rule_id, key in items:
+            by_rule[rule_id].append(key)
+        now = utcnow()
+        for rule_id, keys in by_rule.items():
+            for start in range(0, len(keys), 900):
+                self.session.execute(update(UnvaluedRecord).where(
+                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key.in_(keys[start:start + 900]),
+                    UnvaluedRecord.valued_at.is_(None)).values(valued_at=now, checked_at=now))
+
+    def _open_unvalued(self) -> bool:
+        cached = getattr(self, "_has_open_unvalued", None)
+        if cached is None:
+            cached = self.session.execute(select(func.count()).select_from(UnvaluedRecord).where(
+                UnvaluedRecord.valued_at.is_(None))).scalar_one() > 0
+            self._has_open_unvalued = cached
+        return bool(cached)
+
+
+def _current_holdings(rows: Iterable[Snapshot], accounts: dict[int, Account]
+                      ) -> dict[int, dict[str, tuple[Decimal, list[Snapshot]]]]:
+    """employee -> asset -> (amount held now over every venue and wallet, the observations it sums)."""
+    out: dict[int, dict[str, tuple[Decimal, list[Snapshot]]]] = defaultdict(dict)
+    for s in rows:
+        if s.valid_to is not None or not s.amount:
+            continue
+        account = accounts.get(s.connection_id)
+        if account is None or account.kind == "prediction":
+            continue
+        held = out[account.employee_id]
+        amount, evidence = held.get(s.asset.upper(), (Decimal(0), []))
+        held[s.asset.upper()] = (amount + s.amount, [*evidence, s])
+    return out
+
+
+# -- entry points -------------------------------------------------------------------------------------
+
+def evaluate_history(session: Session, valuer: Valuer, *, employee_ids: Sequence[int] | None = None,
+                     rule_ids: Sequence[int] | None = None) -> EvaluationResult:
+    """Every enabled rule (or those named) over the whole history of every employee (or those named).
+    Effective dates are respected: an entry matches only records inside its dates."""
+    rules = list_rules(session, enabled_only=True)
+    if rule_ids is not None:
+        wanted = set(rule_ids)
+        rules = [r for r in rules if r.id in wanted]
+    evaluation = Evaluation(session, rules, valuer)
+    result = evaluation.history(employee_ids)
+    now = utcnow()
+    if employee_ids is None:
+        for rule in rules:
+            rule.evaluated_at = now
+            rule.evaluated_version = rule.version
+    session.flush()
+    return result
+
+
+def evaluate_records(session: Session, valuer: Valuer, connection_id: int, *,
+                     transaction_ids: Sequence[int] = (), position_ids: Sequence[int] = (),
+                     balance_ids: Sequence[int] = ()) -> EvaluationResult:
+    """Every enabled rule over records one connection just stored (by id)."""
+    if not (transaction_ids or position_ids or balance_ids):
+        return EvaluationResult()
+    evaluation = Evaluation(session, list_rules(session, enabled_only=True), valuer)
+    result = evaluation.connection(connection_id, transaction_ids=transaction_ids, position_ids=position_ids,
+                                   balance_ids=balance_ids)
+    session.flush()
+    return result
+
+
+def evaluate_new(session: Session, valuer: Valuer, connection_id: int) -> EvaluationResult:
+    """The records one connection stored since its last evaluation (after every sync): the connection's
+    evaluation mark says where the last one stopped, and moves in this transaction."""
+    from appliance.store.models import PredictionPosition, Transaction
+
+    mark = session.get(EvaluationMark, connection_id)
+    if mark is None:
+        mark = EvaluationMark(connection_id=connection_id, transaction_id=0, position_id=0, balance_id=0)
+        session.add(mark)
+    tx_ids = list(session.execute(select(Transaction.id).where(
+        Transaction.connection_id == connection_id, Transaction.id > mark.transaction_id)).scalars())
+    pos_ids = list(session.execute(select(PredictionPosition.id).where(
+        PredictionPosition.connection_id == connection_id, PredictionPosition.id > mark.position_id)).scalars())
+    bal_ids = list(session.execute(select(BalanceSnapshot.id).where(
+        BalanceSnapshot.connection_id == connection_id, BalanceSnapshot.id > mark.balance_id)).scalars())
+    result = evaluate_records(session, valuer, connection_id, transaction_ids=tx_ids, position_ids=pos_ids,
+                              balance_ids=bal_ids)
+    mark.transaction_id = max(tx_ids, default=mark.transaction_id)
+    mark.position_id = max(pos_ids, default=mark.position_id)
+    mark.balance_id = max(bal_ids, default=mark.balance_id)
+    mark.updated_at = utcnow()
+    session.flush()
+    return result
+
+
+def evaluation_due(rule: Rule) -> bool:
+    return rule.enabled and (rule.evaluated_version != rule.version)
+
+
+__all__ = ["EvaluationResult", "evaluate_history", "evaluate_new", "evaluate_records"]
