@@ -11,7 +11,7 @@ from flask import Response, jsonify, request
 from appliance.boundary.params import int_arg, time_arg
 from appliance.errors import Invalid
 
-__all__ = ["body", "int_arg", "json_value", "respond", "time_arg"]
+__all__ = ["body", "fields", "int_arg", "json_value", "respond", "time_arg"]
 
 
 def json_value(value: Any) -> Any:
@@ -33,3 +33,14 @@ def body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Invalid("send a JSON object (Content-Type: application/json)")
     return data
+
+
+def fields(data: dict[str, Any], allowed: set[str] | frozenset[str], required: tuple[str, ...] = ()) -> None:
+    """Refuse unknown fields and name missing required ones (strict input: nothing is silently ignored)."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise Invalid(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})",
+                      field=unknown[0])
+    for name in required:
+        if data.get(name) is None:
+            raise Invalid(f"{name} is required", field=name)

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "onboard": ("appliance.cli.employees", "onboard"),
     "poll": ("appliance.cli.ops", "poll"),
     "status": ("appliance.cli.ops", "status"),
+    "rules": ("appliance.cli.rules", "rules"),
+    "mail": ("appliance.cli.rules", "mail"),
 }
 
 

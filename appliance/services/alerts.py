@@ -299,9 +299,9 @@ def names_for(session: Session, alerts: Iterable[Alert]) -> dict[str, dict[int, 
     out: dict[str, dict[int, str]] = {"employees": {}, "users": _names(session, users), "rules": {}}
     if employees:
         out["employees"] = dict(session.execute(select(Employee.id, Employee.name).where(
-            Employee.id.in_(employees))).tuples().all())
+            Employee.id.in_(employees))).all())
     if rules:
-        out["rules"] = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_(rules))).tuples().all())
+        out["rules"] = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_(rules))).all())
     return out
 
 

@@ -201,7 +201,7 @@ class Mailer:
 
 def status(session: Session) -> dict[str, Any]:
     """Counts by status and the latest failures, for the System page."""
-    counts = dict(session.execute(select(MailOutbox.status, func.count()).group_by(MailOutbox.status)).tuples().all())
+    counts = dict(session.execute(select(MailOutbox.status, func.count()).group_by(MailOutbox.status)).all())
     failures = list(session.execute(select(MailOutbox).where(MailOutbox.status == "failed").order_by(
         MailOutbox.id.desc()).limit(5)).scalars())
     return {"counts": {str(k): int(v) for k, v in counts.items()}, "failures": failures}

@@ -142,7 +142,7 @@ def describe_audience(session: Session, stored: Mapping[str, Any] | None) -> str
     ids = [int(g) for g in audience.get("groups") or ()]
     if ids:
         names = dict(session.execute(select(EmployeeGroup.id, EmployeeGroup.name).where(
-            EmployeeGroup.id.in_(ids))).tuples().all())
+            EmployeeGroup.id.in_(ids))).all())
         parts += [f"group {names.get(g, f'#{g}')}" for g in ids]
     return "; ".join(parts) or "every employee"
 
@@ -176,4 +176,4 @@ def user_names(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
     if not wanted:
         return {}
     return {uid: (display or username) for uid, display, username in session.execute(
-        select(User.id, User.display_name, User.username).where(User.id.in_(wanted))).tuples()}
+        select(User.id, User.display_name, User.username).where(User.id.in_(wanted)))}

@@ -8,6 +8,7 @@ the change or the sync that caused them, and the caller sends the notifications 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -153,6 +154,10 @@ class Evaluation:
             if self.needs.holdings:
                 for employee_id, held in _current_holdings(rows_s, accounts).items():
                     holdings[employee_id] = held
+        if snaps:
+            first = _first_activity(t for rows in txs.values() for t in rows)
+            for employee_id in list(snaps):
+                snaps[employee_id] = _unexplained(snaps[employee_id], first)
         for employee_id, person in persons.items():
             self._judge(person, by_employee.get(employee_id, {}), txs.get(employee_id, []),
                         positions.get(employee_id, []), openings.get(employee_id, []), snaps.get(employee_id, []),
@@ -235,6 +240,10 @@ class Evaluation:
             if self.needs.snapshots:
                 snaps = [s for s in facts.openings(mine_s, lambda r: (r.asset, r.account), lambda r: r.amount)
                          if s.id in wanted]
+                if snaps:
+                    first = _first_activity(facts.transactions_of_connections(
+                        session, [connection_id], kinds=facts.TOUCHING_KINDS, assets={s.asset for s in snaps}))
+                    snaps = _unexplained(snaps, first)
             if self.needs.holdings:
                 every = facts.snapshots_of_connections(session, accounts, assets=assets)
                 holdings = _current_holdings(every, accounts).get(person.id, {})
@@ -261,7 +270,7 @@ class Evaluation:
             listed = list(wanted)
             for start in range(0, len(listed), 900):
                 existing.update((rule_id, str(k)) for (k,) in session.execute(select(Alert.record_key).where(
-                    Alert.rule_id == rule_id, Alert.record_key.in_(listed[start:start + 900]))).tuples())
+                    Alert.rule_id == rule_id, Alert.record_key.in_(listed[start:start + 900]))))
         now = utcnow()
         rows = []
         seen: set[tuple[int, str]] = set()
@@ -328,6 +337,26 @@ class Evaluation:
                 UnvaluedRecord.valued_at.is_(None))).scalar_one() > 0
             self._has_open_unvalued = cached
         return bool(cached)
+
+
+def _first_activity(txs: Iterable[Tx]) -> dict[tuple[int, str], dt.datetime]:
+    """(connection, asset) -> the time of its first recorded transaction touching the asset."""
+    out: dict[tuple[int, str], dt.datetime] = {}
+    for t in txs:
+        if t.kind not in facts.TOUCHING_KINDS:
+            continue
+        key = (t.connection_id, t.asset.upper())
+        if key not in out or t.occurred_at < out[key]:
+            out[key] = t.occurred_at
+    return out
+
+
+def _unexplained(openings: Sequence[Snapshot], first: dict[tuple[int, str], dt.datetime]) -> list[Snapshot]:
+    """New holdings that no recorded transaction explains: a holding that appears after a trade or a
+    deposit of the asset on that account is the trade's doing, and the trade is judged itself (one
+    alert for one act, not two). What remains: holdings that arrived with no record (an airdrop, a
+    venue without history, the first look at an account)."""
+    return [s for s in openings if not ((t := first.get((s.connection_id, s.asset.upper()))) and t <= s.valid_from)]
 
 
 def _current_holdings(rows: Iterable[Snapshot], accounts: dict[int, Account]

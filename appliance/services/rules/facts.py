@@ -89,10 +89,10 @@ def people(session: Session, employee_ids: Sequence[int] | None = None) -> dict[
     stmt = select(Employee.id, Employee.name, Employee.department).order_by(Employee.id)
     rows: list[Any] = []
     if employee_ids is None:
-        rows = list(session.execute(stmt).tuples())
+        rows = list(session.execute(stmt))
     else:
         for part in chunks(list(employee_ids), 900):
-            rows.extend(session.execute(stmt.where(Employee.id.in_(part))).tuples())
+            rows.extend(session.execute(stmt.where(Employee.id.in_(part))))
     groups = groups_of(session, [r[0] for r in rows])
     return {r[0]: Person(r[0], r[1], r[2] or "", groups.get(r[0], frozenset())) for r in rows}
 
@@ -103,11 +103,11 @@ def accounts(session: Session, employee_ids: Sequence[int] | None = None,
                   Connection.address)
     out: dict[int, Account] = {}
     if employee_ids is None and connection_ids is None:
-        return {r[0]: Account(*r) for r in session.execute(stmt).tuples()}
+        return {r[0]: Account(*r) for r in session.execute(stmt)}
     column, ids = ((Connection.employee_id, employee_ids) if employee_ids is not None
                    else (Connection.id, connection_ids))
     for part in chunks(list(ids or []), 900):
-        out.update({r[0]: Account(*r) for r in session.execute(stmt.where(column.in_(part))).tuples()})
+        out.update({r[0]: Account(*r) for r in session.execute(stmt.where(column.in_(part)))})
     return out
 
 
@@ -116,7 +116,7 @@ _TX_COLUMNS = (Transaction.id, Transaction.connection_id, Transaction.kind, Tran
 
 
 def _tx_rows(session: Session, stmt: Any) -> list[Tx]:
-    return [Tx(*r) for r in session.execute(stmt).tuples()]
+    return [Tx(*r) for r in session.execute(stmt)]
 
 
 def transactions_of_connections(session: Session, connection_ids: Iterable[int], *,
@@ -143,7 +143,7 @@ def attach_raw(session: Session, rows: Sequence[Tx]) -> None:
     wanted = {r.id: r for r in rows}
     for part in chunks(list(wanted), 900):
         for tx_id, raw in session.execute(select(Transaction.id, Transaction.raw).where(
-                Transaction.id.in_(part))).tuples():
+                Transaction.id.in_(part))):
             wanted[tx_id].raw = raw if isinstance(raw, dict) else None
 
 
@@ -157,7 +157,7 @@ def positions_of_connections(session: Session, connection_ids: Iterable[int]) ->
         PredictionPosition.size, PredictionPosition.avg_price, PredictionPosition.current_value,
         PredictionPosition.valid_from).where(PredictionPosition.connection_id.in_(conns)).order_by(
         PredictionPosition.connection_id, PredictionPosition.market_id, PredictionPosition.outcome,
-        PredictionPosition.id)).tuples()
+        PredictionPosition.id))
     return [Position(*r) for r in rows]
 
 
@@ -172,7 +172,7 @@ def snapshots_of_connections(session: Session, connection_ids: Iterable[int], *,
     if assets is not None:
         stmt = stmt.where(BalanceSnapshot.asset.in_(list(assets)))
     return [Snapshot(*r) for r in session.execute(stmt.order_by(
-        BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account, BalanceSnapshot.id)).tuples()]
+        BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account, BalanceSnapshot.id))]
 
 
 def openings(rows: Sequence[Any], key: Any, size: Any) -> list[Any]:

@@ -40,7 +40,7 @@ def get(session: Session, group_id: int) -> EmployeeGroup:
 
 def list_groups(session: Session) -> list[tuple[EmployeeGroup, int]]:
     counts = dict(session.execute(select(EmployeeGroupMember.group_id, func.count()).group_by(
-        EmployeeGroupMember.group_id)).tuples().all())
+        EmployeeGroupMember.group_id)).all())
     groups = session.execute(select(EmployeeGroup).order_by(EmployeeGroup.name)).scalars()
     return [(g, int(counts.get(g.id, 0))) for g in groups]
 
@@ -114,6 +114,6 @@ def groups_of(session: Session, employee_ids: Iterable[int]) -> dict[int, frozen
     for start in range(0, len(ids), 900):
         for group_id, employee_id in session.execute(select(
                 EmployeeGroupMember.group_id, EmployeeGroupMember.employee_id).where(
-                EmployeeGroupMember.employee_id.in_(ids[start:start + 900]))).tuples():
+                EmployeeGroupMember.employee_id.in_(ids[start:start + 900]))):
             out.setdefault(employee_id, set()).add(group_id)
     return {k: frozenset(v) for k, v in out.items()}

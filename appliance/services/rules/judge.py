@@ -42,6 +42,7 @@ from appliance.services.rules.facts import (
 )
 from appliance.services.rules.matching import Entry, ListMatcher
 from appliance.services.rules.values import Priced, Valuation
+from appliance.store.base import decimal_to_text
 from appliance.store.models import Rule
 
 
@@ -373,7 +374,7 @@ def settle(candidates: Sequence[Candidate], valuations: Sequence[Valuation]) -> 
             currency = valuation.currency
             findings.append(Finding(
                 rule, candidate.employee_id, candidate.connection_id, candidate.record_key, candidate.occurred_at,
-                f"Threshold {rule.name!r}: {candidate.what} worth over {format(limit, 'f')} {currency}",
-                candidate.records, extra={"value": format(valuation.value, "f"), "currency": currency,
-                                          "threshold": format(limit, "f"), "value_source": valuation.source}))
+                f"Threshold {rule.name!r}: {candidate.what} worth over {decimal_to_text(limit)} {currency}",
+                candidate.records, extra={"value": decimal_to_text(valuation.value), "currency": currency,
+                                          "threshold": decimal_to_text(limit), "value_source": valuation.source}))
     return findings, unvalued, valued

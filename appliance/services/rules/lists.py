@@ -209,6 +209,6 @@ def matchers(session: Session, list_ids: Sequence[int]) -> dict[int, ListMatcher
     for e in session.execute(select(
             ListEntry.id, ListEntry.list_id, ListEntry.type, ListEntry.match_key, ListEntry.value,
             ListEntry.effective_from, ListEntry.effective_to).where(
-            ListEntry.list_id.in_(list(list_ids)), ListEntry.removed_at.is_(None))).tuples():
+            ListEntry.list_id.in_(list(list_ids)), ListEntry.removed_at.is_(None))):
         found[e[1]].append(Entry(*e))
     return {list_id: ListMatcher.build(list_id, items) for list_id, items in found.items()}
