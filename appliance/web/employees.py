@@ -3,17 +3,20 @@ onboarding links, CSV import, offboarding, "sync now"."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
-from appliance.errors import Invalid
+from appliance.errors import Invalid, VigatraError
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
-from appliance.services import onboarding, records, sync
-from appliance.services.scope import employee_visible
+from appliance.services import notifications, onboarding, records, sync
+from appliance.services.rules import groups
+from appliance.services.scope import employee_visible, flagging_alerts
 from appliance.web import web_blueprint
 
 
@@ -47,9 +50,10 @@ def employees_import() -> ResponseReturnValue:
     return redirect(url_for("web.employees"))
 
 
-@web_blueprint.route("/employees/<int:employee_id>")
-@requires("employees:read", action="employees.view")
-def employee(employee_id: int) -> ResponseReturnValue:
+def render_employee(employee_id: int, *, new_link: str | None = None, flag_form: Any = None,
+                    flag_error: VigatraError | None = None, status: int = 200) -> ResponseReturnValue:
+    """The employee page. It says why the reader sees the employee's financial records when their
+    role limits them to flagged employees (the alerts that flag them, and until when)."""
     session = db()
     actor = state().actor
     person = employee_service.get(session, employee_id)
@@ -65,10 +69,27 @@ def employee(employee_id: int) -> ResponseReturnValue:
         positions = records.current_positions(session, actor, employee_id=employee_id)
     alerts = alert_service.list_alerts(session, employee_id=employee_id, limit=20) if actor.can("alerts:read") \
         else []
+    flagged_scope = any(actor.scope_for(p) == "flagged" for p in
+                        ("balances:read", "transactions:read", "predictions:read"))
+    flagging = flagging_alerts(session, employee_id) if flagged_scope else []
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
+    memberships = []
+    if actor.can("groups:read"):
+        member_of = groups.groups_of(session, [employee_id]).get(employee_id, frozenset())
+        memberships = [g for g, _n in groups.list_groups(session) if g.id in member_of]
     return render_template("employee.html", person=person, connections=views, balances=balances,
                            transactions=transactions, positions=positions, alerts=alerts,
-                           links=[(link, onboarding.link_state(link)) for link in links], new_link=None)
+                           names=alert_service.names_for(session, alerts + flagging), flagging=flagging,
+                           flagged_scope=flagged_scope, memberships=memberships,
+                           links=[(link, onboarding.link_state(link)) for link in links], new_link=new_link,
+                           mail_enabled=appliance().mailer.enabled, flag_form=flag_form or {},
+                           flag_error=flag_error), status
+
+
+@web_blueprint.route("/employees/<int:employee_id>")
+@requires("employees:read", action="employees.view")
+def employee(employee_id: int) -> ResponseReturnValue:
+    return render_employee(employee_id)
 
 
 @web_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
@@ -89,15 +110,15 @@ def employee_link(employee_id: int) -> ResponseReturnValue:
     url = onboarding.link_url(app.settings, token, request.host_url)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
+    if request.form.get("deliver") == "email":
+        person = employee_service.get(session, employee_id)
+        notifications.onboarding_link(session, app.mailer, app.settings, to=person.email, name=person.name, url=url,
+                                      expires_at=row.expires_at, purpose=purpose)
+        audit_detail(emailed=True)
+        flash(f"Onboarding link e-mailed to {person.name} ({person.email}); it leaves once this is saved.", "ok")
+        return redirect(url_for("web.employee", employee_id=employee_id))
     flash("Onboarding link created. Copy it now: it is shown only once.", "ok")
-    person = employee_service.get(session, employee_id)
-    conns = connection_service.list_for_employee(session, employee_id)
-    return render_template("employee.html", person=person,
-                           connections=[connection_service.connection_json(session, c) for c in conns],
-                           balances=None, transactions=None, positions=None, alerts=[],
-                           links=[(link, onboarding.link_state(link))
-                                  for link in onboarding.list_links(session, employee_id)],
-                           new_link=url)
+    return render_employee(employee_id, new_link=url)
 
 
 @web_blueprint.route("/employees/<int:employee_id>/links/<int:link_id>/revoke", methods=["POST"])

@@ -94,7 +94,7 @@ def test_case_workflow_with_notes_evidence_and_history(sta: Any, sim: RunningSim
 
 
 def test_flagged_scope_lasts_the_window_after_closing(sta: Any, sim: RunningSim, api: Any) -> None:
-    cid, key = onboard(sta, sim, "kraken", history=QUIET)
+    cid, _key = onboard(sta, sim, "kraken", history=QUIET)
     sync(sta, cid)
     carol = api("carol")
     employee = carol.get("/employees")["employees"][0]["id"]

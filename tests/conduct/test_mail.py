@@ -93,9 +93,13 @@ def test_assignment_mails_the_assignee(sta_factory: Any, relay: MailServer) -> N
 
 def test_nothing_is_sent_for_a_rolled_back_change(sta_factory: Any, relay: MailServer) -> None:
     sta = mailing(sta_factory, relay)
-    with pytest.raises(RuntimeError), sta.store.unit_of_work() as session:
-        sta.appliance.mailer.queue(session, to=[MAILBOX], subject="s", text="t", purpose="test")
-        raise RuntimeError("the change fails after deciding to mail")
+    def change_that_fails() -> None:
+        with sta.store.unit_of_work() as session:
+            sta.appliance.mailer.queue(session, to=[MAILBOX], subject="s", text="t", purpose="test")
+            raise RuntimeError("the change fails after deciding to mail")
+
+    with pytest.raises(RuntimeError):
+        change_that_fails()
     assert sta.appliance.mailer.deliver_pending().sent == []
     with sta.store.read() as session:
         assert session.execute(select(MailOutbox)).first() is None
@@ -128,7 +132,7 @@ def test_wrong_password_is_a_failure_naming_the_user_not_the_password(sta_factor
 
 def test_settings_refuse_moved_and_unsafe_keys() -> None:
     base: dict[str, Any] = {"data_dir": "/var/lib/vigatra"}
-    with pytest.raises(ConfigError, match="moved to 'notifications.smtp.host'"):
+    with pytest.raises(ConfigError, match=r"moved to 'notifications\.smtp\.host'"):
         settings_from_mapping({**base, "onboarding": {"smtp_host": "mail"}})
     with pytest.raises(ConfigError, match="sender"):
         settings_from_mapping({**base, "notifications": {"smtp": {"host": "mail.example.com"}}})
