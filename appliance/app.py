@@ -9,7 +9,8 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
 
-from appliance.boundary import edge, errors, headers
+from appliance.boundary import edge, errors, headers, pipeline
+from appliance.boundary.paths import is_api_path
 from appliance.boundary.routes import check_declared
 from appliance.services.context import Appliance
 
@@ -18,22 +19,28 @@ SESSION_COOKIE = "__Host-vigatra"
 
 class BrowserSessions(SecureCookieSessionInterface):
     """Cookie sessions for the browser UI only: the API is bearer-authenticated and never reads or sets
-    a session cookie (which also spares it the cookie signing on every request)."""
+    a session cookie (which also spares it the cookie signing on every request). A request the edge
+    refused after its view ran (its audit record could not be written) keeps none of the view's session
+    changes either."""
 
     def open_session(self, app: Flask, request: Request) -> Any:
-        if request.path.startswith(headers.API_PREFIX) or request.path in ("/metrics", "/healthz"):
+        if is_api_path(request.path):
             return self.null_session_class()
         return super().open_session(app, request)
 
     def save_session(self, app: Flask, session: Any, response: Any) -> None:
         if self.is_null_session(session):
             return
+        st = edge.current_state()
+        if st is not None and st.refused:
+            return
         super().save_session(app, session, response)
 
 
 def create_app(appliance: Appliance) -> Flask:
-    app = edge.EdgeFlask(__name__, template_folder="web/templates", static_folder="web/static")
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["vigatra"] = appliance
+    pipeline.install(app)  # first: its checks run before, and its audit record after, any other hook
     app.session_interface = BrowserSessions()
     settings = appliance.settings
     app.config.update(
@@ -53,10 +60,6 @@ def create_app(appliance: Appliance) -> Flask:
     login_manager = LoginManager()
     login_manager.session_protection = None  # sessions are checked by the edge (epoch, revocation, timeouts)
     login_manager.init_app(app)
-    # Remember-me cookies are never issued (login_user(remember=False)) and never honoured (the user
-    # loader only returns the user the edge authenticated), so Flask-Login's hook that maintains them
-    # has nothing to do: it is not left running on every request.
-    app.after_request_funcs[None].remove(login_manager._update_remember_cookie)
 
     from appliance.web import WebUser
 

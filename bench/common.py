@@ -124,32 +124,6 @@ def load(url: str, headers: dict[str, str], *, seconds: int = 10, connections: i
     return python_load(url, headers, seconds=seconds, connections=min(connections, 8))
 
 
-def _lua_string(text: str) -> str:
-    if not text.isprintable() or not text.isascii() or '"' in text or "\\" in text:
-        raise ValueError("only plain ASCII without quotes or backslashes goes into a wrk script")
-    return f'"{text}"'
-
-
-def load_mixed(base_url: str, targets: list[tuple[str, dict[str, str]]], *, seconds: int = 10,
-               connections: int = 16, cpus: set[int] | None = None) -> Load:
-    """Load ``base_url``'s server with GETs of the target paths (each with its headers), from another
-    process, so that they share the same moments of the run: each request's target drawn at random (a
-    fixed cycle would have each target always follow the same one and find the caches as it left them)."""
-    if not shutil.which("wrk"):
-        return python_load(base_url, {}, seconds=seconds, connections=min(connections, 8),
-                           targets=[(base_url + path, headers) for path, headers in targets])
-    lines = ["local targets = {}", "init = function(args)"]
-    for number, (path, headers) in enumerate(targets, start=1):
-        table = ", ".join(f"[{_lua_string(name)}] = {_lua_string(value)}" for name, value in headers.items())
-        lines.append(f'  targets[{number}] = wrk.format("GET", {_lua_string(path)}, {{{table}}})')
-    lines += ["end", "request = function()", "  return targets[math.random(#targets)]", "end"]
-    with tempfile.TemporaryDirectory(prefix="vigatra-bench-") as directory:
-        script = Path(directory) / "mixed.lua"  # holds the credentials: private to this user, removed after
-        script.touch(mode=0o600)
-        script.write_text("\n".join(lines) + "\n")
-        return wrk(base_url, {}, seconds=seconds, connections=connections, cpus=cpus, script=script)
-
-
 def scratch_appliance(**overrides: Any) -> tuple[Any, Any]:
     """An appliance on a fresh SQLite file (or `database.url` in overrides) with the test personas."""
     from tests.support.app import build

@@ -1,7 +1,7 @@
 """Run every benchmark at the sizes docs/PERFORMANCE.md reports, one after the other (they must not
 share the machine), and print each one's output under the command that produced it.
 
-Usage: .venv/bin/python bench/run_all.py [--quick] [--only keys edge ...]
+Usage: .venv/bin/python bench/run_all.py [--quick] [--only keys audit_overhead ...]
 ``--quick`` runs each at a small size (a smoke run: minutes, not the reported figures).
 """
 
@@ -18,9 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> (full arguments, quick arguments)
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "keys": (["bench/bench_keys.py"], ["bench/bench_keys.py", "--ops", "20000", "--connections", "10000"]),
-    "edge": (["-m", "bench.bench_edge", "--runs", "6", "--rounds", "16"],
-             ["-m", "bench.bench_edge", "--runs", "1", "--rounds", "2", "--mixed-rounds", "1", "--mixed-seconds", "2",
-              "--inprocess-calls", "2000"]),
     "audit_overhead": (["-m", "bench.bench_audit_overhead", "--seconds", "8", "--connections", "32"],
                        ["-m", "bench.bench_audit_overhead", "--seconds", "2"]),
     "audit_export": (["-m", "bench.bench_audit_export", "--events", "10000000"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 GENESIS = "0" * 64
@@ -40,74 +40,24 @@ def stamp_from_sqlite(value: Any) -> str | None:
     return None
 
 
-def parse_timestamp(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-
-
 def truncate_ms(value: dt.datetime) -> dt.datetime:
     return value.replace(microsecond=(value.microsecond // 1000) * 1000)
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
+def _text(value: Any) -> str:
+    if value.__class__ is str:  # most values, and a timestamp already in chain text (verification, CSV)
+        return value
     if isinstance(value, dt.datetime):
         return format_timestamp(value)
     return str(value)
 
 
 def canonical(values: Sequence[Any]) -> bytes:
-    """Length-prefixed encoding of the COLUMNS values (None -> '-')."""
-    parts = []
-    for value in values:
-        text = _text(value)
-        if text is None:
-            parts.append("-;")
-        else:
-            parts.append(f"{len(text)}:{text};")
-    return "".join(parts).encode("utf-8")
+    """Length-prefixed encoding of the COLUMNS values (None -> '-'). Integers may come as int or as their
+    decimal text, the timestamp as a datetime or as its chain text: each encodes the same."""
+    return "".join(["-;" if value is None else f"{len(text := _text(value))}:{text};" for value in values]
+                   ).encode("utf-8")
 
 
 def event_hash(values: Sequence[Any]) -> str:
     return hashlib.sha256(canonical(values)).hexdigest()
-
-
-def row_values(row: Mapping[str, Any]) -> list[Any]:
-    return [row[name] for name in COLUMNS]
-
-
-class ChainBreak(Exception):
-    """The chain does not verify at ``event_id`` for ``reason``."""
-
-    def __init__(self, event_id: int | None, reason: str) -> None:
-        super().__init__(f"audit chain broken at event {event_id}: {reason}" if event_id is not None else reason)
-        self.event_id = event_id
-        self.reason = reason
-
-
-class ChainVerifier:
-    """Feed events in id order; raises ChainBreak at the first bad link."""
-
-    def __init__(self, *, expected_prev: str = GENESIS, expected_next_id: int | None = None) -> None:
-        self.expected_prev = expected_prev
-        self.expected_next_id = expected_next_id
-        self.count = 0
-        self.last_id: int | None = None
-
-    def feed(self, values: Sequence[Any], stored_hash: str) -> None:
-        event_id = int(values[0])
-        if self.expected_next_id is not None and event_id != self.expected_next_id:
-            if event_id > self.expected_next_id:
-                raise ChainBreak(self.expected_next_id,
-                                 f"event {self.expected_next_id} is missing (next is {event_id})")
-            raise ChainBreak(event_id, "events out of order")
-        prev = values[-1]
-        if prev != self.expected_prev:
-            raise ChainBreak(event_id, "prev_hash does not match the previous event's hash")
-        computed = event_hash(values)
-        if computed != stored_hash:
-            raise ChainBreak(event_id, "the event's contents do not match its hash")
-        self.expected_prev = stored_hash
-        self.expected_next_id = event_id + 1
-        self.last_id = event_id
-        self.count += 1

@@ -11,15 +11,14 @@ import logging
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from appliance.boundary.paths import is_api_path
 from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
 
 log = logging.getLogger(__name__)
 
 
 def _wants_json() -> bool:
-    from appliance.boundary.edge import is_api_request
-
-    return is_api_request() or request.accept_mimetypes.best == "application/json"
+    return is_api_path(request.path) or request.accept_mimetypes.best == "application/json"
 
 
 def error_response(exc: VigatraError) -> Response:

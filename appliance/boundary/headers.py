@@ -19,6 +19,8 @@ from typing import Any
 
 from flask import Flask
 
+from appliance.boundary.paths import is_api_path
+
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 # JSON answers load nothing and are never framed: the strictest policy there is.
@@ -36,7 +38,6 @@ DOCUMENT = (
 # Pages and API answers may hold personal data: never cache them anywhere (static files may be cached).
 NO_STORE = ("Cache-Control", "no-store")
 PRAGMA = ("Pragma", "no-cache")
-API_PREFIX = "/api/"
 # The edge sets this environ key once it has judged the transport (direct TLS, or a trusted proxy's https).
 TLS_KEY = "vigatra.tls"
 # ... and this one to the request's id, sent back as X-Request-ID (it correlates logs and the audit trail).
@@ -83,7 +84,7 @@ class SecurityHeaders:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             path = environ.get("PATH_INFO", "")
             fixed = secure(headers, tls=bool(environ.get(TLS_KEY)), static=path.startswith("/static/"),
-                           api=path.startswith(API_PREFIX), request_id=environ.get(REQUEST_ID_KEY))
+                           api=is_api_path(path), request_id=environ.get(REQUEST_ID_KEY))
             return start_response(status, fixed, exc_info) if exc_info else start_response(status, fixed)
 
         return self.app(environ, start)

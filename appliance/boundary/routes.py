@@ -3,7 +3,8 @@
 ``@requires("employees:read")`` guards a view with a permission from the catalogue; ``@public``
 marks the few routes anyone may call (login, health, static files, onboarding by token);
 ``@signed_in`` marks pages any logged-in user may see (home, their own account, logout) — these
-show nothing that needs a permission.
+show nothing that needs a permission; ``@signed_in(while_restricted=True)`` marks the few a user may
+still use while they owe a password change or an MFA enrolment (the pages that settle it, and sign-out).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RouteSpec:
     action: str | None = None  # audit action; default: the endpoint name
     resource_arg: str | None = None  # view argument holding the resource id
     accepts_data_anonymously: bool = False  # public routes that take input (login, onboarding)
+    while_restricted: bool = False  # usable by a user who must first change their password or enrol MFA
 
 
 def requires(permission: str, *, action: str | None = None, resource_arg: str | None = None) -> Callable[[F], F]:
@@ -50,9 +52,9 @@ def public(*, accepts_data: bool = False, action: str | None = None) -> Callable
     return mark
 
 
-def signed_in(*, action: str | None = None) -> Callable[[F], F]:
+def signed_in(*, action: str | None = None, while_restricted: bool = False) -> Callable[[F], F]:
     def mark(fn: F) -> F:
-        fn.vigatra_route = RouteSpec(SIGNED_IN, action)  # type: ignore[attr-defined]
+        fn.vigatra_route = RouteSpec(SIGNED_IN, action, while_restricted=while_restricted)  # type: ignore[attr-defined]
         return fn
 
     return mark

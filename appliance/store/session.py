@@ -12,7 +12,6 @@ server restarts.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import threading
 from collections.abc import Iterator
@@ -28,7 +27,9 @@ from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_begin_immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("vigatra_begin_immediate", default=False)
+# Execution option carried by the connections of write sessions (Store.session(write=True)): on SQLite their
+# transaction starts with BEGIN IMMEDIATE, taking the write lock up front.
+WRITE_OPTION = "vigatra_write"
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 10000, pool_size: int = 10, echo: bool = False) -> Engine:
@@ -72,7 +73,7 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _begin_immediate.get() else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
 
 
 class Store:
@@ -80,7 +81,10 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.sessions = sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        self._reads = sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        # The same pool and listeners; its connections carry WRITE_OPTION (see _on_begin).
+        self._writes = sessionmaker(engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False,
+                                    autoflush=True)
         self._queue = threading.Lock()  # see queued_unit_of_work
 
     @classmethod
@@ -91,11 +95,16 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def session(self, *, write: bool) -> Session:
+        """A new session; the caller commits or rolls back and closes it. ``write``: its transaction will
+        change something, so on SQLite it takes the write lock when it starts (``BEGIN IMMEDIATE``), not
+        half-way through, where a read-then-write transaction could fail with "database is locked"."""
+        return self._writes() if write else self._reads()
+
     @contextlib.contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
         """One transaction, committed once on success and rolled back on any exception."""
-        token = _begin_immediate.set(write and self.dialect == "sqlite")
-        session = self.sessions()
+        session = self.session(write=write)
         try:
             yield session
             session.commit()
@@ -104,7 +113,6 @@ class Store:
             raise
         finally:
             session.close()
-            _begin_immediate.reset(token)
 
     @contextlib.contextmanager
     def queued_unit_of_work(self) -> Iterator[Session]:

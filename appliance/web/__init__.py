@@ -8,7 +8,8 @@ from flask import Blueprint, request, url_for
 from flask_login import UserMixin
 
 from appliance import __version__
-from appliance.boundary.edge import csrf_token, current_state
+from appliance.boundary.csrf import csrf_token
+from appliance.boundary.edge import current_state
 
 web_blueprint = Blueprint("web", __name__)
 

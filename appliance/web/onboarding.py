@@ -20,7 +20,8 @@ from flask import make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from appliance.audit.writer import AuditRecord, append
-from appliance.boundary.edge import appliance, csrf_token, state
+from appliance.boundary.csrf import check_csrf, csrf_token
+from appliance.boundary.edge import appliance, state
 from appliance.boundary.routes import public
 from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests
 from appliance.services import onboarding
@@ -122,9 +123,7 @@ def onboard(token: str) -> ResponseReturnValue:
         return _refused_page(exc.message, 409)
     if request.method in ("GET", "HEAD"):
         return _get(token, link)
-    from appliance.boundary.edge import _check_csrf
-
-    _check_csrf()
+    check_csrf()
     cookie = None
     if not link.claimed:
         # The first submission binds the link to this browser (see onboarding.claim).

@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 
 from appliance.audit.writer import AuditRecord
+from appliance.boundary.csrf import check_csrf
 from appliance.boundary.edge import appliance, auth_changed, db, state
 from appliance.boundary.routes import public, signed_in
 from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
@@ -55,14 +56,12 @@ def _security_event(action: str, *, outcome: str, user_id: int | None = None, us
 @web_blueprint.route("/login", methods=["GET", "POST"])
 @public(accepts_data=True)
 def login() -> ResponseReturnValue:
-    from appliance.boundary.edge import _check_csrf
-
     next_url = request.args.get("next")
     if request.method == "GET":
         if state().actor.is_authenticated:
             return redirect(_safe_next(next_url))
         return render_template("login.html", next=next_url, error=None, mfa=False)
-    _check_csrf()
+    check_csrf()
     app = appliance()
     st = state()
     username = (request.form.get("username") or "").strip()
@@ -108,7 +107,7 @@ def login() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/logout", methods=["POST"])
-@signed_in(action="logout")
+@signed_in(action="logout", while_restricted=True)
 def logout() -> ResponseReturnValue:
     import datetime as dt
 
@@ -133,7 +132,7 @@ def home() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account")
-@signed_in(action="account.view")
+@signed_in(action="account.view", while_restricted=True)
 def account() -> ResponseReturnValue:
     user = identity.get_user(db(), state().actor.user_id or 0)
     return render_template("account.html", user=user, restricted=state().restricted,
@@ -141,7 +140,7 @@ def account() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/password", methods=["POST"])
-@signed_in(action="account.password_change")
+@signed_in(action="account.password_change", while_restricted=True)
 def account_password() -> ResponseReturnValue:
     from appliance.auth.passwords import verify_password
 
@@ -163,7 +162,7 @@ def account_password() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/mfa", methods=["GET"])
-@signed_in(action="account.mfa_view")
+@signed_in(action="account.mfa_view", while_restricted=True)
 def account_mfa() -> ResponseReturnValue:
     import segno
 
@@ -181,7 +180,7 @@ def account_mfa() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/mfa/start", methods=["POST"])
-@signed_in(action="account.mfa_start")
+@signed_in(action="account.mfa_start", while_restricted=True)
 def account_mfa_start() -> ResponseReturnValue:
     app = appliance()
     session_ = db()
@@ -196,7 +195,7 @@ def account_mfa_start() -> ResponseReturnValue:
 
 
 @web_blueprint.route("/account/mfa", methods=["POST"])
-@signed_in(action="account.mfa_enrol")
+@signed_in(action="account.mfa_enrol", while_restricted=True)
 def account_mfa_confirm() -> ResponseReturnValue:
     from appliance.auth.state import bump_revision
 

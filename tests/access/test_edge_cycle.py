@@ -1,6 +1,6 @@
-"""The edge is built into the app's request cycle (EdgeFlask), not registered as hooks: hooks that
-something else registers still run, in Flask's order, and the edge still has the last word — the
-audit record describes the response that actually leaves."""
+"""The edge runs on Flask's own request hooks, registered first: its checks run before any other
+before-request function, hooks that something else registers still run in Flask's order, and the edge
+still has the last word — the audit record describes the response that actually leaves."""
 
 from __future__ import annotations
 
@@ -73,14 +73,26 @@ def test_a_refused_request_never_reaches_other_hooks_or_the_view(ta: Any) -> Non
     assert calls == []  # the edge refused before any other before-request function ran
 
 
-def test_route_declarations_are_remembered_per_endpoint(ta: Any) -> None:
+def test_a_route_added_after_start_is_guarded_by_its_own_declaration(ta: Any) -> None:
     from appliance.app import create_app
-    from appliance.boundary.routes import spec_for
 
     flask_app = create_app(ta.appliance)
-    for endpoint in ("api.list_employees", "static", "web.login", "no.such.endpoint", None):
-        expected = spec_for(flask_app, endpoint)
-        assert flask_app.spec_for(endpoint) == expected, endpoint
-        assert flask_app.spec_for(endpoint) is flask_app.spec_for(endpoint), endpoint
-    assert flask_app.spec_for("api.list_employees") is not None
-    assert flask_app.spec_for("no.such.endpoint") is None
+
+    @requires("users:write", action="test.guarded")
+    def guarded() -> Any:
+        return jsonify({"ok": True})
+
+    flask_app.add_url_rule("/api/v1/test/guarded", "test_guarded", guarded)
+    client = flask_app.test_client()
+
+    def bearer(persona: str) -> dict[str, str]:
+        issued = client.post("/api/v1/auth/token", base_url="https://localhost",
+                             json={"username": persona, "password": ta.personas[persona].password})
+        return auth(issued.get_json()["access_token"])
+
+    refused = client.get("/api/v1/test/guarded", headers=bearer("victor"), base_url="https://localhost")
+    allowed = client.get("/api/v1/test/guarded", headers=bearer("alice"), base_url="https://localhost")
+
+    assert refused.status_code == 403
+    assert allowed.status_code == 200
+    assert _last_event(ta) == ("test.guarded", 200, allowed.headers["X-Request-ID"])

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import errno
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -27,6 +28,7 @@ from appliance.audit import media
 from appliance.audit.checkpoints import Signer
 from appliance.audit.export import CSV_COLUMNS, AuditFilter, export_csv, unescape_cell
 from appliance.audit.media import ExportFailed, export_to_media, verify_export, verify_media
+from appliance.audit.media import writer as media_writer
 from appliance.audit.verify import VerifyFailed, verify_database
 from appliance.errors import Invalid
 from appliance.store.models import AuditCheckpoint, AuditEvent
@@ -120,7 +122,7 @@ def test_re_signed_manifest_with_another_key(store: Store, signer: Signer, data_
     forger = Signer.from_seed(os.urandom(32))
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "public_key.pem").write_text(forger.public_pem)
-    manifest["files"]["public_key.pem"]["sha256"] = media.hashlib.sha256(forger.public_pem.encode()).hexdigest()
+    manifest["files"]["public_key.pem"]["sha256"] = hashlib.sha256(forger.public_pem.encode()).hexdigest()
     manifest["public_key_id"] = forger.key_id
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (path / "manifest.json").write_bytes(body)
@@ -368,14 +370,14 @@ def test_disk_full_on_a_real_tmpfs(store: Store, signer: Signer, data_dir: Path,
 def test_disk_full_injected(store: Store, signer: Signer, data_dir: Path, medium: Path,
                             monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
     add_events(store, 5)
-    real = media._write_file
+    real = media_writer._write_file
 
     def full(path: Path, data: bytes) -> str:
         if path.name == failing:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, data)
 
-    monkeypatch.setattr(media, "_write_file", full)
+    monkeypatch.setattr(media_writer, "_write_file", full)
     with pytest.raises(ExportFailed, match=r"No space left on device.*nothing was recorded"):
         export(store, signer, data_dir, medium)
     _assert_nothing_claimed(store, medium)
@@ -388,7 +390,7 @@ def test_failed_commit_removes_the_files(store: Store, signer: Signer, data_dir:
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(media, "write_checkpoint", broken)
+    monkeypatch.setattr(media_writer, "write_checkpoint", broken)
     with pytest.raises(RuntimeError):
         export(store, signer, data_dir, medium)
     _assert_nothing_claimed(store, medium)
@@ -410,8 +412,8 @@ def test_media_export_rendered_by_worker_processes(store: Store, signer: Signer,
     """The manifest's row count and first/last ids and hashes come from parts rendered in other processes."""
     add_records(store, [record(i, user_agent="Mozilla/5.0 (KHTML, like Gecko)" if i % 4 else "-1")
                         for i in range(40)])
-    monkeypatch.setattr(media, "export_csv", functools.partial(export_csv, workers=2, parallel_min=0, range_ids=7,
-                                                               page=3))
+    monkeypatch.setattr(media_writer, "export_csv",
+                        functools.partial(export_csv, workers=2, parallel_min=0, range_ids=7, page=3))
     result = export(store, signer, data_dir, medium)
     assert (result.rows, result.first_event_id, result.last_event_id) == (40, 1, 40)
     manifest = json.loads((result.path / "manifest.json").read_text())

@@ -1,0 +1,41 @@
+"""Audit exports to removable media, and their offline verification (no database, another machine).
+
+Why a format of its own: a regulator receives a USB stick, not database access. Each export is a
+directory holding the CSV (the API's columns and formula escaping), ``manifest.json`` (range, row
+count, first/last event id and hash, the ``prev_hash`` the range continues from, the SHA-256 of
+every file, the predecessor's manifest SHA-256), ``manifest.sig`` (raw 64-byte Ed25519 signature
+over manifest.json's exact bytes — ``openssl pkeyutl -verify -rawin`` checks it too) and
+``public_key.pem``. The chain inside the CSV is recomputed from the cells, so a changed byte, a
+swapped manifest or a tampered database range all fail ``vigatra audit verify DIR``.
+
+Series: an export without ``--from/--to`` is *incremental* — it continues exactly where the
+previous incremental export ended (its first ``prev_hash`` is the previous export's last hash,
+its manifest names the previous manifest's SHA-256), so a directory holding a series shows a
+dropped, swapped or reordered export. ``--from/--to`` exports are one-off extracts outside the
+series; their events are still a contiguous id range, so their chain verifies from the first
+event's ``prev_hash``.
+
+Writing is all-or-nothing: files go to a hidden ``.partial`` directory, are fsynced, renamed into
+place, re-read and verified; only then is the export recorded (an ``audit.export`` event and a
+signed export checkpoint, in one transaction). Any failure — disk full, read-only medium, a chain
+that does not verify, a concurrent export — removes what was written and claims nothing.
+
+If events were purged before any incremental export covered them, the next incremental export
+declares the hole (``purged_gap``, signed in its manifest) instead of silently breaking the series.
+The format's names live in :mod:`.manifest`; :mod:`.writer` writes exports, :mod:`.verifier` reads
+them back (with no database: on the regulator's machine).
+"""
+
+from appliance.audit.media.verifier import ExportSummary, MediaReport, verify_export, verify_media
+from appliance.audit.media.writer import ExportFailed, ExportResult, check_destination, export_to_media
+
+__all__ = [
+    "ExportFailed",
+    "ExportResult",
+    "ExportSummary",
+    "MediaReport",
+    "check_destination",
+    "export_to_media",
+    "verify_export",
+    "verify_media",
+]

@@ -1,0 +1,277 @@
+"""Verifying exports offline (no database, another machine): the signature over the manifest, every
+file's digest, the chain recomputed from the CSV's cells, and how a directory's incremental exports link."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.audit.chain import CHAIN_VERSION, COLUMNS, event_hash
+from appliance.audit.export import CSV_COLUMNS, unescape_cell
+from appliance.audit.media.manifest import (
+    CSV_NAME,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    PUBLIC_KEY_NAME,
+    SIGNATURE_NAME,
+)
+from appliance.audit.verify import VerifyFailed
+from appliance.crypto import load_public_key, public_key_id, verify
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    key_id: str
+
+    @property
+    def rows(self) -> int:
+        return int(self.manifest["row_count"])
+
+    @property
+    def mode(self) -> str:
+        return str(self.manifest["mode"])
+
+    @property
+    def after_event_id(self) -> int:
+        return int(self.manifest["after_event_id"])
+
+    @property
+    def through_event_id(self) -> int:
+        return int(self.manifest["through_event_id"])
+
+    @property
+    def first_prev_hash(self) -> str:
+        return str(self.manifest["first_prev_hash"])
+
+    @property
+    def last_hash(self) -> str:
+        return str(self.manifest["last_hash"])
+
+    @property
+    def previous(self) -> str | None:
+        value = self.manifest.get("previous_manifest_sha256")
+        return str(value) if value else None
+
+    def line(self) -> str:
+        span = (f"events {self.manifest['first_event_id']}..{self.manifest['last_event_id']}" if self.rows
+                else f"no events after {self.after_event_id}")
+        return f"{self.path.name}: {self.mode} export of {self.rows} rows ({span}), signed by key {self.key_id}"
+
+
+class _Fail(VerifyFailed):
+    def __init__(self, path: Path, message: str, *, event_id: int | None = None) -> None:
+        super().__init__(f"{path}: {message}", event_id=event_id)
+
+
+def _sha256_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _read_manifest(path: Path, public_key_pem: str | None) -> tuple[dict[str, Any], str, str]:
+    for name in (MANIFEST_NAME, SIGNATURE_NAME, PUBLIC_KEY_NAME):
+        if not (path / name).is_file():
+            raise _Fail(path, f"{name} is missing")
+    manifest_bytes = (path / MANIFEST_NAME).read_bytes()
+    included = (path / PUBLIC_KEY_NAME).read_bytes()
+    try:
+        key_id = public_key_id(included)
+    except ValueError as exc:
+        raise _Fail(path, f"{PUBLIC_KEY_NAME}: {exc}") from None
+    if public_key_pem is not None:
+        expected = public_key_id(load_public_key(public_key_pem))
+        if expected != key_id:
+            raise _Fail(path, f"signed with key {key_id}, not with the expected key {expected}")
+    if not verify(included, manifest_bytes, (path / SIGNATURE_NAME).read_bytes()):
+        raise _Fail(path, f"{SIGNATURE_NAME} does not verify: {MANIFEST_NAME} was altered or swapped")
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError:
+        raise _Fail(path, f"{MANIFEST_NAME} is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise _Fail(path, f"{MANIFEST_NAME} is not a {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("chain_version") != CHAIN_VERSION:
+        raise _Fail(path, f"unsupported export format {manifest.get('format_version')}/chain "
+                          f"{manifest.get('chain_version')} (this verifier reads {FORMAT_VERSION}/{CHAIN_VERSION})")
+    if manifest.get("public_key_id") != key_id:
+        raise _Fail(path, f"the manifest names key {manifest.get('public_key_id')} but {PUBLIC_KEY_NAME} is {key_id}")
+    return manifest, hashlib.sha256(manifest_bytes).hexdigest(), key_id
+
+
+def _check_files(path: Path, manifest: dict[str, Any]) -> None:
+    files = manifest.get("files")
+    if not isinstance(files, dict) or CSV_NAME not in files or PUBLIC_KEY_NAME not in files:
+        raise _Fail(path, f"the manifest does not list {CSV_NAME} and {PUBLIC_KEY_NAME}")
+    for name, info in files.items():
+        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise _Fail(path, f"the manifest lists a file outside the export: {name!r}")
+        if not (path / name).is_file():
+            raise _Fail(path, f"{name} is missing")
+        digest, size = _sha256_file(path / name)
+        if not isinstance(info, dict) or digest != info.get("sha256") or size != info.get("bytes"):
+            raise _Fail(path, f"{name}: SHA-256 or size does not match the manifest (the file was altered)")
+
+
+# The CSV columns of format version 1, in their order in the file (export.CSV_COLUMNS).
+_V1_COLUMNS = ("user_id", "action", "resource_type", "resource_id", "ip_address", "timestamp", "id", "actor_type",
+               "api_key_id", "request_id", "method", "path", "status", "user_agent", "outcome", "detail", "prev_hash",
+               "hash")
+# Where each of the chain's COLUMNS sits in a row, and the integer cells that are empty for NULL.
+_CHAIN_CELLS = tuple(_V1_COLUMNS.index(name) for name in COLUMNS)
+_NULLABLE_CELLS = frozenset(_V1_COLUMNS.index(name) for name in ("user_id", "api_key_id", "status"))
+_ID, _PREV, _HASH = (_V1_COLUMNS.index(name) for name in ("id", "prev_hash", "hash"))
+
+
+def _chain_values(cells: list[str]) -> list[str | None]:
+    """One row's values in the chain's column order: escape_cell's prefix undone (only a cell starting
+    with "'" can carry it), an empty nullable integer read as NULL."""
+    values: list[str | None] = []
+    for index in _CHAIN_CELLS:
+        cell = cells[index]
+        if cell[:1] == "'":
+            cell = unescape_cell(cell)
+        values.append(None if not cell and index in _NULLABLE_CELLS else cell)
+    return values
+
+
+def _check_csv(path: Path, manifest: dict[str, Any]) -> None:
+    """Recompute the chain from the cells (chain.event_hash, as the writer hashed them) and its links."""
+    if manifest.get("columns") != list(_V1_COLUMNS) or tuple(CSV_COLUMNS) != _V1_COLUMNS:
+        raise _Fail(path, "the manifest's columns are not this format's columns")
+    expected_prev = str(manifest["first_prev_hash"])
+    after = int(manifest["after_event_id"])
+    expect, count = after + 1, 0
+    first_hash: str | None = None
+    with open(path / CSV_NAME, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, strict=True)
+        if next(reader, None) != list(_V1_COLUMNS):
+            raise _Fail(path, f"{CSV_NAME}: the header is not {','.join(_V1_COLUMNS)}")
+        for line, cells in enumerate(reader, start=2):
+            if len(cells) != len(_V1_COLUMNS):
+                raise _Fail(path, f"{CSV_NAME} line {line}: {len(cells)} cells, expected {len(_V1_COLUMNS)}")
+            try:
+                event_id = int(cells[_ID])
+            except ValueError:
+                raise _Fail(path, f"{CSV_NAME} line {line}: id {cells[_ID]!r} is not a number") from None
+            if event_id != expect:
+                raise _Fail(path, f"event {expect} is missing or out of order (found {event_id})", event_id=expect)
+            if cells[_PREV] != expected_prev:
+                raise _Fail(path, f"event {event_id}: prev_hash does not match the previous event's hash",
+                            event_id=event_id)
+            digest = cells[_HASH]
+            if event_hash(_chain_values(cells)) != digest:
+                raise _Fail(path, f"event {event_id}: the row's contents do not match its hash", event_id=event_id)
+            if first_hash is None:
+                first_hash = digest
+            expected_prev = digest
+            expect += 1
+            count += 1
+    rows = int(manifest["row_count"])
+    if count != rows:
+        raise _Fail(path, f"{CSV_NAME} holds {count} rows, the manifest says {rows}")
+    last_id = expect - 1 if count else None
+    if (manifest.get("first_event_id") != (after + 1 if count else None) or manifest.get("last_event_id") != last_id
+            or manifest.get("first_event_hash") != first_hash or manifest.get("last_hash") != expected_prev
+            or int(manifest["through_event_id"]) != (last_id if last_id is not None else after)):
+        raise _Fail(path, "the manifest's first/last event ids or hashes do not match the CSV")
+
+
+def verify_export(path: Path | str, *, public_key_pem: str | None = None) -> ExportSummary:
+    """Verify one export directory offline; raise VerifyFailed with the reason."""
+    folder = Path(path)
+    manifest, manifest_sha, key_id = _read_manifest(folder, public_key_pem)
+    try:
+        _check_files(folder, manifest)
+        _check_csv(folder, manifest)
+    except (KeyError, TypeError, ValueError, csv.Error) as exc:
+        raise _Fail(folder, f"malformed export ({type(exc).__name__}: {exc})") from None
+    return ExportSummary(folder, manifest, manifest_sha, key_id)
+
+
+@dataclass(frozen=True)
+class MediaReport:
+    exports: list[ExportSummary]
+    series: list[ExportSummary]
+
+    def lines(self) -> list[str]:
+        out = [summary.line() for summary in self.exports]
+        if len(self.series) > 1:
+            out.append(f"series of {len(self.series)} incremental exports links without a gap: events "
+                       f"{self.series[0].after_event_id + 1}..{self.series[-1].through_event_id}")
+        rows = sum(s.rows for s in self.exports)
+        out.append(f"audit export valid: {len(self.exports)} export(s), {rows} rows")
+        return out
+
+
+def verify_media(path: Path | str, *, public_key_pem: str | None = None) -> MediaReport:
+    """Verify one export, or every export in a directory and how the incremental ones link."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise VerifyFailed(f"{folder} is not a directory")
+    if (folder / MANIFEST_NAME).exists():
+        single = verify_export(folder, public_key_pem=public_key_pem)
+        return MediaReport([single], [single] if single.mode == "incremental" else [])
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and (p / MANIFEST_NAME).exists())
+    if not found:
+        raise VerifyFailed(f"{folder} holds no audit export ({MANIFEST_NAME} not found)")
+    exports = [verify_export(p, public_key_pem=public_key_pem) for p in found]
+    return MediaReport(exports, _check_series(exports))
+
+
+def _check_series(exports: list[ExportSummary]) -> list[ExportSummary]:
+    appliances = {str(s.manifest["appliance_id"]) for s in exports}
+    if len(appliances) > 1:
+        raise VerifyFailed(f"the exports come from different appliances: {', '.join(sorted(appliances))}")
+    keys = {s.key_id for s in exports}
+    if len(keys) > 1:
+        raise VerifyFailed(f"the exports are signed by different keys ({', '.join(sorted(keys))}); "
+                           "pass --public-key with the appliance's key")
+    incremental = [s for s in exports if s.mode == "incremental"]
+    if not incremental:
+        return []
+    by_sha = {s.manifest_sha256: s for s in incremental}
+    followers: dict[str, ExportSummary] = {}
+    for s in incremental:
+        if s.previous in by_sha:
+            other = followers.get(s.previous)
+            if other is not None:
+                raise VerifyFailed(f"{s.path.name} and {other.path.name} both claim to follow "
+                                   f"{by_sha[s.previous].path.name}")
+            followers[s.previous] = s
+    starts = [s for s in incremental if s.previous not in by_sha]
+    if len(starts) != 1:
+        names = ", ".join(s.path.name for s in starts)
+        raise VerifyFailed(f"the series is broken: {names} do not follow any export here — an export between "
+                           "them is missing or was replaced")
+    ordered = [starts[0]]
+    while ordered[-1].manifest_sha256 in followers:
+        ordered.append(followers[ordered[-1].manifest_sha256])
+    if len(ordered) != len(incremental):
+        raise VerifyFailed("the incremental exports do not form one series")
+    for before, after in itertools.pairwise(ordered):
+        gap = after.manifest.get("purged_gap")
+        if gap:
+            linked = (int(gap["from_event_id"]) == before.through_event_id + 1
+                      and int(gap["through_event_id"]) == after.after_event_id)
+        else:
+            linked = after.after_event_id == before.through_event_id and after.first_prev_hash == before.last_hash
+        if not linked:
+            raise VerifyFailed(f"{after.path.name} does not continue {before.path.name}: the series has a gap "
+                               f"after event {before.through_event_id}", event_id=before.through_event_id + 1)
+    return ordered
+

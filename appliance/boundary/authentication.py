@@ -1,0 +1,159 @@
+"""Who is calling: the request's credential checked against the in-memory auth state (no query).
+
+Credentials come as ``Authorization: Bearer`` (an API key ``vgk_...`` or a JWT), ``X-API-Key``, or the
+browser session cookie. Credentials in a query string are refused; an API key that travelled where it
+could be read (plain HTTP, a URL) is refused and revoked at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import request, session
+
+from appliance.audit.writer import AuditRecord, append
+from appliance.auth import apikeys
+from appliance.auth.jwt import TokenInvalid
+from appliance.auth.state import KeyState
+from appliance.boundary.audit_record import user_agent
+from appliance.boundary.edge import RequestState
+from appliance.errors import Forbidden, Invalid, Unauthenticated
+from appliance.services.context import Appliance
+from appliance.store.base import utcnow
+
+log = logging.getLogger(__name__)
+
+QUERY_CREDENTIALS = frozenset({"api_key", "apikey", "key", "token", "access_token", "jwt", "password", "secret"})
+
+
+def refuse_query_credentials(app: Appliance, st: RequestState) -> None:
+    """Invalid when a query parameter is named like a credential (a key found there is revoked)."""
+    named = [name for name in request.args if name.lower() in QUERY_CREDENTIALS]
+    if not named:
+        return
+    for name in named:
+        value = request.args.get(name, "")
+        if apikeys.looks_like_key(value):
+            _revoke_leaked_key(app, st, value, "sent in a query string")
+    raise Invalid("credentials are never accepted in the query string; send them in a header")
+
+
+def authenticate(app: Appliance, st: RequestState) -> None:
+    """Set the request's actor and credential from what it presents (anonymous when it presents
+    nothing); Unauthenticated or Forbidden when what it presents must be refused."""
+    environ = request.environ
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    key_header = environ.get("HTTP_X_API_KEY", "")
+    presented = key_header
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("unsupported Authorization header (use Bearer)")
+        presented = value.strip()
+    if presented:
+        if apikeys.looks_like_key(presented):
+            _authenticate_api_key(app, st, presented)
+        elif key_header:
+            raise Unauthenticated("invalid API key")
+        else:
+            _authenticate_jwt(app, st, presented)
+        return
+    _authenticate_session(app, st)
+
+
+def _revoke_leaked_key(app: Appliance, st: RequestState, key: str, why: str) -> None:
+    """A key that travelled where it could be read (plain HTTP, a URL) is dead from now on."""
+    from appliance.rbac.actors import system_actor
+    from appliance.services import identity
+
+    found = _presented_key(app, key)
+    known, presented = found if found else (None, b"")
+    if known is not None and (apikeys.matches(presented, known.secret_digest)
+                              or apikeys.matches(presented, known.previous_digest)):
+        with app.store.unit_of_work() as s:
+            identity.revoke_api_key(s, system_actor("edge"), known.id, reason=f"leaked: {why}")
+            append(s, [AuditRecord(
+                action="apikey.revoke_leaked", actor_type="apikey", user_id=known.user_id, api_key_id=known.id,
+                resource_type="apikeys", resource_id=str(known.id), ip_address=st.transport.client_ip,
+                request_id=st.request_id, method=request.method, path=request.path, status=403,
+                user_agent=user_agent(request.environ), outcome="denied",
+                detail=json.dumps({"fingerprint": apikeys.fingerprint(key), "reason": why}))])
+        app.auth.load(app.store)
+    log.warning("API key %s refused: %s", apikeys.fingerprint(key), why)
+
+
+def _presented_key(app: Appliance, key: str) -> tuple[KeyState, bytes] | None:
+    """The known key a presented one names by its prefix, and the presented secret's digest (None when
+    the string is not shaped like a key or names no known key)."""
+    parts = apikeys.split(key)
+    known = app.auth.key(parts[0]) if parts else None
+    if parts is None or known is None:
+        return None
+    return known, apikeys.digest(parts[1])
+
+
+def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
+    if not st.transport.tls:
+        _revoke_leaked_key(app, st, key, "sent over plain HTTP")
+        raise Forbidden("API keys are accepted over TLS only; this key has been revoked. Create a new one and "
+                        "use https://")
+    found = _presented_key(app, key)
+    if found is None:
+        raise Unauthenticated("invalid API key")
+    known, presented = found
+    current = apikeys.matches(presented, known.secret_digest)
+    previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > utcnow()
+                and apikeys.matches(presented, known.previous_digest))
+    owner = app.auth.user(known.user_id)
+    if not (current or previous) or known.revoked or owner is None or not owner.active:
+        raise Unauthenticated("invalid API key")
+    if known.expires_at is not None and known.expires_at <= utcnow():
+        raise Unauthenticated("invalid API key")
+    # known.permissions is already limited to what the owner holds (computed with the snapshot).
+    st.actor = known.actor
+    st.credential = "apikey"
+    app.auth.note_key_used(known.id)
+
+
+def _authenticate_jwt(app: Appliance, st: RequestState, token: str) -> None:
+    settings = app.settings.auth
+    try:
+        claims = app.auth.tokens.verify(token, app.keys.derive("jwt"), issuer=settings.jwt_issuer,
+                                        audience=settings.jwt_audience,
+                                        max_ttl_seconds=settings.jwt_ttl_hours * 3600)
+    except TokenInvalid as exc:
+        log.info("access token refused: %s", exc)
+        raise Unauthenticated("invalid or expired access token") from None
+    user = app.auth.user(claims.user_id)
+    if user is None or not user.active or user.epoch != claims.epoch:
+        raise Unauthenticated("invalid or expired access token")
+    if not st.transport.credentials_ok:
+        raise Forbidden("access tokens are accepted over TLS only")
+    if settings.mfa_required and not user.mfa_enabled:
+        raise Forbidden("multi-factor authentication is required: enrol in the web interface first")
+    st.actor = user.actor
+    st.credential = "jwt"
+
+
+def _authenticate_session(app: Appliance, st: RequestState) -> None:
+    sid = session.get("sid")
+    if not sid:
+        return
+    user = app.auth.user(int(session.get("uid", 0)))
+    now = time.time()
+    settings = app.settings.auth
+    expired = (now - float(session.get("seen", 0)) > settings.session_idle_minutes * 60
+               or now - float(session.get("iat", 0)) > settings.session_absolute_hours * 3600)
+    if (user is None or not user.active or user.epoch != session.get("ep") or app.auth.session_revoked(sid)
+            or expired):
+        session.clear()
+        return
+    session["seen"] = now
+    st.actor = user.actor
+    st.credential = "session"
+    if user.must_change_password:
+        st.restricted = "password"
+    elif settings.mfa_required and not user.mfa_enabled:
+        st.restricted = "mfa"
