@@ -3,6 +3,7 @@ Compliance; never two, however often evaluated; effective dates respected."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -54,7 +55,7 @@ def test_restricted_trade_raises_one_critical_alert_visible_to_compliance(
 
     # The alert flags the employee: Compliance now sees the evidence record itself.
     tx = carol.get(f"/employees/{employee}/transactions/{record['id']}")
-    assert tx["asset"] == "SOL" and tx["amount"] == "3"
+    assert tx["asset"] == "SOL" and Decimal(tx["amount"]) == 3
 
     # Evaluated again, twice (API and CLI): still one alert.
     carol.post("/rules/evaluate", {}, status=200)

@@ -418,14 +418,27 @@ def evaluate_new(session: Session, valuer: Valuer, connection_id: int) -> Evalua
     if mark is None:
         mark = EvaluationMark(connection_id=connection_id, transaction_id=0, position_id=0, balance_id=0)
         session.add(mark)
+    rules = list_rules(session, enabled_only=True)
+    if not rules:
+        # Nothing to judge: the mark moves on (a rule created later judges the whole history itself).
+        for attr, model in (("transaction_id", Transaction), ("position_id", PredictionPosition),
+                            ("balance_id", BalanceSnapshot)):
+            top = session.execute(select(func.max(model.id)).where(model.connection_id == connection_id)).scalar()
+            setattr(mark, attr, max(int(top or 0), getattr(mark, attr)))
+        mark.updated_at = utcnow()
+        session.flush()
+        return EvaluationResult()
     tx_ids = list(session.execute(select(Transaction.id).where(
         Transaction.connection_id == connection_id, Transaction.id > mark.transaction_id)).scalars())
     pos_ids = list(session.execute(select(PredictionPosition.id).where(
         PredictionPosition.connection_id == connection_id, PredictionPosition.id > mark.position_id)).scalars())
     bal_ids = list(session.execute(select(BalanceSnapshot.id).where(
         BalanceSnapshot.connection_id == connection_id, BalanceSnapshot.id > mark.balance_id)).scalars())
-    result = evaluate_records(session, valuer, connection_id, transaction_ids=tx_ids, position_ids=pos_ids,
-                              balance_ids=bal_ids)
+    result = EvaluationResult()
+    if tx_ids or pos_ids or bal_ids:
+        evaluation = Evaluation(session, rules, valuer)
+        result = evaluation.connection(connection_id, transaction_ids=tx_ids, position_ids=pos_ids,
+                                       balance_ids=bal_ids)
     mark.transaction_id = max(tx_ids, default=mark.transaction_id)
     mark.position_id = max(pos_ids, default=mark.position_id)
     mark.balance_id = max(bal_ids, default=mark.balance_id)
