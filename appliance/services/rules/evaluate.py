@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,8 @@ class Evaluation:
         self.valuer = valuer
         self.now = utcnow()
         self.result = EvaluationResult(rules=len(self.compiled))
+        self._findings: list[Finding] = []
+        self._candidates: list[Any] = []
 
     # -- the whole history -------------------------------------------------------------------------
     def history(self, employee_ids: Sequence[int] | None = None) -> EvaluationResult:
@@ -154,6 +156,7 @@ class Evaluation:
             if self.needs.holdings:
                 for employee_id, held in _current_holdings(rows_s, accounts).items():
                     holdings[employee_id] = held
+        self.judge.seen = self._alerted(list(persons))
         if snaps:
             first = _first_activity(t for rows in txs.values() for t in rows)
             for employee_id in list(snaps):
@@ -162,6 +165,7 @@ class Evaluation:
             self._judge(person, by_employee.get(employee_id, {}), txs.get(employee_id, []),
                         positions.get(employee_id, []), openings.get(employee_id, []), snaps.get(employee_id, []),
                         holdings.get(employee_id, {}), None)
+        self._flush(list(persons))
         self.result.employees += len(persons)
 
     def _attach_raw(self, rows: Sequence[Tx], accounts: dict[int, Account]) -> None:
@@ -173,22 +177,28 @@ class Evaluation:
     def _judge(self, person: Person, accounts: dict[int, Account], txs: Sequence[Tx], positions: Sequence[Position],
                openings: Sequence[Position], snapshots: Sequence[Snapshot],
                holdings: dict[str, tuple[Decimal, list[Snapshot]]], judged_tx: set[int] | None) -> None:
+        """Judge one employee; what it finds is kept and stored by ``_flush`` (once per batch of employees:
+        a statement per employee would cost more than the judging)."""
         catalogue = facts.market_catalogue(positions)
         judgement = self.judge.employee(person, accounts, txs, openings, snapshots, holdings, catalogue,
                                         now=self.now, judged_tx=judged_tx)
         self.result.positions += len(openings)
         self.result.balances += len(snapshots)
-        found = judgement.findings
-        unvalued: list[Unvalued] = []
-        if judgement.candidates:
-            valuations = self.valuer.value(self.session, [c.priced for c in judgement.candidates])
-            over, unvalued, valued = settle(judgement.candidates, valuations)
-            found = found + over
-            self._valued(valued)
+        self._findings.extend(judgement.findings)
+        self._candidates.extend(judgement.candidates)
+
+    def _flush(self, employee_ids: Sequence[int]) -> None:
+        found, self._findings = self._findings, []
+        candidates, self._candidates = self._candidates, []
+        if candidates:
+            self._open_unvalued()  # before this batch writes any: whether earlier ones exist
+            valuations = self.valuer.value(self.session, [c.priced for c in candidates])
+            over, unvalued, valued = settle(candidates, valuations)
+            found.extend(over)
+            self._unvalued(unvalued)
+            self._valued(valued, employee_ids)
         if found:
             self._store(found)
-        if unvalued:
-            self._unvalued(unvalued)
 
     # -- the records one sync stored -------------------------------------------------------------------
     def connection(self, connection_id: int, *, transaction_ids: Sequence[int] | None = None,
@@ -247,13 +257,24 @@ class Evaluation:
             if self.needs.holdings:
                 every = facts.snapshots_of_connections(session, accounts, assets=assets)
                 holdings = _current_holdings(every, accounts).get(person.id, {})
+        self.judge.seen = self._alerted([person.id])
         self._judge(person, accounts, context, positions, openings, snaps, holdings,
                     {t.id for t in new_txs})
+        self._flush([person.id])
         self.result.transactions += len(new_txs)
         self.result.employees = 1
         return self.result
 
     # -- storing ---------------------------------------------------------------------------------------------
+    def _alerted(self, employee_ids: Sequence[int]) -> set[tuple[int, str]]:
+        """(rule, record) already alerted for these employees: judged no further (the alert stays as it is)."""
+        rule_ids = [r.id for r in self.compiled]
+        out: set[tuple[int, str]] = set()
+        for part in facts.chunks(list(employee_ids), 900):
+            out.update((int(r or 0), str(k)) for r, k in self.session.execute(select(
+                Alert.rule_id, Alert.record_key).where(Alert.employee_id.in_(part), Alert.rule_id.in_(rule_ids))))
+        return out
+
     def _insert(self) -> Any:
         dialect = self.session.get_bind().dialect.name
         module: Any = postgresql if dialect == "postgresql" else sqlite
@@ -293,50 +314,79 @@ class Evaluation:
                          "reason": ""})
         if not rows:
             return
-        stmt = self._insert()(Alert).on_conflict_do_nothing(index_elements=["rule_id", "record_key"]).returning(
-            Alert.id, Alert.severity, Alert.rule_id)
+        # Core inserts (the table, not the ORM entity): thousands of alerts after a list change must not pay
+        # the ORM's bulk machinery per row.
+        alerts = _table(Alert)
+        stmt = self._insert()(alerts).on_conflict_do_nothing(index_elements=["rule_id", "record_key"]).returning(
+            alerts.c.id, alerts.c.severity, alerts.c.rule_id)
         created = session.execute(stmt, rows).all() if len(rows) > 1 else session.execute(stmt.values(rows[0])).all()
         names = {f.rule.id: f.rule.name for f in findings}
         events = [{"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
                    "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created]
         if events:
-            session.execute(insert(AlertEvent), events)
+            session.execute(insert(_table(AlertEvent)), events)
         for alert_id, severity, _rule_id in created:
             self.result.alert_ids.append(alert_id)
             if severity == "critical":
                 self.result.critical_ids.append(alert_id)
 
     def _unvalued(self, items: Sequence[Unvalued]) -> None:
+        """Records that could not be valued, kept once each (a later evaluation that values one settles it)."""
+        if not items:
+            return
         now = utcnow()
+        known: set[tuple[int, str]] = set()
+        for part in facts.chunks(sorted({u.employee_id for u in items}), 900):
+            known.update((int(r), str(k)) for r, k in self.session.execute(select(
+                UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.employee_id.in_(part))))
         rows = [{"rule_id": u.rule_id, "record_key": u.record_key, "employee_id": u.employee_id, "reason": u.reason,
-                 "first_seen_at": now, "checked_at": now} for u in items]
-        stmt = self._insert()(UnvaluedRecord)
-        stmt = stmt.on_conflict_do_update(index_elements=["rule_id", "record_key"], set_={
-            "checked_at": stmt.excluded.checked_at, "reason": stmt.excluded.reason, "valued_at": None})
-        self.session.execute(stmt, rows)
+                 "first_seen_at": now, "checked_at": now} for u in items if (u.rule_id, u.record_key) not in known]
+        if rows:
+            stmt = self._insert()(_table(UnvaluedRecord)).on_conflict_do_nothing(
+                index_elements=["rule_id", "record_key"])
+            self.session.execute(stmt, rows)
+        settled = self._open_unvalued()
+        if settled:
+            # A record valued before and not now (its price gone): open again.
+            keys = {(u.rule_id, u.record_key) for u in items}
+            reopened = [k for k in keys if k in settled]
+            for rule_id, key in reopened:
+                self.session.execute(update(UnvaluedRecord).where(
+                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key == key).values(
+                    valued_at=None, checked_at=now))
         self.result.unvalued += len(items)
 
-    def _valued(self, items: Sequence[tuple[int, str]]) -> None:
+    def _valued(self, items: Sequence[tuple[int, str]], employee_ids: Sequence[int]) -> None:
         """Records valued now that could not be before: their "could not be valued" row is settled."""
-        if not items or not self._open_unvalued():
+        if not items or self._open_unvalued() is None:
             return
-        by_rule: dict[int, list[str]] = defaultdict(list)
-        for rule_id, key in items:
-            by_rule[rule_id].append(key)
+        open_keys: set[tuple[int, str]] = set()
+        for part in facts.chunks(list(employee_ids), 900):
+            open_keys.update((int(r), str(k)) for r, k in self.session.execute(select(
+                UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(
+                UnvaluedRecord.employee_id.in_(part), UnvaluedRecord.valued_at.is_(None))))
         now = utcnow()
-        for rule_id, keys in by_rule.items():
-            for start in range(0, len(keys), 900):
+        for rule_id, key in items:
+            if (rule_id, key) in open_keys:
                 self.session.execute(update(UnvaluedRecord).where(
-                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key.in_(keys[start:start + 900]),
-                    UnvaluedRecord.valued_at.is_(None)).values(valued_at=now, checked_at=now))
+                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key == key).values(
+                    valued_at=now, checked_at=now))
 
-    def _open_unvalued(self) -> bool:
-        cached = getattr(self, "_has_open_unvalued", None)
-        if cached is None:
-            cached = self.session.execute(select(func.count()).select_from(UnvaluedRecord).where(
-                UnvaluedRecord.valued_at.is_(None))).scalar_one() > 0
-            self._has_open_unvalued = cached
-        return bool(cached)
+    def _open_unvalued(self) -> set[tuple[int, str]] | None:
+        """None when no record was ever recorded as unvalued (then nothing needs settling); else the
+        keys settled before (valued_at set), to reopen one that cannot be valued any more."""
+        if not hasattr(self, "_settled"):
+            any_rows = self.session.execute(select(UnvaluedRecord.id).limit(1)).first() is not None
+            self._settled: set[tuple[int, str]] | None = None
+            if any_rows:
+                self._settled = {(int(r), str(k)) for r, k in self.session.execute(select(
+                    UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.valued_at.is_not(None)))}
+        return self._settled
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
 
 
 def _first_activity(txs: Iterable[Tx]) -> dict[tuple[int, str], dt.datetime]:

@@ -116,7 +116,8 @@ _TX_COLUMNS = (Transaction.id, Transaction.connection_id, Transaction.kind, Tran
 
 
 def _tx_rows(session: Session, stmt: Any) -> list[Tx]:
-    return [Tx(*r) for r in session.execute(stmt)]
+    # Core on the session's connection: plain rows, none of the ORM's per-row work (millions of rows).
+    return [Tx(*r) for r in session.connection().execute(stmt).all()]
 
 
 def transactions_of_connections(session: Session, connection_ids: Iterable[int], *,
@@ -142,7 +143,7 @@ def attach_raw(session: Session, rows: Sequence[Tx]) -> None:
     """Load the venue's own row (counterparty addresses, a market's title) for these transactions only."""
     wanted = {r.id: r for r in rows}
     for part in chunks(list(wanted), 900):
-        for tx_id, raw in session.execute(select(Transaction.id, Transaction.raw).where(
+        for tx_id, raw in session.connection().execute(select(Transaction.id, Transaction.raw).where(
                 Transaction.id.in_(part))):
             wanted[tx_id].raw = raw if isinstance(raw, dict) else None
 
@@ -151,7 +152,7 @@ def positions_of_connections(session: Session, connection_ids: Iterable[int]) ->
     conns = list(connection_ids)
     if not conns:
         return []
-    rows: Any = session.execute(select(
+    rows: Any = session.connection().execute(select(
         PredictionPosition.id, PredictionPosition.connection_id, PredictionPosition.market_id,
         PredictionPosition.market_title, PredictionPosition.category, PredictionPosition.outcome,
         PredictionPosition.size, PredictionPosition.avg_price, PredictionPosition.current_value,
@@ -171,7 +172,7 @@ def snapshots_of_connections(session: Session, connection_ids: Iterable[int], *,
         BalanceSnapshot.connection_id.in_(conns))
     if assets is not None:
         stmt = stmt.where(BalanceSnapshot.asset.in_(list(assets)))
-    return [Snapshot(*r) for r in session.execute(stmt.order_by(
+    return [Snapshot(*r) for r in session.connection().execute(stmt.order_by(
         BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account, BalanceSnapshot.id))]
 
 

@@ -83,7 +83,7 @@ class CompiledRule:
         return ALERT_KIND[self.kind]
 
 
-@dataclass
+@dataclass(slots=True)
 class Finding:
     rule: CompiledRule
     employee_id: int
@@ -96,7 +96,7 @@ class Finding:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """A record a threshold rule must value before it can say anything."""
 
@@ -105,12 +105,12 @@ class Candidate:
     connection_id: int | None
     record_key: str
     occurred_at: dt.datetime | None
-    what: str
+    what: str | tuple[Tx, Account]  # a transaction's facts are written out only if it breaks the rule
     priced: Priced
     records: list[dict[str, Any]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Unvalued:
     rule_id: int
     employee_id: int
@@ -160,6 +160,8 @@ class Judge:
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.rules = list(rules)
+        # (rule id, record key) already alerted: judged no further (set by the evaluation per batch).
+        self.seen: set[tuple[int, str]] = set()
 
     def applicable(self, person: Person) -> list[CompiledRule]:
         return [r for r in self.rules if r.applies(person)]
@@ -176,14 +178,44 @@ class Judge:
         if not rules:
             return out
         known = {a.address.lower() for a in accounts.values() if a.address}
+        # The per-record loop is the hot path of a full evaluation (millions of records): rules are sorted
+        # by what they look at once, and a list is asked only about records that can touch it.
+        listed = [r for r in rules if r.kind in ("restricted", "watch") and r.matcher is not None
+                  and not r.matcher.empty]
+        blackouts = [r for r in rules if r.kind == "blackout" and r.start and r.end]
+        thresholds = [(r, "trade" in r.params.get("on", ()), "transfer" in r.params.get("on", ()))
+                      for r in rules if r.kind == "threshold"]
+        new_accounts = [r for r in rules if r.kind == "new_account"]
         for tx in txs:
             if judged_tx is not None and tx.id not in judged_tx:
                 continue
             account = accounts.get(tx.connection_id)
             if account is None:
                 continue
-            for rule in rules:
-                self._transaction(out, rule, person, account, tx, catalogue, known)
+            if listed and tx.kind in TOUCHING_KINDS:
+                prediction = account.kind == "prediction"
+                asset, quote = tx.asset.upper(), (tx.quote_asset or "").upper()
+                for rule in listed:
+                    matcher = rule.matcher
+                    assert matcher is not None
+                    if not prediction and not matcher.could_touch(asset, quote, account.venue, tx.market):
+                        continue
+                    self._transaction(out, rule, person, account, tx, catalogue, known)
+            trade = tx.kind in TRADE_KINDS
+            transfer = not trade and tx.kind in TRANSFER_KINDS
+            if trade:
+                for rule in blackouts:
+                    if rule.start <= tx.occurred_at < rule.end:  # type: ignore[operator]  # both set (filtered)
+                        self._transaction(out, rule, person, account, tx, catalogue, known)
+            elif transfer and tx.raw is not None:
+                for rule in new_accounts:
+                    self._transaction(out, rule, person, account, tx, catalogue, known)
+            if trade or transfer:
+                for rule, on_trade, on_transfer in thresholds:
+                    if (on_trade if trade else on_transfer) and (rule.id, f"tx:{tx.id}") not in self.seen:
+                        out.candidates.append(Candidate(
+                            rule, person.id, tx.connection_id, f"tx:{tx.id}", tx.occurred_at, (tx, account),
+                            Priced(tx.asset, tx.amount, tx.occurred_at, tx.quote_asset, tx.quote_amount), []))
         for rule in rules:
             if rule.kind == "holding_period":
                 out.findings.extend(self._holding_period(rule, person, accounts, txs))
@@ -200,7 +232,7 @@ class Judge:
         for rule in rules:
             if rule.kind == "threshold" and "holding" in rule.params.get("on", ()):
                 for asset, (amount, rows) in holdings.items():
-                    if amount <= 0:
+                    if amount <= 0 or (rule.id, _key("holding", person.id, asset)) in self.seen:
                         continue
                     evidence = [snapshot_evidence(s, accounts[s.connection_id], person.id) for s in rows
                                 if s.connection_id in accounts]
@@ -212,19 +244,21 @@ class Judge:
     def _transaction(self, out: Judgement, rule: CompiledRule, person: Person, account: Account, tx: Tx,
                      catalogue: dict[str, tuple[str, str]], known: set[str]) -> None:
         kind = rule.kind
+        key = f"tx:{tx.id}"
+        seen = self.seen
         if kind in ("restricted", "watch"):
-            if tx.kind not in TOUCHING_KINDS or rule.matcher is None or rule.matcher.empty:
+            if tx.kind not in TOUCHING_KINDS or rule.matcher is None or rule.matcher.empty or (rule.id, key) in seen:
                 return
             matched = self._match_tx(rule.matcher, account, tx, catalogue)
             if matched:
                 what = f"{tx.kind.replace('_', ' ')} of {_short(tx.asset, 60)} on {account.label or account.venue}"
-                out.findings.append(Finding(rule, person.id, tx.connection_id, _key("tx", tx.id), tx.occurred_at,
+                out.findings.append(Finding(rule, person.id, tx.connection_id, key, tx.occurred_at,
                                             f"{_list_label(rule)}: {what}",
                                             [tx_evidence(tx, account, person.id)], matched))
         elif kind == "blackout":
             if tx.kind not in TRADE_KINDS or rule.start is None or rule.end is None:
                 return
-            if not rule.start <= tx.occurred_at < rule.end:
+            if not rule.start <= tx.occurred_at < rule.end or (rule.id, key) in seen:
                 return
             assets = rule.params.get("assets") or []
             entries: list[Entry] = []
@@ -233,31 +267,34 @@ class Judge:
                 entries = self._match_tx(rule.matcher, account, tx, catalogue)
             if (not assets and rule.matcher is None) or listed or entries:
                 out.findings.append(Finding(
-                    rule, person.id, tx.connection_id, _key("tx", tx.id), tx.occurred_at,
+                    rule, person.id, tx.connection_id, key, tx.occurred_at,
                     f"Blackout {rule.name!r}: {tx.kind} of {_short(tx.asset, 60)} on {account.label or account.venue}",
                     [tx_evidence(tx, account, person.id)], entries,
                     {"window": {"start": time_text(rule.start), "end": time_text(rule.end)}}))
         elif kind == "threshold":
             on = rule.params.get("on", ())
             what = "trade" if tx.kind in TRADE_KINDS else "transfer" if tx.kind in TRANSFER_KINDS else ""
-            if not what or what not in on:
+            if not what or what not in on or (rule.id, key) in seen:
                 return
+            # The title and the evidence are written only for a record over the threshold (settle).
             out.candidates.append(Candidate(
-                rule, person.id, tx.connection_id, _key("tx", tx.id), tx.occurred_at,
-                f"{tx.kind.replace('_', ' ')} of {_short(tx.asset, 60)} on {account.label or account.venue}",
-                Priced(tx.asset, tx.amount, tx.occurred_at, tx.quote_asset, tx.quote_amount),
-                [tx_evidence(tx, account, person.id)]))
+                rule, person.id, tx.connection_id, key, tx.occurred_at, (tx, account),
+                Priced(tx.asset, tx.amount, tx.occurred_at, tx.quote_asset, tx.quote_amount), []))
         elif kind == "new_account":
-            if tx.kind not in TRANSFER_KINDS:
+            if tx.kind not in TRANSFER_KINDS or tx.raw is None:
                 return
             if rule.params.get("direction") == "outgoing" and tx.kind not in OUTGOING:
                 return
             for address in counterparties(tx, account.address.lower()):
                 if address in known:
                     continue
+                account_key = _key("acct", person.id, address)
+                if (rule.id, account_key) in seen:
+                    continue
+                seen.add((rule.id, account_key))  # later transfers to the same address belong to this alert
                 direction = "to" if tx.kind in OUTGOING else "from"
                 out.findings.append(Finding(
-                    rule, person.id, tx.connection_id, _key("acct", person.id, address), tx.occurred_at,
+                    rule, person.id, tx.connection_id, account_key, tx.occurred_at,
                     f"Transfer {direction} an address never connected: {_short(address, 24)} "
                     f"({account.label or account.venue})", [tx_evidence(tx, account, person.id)],
                     extra={"address": address, "direction": direction}))
@@ -304,7 +341,7 @@ class Judge:
                     recent.append(lot[0])
                 if lot[1] <= 0:
                     queue.popleft()
-            if not recent:
+            if not recent or (rule.id, f"tx:{tx.id}") in self.seen:
                 continue
             newest = max(recent, key=lambda b: b.occurred_at)
             held = tx.occurred_at - newest.occurred_at
@@ -322,7 +359,7 @@ class Judge:
     # -- positions and holdings ------------------------------------------------------------------------
     def _position(self, out: Judgement, rule: CompiledRule, person: Person, account: Account, p: Position) -> None:
         if rule.kind in ("restricted", "watch"):
-            if rule.matcher is None or rule.matcher.empty:
+            if rule.matcher is None or rule.matcher.empty or (rule.id, f"pos:{p.id}") in self.seen:
                 return
             entries = rule.matcher.match(p.valid_from, venue=account.venue, market_id=p.market_id,
                                          title=p.market_title, category=p.category)
@@ -332,6 +369,8 @@ class Judge:
                     f"{_list_label(rule)}: new position in {_short(p.market_title or p.market_id)!r} on "
                     f"{account.label or account.venue}", [position_evidence(p, account, person.id)], entries))
         elif rule.kind == "threshold" and "position" in rule.params.get("on", ()):
+            if (rule.id, f"pos:{p.id}") in self.seen:
+                return
             if p.avg_price is None:
                 amount, quote = p.current_value, "USD" if account.venue == "kalshi" else "USDC"
             else:
@@ -345,6 +384,8 @@ class Judge:
 
     def _snapshot(self, out: Judgement, rule: CompiledRule, person: Person, account: Account, s: Snapshot) -> None:
         if rule.kind not in ("restricted", "watch") or rule.matcher is None or rule.matcher.empty:
+            return
+        if (rule.id, f"bal:{s.id}") in self.seen:
             return
         contract = f"{account.venue}:{s.account}" if account.kind == "wallet" and s.account.startswith("0x") else None
         entries = rule.matcher.match(s.valid_from, symbols=(s.asset,), contract=contract, venue=account.venue)
@@ -372,9 +413,14 @@ def settle(candidates: Sequence[Candidate], valuations: Sequence[Valuation]) -> 
         limit = Decimal(str(rule.params.get("value", "0")))
         if valuation.value > limit:
             currency = valuation.currency
+            what, records = candidate.what, candidate.records
+            if isinstance(what, tuple):
+                tx, account = what
+                what = f"{tx.kind.replace('_', ' ')} of {_short(tx.asset, 60)} on {account.label or account.venue}"
+                records = [tx_evidence(tx, account, candidate.employee_id)]
             findings.append(Finding(
                 rule, candidate.employee_id, candidate.connection_id, candidate.record_key, candidate.occurred_at,
-                f"Threshold {rule.name!r}: {candidate.what} worth over {decimal_to_text(limit)} {currency}",
-                candidate.records, extra={"value": decimal_to_text(valuation.value), "currency": currency,
+                f"Threshold {rule.name!r}: {what} worth over {decimal_to_text(limit)} {currency}",
+                records, extra={"value": decimal_to_text(valuation.value), "currency": currency,
                                           "threshold": decimal_to_text(limit), "value_source": valuation.source}))
     return findings, unvalued, valued

@@ -138,6 +138,13 @@ class ListMatcher:
         return set(self.assets)
 
     # -- what one record touches ------------------------------------------------------------------
+    def could_touch(self, asset: str, quote: str, venue: str, market: str) -> bool:
+        """A quick test for records outside prediction markets (upper-case symbols): False means no
+        entry can match, whatever the dates; True means ``match`` must decide."""
+        assets = self.assets
+        return bool(asset in assets or (quote and quote in assets) or venue in self.venues
+                    or (self.contracts and market.startswith("0x")))
+
     def match(self, at: dt.datetime, *, symbols: Sequence[str | None] = (), contract: str | None = None,
               venue: str | None = None, market_id: str | None = None, title: str | None = None,
               category: str | None = None) -> list[Entry]:
