@@ -151,6 +151,6 @@ def evaluate_connection(app: Appliance, connection_id: int) -> EvaluationResult:
     """The records a sync stored for this connection, in a unit of work of its own (after the sync's
     last commit), then the notices of new critical alerts once that unit of work committed."""
     with app.store.queued_unit_of_work() as session:
-        result = evaluate_new(session, valuer(app), connection_id)
+        result = evaluate_new(session, valuer(app), connection_id, app.rule_cache)
         notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)
     return result

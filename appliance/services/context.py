@@ -26,6 +26,7 @@ class Appliance:
     def __init__(self, settings: Settings, *, store: Store | None = None, provider: KeyProvider | None = None) -> None:
         from appliance.services.keys import KeyService
         from appliance.services.mailer import Mailer
+        from appliance.services.rules.evaluate import RuleCache
 
         self.settings = settings
         self.store = store or Store.from_settings(settings)
@@ -38,6 +39,7 @@ class Appliance:
         self._venues_lock = threading.Lock()
         self.opened = False
         self.mailer = Mailer(self)
+        self.rule_cache = RuleCache()  # the conduct rules compiled, shared by the evaluations after syncs
 
     # -- lifecycle --------------------------------------------------------------------------------
     def open(self) -> Appliance:

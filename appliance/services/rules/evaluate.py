@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from appliance.store.models import (
     Alert,
     AlertEvent,
     BalanceSnapshot,
+    ConductChange,
     ConductList,
     Connection,
     EvaluationMark,
@@ -102,9 +104,10 @@ class _Needs:
 class Evaluation:
     """One evaluation run: compiled rules, the valuer, and the findings stored as it goes."""
 
-    def __init__(self, session: Session, rules: Sequence[Rule], valuer: Valuer) -> None:
+    def __init__(self, session: Session, rules: Sequence[Rule], valuer: Valuer,
+                 compiled: Sequence[CompiledRule] | None = None) -> None:
         self.session = session
-        self.compiled = compile_rules(session, rules)
+        self.compiled = list(compiled) if compiled is not None else compile_rules(session, rules)
         self.judge = Judge(self.compiled)
         self.needs = _Needs(self.compiled)
         self.valuer = valuer
@@ -459,39 +462,61 @@ def evaluate_records(session: Session, valuer: Valuer, connection_id: int, *,
     return result
 
 
-def evaluate_new(session: Session, valuer: Valuer, connection_id: int) -> EvaluationResult:
+class RuleCache:
+    """The enabled rules compiled (their lists indexed), kept by a process between evaluations after syncs
+    and compiled again when anything changed: every change to a list, a rule or a group writes a
+    ``conduct_changes`` row, so the newest row's id says whether the compiled rules are current."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: Any = None
+        self._compiled: list[CompiledRule] = []
+
+    def compiled(self, session: Session) -> list[CompiledRule]:
+        key = session.execute(select(func.max(ConductChange.id), func.count(ConductChange.id))).one()
+        with self._lock:
+            if key == self._key:
+                return self._compiled
+        compiled = compile_rules(session, list_rules(session, enabled_only=True))
+        with self._lock:
+            self._key, self._compiled = key, compiled
+        return compiled
+
+
+def evaluate_new(session: Session, valuer: Valuer, connection_id: int, cache: RuleCache | None = None
+                 ) -> EvaluationResult:
     """The records one connection stored since its last evaluation (after every sync): the connection's
-    evaluation mark says where the last one stopped, and moves in this transaction."""
+    evaluation mark says where the last one stopped, and moves in this transaction. A sync that stored
+    nothing costs one query."""
     from appliance.store.models import PredictionPosition, Transaction
 
     mark = session.get(EvaluationMark, connection_id)
+    tops = session.execute(select(*(
+        select(func.max(model.id)).where(model.connection_id == connection_id).scalar_subquery()
+        for model in (Transaction, PredictionPosition, BalanceSnapshot)))).one()
+    top_tx, top_pos, top_bal = (int(v or 0) for v in tops)
+    if mark is not None and top_tx <= mark.transaction_id and top_pos <= mark.position_id \
+            and top_bal <= mark.balance_id:
+        return EvaluationResult()
     if mark is None:
         mark = EvaluationMark(connection_id=connection_id, transaction_id=0, position_id=0, balance_id=0)
         session.add(mark)
-    rules = list_rules(session, enabled_only=True)
-    if not rules:
-        # Nothing to judge: the mark moves on (a rule created later judges the whole history itself).
-        for attr, model in (("transaction_id", Transaction), ("position_id", PredictionPosition),
-                            ("balance_id", BalanceSnapshot)):
-            top = session.execute(select(func.max(model.id)).where(model.connection_id == connection_id)).scalar()
-            setattr(mark, attr, max(int(top or 0), getattr(mark, attr)))
-        mark.updated_at = utcnow()
-        session.flush()
-        return EvaluationResult()
-    tx_ids = list(session.execute(select(Transaction.id).where(
-        Transaction.connection_id == connection_id, Transaction.id > mark.transaction_id)).scalars())
-    pos_ids = list(session.execute(select(PredictionPosition.id).where(
-        PredictionPosition.connection_id == connection_id, PredictionPosition.id > mark.position_id)).scalars())
-    bal_ids = list(session.execute(select(BalanceSnapshot.id).where(
-        BalanceSnapshot.connection_id == connection_id, BalanceSnapshot.id > mark.balance_id)).scalars())
+    compiled = cache.compiled(session) if cache is not None else compile_rules(
+        session, list_rules(session, enabled_only=True))
     result = EvaluationResult()
-    if tx_ids or pos_ids or bal_ids:
-        evaluation = Evaluation(session, rules, valuer)
+    if compiled:
+        tx_ids = list(session.execute(select(Transaction.id).where(
+            Transaction.connection_id == connection_id, Transaction.id > mark.transaction_id)).scalars())
+        pos_ids = list(session.execute(select(PredictionPosition.id).where(
+            PredictionPosition.connection_id == connection_id, PredictionPosition.id > mark.position_id)).scalars())
+        bal_ids = list(session.execute(select(BalanceSnapshot.id).where(
+            BalanceSnapshot.connection_id == connection_id, BalanceSnapshot.id > mark.balance_id)).scalars())
+        evaluation = Evaluation(session, [], valuer, compiled)
         result = evaluation.connection(connection_id, transaction_ids=tx_ids, position_ids=pos_ids,
                                        balance_ids=bal_ids)
-    mark.transaction_id = max(tx_ids, default=mark.transaction_id)
-    mark.position_id = max(pos_ids, default=mark.position_id)
-    mark.balance_id = max(bal_ids, default=mark.balance_id)
+    # With no rule enabled the mark simply moves on: a rule created later judges the whole history itself.
+    mark.transaction_id, mark.position_id, mark.balance_id = (
+        max(top_tx, mark.transaction_id), max(top_pos, mark.position_id), max(top_bal, mark.balance_id))
     mark.updated_at = utcnow()
     session.flush()
     return result
