@@ -141,3 +141,29 @@ def test_settings_refuse_moved_and_unsafe_keys() -> None:
             "host": "mail.example.com", "sender": "v@example.com", "username": "u", "starttls": False}}})
     with pytest.raises(ConfigError, match="compliance_mailbox"):
         settings_from_mapping({**base, "notifications": {"compliance_mailbox": ["not an address"]}})
+
+
+def test_onboarding_link_emailed_from_the_employee_page(sta_factory: Any, relay: MailServer) -> None:
+    from tests.access.helpers import csrf_of, login_session
+
+    sta = mailing(sta_factory, relay)
+    client = https_client(sta)
+    login_session(client, sta, "carol")
+    alice = Api(https_client(sta), sta, "alice")
+    employee = alice.post("/employees", {"name": "Olga Onboard", "email": "olga@example.com"})["id"]
+    page = client.get(f"/employees/{employee}").get_data(as_text=True)
+    assert "E-mail a new link to olga@example.com" in page
+    response = client.post(f"/employees/{employee}/links", data={"csrf_token": csrf_of(client), "purpose": "initial",
+                                                                  "deliver": "email"})
+    assert response.status_code == 302
+    sta.appliance.mailer.deliver_pending()
+    (mail,) = relay.messages()
+    assert mail.recipients == ["olga@example.com"] and "Olga Onboard" in mail.body
+    link = re.search(r"https://vigatra\.example\.com/onboard/[A-Za-z0-9_-]{40,}", mail.body)
+    assert link is not None
+    token = link.group(0).rsplit("/", 1)[1]
+    # The link in the e-mail is a working one-time link; the outbox kept no copy of it.
+    assert client.get(f"/onboard/{token}").status_code == 200
+    with sta.store.read() as session:
+        row = session.execute(select(MailOutbox)).scalar_one()
+        assert row.body_sealed is None and row.purpose == "onboarding"
