@@ -279,8 +279,10 @@ def doctor() -> None:
         report("configuration", False, exc.message)
         echo_table(results, ["check", "result", "detail"])
         raise SystemExit(1) from None
+    # VIGATRA_SECRET_*: secrets the env key provider holds for other systems (the SMTP password).
     unknown_env = sorted(k for k in os.environ if k.startswith("VIGATRA_") and k not in NON_CONFIG_ENV
-                         and k != settings.keys.env_var and not _is_config_env(k))
+                         and k != settings.keys.env_var and not _is_config_env(k)
+                         and not k.startswith("VIGATRA_SECRET_"))
     if unknown_env:
         report("environment", False, f"VIGATRA_* variables that are not configuration keys (typo?): "
                f"{', '.join(unknown_env)}", warning=True)

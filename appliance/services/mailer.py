@@ -6,8 +6,8 @@ links, and later sign-in links, pre-clearance decisions, attestation reminders).
   in the caller's transaction, with the body sealed (it may carry a one-time link). A rolled-back
   change leaves no row, so nothing is ever sent for a change that did not happen.
 - After the commit, the session's ``after_commit`` event wakes the delivery thread (``start()``, run
-  by ``vigatra serve``); a periodic sweep (``deliver_pending``, also a scheduler job) delivers
-  whatever a wake-up missed, on any node. The CLI delivers at the end of its command.
+  by ``vigatra serve``); the same thread sweeps every 30 seconds (``deliver_pending``), so whatever a
+  wake-up missed, or another node queued, is delivered. The CLI delivers at the end of its command.
 - Delivery claims a row with a conditional UPDATE (several nodes may sweep), sends outside any
   transaction, then records the outcome: sent (the sealed body is dropped: recipients, subject and
   time stay as the record), retried later with growing pauses, or failed after
