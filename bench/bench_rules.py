@@ -220,7 +220,8 @@ def full(database: str, url: str, base: Path, employees: int, per_connection: in
         app.close()
 
 
-def sync_part(database: str, url: str, base: Path, connections: int, history: int) -> dict[str, Any]:
+def sync_part(database: str, url: str, base: Path, connections: int, history: int, active: float
+              ) -> dict[str, Any]:
     from appliance.services.rules import lists
     from appliance.services.sync import run_cycle
     from appliance.settings import VENUE_IDS
@@ -246,7 +247,7 @@ def sync_part(database: str, url: str, base: Path, connections: int, history: in
             note(f"{database}: first sync of {connections} connections")
             first = run_cycle(app, force=True)
             assert not first.failed, first.lines()[:5]
-            for venue, key in keys:
+            for venue, key in keys[:max(1, round(len(keys) * active))]:
                 sim.control("POST", f"{venue}/keys/{key['api_key']}/trades", {"count": 2})
             began = time.monotonic()
             result = run_cycle(app, force=True)
@@ -256,6 +257,7 @@ def sync_part(database: str, url: str, base: Path, connections: int, history: in
             total_cpu = sum(o.cpu_ms for o in result.outcomes)
             del ids
             return {"database": database, "connections": connections, "history": history, "wall": wall,
+                    "active": active,
                     "sync_cpu_ms": total_cpu - rules_cpu, "rules_cpu_ms": rules_cpu,
                     "alerts": sum(o.alerts for o in result.outcomes),
                     "records": sum(o.records for o in result.outcomes)}
@@ -304,6 +306,8 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=200)
     parser.add_argument("--sync-connections", type=int, default=100)
     parser.add_argument("--sync-history", type=int, default=50)
+    parser.add_argument("--active", type=float, nargs="+", default=[0.1, 1.0],
+                        help="fractions of the accounts with new trades in the measured cycle")
     args = parser.parse_args()
     os.environ[KEK_VAR] = base64.b64encode(secrets.token_bytes(32)).decode()
     clusters: dict[str, Any] = {}
@@ -319,15 +323,16 @@ def main() -> None:
                           f"{r['cpu']:.1f} s | {r['alerts']:,} | {r['again_seconds']:.1f} s, {r['again_alerts']} |",
                           flush=True)
             if "sync" in args.part:
-                print("\n| database | connections | history each | records stored | sync CPU | rules CPU | ratio | "
-                      "alerts |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                print("\n| database | connections | history each | with new trades | records stored | sync CPU | "
+                      "rules CPU | ratio | alerts |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
                 for database in args.databases:
-                    r = sync_part(database, database_url(database, base, clusters), base, args.sync_connections,
-                                  args.sync_history)
-                    ratio = r["rules_cpu_ms"] / r["sync_cpu_ms"] if r["sync_cpu_ms"] else 0.0
-                    print(f"| {database} | {r['connections']} | {r['history']} | {r['records']} | "
-                          f"{r['sync_cpu_ms']:.0f} ms | {r['rules_cpu_ms']:.0f} ms | {ratio:.1%} | {r['alerts']} |",
-                          flush=True)
+                    for active in args.active:
+                        r = sync_part(database, database_url(database, base, clusters), base, args.sync_connections,
+                                      args.sync_history, active)
+                        ratio = r["rules_cpu_ms"] / r["sync_cpu_ms"] if r["sync_cpu_ms"] else 0.0
+                        print(f"| {database} | {r['connections']} | {r['history']} | {active:.0%} | {r['records']} | "
+                              f"{r['sync_cpu_ms']:.0f} ms | {r['rules_cpu_ms']:.0f} ms | {ratio:.1%} | "
+                              f"{r['alerts']} |", flush=True)
         finally:
             if "pg" in clusters:
                 clusters["pg"].stop()

@@ -16,7 +16,7 @@ from appliance.services import notifications
 from appliance.services.context import Appliance
 from appliance.services.rules import catalogue, groups, lists
 from appliance.services.rules.common import known_venues
-from appliance.services.rules.evaluate import EvaluationResult, evaluate_history, evaluate_new
+from appliance.services.rules.evaluate import EvaluationResult, evaluate_history, evaluate_new, has_new_records
 from appliance.services.rules.values import Valuer, base_currency, default_valuer
 from appliance.store.models import ConductList, EmployeeGroup, Rule
 
@@ -150,6 +150,9 @@ def create_group(session: Session, app: Appliance, actor: Actor, *, name: Any, d
 def evaluate_connection(app: Appliance, connection_id: int) -> EvaluationResult:
     """The records a sync stored for this connection, in a unit of work of its own (after the sync's
     last commit), then the notices of new critical alerts once that unit of work committed."""
+    with app.store.read() as session:
+        if not has_new_records(session, connection_id):
+            return EvaluationResult()
     with app.store.queued_unit_of_work() as session:
         result = evaluate_new(session, valuer(app), connection_id, app.rule_cache)
         notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)

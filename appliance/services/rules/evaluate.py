@@ -9,15 +9,16 @@ the change or the sync that caused them, and the caller sends the notifications 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,6 @@ from appliance.store.models import (
     BalanceSnapshot,
     ConductChange,
     ConductList,
-    Connection,
     EvaluationMark,
     Rule,
     UnvaluedRecord,
@@ -115,6 +115,9 @@ class Evaluation:
         self.result = EvaluationResult(rules=len(self.compiled))
         self._findings: list[Finding] = []
         self._candidates: list[Any] = []
+        # After a sync: the unique (rule, record) key alone keeps alerts single, and settling records valued
+        # late is left to the next full evaluation (a statement saved per sync is CPU the sync keeps).
+        self.incremental = False
 
     # -- the whole history -------------------------------------------------------------------------
     def history(self, employee_ids: Sequence[int] | None = None) -> EvaluationResult:
@@ -199,30 +202,35 @@ class Evaluation:
             over, unvalued, valued = settle(candidates, valuations)
             found.extend(over)
             self._unvalued(unvalued)
-            self._valued(valued, employee_ids)
+            if not self.incremental:
+                self._valued(valued, employee_ids)
         if found:
             self._store(found)
 
     # -- the records one sync stored -------------------------------------------------------------------
     def connection(self, connection_id: int, *, transaction_ids: Sequence[int] | None = None,
-                   position_ids: Sequence[int] | None = None, balance_ids: Sequence[int] | None = None
-                   ) -> EvaluationResult:
-        """Judge the given new records of one connection (with the employee's other records as context:
-        the FIFO lots of the holding period, the series a position or a holding opens)."""
+                   position_ids: Sequence[int] | None = None, balance_ids: Sequence[int] | None = None,
+                   since: tuple[int, int, int] | None = None) -> EvaluationResult:
+        """Judge new records of one connection, named by id or as everything after ``since`` (transaction,
+        position, balance ids), with the employee's other records as context: the FIFO lots of the
+        holding period, the series a position or a holding opens. This runs after every sync that stored
+        something, so it reads only what it needs, in as few statements as it can."""
         if not self.compiled:
             return self.result
         session = self.session
-        connection = session.get(Connection, connection_id)
-        if connection is None:
+        accounts = facts.accounts_of_owner(session, connection_id)
+        account = accounts.get(connection_id)
+        if account is None:
             return self.result
-        person = facts.people(session, [connection.employee_id]).get(connection.employee_id)
+        person = facts.people(session, [account.employee_id]).get(account.employee_id)
         if person is None or not self.judge.applicable(person):
             return self.result
-        accounts = facts.accounts(session, employee_ids=[person.id])
-        account = accounts[connection_id]
+        self.incremental = True
         new_txs: list[Tx] = []
-        if transaction_ids and self.needs.transactions:
-            new_txs = facts.transactions_of_connections(session, [connection_id], ids=transaction_ids)
+        if self.needs.transactions and (transaction_ids or (since and since[0] >= 0)):
+            new_txs = facts.transactions_of_connections(
+                session, [connection_id], ids=transaction_ids if since is None else None,
+                since_id=since[0] if since is not None else 0)
         context = list(new_txs)
         traded = {t.asset for t in new_txs if t.kind in TRADE_KINDS}
         if traded and any(r.kind == "holding_period" for r in self.judge.applicable(person)):
@@ -235,30 +243,33 @@ class Evaluation:
         self._attach_raw(context, accounts)
         positions: list[Position] = []
         openings: list[Position] = []
-        if account.kind == "prediction" and (self.needs.positions or self.needs.raw_predictions):
+        new_positions = bool(position_ids) if since is None else since[1] >= 0
+        if account.kind == "prediction" and new_positions and (self.needs.positions or self.needs.raw_predictions):
             positions = facts.positions_of_connections(session, [a.id for a in accounts.values()
                                                                   if a.kind == "prediction"])
-            if position_ids and self.needs.positions:
-                wanted = set(position_ids)
+            if self.needs.positions:
                 mine = [p for p in positions if p.connection_id == connection_id]
+                fresh = (lambda p: p.id in set(position_ids or ())) if since is None else (lambda p: p.id > since[1])
                 openings = [p for p in facts.openings(mine, lambda r: (r.market_id, r.outcome), lambda r: r.size)
-                            if p.id in wanted]
+                            if fresh(p)]
         snaps: list[Snapshot] = []
         holdings: dict[str, tuple[Decimal, list[Snapshot]]] = {}
-        if balance_ids and (self.needs.snapshots or self.needs.holdings):
-            wanted = set(balance_ids)
-            assets = {a for (a,) in session.execute(select(BalanceSnapshot.asset).where(
-                BalanceSnapshot.id.in_(list(wanted))))}
-            mine_s = facts.snapshots_of_connections(session, [connection_id], assets=assets)
+        new_balances = bool(balance_ids) if since is None else since[2] >= 0
+        if new_balances and (self.needs.snapshots or self.needs.holdings):
+            changed = select(BalanceSnapshot.asset).where(BalanceSnapshot.connection_id == connection_id)
+            changed = changed.where(BalanceSnapshot.id.in_(list(balance_ids or ()))) if since is None else \
+                changed.where(BalanceSnapshot.id > since[2])
+            every = facts.snapshots_of_connections(session, accounts, assets=changed.scalar_subquery())
             if self.needs.snapshots:
-                snaps = [s for s in facts.openings(mine_s, lambda r: (r.asset, r.account), lambda r: r.amount)
-                         if s.id in wanted]
+                mine_s = [x for x in every if x.connection_id == connection_id]
+                fresh_s = (lambda x: x.id in set(balance_ids or ())) if since is None else (lambda x: x.id > since[2])
+                snaps = [x for x in facts.openings(mine_s, lambda r: (r.asset, r.account), lambda r: r.amount)
+                         if fresh_s(x)]
                 if snaps:
                     first = _first_activity(facts.transactions_of_connections(
-                        session, [connection_id], kinds=facts.TOUCHING_KINDS, assets={s.asset for s in snaps}))
+                        session, [connection_id], kinds=facts.TOUCHING_KINDS, assets={x.asset for x in snaps}))
                     snaps = _unexplained(snaps, first)
             if self.needs.holdings:
-                every = facts.snapshots_of_connections(session, accounts, assets=assets)
                 holdings = _current_holdings(every, accounts).get(person.id, {})
         self.judge.seen = self._alerted([person.id])
         self._judge(person, accounts, context, positions, openings, snaps, holdings,
@@ -290,7 +301,7 @@ class Evaluation:
         for f in findings:
             keys[f.rule.id].add(f.record_key)
         existing: set[tuple[int, str]] = set()
-        for rule_id, wanted in keys.items():
+        for rule_id, wanted in keys.items() if not self.incremental else ():
             listed = list(wanted)
             for start in range(0, len(listed), 900):
                 existing.update((rule_id, str(k)) for (k,) in session.execute(select(Alert.record_key).where(
@@ -339,7 +350,7 @@ class Evaluation:
             return
         now = utcnow()
         known: set[tuple[int, str]] = set()
-        for part in facts.chunks(sorted({u.employee_id for u in items}), 900):
+        for part in facts.chunks(sorted({u.employee_id for u in items}) if not self.incremental else [], 900):
             known.update((int(r), str(k)) for r, k in self.session.execute(select(
                 UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.employee_id.in_(part))))
         rows = [{"rule_id": u.rule_id, "record_key": u.record_key, "employee_id": u.employee_id, "reason": u.reason,
@@ -348,7 +359,7 @@ class Evaluation:
             stmt = self._insert()(_table(UnvaluedRecord)).on_conflict_do_nothing(
                 index_elements=["rule_id", "record_key"])
             self.session.execute(stmt, rows)
-        settled = self._open_unvalued()
+        settled = self._open_unvalued() if not self.incremental else None
         if settled:
             # A record valued before and not now (its price gone): open again.
             keys = {(u.rule_id, u.record_key) for u in items}
@@ -465,15 +476,21 @@ def evaluate_records(session: Session, valuer: Valuer, connection_id: int, *,
 class RuleCache:
     """The enabled rules compiled (their lists indexed), kept by a process between evaluations after syncs
     and compiled again when anything changed: every change to a list, a rule or a group writes a
-    ``conduct_changes`` row, so the newest row's id says whether the compiled rules are current."""
+    ``conduct_changes`` row, so the newest row's id (and their number) says whether they are current."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: Any = None
         self._compiled: list[CompiledRule] = []
 
-    def compiled(self, session: Session) -> list[CompiledRule]:
-        key = session.execute(select(func.max(ConductChange.id), func.count(ConductChange.id))).one()
+    @staticmethod
+    def key_columns() -> tuple[Any, Any]:
+        return (select(func.max(ConductChange.id)).scalar_subquery(),
+                select(func.count(ConductChange.id)).scalar_subquery())
+
+    def compiled(self, session: Session, key: Any = None) -> list[CompiledRule]:
+        if key is None:
+            key = tuple(session.execute(select(*self.key_columns())).one())
         with self._lock:
             if key == self._key:
                 return self._compiled
@@ -483,42 +500,58 @@ class RuleCache:
         return compiled
 
 
+@functools.cache
+def _progress_statement() -> Any:
+    """One statement: a connection's newest record ids, its evaluation mark, and the rules' change key.
+    Built once (with the connection id as a parameter): it runs after every sync."""
+    from appliance.store.models import PredictionPosition, Transaction
+
+    cid: Any = bindparam("cid")
+    marks = [select(column).where(EvaluationMark.connection_id == cid).scalar_subquery()
+             for column in (EvaluationMark.transaction_id, EvaluationMark.position_id, EvaluationMark.balance_id)]
+    tops = [select(func.max(model.id)).where(model.connection_id == cid).scalar_subquery()
+            for model in (Transaction, PredictionPosition, BalanceSnapshot)]
+    return select(*tops, *marks, *RuleCache.key_columns())
+
+
+def _progress(session: Session, connection_id: int) -> Any:
+    return session.connection().execute(_progress_statement(), {"cid": connection_id}).one()
+
+
+def has_new_records(session: Session, connection_id: int) -> bool:
+    """Whether the connection stored anything since its last evaluation (a read: most syncs store nothing,
+    and they should not pay for a write transaction to learn it)."""
+    row = _progress(session, connection_id)
+    if row[3] is None:
+        return True
+    return any(int(row[i] or 0) > int(row[i + 3] or 0) for i in range(3))
+
+
 def evaluate_new(session: Session, valuer: Valuer, connection_id: int, cache: RuleCache | None = None
                  ) -> EvaluationResult:
     """The records one connection stored since its last evaluation (after every sync): the connection's
     evaluation mark says where the last one stopped, and moves in this transaction. A sync that stored
-    nothing costs one query."""
-    from appliance.store.models import PredictionPosition, Transaction
-
-    mark = session.get(EvaluationMark, connection_id)
-    tops = session.execute(select(*(
-        select(func.max(model.id)).where(model.connection_id == connection_id).scalar_subquery()
-        for model in (Transaction, PredictionPosition, BalanceSnapshot)))).one()
-    top_tx, top_pos, top_bal = (int(v or 0) for v in tops)
-    if mark is not None and top_tx <= mark.transaction_id and top_pos <= mark.position_id \
-            and top_bal <= mark.balance_id:
+    nothing costs one statement."""
+    cache = cache or RuleCache()
+    row = _progress(session, connection_id)
+    top = [int(v or 0) for v in row[0:3]]
+    had_mark = row[3] is not None
+    mark = [int(v or 0) for v in row[3:6]]
+    if had_mark and all(t <= m for t, m in zip(top, mark, strict=True)):
         return EvaluationResult()
-    if mark is None:
-        mark = EvaluationMark(connection_id=connection_id, transaction_id=0, position_id=0, balance_id=0)
-        session.add(mark)
-    compiled = cache.compiled(session) if cache is not None else compile_rules(
-        session, list_rules(session, enabled_only=True))
+    compiled = cache.compiled(session, tuple(row[6:8]))
     result = EvaluationResult()
     if compiled:
-        tx_ids = list(session.execute(select(Transaction.id).where(
-            Transaction.connection_id == connection_id, Transaction.id > mark.transaction_id)).scalars())
-        pos_ids = list(session.execute(select(PredictionPosition.id).where(
-            PredictionPosition.connection_id == connection_id, PredictionPosition.id > mark.position_id)).scalars())
-        bal_ids = list(session.execute(select(BalanceSnapshot.id).where(
-            BalanceSnapshot.connection_id == connection_id, BalanceSnapshot.id > mark.balance_id)).scalars())
-        evaluation = Evaluation(session, [], valuer, compiled)
-        result = evaluation.connection(connection_id, transaction_ids=tx_ids, position_ids=pos_ids,
-                                       balance_ids=bal_ids)
+        # -1: nothing new of that kind (not read at all).
+        since = cast(tuple[int, int, int], tuple(m if t > m else -1 for t, m in zip(top, mark, strict=True)))
+        result = Evaluation(session, [], valuer, compiled).connection(connection_id, since=since)
     # With no rule enabled the mark simply moves on: a rule created later judges the whole history itself.
-    mark.transaction_id, mark.position_id, mark.balance_id = (
-        max(top_tx, mark.transaction_id), max(top_pos, mark.position_id), max(top_bal, mark.balance_id))
-    mark.updated_at = utcnow()
-    session.flush()
+    values = {"transaction_id": max(top[0], mark[0]), "position_id": max(top[1], mark[1]),
+              "balance_id": max(top[2], mark[2]), "updated_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    upsert = module.insert(_table(EvaluationMark)).values(connection_id=connection_id, **values)
+    session.execute(upsert.on_conflict_do_update(index_elements=["connection_id"], set_=values))
     return result
 
 

@@ -111,6 +111,14 @@ def accounts(session: Session, employee_ids: Sequence[int] | None = None,
     return out
 
 
+def accounts_of_owner(session: Session, connection_id: int) -> dict[int, Account]:
+    """Every connection of the employee who owns this one (one statement)."""
+    owner = select(Connection.employee_id).where(Connection.id == connection_id).scalar_subquery()
+    return {r[0]: Account(*r) for r in session.connection().execute(select(
+        Connection.id, Connection.employee_id, Connection.kind, Connection.venue, Connection.label,
+        Connection.address).where(Connection.employee_id == owner))}
+
+
 _TX_COLUMNS = (Transaction.id, Transaction.connection_id, Transaction.kind, Transaction.occurred_at, Transaction.asset,
                Transaction.amount, Transaction.market, Transaction.quote_asset, Transaction.quote_amount)
 
@@ -163,7 +171,7 @@ def positions_of_connections(session: Session, connection_ids: Iterable[int]) ->
 
 
 def snapshots_of_connections(session: Session, connection_ids: Iterable[int], *,
-                             assets: Iterable[str] | None = None) -> list[Snapshot]:
+                             assets: Iterable[str] | Any = None) -> list[Snapshot]:
     conns = list(connection_ids)
     if not conns:
         return []
@@ -171,7 +179,7 @@ def snapshots_of_connections(session: Session, connection_ids: Iterable[int], *,
                   BalanceSnapshot.amount, BalanceSnapshot.valid_from, BalanceSnapshot.valid_to).where(
         BalanceSnapshot.connection_id.in_(conns))
     if assets is not None:
-        stmt = stmt.where(BalanceSnapshot.asset.in_(list(assets)))
+        stmt = stmt.where(BalanceSnapshot.asset.in_(assets if hasattr(assets, "compile") else list(assets)))
     return [Snapshot(*r) for r in session.connection().execute(stmt.order_by(
         BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account, BalanceSnapshot.id))]
 
