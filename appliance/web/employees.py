@@ -3,6 +3,7 @@ onboarding links, CSV import, offboarding, "sync now"."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -17,7 +18,15 @@ from appliance.services import employees as employee_service
 from appliance.services import notifications, onboarding, records, sync
 from appliance.services.rules import groups
 from appliance.services.scope import employee_visible, flagging_alerts
+from appliance.services.valuation import read as valuation
 from appliance.web import web_blueprint
+
+
+@web_blueprint.app_template_filter("money")
+def money(value: Decimal | None, currency: str) -> str:
+    """A value rounded to the currency's minor unit, with thousands separators (values.html)."""
+    shown = valuation.rounded(value, currency)
+    return "" if shown is None else f"{shown:,}"
 
 
 @web_blueprint.route("/employees")
@@ -83,13 +92,31 @@ def render_employee(employee_id: int, *, new_link: str | None = None, flag_form:
                            flagged_scope=flagged_scope, memberships=memberships,
                            links=[(link, onboarding.link_state(link)) for link in links], new_link=new_link,
                            mail_enabled=appliance().mailer.enabled, flag_form=flag_form or {},
-                           flag_error=flag_error), status
+                           flag_error=flag_error,
+                           values=_values(session, balances, transactions, positions)), status
 
 
 @web_blueprint.route("/employees/<int:employee_id>")
 @requires("employees:read", action="employees.view")
 def employee(employee_id: int) -> ResponseReturnValue:
     return render_employee(employee_id)
+
+
+def _values(session: Any, balances: list[Any] | None, transactions: list[Any] | None,
+            positions: list[Any] | None) -> dict[str, Any]:
+    """Per-row values and totals in the firm's currency for the rows the page shows (absent: not shown)."""
+    settings = appliance().settings
+    out: dict[str, Any] = {"currency": valuation.currency_of(settings)}
+    if balances is not None:
+        out["balances"] = valuation.balance_values(session, settings, [b for b, _c in balances])
+        out["balances_total"] = valuation.total(out["balances"])
+    if positions is not None:
+        out["positions"] = valuation.position_values(session, settings, positions)
+        out["positions_total"] = valuation.total(out["positions"])
+    if transactions is not None:
+        by_id = valuation.transaction_values(session, settings, [t for t, _c in transactions])
+        out["transactions"] = [by_id[t.id] for t, _c in transactions]
+    return out
 
 
 @web_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])

@@ -19,6 +19,7 @@ from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition,
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
 from appliance.store.models.mail import MailOutbox
+from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
 from appliance.store.models.system import PollCycle, Setting
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "ConductList",
     "Connection",
     "CoverageInterval",
+    "CurrentPrice",
     "Employee",
     "EmployeeGroup",
     "EmployeeGroupMember",
@@ -47,6 +49,8 @@ __all__ = [
     "OnboardingToken",
     "PollCycle",
     "PredictionPosition",
+    "PriceCandleDay",
+    "PriceObservation",
     "RevokedSession",
     "Role",
     "RolePermission",
@@ -54,6 +58,7 @@ __all__ = [
     "Setting",
     "SyncCursor",
     "Transaction",
+    "TransactionValue",
     "UnvaluedRecord",
     "User",
     "UserRole",
