@@ -157,3 +157,24 @@ def evaluate_connection(app: Appliance, connection_id: int) -> EvaluationResult:
         result = evaluate_new(session, valuer(app), connection_id, app.rule_cache)
         notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)
     return result
+
+
+def revalue(app: Appliance) -> EvaluationResult:
+    """After a pricing run: the threshold rules look again at the records they could not value (values
+    appear when the pricing job has run, after the sync that stored the records)."""
+    from sqlalchemy import select
+
+    from appliance.store.models import Rule as RuleModel
+    from appliance.store.models import UnvaluedRecord
+
+    with app.store.queued_unit_of_work() as session:
+        rules = [r.id for r in session.execute(select(RuleModel).where(
+            RuleModel.kind == "threshold", RuleModel.enabled.is_(True))).scalars()]
+        if not rules:
+            return EvaluationResult()
+        employees = sorted({int(e or 0) for (e,) in session.execute(select(UnvaluedRecord.employee_id).where(
+            UnvaluedRecord.rule_id.in_(rules), UnvaluedRecord.valued_at.is_(None),
+            UnvaluedRecord.employee_id.is_not(None)).distinct())})
+        if not employees:
+            return EvaluationResult()
+        return reevaluate(session, app, rule_ids=rules, employee_ids=employees)

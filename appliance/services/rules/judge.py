@@ -215,7 +215,7 @@ class Judge:
                     if (on_trade if trade else on_transfer) and (rule.id, f"tx:{tx.id}") not in self.seen:
                         out.candidates.append(Candidate(
                             rule, person.id, tx.connection_id, f"tx:{tx.id}", tx.occurred_at, (tx, account),
-                            Priced(tx.asset, tx.amount, tx.occurred_at, tx.quote_asset, tx.quote_amount), []))
+                            Priced(tx.asset, tx.amount, tx.occurred_at, tx.quote_asset, tx.quote_amount, tx.id), []))
         for rule in rules:
             if rule.kind == "holding_period":
                 out.findings.extend(self._holding_period(rule, person, accounts, txs))
@@ -279,7 +279,7 @@ class Judge:
             # The title and the evidence are written only for a record over the threshold (settle).
             out.candidates.append(Candidate(
                 rule, person.id, tx.connection_id, key, tx.occurred_at, (tx, account),
-                Priced(tx.asset, tx.amount, tx.occurred_at, tx.quote_asset, tx.quote_amount), []))
+                Priced(tx.asset, tx.amount, tx.occurred_at, tx.quote_asset, tx.quote_amount, tx.id), []))
         elif kind == "new_account":
             if tx.kind not in TRANSFER_KINDS or tx.raw is None:
                 return

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,7 @@ class Priced(NamedTuple):
     at: dt.datetime
     quote_asset: str | None = None
     quote_amount: Decimal | None = None
+    transaction_id: int | None = None  # a transaction: the value the pricing job stored for its own time
 
 
 class Valuer(Protocol):
@@ -77,5 +78,54 @@ class QuoteValuer:
         return out
 
 
+class StoredValuer:
+    """The appliance's valuations (services/valuation): a transaction is worth what the pricing job stored
+    for it at its own time (the candle that contains it); without a stored value, a trade quoted in the base
+    currency is worth its own quote amount; an amount (a holding, a position's cost in its quote currency)
+    is worth it at the current price. Anything else is "could not be valued" with the valuation's reason
+    (e.g. not priced yet: the threshold looks at it again when the pricing job has run)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.currency = base_currency(settings)
+        self.quotes = QuoteValuer(self.currency)
+
+    def value(self, session: Session, items: Sequence[Priced]) -> list[Valuation]:
+        from appliance.services.valuation import read
+
+        tx_ids = [i.transaction_id for i in items if i.transaction_id is not None]
+        stored: dict[int, read.Value] = {}
+        if tx_ids:
+            # transaction_values reads the rows' ids only.
+            stored = read.transaction_values(session, self.settings, cast(Any, [_Id(i) for i in tx_ids]))
+        amounts = [i.asset for i in items if i.transaction_id is None and i.asset.upper() != self.currency]
+        table = read.PriceTable(session, self.settings, amounts) if amounts else None
+        out: list[Valuation] = []
+        for item in items:
+            if item.transaction_id is not None:
+                found = stored.get(item.transaction_id)
+                if found is not None and found.value is not None:
+                    out.append(Valuation(abs(found.value), self.currency,
+                                         source=f"{found.source} at the trade's time".strip()))
+                    continue
+                quoted = self.quotes.one(item)
+                out.append(quoted if quoted.value is not None else Valuation(
+                    None, self.currency, reason=(found.reason if found is not None else quoted.reason)[:300]))
+                continue
+            if item.asset.upper() == self.currency or table is None:
+                out.append(self.quotes.one(item))
+                continue
+            value = table.value(item.asset, abs(item.amount))
+            out.append(Valuation(value.value, self.currency, reason=value.reason[:300], source=value.source)
+                       if value.value is not None else Valuation(None, self.currency, reason=value.reason[:300]))
+        return out
+
+
+class _Id(NamedTuple):
+    id: int
+
+
 def default_valuer(settings: Settings) -> Valuer:
+    if getattr(settings, "valuation", None) is not None:
+        return StoredValuer(settings)
     return QuoteValuer(base_currency(settings))
