@@ -149,3 +149,23 @@ def test_transfer_to_an_address_never_connected(sta: Any, sim: RunningSim, api: 
     (alert,) = carol.get(f"/alerts?rule_id={rule['id']}")["alerts"]
     assert alert["severity"] == "info" and alert["kind"] == "watch"
     assert carol.get(f"/alerts/{alert['id']}")["detail"]["address"] == stranger
+
+
+def test_threshold_takes_the_pricing_jobs_value_at_trade_time(sta: Any, sim: RunningSim, api: Any) -> None:
+    from appliance.poller.jobs import price_tick
+
+    employee = new_employee(sta, "Vera Valued")
+    cid, key = onboard_key_for(sta, sim, "kraken", employee)
+    add_trades(sim, "kraken", key, [
+        {"base": "SOL", "quote": "USDT", "side": "buy", "amount": "400", "price": "90", "when": days_ago(2)}])
+    sync(sta, cid)
+    carol = api("carol")
+    rule = carol.post("/rules", {"name": "Large", "kind": "threshold", "params": {"value": "1", "on": ["trade"]}})
+    assert carol.get(f"/rules/{rule['id']}")["could_not_be_valued"] == 1  # not priced yet: neither passed nor failed
+    price_tick(sta.appliance)  # the pricing job values the trade at its own time, then the rule looks again
+    detail = carol.get(f"/rules/{rule['id']}")
+    alerts = carol.get(f"/alerts?rule_id={rule['id']}")["alerts"]
+    assert detail["could_not_be_valued"] == 0
+    (alert,) = alerts
+    value = carol.get(f"/alerts/{alert['id']}")["detail"]
+    assert value["value_source"].endswith("at the trade's time") and value["currency"] == "USD"
