@@ -5,6 +5,9 @@ in the currency), ``price_source`` (the venue(s), ``import:<source>`` or ``ident
 ``BTC/USDT binance candle 1h x USDT/USD kraken candle 1h`` for a cross), ``priced_at`` (the time the price is
 for) and ``unpriced_reason`` (why there is no value; null when there is one). A missing value is null with a
 reason, never 0. The response names ``currency`` at the top.
+
+A transaction has a ``price`` of its own (what the trade was done at, in its quote asset): there the valuation's
+price per unit is ``value_price`` (:func:`transaction_value_json`), so neither hides the other.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ def value_json(value: Value) -> dict[str, Any]:
         "price_source": value.source or None, "price_route": value.route or None,
         "priced_at": json_value(value.priced_at), "unpriced_reason": value.reason or None,
     }
+
+
+def transaction_value_json(value: Value) -> dict[str, Any]:
+    """A transaction's value: as :func:`value_json`, with the price per unit in the currency as ``value_price``
+    (``price`` is the trade's own)."""
+    out = value_json(value)
+    out["value_price"] = out.pop("price")
+    return out
 
 
 def total_json(total: Total) -> dict[str, Any]:

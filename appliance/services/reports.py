@@ -21,6 +21,8 @@ from appliance.store.models import Alert, Connection, CoverageInterval, Employee
 
 UNPRICED = "unpriced"
 VALUE_COLUMNS = ["currency", "price", "value", "price_source", "price_route", "priced_at", "unpriced_reason"]
+# The transactions report has the trade's own price in "price": the valuation's price per unit is "value_price".
+TRANSACTION_VALUE_COLUMNS = ["value_price" if c == "price" else c for c in VALUE_COLUMNS]
 
 
 def _value_cells(value: valuation.Value, currency: str) -> list[Any]:
@@ -95,7 +97,8 @@ def transaction_rows(session: Session, actor: Actor, settings: Settings, *, sinc
     currency = valuation.currency_of(settings)
     rows: list[list[Any]] = [["employee_external_id", "employee", "date", "venue", "nature", "instrument",
                               "quantity", "price", "principal_amount", "quote_asset", "fee", "fee_asset",
-                              "venue_transaction_id", "provenance", "orphaned", *VALUE_COLUMNS, "coverage_gaps"]]
+                              "venue_transaction_id", "provenance", "orphaned", *TRANSACTION_VALUE_COLUMNS,
+                              "coverage_gaps"]]
     batch: list[tuple[Any, Connection]] = []
 
     def flush() -> None:

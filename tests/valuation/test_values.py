@@ -84,6 +84,8 @@ def test_a_trade_at_10_37_is_priced_from_the_candle_that_contains_it(sta: Any, s
     assert body["currency"] == "USD"
     (item,) = [t for t in body["transactions"] if t["id"] == tx.id]
     assert Decimal(item["value"]) == Decimal("0.25") * close and item["price_source"] == "kraken"
+    assert Decimal(item["price"]) == 40000, "price is the trade's own, not overwritten by the valuation"
+    assert Decimal(item["value_price"]) == close
     assert item["priced_at"] == candle_open.isoformat().replace("+00:00", "Z")
 
 
@@ -277,4 +279,5 @@ def test_a_bitcoin_wallet_is_valued_from_the_configured_exchanges(sta_factory: A
         assert stored.retry_at == opened + dt.timedelta(hours=1, minutes=1), "priced once the candle has closed"
     else:  # the first source in the order with a candle for that hour (Kraken keeps only 720 of them)
         assert transfer["price_route"] == f"BTC/USD {transfer['price_source']} candle 1h"
-        assert Decimal(transfer["value"]) == Decimal(transfer["amount"]) * Decimal(transfer["price"])
+        assert Decimal(transfer["value"]) == Decimal(transfer["amount"]) * Decimal(transfer["value_price"])
+        assert transfer["price"] is None, "a transfer has no trade price of its own"
