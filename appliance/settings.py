@@ -28,6 +28,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/vigatra/vigatra.yaml")
 ENV_PREFIX = "VIGATRA_"
 # Environment variables with this prefix that are not configuration keys.
 NON_CONFIG_ENV = frozenset({"VIGATRA_CONFIG", "VIGATRA_TEST_POSTGRES_URL", "VIGATRA_KEK"})
+# Secrets the env key provider holds for other systems (VIGATRA_SECRET_SMTP_PASSWORD): not configuration keys.
+SECRET_ENV_PREFIX = "VIGATRA_SECRET_"  # noqa: S105 (a variable name prefix, not a secret)
 
 # ccxt ids of the exchanges plus the chains and prediction markets; settings validate venue keys against it.
 VENUE_IDS: tuple[str, ...] = (
@@ -157,11 +159,46 @@ class OnboardingSettings:
     failed_lookups_per_window: int = field(default=20, metadata=_doc(
         "Unknown or expired onboarding links tried from one IP per 10 minutes before it is throttled.",
         min=1, max=1000))
-    smtp_host: str = field(default="", metadata=_doc(
-        "Optional SMTP relay for e-mailing links. Empty: links are handed out by the admin (air-gapped sites)."))
-    smtp_port: int = field(default=25, metadata=_doc("SMTP relay port.", min=1, max=65535))
-    smtp_starttls: bool = field(default=True, metadata=_doc("Use STARTTLS with the relay."))
-    smtp_from: str = field(default="", metadata=_doc("Sender address of onboarding e-mails."))
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = field(default="", metadata=_doc(
+        "The customer's SMTP relay. Empty: no e-mail is sent (air-gapped sites hand out links themselves)."))
+    port: int = field(default=25, metadata=_doc("SMTP relay port (587 for submission with STARTTLS).",
+                                                min=1, max=65535))
+    starttls: bool = field(default=True, metadata=_doc(
+        "Upgrade the connection with STARTTLS and verify the relay's certificate; a relay that does not offer "
+        "it is refused."))
+    ca_file: Path | None = field(default=None, metadata=_doc(
+        "CA bundle that signs the relay's certificate (PEM). Empty: the system's trusted CAs."))
+    sender: str = field(default="", metadata=_doc("From: address of every e-mail (required when host is set)."))
+    username: str = field(default="", metadata=_doc(
+        "SMTP AUTH user name. Empty: no authentication. The password never goes in this file: the key "
+        "provider holds it under password_secret."))
+    password_secret: str = field(default="smtp-password", metadata=_doc(
+        "Name under which the key provider holds the SMTP password: a systemd credential of that name, a "
+        "file of that name (mode 0400) beside keys.file_path, the environment variable "
+        "VIGATRA_SECRET_<NAME> (upper case, - as _), or a keyring entry."))
+    timeout_seconds: int = field(default=20, metadata=_doc("Timeout of one SMTP conversation step.",
+                                                           min=1, max=300))
+    max_attempts: int = field(default=8, metadata=_doc(
+        "Deliveries tried per e-mail (with growing pauses) before it is marked failed on the System page.",
+        min=1, max=100))
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    compliance_mailbox: tuple[str, ...] = field(default=(), metadata=_doc(
+        "Addresses told of every new critical alert and every assignment (besides the assignee)."))
+    smtp: SmtpSettings = field(default_factory=SmtpSettings, metadata=_doc("The outgoing mail relay."))
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    flag_window_days: int = field(default=30, metadata=_doc(
+        "An employee stays flagged (visible to roles limited to flagged records) while an alert about them is "
+        "open, and for this many days after it was closed.", min=0, max=3650))
 
 
 @dataclass(frozen=True)
@@ -340,6 +377,9 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings, metadata=_doc("The audit trail."))
     onboarding: OnboardingSettings = field(default_factory=OnboardingSettings, metadata=_doc(
         "Employee onboarding links."))
+    alerts: AlertSettings = field(default_factory=AlertSettings, metadata=_doc("Alerts and flagged scope."))
+    notifications: NotificationSettings = field(default_factory=NotificationSettings, metadata=_doc(
+        "E-mail to compliance: new critical alerts, assignments, onboarding links."))
     backup: BackupSettings = field(default_factory=BackupSettings, metadata=_doc(
         "Scheduled encrypted backups (`vigatra backup create` makes one by hand)."))
     keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
@@ -403,9 +443,30 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     return settings_from_mapping(raw, env=env, source=str(config_path))
 
 
+# Keys that moved: a configuration still naming the old key is told where it went.
+MOVED_KEYS = {
+    ("onboarding", "smtp_host"): "notifications.smtp.host",
+    ("onboarding", "smtp_port"): "notifications.smtp.port",
+    ("onboarding", "smtp_starttls"): "notifications.smtp.starttls",
+    ("onboarding", "smtp_from"): "notifications.smtp.sender",
+}
+
+
+def _check_moved(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> None:
+    for (section, key), target in MOVED_KEYS.items():
+        old = ".".join((section, key))
+        values = raw.get(section)
+        if isinstance(values, dict) and key in values:
+            raise ConfigError(f"configuration key '{old}' in {source} moved to '{target}'")
+        if env_name((section, key)) in env:
+            raise ConfigError(f"environment variable {env_name((section, key))} is no longer read: "
+                              f"configuration key '{old}' moved to '{target}' ({env_name(tuple(target.split('.')))})")
+
+
 def settings_from_mapping(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
                           source: str = "<mapping>") -> Settings:
     env = {} if env is None else env
+    _check_moved(raw, env, source)
     values = _build(Settings, dict(raw), (), env, source)
     values["source"] = source
     settings = Settings(**values)
@@ -566,6 +627,7 @@ def _cross_check(settings: Settings, source: str) -> None:
     if settings.auth.password_min_length < 15 and not settings.auth.mfa_required:
         raise _bad(("auth", "password_min_length"), source,
                    "must be at least 15 unless auth.mfa_required is true (NIST SP 800-63B)")
+    _check_smtp(settings.notifications, source)
     backup_dest = settings.backup.dest
     if backup_dest and not Path(backup_dest).is_absolute():
         raise _bad(("backup", "dest"), source, f"must be an absolute path, got {backup_dest!r}")
@@ -590,6 +652,35 @@ def _check_valuation(valuation: ValuationSettings, source: str) -> None:
     for asset in valuation.cross_via:
         if not ASSET_CODE.match(asset):
             raise _bad(("valuation", "cross_via"), source, f"{asset!r} is not an asset code (upper case, e.g. USDT)")
+
+
+ADDRESS = re.compile(r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]{1,190}\.[^@\s<>,;\"]{2,63}$")
+
+
+def _check_smtp(notifications: NotificationSettings, source: str) -> None:
+    smtp = notifications.smtp
+    for address in notifications.compliance_mailbox:
+        if not ADDRESS.match(address):
+            raise _bad(("notifications", "compliance_mailbox"), source, f"{address!r} is not an e-mail address")
+    if not smtp.host:
+        return
+    if not ADDRESS.match(smtp.sender):
+        raise _bad(("notifications", "smtp", "sender"), source,
+                   "an e-mail address is required when notifications.smtp.host is set")
+    loopback = smtp.host == "localhost" or _is_loopback_host(smtp.host)
+    if smtp.username and not smtp.starttls and not loopback:
+        raise _bad(("notifications", "smtp", "username"), source,
+                   "SMTP authentication needs starttls: true (the password would cross the network in clear)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", smtp.password_secret):
+        raise _bad(("notifications", "smtp", "password_secret"), source,
+                   "a name of letters, digits, '.', '_' and '-' (up to 64)")
+
+
+def _is_loopback_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

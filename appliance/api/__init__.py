@@ -6,4 +6,14 @@ from flask import Blueprint
 
 api_blueprint = Blueprint("api", __name__)
 
-from appliance.api import admin, alerts, audit, auth, employees, openapi, oversight  # noqa: E402,F401  (the routes)
+from appliance.api import (  # noqa: E402,F401  (the routes)
+    admin,
+    alerts,
+    audit,
+    auth,
+    employees,
+    lists,
+    openapi,
+    oversight,
+    rules,
+)

@@ -136,15 +136,18 @@ class ConnectionList(Answer):
     connections: list[ConnectionOut]
 
 
-class Valued(Answer):
+class ValueFields(Answer):
     """A value in the firm's currency (api/values.py, docs/VALUATION.md): null with a reason, never 0."""
 
     value: DecimalText | None = Field(description="Quantity times price, in the answer's currency.")
-    price: DecimalText | None = Field(description="Per unit, in the answer's currency.")
     price_source: str | None
     price_route: str | None
     priced_at: Timestamp | None
     unpriced_reason: str | None = Field(description="Why there is no value (null when there is one).")
+
+
+class Valued(ValueFields):
+    price: DecimalText | None = Field(description="Per unit, in the answer's currency.")
 
 
 class Total(Answer):
@@ -182,6 +185,8 @@ class TransactionQuery(Schema):
 
 
 class TransactionOut(Valued):
+    """A transaction: ``price`` is the valuation's (in the answer's currency), ``trade_price`` the trade's own."""
+
     id: int
     connection_id: int
     venue: str
@@ -268,14 +273,7 @@ class SyncRequested(Answer):
     next_poll_at: Timestamp | None
 
 
-# -- alerts ----------------------------------------------------------------------------------------------
-
-class AlertQuery(Schema):
-    status: AlertStatus | None = None
-    employee_id: Id | None = None
-    limit: Annotated[int, Whole(1, 1000)] = 200
-    before: Id | None = Field(default=None, description="Only alerts with a smaller id (the next page).")
-
+# -- alerts (cases: api/conduct_schemas.py) ---------------------------------------------------------------
 
 class AlertTriage(Schema):
     model_config = example(status="resolved", resolution="pre-cleared trade")
@@ -283,26 +281,6 @@ class AlertTriage(Schema):
     status: Literal["assigned", "resolved", "dismissed"]
     resolution: Annotated[str, Text(5000)] = Field(
         default="", description="Why the alert is closed (required to resolve or dismiss).")
-
-
-class AlertOut(Answer):
-    id: int
-    kind: str
-    severity: str
-    status: AlertStatus
-    title: str
-    employee_id: int | None
-    connection_id: int | None
-    detail: dict[str, Any]
-    assigned_to: int | None
-    created_at: Timestamp
-    resolved_at: Timestamp | None
-    resolution: str
-
-
-class AlertList(Answer):
-    alerts: list[AlertOut]
-    next_before: int | None
 
 
 # -- audit -----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ demo binds localhost only (``server.dev_allow_insecure_onboarding``).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import secrets
 import tempfile
@@ -151,8 +152,25 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
             with app.store.unit_of_work() as session:
                 onboarding.record_key_submission(session, app.keys, link, adapter, creds, outcome, fingerprint_key)
             connected += 1
+    # Conduct rules to see at work: a restricted list (SOL trades raise critical alerts at the first polls),
+    # a watch list for the trading desk, a 30-day holding period and a deal team blacked out this month.
+    from appliance.services import conduct
+
+    with app.store.unit_of_work() as session:
+        team = conduct.create_group(session, app, actor, name="Deal team", employee_ids=person_ids[:2])
+        conduct.create_list(session, app, actor, name="Project Falcon", kind="restricted", entries=[
+            {"type": "asset", "value": "SOL", "note": "issuer advised by the firm (deal FALCON-7)"},
+            {"type": "market_text", "value": "Acme"}])
+        conduct.create_list(session, app, actor, name="Trading desk watch", kind="watch", watch_rule=True,
+                            applies_to={"departments": ["Trading"]}, entries=[{"type": "venue", "value": "bybit"}])
+        conduct.create_rule(session, app, actor, name="Hold 30 days", kind="holding_period", params={"days": 30})
+        today = dt.date.today()
+        conduct.create_rule(session, app, actor, name="Quarter-end blackout", kind="blackout",
+                            applies_to={"groups": [team.id]}, params={
+                                "start": today.replace(day=1).isoformat(), "end": today.isoformat()})
     # One employee's key will be revoked at the venue: the poller turns it red within one cycle.
     revoked = next(k for k in sim.state.venues["bitstamp"].keys.values())
     revoked.revoked = True
     return app, logins, (f"{len(person_ids)} employees, {connected} exchange connections (Hedy's Bitstamp key is "
-                         "revoked at the venue: watch it turn red)")
+                         "revoked at the venue: watch it turn red); the conduct rules on the Lists and Rules "
+                         "pages raise alerts as the first polls come in")

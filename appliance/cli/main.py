@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "poll": ("appliance.cli.ops", "poll"),
     "prices": ("appliance.cli.prices", "prices"),
     "status": ("appliance.cli.ops", "status"),
+    "rules": ("appliance.cli.rules", "rules"),
+    "mail": ("appliance.cli.rules", "mail"),
 }
 
 

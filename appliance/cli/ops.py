@@ -64,6 +64,9 @@ def egress() -> None:
         click.echo(f"# all requests leave through the proxy {settings.egress.proxy}")
     for venue, host in registry.egress_hosts():
         click.echo(f"{host} {venue}")
+    if settings.notifications.smtp.host:
+        # The customer's own relay: not through the venue proxy (SMTP, STARTTLS).
+        click.echo(f"{settings.notifications.smtp.host}:{settings.notifications.smtp.port} smtp-relay")
 
 
 @click.command()

@@ -83,6 +83,13 @@ def price_tick(appliance: Appliance) -> None:
         return
     if result.transactions or result.assets_unpriced:
         log.info("priced: %s", "; ".join(result.lines()))
+    if result.transactions:
+        from appliance.services import conduct
+
+        try:  # thresholds over records that had no value until this run
+            conduct.revalue(appliance)
+        except Exception as exc:  # noqa: BLE001 - the next pricing run tries again
+            log.warning("threshold re-evaluation after pricing failed: %s", type(exc).__name__)
 
 
 def audit_checkpoint(appliance: Appliance) -> None:

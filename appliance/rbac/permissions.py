@@ -6,14 +6,17 @@ scope means scope ``all``; ``flagged`` limits a read to records tied to an open 
 
 Default roles (built in, cannot be deleted):
 - Admin: everything.
-- Compliance: works the alert queue (alerts read + triage), sees every employee's name and
+- Compliance: works the alert queue (alerts read + triage) and raises alerts by hand (alerts:write:
+  how an employee is flagged), manages the restricted and watch lists, the conduct rules and the
+  employee groups they apply to, sees every employee's name and
   connection health (and may ask for a connection to be synced now), sees balances / transactions /
   predictions only where flagged, runs and exports reports, generates onboarding links, and reads
   and exports the whole audit trail —
   compliance officers are the people who hand the trail to a regulator, and the trail holds no
   financial data. They do not manage users, roles, keys or settings.
-- Viewer: read-only summaries: employee list with connection status and firm-wide reports; no
-  personal financial detail, no audit, no alerts.
+- Viewer: read-only summaries: employee list with connection status, firm-wide reports and which
+  conduct rules exist; no personal financial detail, no audit, no alerts, and not the lists (a
+  restricted list names deals before they are public).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     "transactions": ("read", "export"),
     "predictions": ("read", "export"),
     "alerts": ("read", "triage", "write"),
+    "lists": ("read", "write"),
+    "rules": ("read", "write"),
+    "groups": ("read", "write"),
     "audit": ("read", "export"),
     "users": ("read", "write"),
     "roles": ("read", "write"),
@@ -91,12 +97,13 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     ADMIN: ("Everything, including users, roles, keys and settings.",
             tuple(str(p) for p in catalogue() if p.scope == "all")),
     COMPLIANCE: ("Works the alert queue; sees flagged activity; runs reports; exports the audit trail.", (
-        "alerts:read", "alerts:triage", "employees:read", "connections:read", "connections:write", "onboarding:write",
+        "alerts:read", "alerts:triage", "alerts:write", "lists:read", "lists:write", "rules:read", "rules:write",
+        "groups:read", "groups:write", "employees:read", "connections:read", "connections:write", "onboarding:write",
         "balances:read:flagged", "transactions:read:flagged", "predictions:read:flagged",
         "balances:export:flagged", "transactions:export:flagged", "predictions:export:flagged",
         "reports:read", "reports:export", "audit:read", "audit:export", "system:read",
     )),
-    VIEWER: ("Read-only summaries: employee list and status, firm-wide reports.", (
-        "employees:read", "connections:read", "reports:read",
+    VIEWER: ("Read-only summaries: employee list and status, firm-wide reports, the conduct rules.", (
+        "employees:read", "connections:read", "reports:read", "rules:read",
     )),
 }

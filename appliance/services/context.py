@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 class Appliance:
     def __init__(self, settings: Settings, *, store: Store | None = None, provider: KeyProvider | None = None) -> None:
         from appliance.services.keys import KeyService
+        from appliance.services.mailer import Mailer
+        from appliance.services.rules.evaluate import RuleCache
 
         self.settings = settings
         self.store = store or Store.from_settings(settings)
@@ -36,6 +38,8 @@ class Appliance:
         self._venues: Any = None
         self._venues_lock = threading.Lock()
         self.opened = False
+        self.mailer = Mailer(self)
+        self.rule_cache = RuleCache()  # the conduct rules compiled, shared by the evaluations after syncs
 
     # -- lifecycle --------------------------------------------------------------------------------
     def open(self) -> Appliance:
@@ -51,8 +55,10 @@ class Appliance:
         self.audit.start()
         self._watcher = RevocationWatcher(self.store, self.auth, self.settings.auth.revocation_poll_seconds)
         self._watcher.start()
+        self.mailer.start()
 
     def stop(self) -> None:
+        self.mailer.stop()
         if self._watcher is not None:
             self._watcher.stop()
         self.audit.stop()

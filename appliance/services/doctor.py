@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from appliance.errors import KeyProviderError, VigatraError
-from appliance.settings import NON_CONFIG_ENV, Settings
+from appliance.settings import NON_CONFIG_ENV, SECRET_ENV_PREFIX, Settings
 
 OK, WARNING, PROBLEM = "ok", "warning", "PROBLEM"
 # Venues refuse signed requests whose timestamp is a few seconds off (Binance's default recvWindow is
@@ -64,8 +64,9 @@ def service_uid() -> int | None:
 
 def check_environment(settings: Settings, env: Mapping[str, str], is_config_env: Callable[[str], bool]
                       ) -> list[Finding]:
+    # VIGATRA_SECRET_*: secrets the env key provider holds for other systems (the SMTP relay's password).
     unknown = sorted(k for k in env if k.startswith("VIGATRA_") and k not in NON_CONFIG_ENV
-                     and k != settings.keys.env_var and not is_config_env(k))
+                     and k != settings.keys.env_var and not is_config_env(k) and not k.startswith(SECRET_ENV_PREFIX))
     if not unknown:
         return []
     return [Finding("environment", WARNING, f"VIGATRA_* variables that are not configuration keys (a typo?): "

@@ -42,7 +42,7 @@ from appliance.crypto import KeyProvider, Sealer, generate_dek
 from appliance.crypto.sealing import FORMAT_VERSION, MAGIC
 from appliance.errors import Conflict, IntegrityFailure, KeyProviderError, NotFound
 from appliance.store.base import utcnow
-from appliance.store.models import Alert, Connection, KeyVersion, User
+from appliance.store.models import Alert, Connection, KeyVersion, MailOutbox, User
 from appliance.store.session import Store
 from appliance.venues.base import Credentials
 
@@ -54,6 +54,7 @@ SEALED_COLUMNS: tuple[tuple[Any, str, str], ...] = (
     (Connection, "id", "api_secret_sealed"),
     (Connection, "id", "passphrase_sealed"),
     (User, "id", "totp_secret_sealed"),
+    (MailOutbox, "id", "body_sealed"),
 )
 CREDENTIAL_COLUMNS = (("api_key", "api_key_sealed"), ("api_secret", "api_secret_sealed"),
                       ("passphrase", "passphrase_sealed"))
@@ -505,7 +506,7 @@ def record_integrity_failure(session: Session, table: str, column: str, row_id: 
     duplicate = connection_id is None and any(
         (a.detail or {}).get("table") == table and (a.detail or {}).get("row") == str(row_id)
         for a in session.execute(select(Alert).where(Alert.kind == "integrity_failure", Alert.connection_id.is_(None),
-                                                     Alert.status.in_(("open", "assigned")))).scalars())
+                                                     Alert.status.in_(("open", "investigating")))).scalars())
     if not duplicate:
         raise_alert(session, kind="integrity_failure", severity="critical", connection_id=connection_id,
                     employee_id=employee_id, title=f"Sealed secret failed authentication: {where}", detail=detail,

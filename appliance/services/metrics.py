@@ -32,7 +32,7 @@ def render(app: Any, session: Session) -> str:
         CoverageInterval.kind == "gap", CoverageInterval.closed_at.is_(None)).group_by(CoverageInterval.reason)).all()
     metric("vigatra_coverage_open_gaps", "gauge", "Coverage gaps not yet filled, by reason.",
            [({"reason": str(r)}, float(n)) for r, n in gaps])
-    alerts = session.execute(select(Alert.severity, func.count()).where(Alert.status.in_(("open", "assigned")))
+    alerts = session.execute(select(Alert.severity, func.count()).where(Alert.status.in_(("open", "investigating")))
                              .group_by(Alert.severity)).all()
     metric("vigatra_alerts_open", "gauge", "Open alerts by severity.",
            [({"severity": str(s)}, float(n)) for s, n in alerts])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -94,3 +94,21 @@ def current_positions(session: Session, actor: Actor, *, permission: str = "pred
     if employee_id is not None:
         stmt = stmt.where(Connection.employee_id == employee_id)
     return [(p, c) for p, c in session.execute(_scoped(stmt, actor, permission)).all()]
+
+
+def one_record(session: Session, actor: Actor, kind: str, employee_id: int, record_id: int) -> tuple[Any, Connection]:
+    """One transaction, prediction position or balance observation of an employee, under the actor's
+    scope for that kind (NotFound when it does not exist, is someone else's, or is out of scope)."""
+    from appliance.errors import NotFound
+
+    model: Any = {"transaction": Transaction, "position": PredictionPosition, "balance": BalanceSnapshot}.get(kind)
+    permission = {"transaction": "transactions:read", "position": "predictions:read",
+                  "balance": "balances:read"}.get(kind)
+    if model is None or permission is None:
+        raise NotFound("not found")
+    require_employee_visible(session, actor, permission, employee_id)
+    row = session.execute(select(model, Connection).join(Connection, Connection.id == model.connection_id).where(
+        model.id == record_id, Connection.employee_id == employee_id)).first()
+    if row is None:
+        raise NotFound("not found")
+    return row[0], row[1]

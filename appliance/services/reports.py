@@ -46,7 +46,7 @@ def firm_summary(session: Session) -> FirmSummary:
     gaps = session.execute(select(func.count()).select_from(CoverageInterval).where(
         CoverageInterval.kind == "gap", CoverageInterval.closed_at.is_(None))).scalar_one()
     alerts = session.execute(select(func.count()).select_from(Alert).where(
-        Alert.status.in_(("open", "assigned")))).scalar_one()
+        Alert.status.in_(("open", "investigating")))).scalar_one()
     return FirmSummary(int(employees.get("active", 0)), int(employees.get("offboarded", 0)),
                        {str(k): int(v) for k, v in connections.items()}, int(gaps), int(alerts))
 

@@ -1,8 +1,10 @@
 """Flagged scope: which employees' financial records an actor with ``...:flagged`` may see.
 
-An employee is *flagged* while they have an open (or assigned) alert, or an alert closed within
-the last ``FLAG_WINDOW`` — "an open or recent alert". A record the actor may not see is reported
-exactly like a record that does not exist (NotFound), so scope cannot be probed by id.
+An employee is *flagged* while an alert about them is open or being investigated, and after it closes
+until its ``flagged_until`` (the close time plus ``alerts.flag_window_days`` as configured then) —
+"an open or recent alert". Manual alerts are how compliance flags someone on purpose. A record the
+actor may not see is reported exactly like a record that does not exist (NotFound), so scope cannot be
+probed by id.
 
 What an employee holds shows in more places than their balances: a wallet's address, a coverage
 gap's detail ("BTC: balance 0.5 but transfers net 0.4"), the markets a venue was asked about, an
@@ -25,13 +27,16 @@ from appliance.rbac.actors import Actor
 from appliance.store.base import utcnow
 from appliance.store.models import Alert
 
-FLAG_WINDOW = dt.timedelta(days=30)
+ACTIVE = ("open", "investigating")
+
+
+def _flagging(now: dt.datetime | None = None) -> Any:
+    now = now or utcnow()
+    return or_(Alert.status.in_(ACTIVE), Alert.flagged_until > now)
 
 
 def flagged_employee_ids_query() -> Select[Any]:
-    since = utcnow() - FLAG_WINDOW
-    return (select(Alert.employee_id).where(Alert.employee_id.is_not(None)).where(or_(
-        Alert.status.in_(("open", "assigned")), Alert.resolved_at >= since)).distinct())
+    return select(Alert.employee_id).where(Alert.employee_id.is_not(None)).where(_flagging()).distinct()
 
 
 def visible_scope(actor: Actor, permission: str) -> str:
@@ -53,6 +58,13 @@ def employee_visible(session: Session, actor: Actor, permission: str, employee_i
 def require_employee_visible(session: Session, actor: Actor, permission: str, employee_id: int) -> None:
     if not employee_visible(session, actor, permission, employee_id):
         raise NotFound("not found")
+
+
+def flagging_alerts(session: Session, employee_id: int) -> list[Alert]:
+    """The alerts that make an employee flagged now (newest first): what the employee page names as the
+    reason their records are visible."""
+    return list(session.execute(select(Alert).where(Alert.employee_id == employee_id, _flagging()).order_by(
+        Alert.id.desc())).scalars())
 
 
 HOLDINGS = "balances:read"

@@ -14,11 +14,15 @@ web_blueprint = Blueprint("web", __name__)
 
 
 # (endpoint, label, permission) in menu order; an item shows only to actors holding its permission.
+# Holding the permission at any scope shows the item (a flagged-scope reader sees the flagged employees' records).
 NAV: tuple[tuple[str, str, str], ...] = (
     ("web.employees", "Employees", "employees:read"),
     ("web.alerts", "Alerts", "alerts:read"),
+    ("web.lists_page", "Lists", "lists:read"),
+    ("web.rules_page", "Rules", "rules:read"),
+    ("web.groups_page", "Groups", "groups:read"),
     ("web.predictions", "Predictions", "predictions:read"),
-    ("web.reports", "Reports", "reports:read"),
+    ("web.reports_page", "Reports", "reports:read"),
     ("web.audit", "Audit", "audit:read"),
     ("web.users", "Users", "users:read"),
     ("web.roles", "Roles", "roles:read"),
@@ -36,11 +40,11 @@ def _inject() -> dict[str, Any]:
     nav = []
     if actor is not None and actor.is_authenticated:
         for endpoint, label, permission in NAV:
-            if endpoint in current_app.view_functions and actor.can(permission):
+            if endpoint in current_app.view_functions and actor.scope_for(permission) is not None:
                 nav.append({"url": url_for(endpoint), "label": label, "current": request.endpoint == endpoint})
     # "password" | "mfa" while the signed-in user owes that first: every page but the account's refuses them.
     restricted = st.restricted if st is not None else None
     return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__, "restricted": restricted}
 
 
-from appliance.web import admin, employees, onboarding, oversight, views  # noqa: E402,F401  (register the routes)
+from appliance.web import admin, cases, conduct, employees, onboarding, oversight, views  # noqa: E402,F401  (register the routes)

@@ -13,12 +13,13 @@ from flask.typing import ResponseReturnValue
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
-from appliance.errors import Invalid
+from appliance.errors import Invalid, VigatraError
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
-from appliance.services import onboarding, records, statements, sync
-from appliance.services.scope import employee_visible, holdings_visible
+from appliance.services import notifications, onboarding, records, statements, sync
+from appliance.services.rules import groups
+from appliance.services.scope import employee_visible, flagging_alerts, holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
 
@@ -62,10 +63,10 @@ def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
     return redirect(url_for("web.employees"))
 
 
-@web_blueprint.route("/employees/<int:employee_id>")
-@requires("employees:read", action="employees.view")
-@accepts(media=("text/html",))
-def employee(employee_id: int) -> ResponseReturnValue:
+def render_employee(employee_id: int, *, flag_form: Any = None, flag_error: VigatraError | None = None,
+                    status: int = 200) -> ResponseReturnValue:
+    """The employee page. It says why the reader sees the employee's financial records when their
+    role limits them to flagged employees (the alerts that flag them, and until when)."""
     session = db()
     actor = state().actor
     person = employee_service.get(session, employee_id)
@@ -82,11 +83,29 @@ def employee(employee_id: int) -> ResponseReturnValue:
         positions = records.current_positions(session, actor, employee_id=employee_id)
     alerts = alert_service.list_alerts(session, employee_id=employee_id, limit=20) if actor.can("alerts:read") \
         else []
+    flagged_scope = any(actor.scope_for(p) == "flagged" for p in
+                        ("balances:read", "transactions:read", "predictions:read"))
+    flagging = flagging_alerts(session, employee_id) if flagged_scope else []
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
+    memberships = []
+    if actor.can("groups:read"):
+        member_of = groups.groups_of(session, [employee_id]).get(employee_id, frozenset())
+        memberships = [g for g, _n in groups.list_groups(session) if g.id in member_of]
     return render_template("employee.html", person=person, connections=views, balances=balances,
                            transactions=transactions, positions=positions, alerts=alerts,
+                           names=alert_service.names_for(session, alerts + flagging), flagging=flagging,
+                           flagged_scope=flagged_scope, memberships=memberships,
                            links=[(link, onboarding.link_state(link)) for link in links],
-                           values=_values(session, balances, transactions, positions))
+                           mail_enabled=appliance().mailer.enabled, flag_form=flag_form or {},
+                           flag_error=flag_error,
+                           values=_values(session, balances, transactions, positions)), status
+
+
+@web_blueprint.route("/employees/<int:employee_id>")
+@requires("employees:read", action="employees.view")
+@accepts(media=("text/html",))
+def employee(employee_id: int) -> ResponseReturnValue:
+    return render_employee(employee_id)
 
 
 def _values(session: Any, balances: list[Any] | None, transactions: list[Any] | None,
@@ -126,6 +145,17 @@ def employee_link(employee_id: int, form: forms.LinkForm) -> ResponseReturnValue
     url = onboarding.link_url(app.settings, token)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
+    if form.deliver == "email":
+        person = employee_service.get(session, employee_id)
+        notifications.onboarding_link(session, app.mailer, app.settings, to=person.email, name=person.name, url=url,
+                                      expires_at=row.expires_at, purpose=purpose)
+        audit_detail(emailed=True)
+        if state().actor.can("employees:read"):
+            flash(f"Onboarding link e-mailed to {person.name} ({person.email}); it leaves once this is saved.", "ok")
+            return redirect(url_for("web.employee", employee_id=employee_id))
+        # onboarding:write alone shows no employee detail (not even where the mail went).
+        return render_template("onboarding_link.html", link=None, expires_at=row.expires_at, purpose=purpose,
+                               employee_id=employee_id)
     # The link and nothing else: creating one needs onboarding:write only, which shows no employee detail.
     return render_template("onboarding_link.html", link=url, expires_at=row.expires_at, purpose=purpose,
                            employee_id=employee_id)

@@ -95,6 +95,8 @@ class ImportForm(Form):
 
 class LinkForm(Form):
     purpose: Literal["initial", "reonboard"] = "initial"
+    deliver: Literal["show", "email"] = Field(default="show", description="show the link once, or e-mail it to "
+                                                                          "the employee (notifications.smtp)")
 
 
 class StatementForm(Form):
@@ -108,12 +110,9 @@ class StatementForm(Form):
 
 # -- oversight ---------------------------------------------------------------------------------------
 
-class AlertsQuery(Filters):
-    status: Literal["open", "assigned", "resolved", "dismissed", "all"] = "open"
-    before: Id | None = None
-
-
 class TriageForm(Form):
+    """The first version's one-step form (take it / resolve / dismiss), kept for bookmarked pages."""
+
     status: Literal["assigned", "resolved", "dismissed"]
     resolution: Annotated[str, Text(5000)] = ""
 
@@ -130,6 +129,103 @@ class AuditQuery(Filters):
 class PeriodQuery(Filters):
     from_: UtcTime | None = Field(default=None, alias="from")
     to: UtcTime | None = None
+
+
+# -- cases (web/cases.py) ------------------------------------------------------------------------------
+# Text a person types stays text here: the services say what is wrong with it, and the page comes back
+# with what was typed (a typo in a record number must not lose the form).
+
+OptionalId = Annotated[Id | None, BeforeValidator(_blank_is_none)]
+
+
+class AlertsQuery(Filters):
+    status: Literal["open", "investigating", "resolved", "dismissed", "all", "assigned"] = "open"
+    before: Id | None = None
+    assigned_to: Id | None = None
+
+
+class CaseCreateForm(Form):
+    """A manual alert: from the queue, or from the employee page (``back``: show that page on a refusal)."""
+
+    employee_id: OptionalId = None
+    title: Annotated[str, Text(300)] = ""
+    reason: Annotated[str, Text(10000)] = ""
+    severity: Annotated[str, Text(16)] = ""
+    back: OptionalId = None
+
+
+class AssignForm(Form):
+    user_id: OptionalId = None  # empty: nobody
+
+
+class NoteForm(Form):
+    text: Annotated[str, Text(10000)] = ""
+
+
+class CaseStatusForm(Form):
+    status: Annotated[str, Text(32)] = ""
+    reason: Annotated[str, Text(10000)] = ""
+
+
+class EvidenceForm(Form):
+    type: Annotated[str, Text(16)] = ""
+    ref_id: Annotated[str, Text(40)] = ""
+    reference: Annotated[str, Text(500)] = ""
+    note: Annotated[str, Text(500)] = ""
+
+
+# -- lists, rules, groups (web/conduct.py) ---------------------------------------------------------------
+
+class AudienceForm(Form):
+    departments: Annotated[str, Text(10000)] = ""  # comma-separated
+    groups: list[Id] = Field(default_factory=list, max_length=200)
+
+
+class EntryForm(Form):
+    type: Annotated[str, Text(32)] = ""
+    value: Annotated[str, Text(500)] = ""
+    effective_from: Annotated[str, Text(40)] = ""
+    effective_to: Annotated[str, Text(40)] = ""
+    note: Annotated[str, Text(2000)] = ""
+
+
+class ListForm(AudienceForm, EntryForm):
+    """A new list, with its first entry when a value is given."""
+
+    name: Annotated[str, Text(200)] = ""
+    kind: Annotated[str, Text(16)] = ""
+    description: Annotated[str, Text(2000)] = ""
+    watch_rule: Literal["1"] | None = None  # a checkbox
+
+
+class RuleForm(AudienceForm):
+    """A new rule: the fields of every kind (the view sends the service those of the chosen kind)."""
+
+    name: Annotated[str, Text(200)] = ""
+    kind: Annotated[str, Text(32)] = ""
+    severity: Annotated[str, Text(16)] = ""
+    list_id: Annotated[str, Text(20)] = ""
+    days: Annotated[str, Text(20)] = "30"
+    assets: Annotated[str, Text(10000)] = ""  # comma-separated
+    include_predictions: Literal["1"] | None = None  # a checkbox
+    start: Annotated[str, Text(40)] = ""
+    end: Annotated[str, Text(40)] = ""
+    value: Annotated[str, Text(64)] = ""
+    on: list[Literal["trade", "transfer", "position", "holding"]] = Field(default_factory=list, max_length=4)
+    direction: Annotated[str, Text(16)] = ""
+
+
+class RuleEnabledForm(Form):
+    enabled: Literal["0", "1"] = "0"
+
+
+class GroupForm(Form):
+    name: Annotated[str, Text(100)] = ""
+    description: Annotated[str, Text(500)] = ""
+
+
+class MembersForm(Form):
+    employee_id: list[Id] = Field(default_factory=list, max_length=5000)
 
 
 # -- administration ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Compliance views: the alert queue, the audit viewer, predictions, reports, the System page."""
+"""Compliance views: the audit viewer, predictions, reports, the System page (the alert queue and
+cases: web/cases.py)."""
 
 from __future__ import annotations
 
@@ -6,47 +7,16 @@ import csv
 import io
 from typing import Any
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_cell, iter_rows
 from appliance.boundary.edge import appliance, audit_detail, db, state
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
-from appliance.services import alerts as alert_service
 from appliance.services import records, reports, sync
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
-
-
-@web_blueprint.route("/alerts")
-@requires("alerts:read", action="alerts.list")
-@accepts(query=forms.AlertsQuery, media=("text/html",))
-def alerts(query: forms.AlertsQuery) -> ResponseReturnValue:
-    status = query.status
-    items = alert_service.list_alerts(db(), status=None if status == "all" else status, limit=200,
-                                      before_id=query.before)
-    return render_template("alerts.html", alerts=items, status=status)
-
-
-@web_blueprint.route("/alerts/<int:alert_id>")
-@requires("alerts:read", action="alerts.view")
-@accepts(media=("text/html",))
-def alert(alert_id: int) -> ResponseReturnValue:
-    found = alert_service.get(db(), alert_id)
-    return render_template("alert.html", alert=found,
-                           detail=alert_service.visible_details(db(), state().actor, [found])[found.id])
-
-
-@web_blueprint.route("/alerts/<int:alert_id>/triage", methods=["POST"])
-@requires("alerts:triage", action="alerts.triage")
-@accepts(form=forms.TriageForm, media=("text/html",))
-def alert_triage(alert_id: int, form: forms.TriageForm) -> ResponseReturnValue:
-    status = form.status
-    alert_service.triage(db(), state().actor, alert_id, status=status, resolution=form.resolution)
-    audit_detail(status=status)
-    flash("Alert updated.", "ok")
-    return redirect(url_for("web.alert", alert_id=alert_id))
 
 
 @web_blueprint.route("/audit")
@@ -137,5 +107,8 @@ def _csv_response(rows: list[list[Any]], filename: str) -> Response:
 @requires("system:read", action="system.view")
 @accepts(media=("text/html",))
 def system() -> ResponseReturnValue:
+    from appliance.services import mailer
+
     report = sync.status_report(appliance())
-    return render_template("system.html", report=report, node=appliance().node_id)
+    return render_template("system.html", report=report, node=appliance().node_id, mail=mailer.status(db()),
+                           relay=appliance().mailer.relay.describe() if appliance().mailer.enabled else None)

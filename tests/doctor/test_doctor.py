@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 
 from appliance.cli.main import cli
 from appliance.services import doctor as checks
-from appliance.settings import VENUE_IDS, load_settings
+from appliance.settings import VENUE_IDS, Settings, load_settings
 from appliance.venues.egress import Egress
 from appliance.venues.probe import PROBES, probe
 from tests.keys.conftest import Box, write_kek
@@ -316,3 +316,14 @@ def test_skew_findings_read_plainly() -> None:
     assert ok[0].status == "ok" and warn[0].status == "warning" and bad[0].status == "PROBLEM"
     assert "2.0 s ahead of kraken" in warn[0].message
     assert "9.0 s behind binance" in bad[0].message
+
+
+def test_secrets_for_the_env_provider_are_not_reported_as_typos() -> None:
+    """VIGATRA_SECRET_<NAME> holds a secret for the env key provider (the SMTP relay's password): not a
+    configuration key, and not a typo either; a mistyped key still is."""
+    settings = Settings()
+    env = {"VIGATRA_SECRET_SMTP_PASSWORD": "x", "VIGATRA_SERVER__PORTT": "1", "VIGATRA_CONFIG": "/etc/v.yaml"}
+    (finding,) = checks.check_environment(settings, env, lambda name: False)
+    assert finding.status == "warning" and "VIGATRA_SERVER__PORTT" in finding.message
+    assert "SECRET" not in finding.message
+    assert checks.check_environment(settings, {"VIGATRA_SECRET_SMTP_PASSWORD": "x"}, lambda name: False) == []

@@ -280,3 +280,4 @@ def test_a_bitcoin_wallet_is_valued_from_the_configured_exchanges(sta_factory: A
     else:  # the first source in the order with a candle for that hour (Kraken keeps only 720 of them)
         assert transfer["price_route"] == f"BTC/USD {transfer['price_source']} candle 1h"
         assert Decimal(transfer["value"]) == Decimal(transfer["amount"]) * Decimal(transfer["price"])
+        assert transfer["trade_price"] is None, "a transfer has no trade price of its own"

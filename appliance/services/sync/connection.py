@@ -36,6 +36,10 @@ class SyncOutcome:
     message: str = ""
     records: int = 0
     pages: int = 0
+    cpu_ms: float = 0.0
+    # The conduct rules evaluated over what this sync stored (cycles.py): alerts raised, CPU spent.
+    alerts: int = 0
+    rules_cpu_ms: float = 0.0
 
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ class CycleResult:
                  f"{len(self.outcomes) - len(self.failed)} ok, {len(self.failed)} failed, backlog {self.backlog}"]
         for o in self.outcomes:
             state = "ok" if o.ok else f"FAILED ({o.error_class}: {o.message})"
-            lines.append(f"connection {o.connection_id} {o.venue}: {state}, {o.records} new record(s)")
+            alerts = f", {o.alerts} alert(s) raised" if o.alerts else ""
+            lines.append(f"connection {o.connection_id} {o.venue}: {state}, {o.records} new record(s){alerts}")
         return lines
 
 
@@ -105,11 +107,32 @@ def _sync_isolated(app: Appliance, connection_id: int) -> SyncOutcome:
     """sync_connection, with whatever escapes it (its bookkeeping failed too) turned into an outcome:
     one connection never ends the cycle of the others."""
     try:
-        return sync_connection(app, connection_id)
+        outcome = sync_connection(app, connection_id)
     except Exception as exc:  # noqa: BLE001 - reported as this connection's outcome
         log.warning("sync of connection %s could not record its outcome: %s", connection_id, type(exc).__name__)
         error_class = "database" if isinstance(exc, DBAPIError) else "internal"
         return SyncOutcome(connection_id, "?", False, error_class, type(exc).__name__)
+    if outcome.ok or outcome.records:
+        _evaluate(app, outcome)
+    return outcome
+
+
+def _evaluate(app: Appliance, outcome: SyncOutcome) -> None:
+    """The conduct rules over what this sync stored (services/conduct.py), in a unit of work of its own
+    after the sync's last commit. A failure here never turns into the sync's failure: the connection's
+    evaluation mark did not move, so the next sync evaluates those records."""
+    from appliance.services import conduct
+
+    started = time.thread_time()
+    try:
+        result = conduct.evaluate_connection(app, outcome.connection_id)
+        outcome.alerts = len(result.alert_ids)
+    except Exception as exc:  # noqa: BLE001 - logged; retried with the next sync
+        log.warning("rules not evaluated after the sync of connection %s: %s", outcome.connection_id,
+                    type(exc).__name__)
+    finally:
+        outcome.rules_cpu_ms = (time.thread_time() - started) * 1000
+        outcome.cpu_ms += outcome.rules_cpu_ms
 
 
 def interval_for_id(app: Appliance, connection_id: int) -> dt.timedelta:

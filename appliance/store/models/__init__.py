@@ -1,30 +1,51 @@
 """All models, imported here so the metadata is complete for Alembic and the tests."""
 
-from appliance.store.models.alerts import Alert
+from appliance.store.models.alerts import Alert, AlertEvent, AlertEvidence, AlertNote
 from appliance.store.models.audit import AuditChainHead, AuditCheckpoint, AuditEvent
 from appliance.store.models.auth import AuthRevision, LoginThrottle, RevokedSession
+from appliance.store.models.conduct import (
+    ConductChange,
+    ConductList,
+    EmployeeGroup,
+    EmployeeGroupMember,
+    EvaluationMark,
+    ListEntry,
+    Rule,
+    UnvaluedRecord,
+)
 from appliance.store.models.connections import Connection, CoverageInterval, SyncCursor
 from appliance.store.models.employees import Employee, OnboardingToken
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, StatementImport, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
+from appliance.store.models.mail import MailOutbox
 from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
 from appliance.store.models.system import PollCycle, Setting
 
 __all__ = [
     "Alert",
+    "AlertEvent",
+    "AlertEvidence",
+    "AlertNote",
     "ApiKey",
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditEvent",
     "AuthRevision",
     "BalanceSnapshot",
+    "ConductChange",
+    "ConductList",
     "Connection",
     "CoverageInterval",
     "CurrentPrice",
     "Employee",
+    "EmployeeGroup",
+    "EmployeeGroupMember",
+    "EvaluationMark",
     "KeyVersion",
+    "ListEntry",
     "LoginThrottle",
+    "MailOutbox",
     "OnboardingToken",
     "PollCycle",
     "PredictionPosition",
@@ -33,11 +54,13 @@ __all__ = [
     "RevokedSession",
     "Role",
     "RolePermission",
+    "Rule",
     "Setting",
     "StatementImport",
     "SyncCursor",
     "Transaction",
     "TransactionValue",
+    "UnvaluedRecord",
     "User",
     "UserRole",
 ]

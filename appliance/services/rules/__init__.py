@@ -1,0 +1,8 @@
+"""Conduct rules: employee groups, restricted and watch lists, the rules, and their evaluation.
+
+- ``groups``, ``lists``, ``catalogue``: managing what the rules read, every change versioned;
+- ``matching``, ``judge``: pure logic over plain rows;
+- ``facts``: reading those rows; ``values``: the value of a record in the base currency;
+- ``evaluate``: running the rules over the whole history or over the records a sync stored, storing
+  one alert per (rule, record).
+"""

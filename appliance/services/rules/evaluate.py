@@ -1,0 +1,562 @@
+"""Evaluating the rules: over the whole history (a list or rule changed, `vigatra rules evaluate`) or
+over the records one sync just stored. Idempotent: an alert is keyed by (rule, record) and a unique
+constraint keeps it one, however often and however concurrently the same records are evaluated.
+
+Runs inside the caller's unit of work (flushes, never commits): the alerts it raises commit with
+the change or the sync that caused them, and the caller sends the notifications after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from appliance.services.rules import facts
+from appliance.services.rules.catalogue import list_rules
+from appliance.services.rules.common import Audience
+from appliance.services.rules.facts import TRADE_KINDS, Account, Person, Position, Snapshot, Tx
+from appliance.services.rules.judge import CompiledRule, Finding, Judge, Unvalued, settle
+from appliance.services.rules.lists import matchers
+from appliance.services.rules.values import Valuer
+from appliance.store.base import utcnow
+from appliance.store.models import (
+    Alert,
+    AlertEvent,
+    BalanceSnapshot,
+    ConductChange,
+    ConductList,
+    EvaluationMark,
+    Rule,
+    UnvaluedRecord,
+)
+
+log = logging.getLogger(__name__)
+
+EMPLOYEE_BATCH = 500
+
+
+@dataclass
+class EvaluationResult:
+    alert_ids: list[int] = field(default_factory=list)
+    critical_ids: list[int] = field(default_factory=list)
+    rules: int = 0
+    employees: int = 0
+    transactions: int = 0
+    positions: int = 0
+    balances: int = 0
+    unvalued: int = 0
+
+    def add(self, other: EvaluationResult) -> None:
+        self.alert_ids += other.alert_ids
+        self.critical_ids += other.critical_ids
+        self.employees += other.employees
+        self.transactions += other.transactions
+        self.positions += other.positions
+        self.balances += other.balances
+        self.unvalued += other.unvalued
+
+    def summary(self) -> dict[str, int]:
+        return {"rules": self.rules, "employees": self.employees, "transactions": self.transactions,
+                "positions": self.positions, "balances": self.balances, "alerts_raised": len(self.alert_ids),
+                "could_not_be_valued": self.unvalued}
+
+    def lines(self) -> list[str]:
+        s = self.summary()
+        return [f"evaluated {s['rules']} rule(s) over {s['employees']} employee(s): "
+                f"{s['transactions']} transaction(s), {s['positions']} new position(s), {s['balances']} new holding(s)",
+                f"alerts raised: {s['alerts_raised']} ({len(self.critical_ids)} critical)",
+                f"records that could not be valued: {s['could_not_be_valued']}"]
+
+
+def compile_rules(session: Session, rules: Sequence[Rule]) -> list[CompiledRule]:
+    list_ids = sorted({int(r.params["list_id"]) for r in rules if r.params.get("list_id")})
+    found = matchers(session, list_ids)
+    list_facts = {row.id: (row.name, Audience.of(row.applies_to)) for row in session.execute(
+        select(ConductList).where(ConductList.id.in_(list_ids))).scalars()} if list_ids else {}
+    return [CompiledRule.of(r, found, list_facts) for r in rules if r.enabled]
+
+
+class _Needs:
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        kinds = {r.kind for r in rules}
+        lists = [r for r in rules if r.kind in ("restricted", "watch")]
+        self.transactions = bool(kinds & {"restricted", "watch", "blackout", "threshold", "new_account",
+                                          "holding_period"})
+        self.positions = bool(lists) or any(r.kind == "threshold" and "position" in r.params.get("on", ())
+                                            for r in rules)
+        self.snapshots = bool(lists)
+        self.holdings = any(r.kind == "threshold" and "holding" in r.params.get("on", ()) for r in rules)
+        self.raw_transfers = "new_account" in kinds
+        self.raw_predictions = any(r.matcher is not None and r.matcher.has_market_entries for r in rules)
+
+
+class Evaluation:
+    """One evaluation run: compiled rules, the valuer, and the findings stored as it goes."""
+
+    def __init__(self, session: Session, rules: Sequence[Rule], valuer: Valuer,
+                 compiled: Sequence[CompiledRule] | None = None) -> None:
+        self.session = session
+        self.compiled = list(compiled) if compiled is not None else compile_rules(session, rules)
+        self.judge = Judge(self.compiled)
+        self.needs = _Needs(self.compiled)
+        self.valuer = valuer
+        self.now = utcnow()
+        self.result = EvaluationResult(rules=len(self.compiled))
+        self._findings: list[Finding] = []
+        self._candidates: list[Any] = []
+        # After a sync: the unique (rule, record) key alone keeps alerts single, and settling records valued
+        # late is left to the next full evaluation (a statement saved per sync is CPU the sync keeps).
+        self.incremental = False
+
+    # -- the whole history -------------------------------------------------------------------------
+    def history(self, employee_ids: Sequence[int] | None = None) -> EvaluationResult:
+        if not self.compiled:
+            return self.result
+        persons = facts.people(self.session, employee_ids)
+        ids = [pid for pid, person in persons.items() if self.judge.applicable(person)]
+        for batch in facts.chunks(ids, EMPLOYEE_BATCH):
+            self._batch({i: persons[i] for i in batch})
+        return self.result
+
+    def _batch(self, persons: dict[int, Person]) -> None:
+        session = self.session
+        accounts = facts.accounts(session, employee_ids=list(persons))
+        by_employee: dict[int, dict[int, Account]] = defaultdict(dict)
+        for account in accounts.values():
+            by_employee[account.employee_id][account.id] = account
+        txs: dict[int, list[Tx]] = defaultdict(list)
+        if self.needs.transactions:
+            rows = facts.transactions_of_connections(session, accounts)
+            self._attach_raw(rows, accounts)
+            for tx in rows:
+                txs[accounts[tx.connection_id].employee_id].append(tx)
+            self.result.transactions += len(rows)
+        positions: dict[int, list[Position]] = defaultdict(list)
+        openings: dict[int, list[Position]] = defaultdict(list)
+        prediction_conns = [a.id for a in accounts.values() if a.kind == "prediction"]
+        if prediction_conns and (self.needs.positions or self.needs.raw_predictions):
+            rows_p = facts.positions_of_connections(session, prediction_conns)
+            for p in rows_p:
+                positions[accounts[p.connection_id].employee_id].append(p)
+            if self.needs.positions:
+                for p in facts.openings(rows_p, lambda r: (r.connection_id, r.market_id, r.outcome), lambda r: r.size):
+                    openings[accounts[p.connection_id].employee_id].append(p)
+        snaps: dict[int, list[Snapshot]] = defaultdict(list)
+        holdings: dict[int, dict[str, tuple[Decimal, list[Snapshot]]]] = defaultdict(dict)
+        if self.needs.snapshots or self.needs.holdings:
+            rows_s = facts.snapshots_of_connections(session, accounts)
+            if self.needs.snapshots:
+                for s in facts.openings(rows_s, lambda r: (r.connection_id, r.asset, r.account), lambda r: r.amount):
+                    snaps[accounts[s.connection_id].employee_id].append(s)
+            if self.needs.holdings:
+                for employee_id, held in _current_holdings(rows_s, accounts).items():
+                    holdings[employee_id] = held
+        self.judge.seen = self._alerted(list(persons))
+        if snaps:
+            first = _first_activity(t for rows in txs.values() for t in rows)
+            for employee_id in list(snaps):
+                snaps[employee_id] = _unexplained(snaps[employee_id], first)
+        for employee_id, person in persons.items():
+            self._judge(person, by_employee.get(employee_id, {}), txs.get(employee_id, []),
+                        positions.get(employee_id, []), openings.get(employee_id, []), snaps.get(employee_id, []),
+                        holdings.get(employee_id, {}), None)
+        self._flush(list(persons))
+        self.result.employees += len(persons)
+
+    def _attach_raw(self, rows: Sequence[Tx], accounts: dict[int, Account]) -> None:
+        wanted = [t for t in rows if (self.needs.raw_transfers and t.kind in facts.TRANSFER_KINDS)
+                  or (self.needs.raw_predictions and accounts[t.connection_id].kind == "prediction")]
+        if wanted:
+            facts.attach_raw(self.session, wanted)
+
+    def _judge(self, person: Person, accounts: dict[int, Account], txs: Sequence[Tx], positions: Sequence[Position],
+               openings: Sequence[Position], snapshots: Sequence[Snapshot],
+               holdings: dict[str, tuple[Decimal, list[Snapshot]]], judged_tx: set[int] | None) -> None:
+        """Judge one employee; what it finds is kept and stored by ``_flush`` (once per batch of employees:
+        a statement per employee would cost more than the judging)."""
+        catalogue = facts.market_catalogue(positions)
+        judgement = self.judge.employee(person, accounts, txs, openings, snapshots, holdings, catalogue,
+                                        now=self.now, judged_tx=judged_tx)
+        self.result.positions += len(openings)
+        self.result.balances += len(snapshots)
+        self._findings.extend(judgement.findings)
+        self._candidates.extend(judgement.candidates)
+
+    def _flush(self, employee_ids: Sequence[int]) -> None:
+        found, self._findings = self._findings, []
+        candidates, self._candidates = self._candidates, []
+        if candidates:
+            self._open_unvalued()  # before this batch writes any: whether earlier ones exist
+            valuations = self.valuer.value(self.session, [c.priced for c in candidates])
+            over, unvalued, valued = settle(candidates, valuations)
+            found.extend(over)
+            self._unvalued(unvalued)
+            if not self.incremental:
+                self._valued(valued, employee_ids)
+        if found:
+            self._store(found)
+
+    # -- the records one sync stored -------------------------------------------------------------------
+    def connection(self, connection_id: int, *, transaction_ids: Sequence[int] | None = None,
+                   position_ids: Sequence[int] | None = None, balance_ids: Sequence[int] | None = None,
+                   since: tuple[int, int, int] | None = None) -> EvaluationResult:
+        """Judge new records of one connection, named by id or as everything after ``since`` (transaction,
+        position, balance ids), with the employee's other records as context: the FIFO lots of the
+        holding period, the series a position or a holding opens. This runs after every sync that stored
+        something, so it reads only what it needs, in as few statements as it can."""
+        if not self.compiled:
+            return self.result
+        session = self.session
+        accounts = facts.accounts_of_owner(session, connection_id)
+        account = accounts.get(connection_id)
+        if account is None:
+            return self.result
+        person = facts.people(session, [account.employee_id]).get(account.employee_id)
+        if person is None or not self.judge.applicable(person):
+            return self.result
+        self.incremental = True
+        new_txs: list[Tx] = []
+        if self.needs.transactions and (transaction_ids or (since and since[0] >= 0)):
+            new_txs = facts.transactions_of_connections(
+                session, [connection_id], ids=transaction_ids if since is None else None,
+                since_id=since[0] if since is not None else 0)
+        context = list(new_txs)
+        traded = {t.asset for t in new_txs if t.kind in TRADE_KINDS}
+        if traded and any(r.kind == "holding_period" for r in self.judge.applicable(person)):
+            # Every buy and sell of those assets on every venue and wallet: a buy stored late (its venue
+            # synced after the sell's) still counts, and the FIFO needs the whole story.
+            context = facts.transactions_of_connections(session, accounts, kinds=TRADE_KINDS, assets=traded)
+            seen = {t.id for t in context}
+            context += [t for t in new_txs if t.id not in seen]
+            context.sort(key=lambda t: (t.occurred_at, t.id))
+        self._attach_raw(context, accounts)
+        positions: list[Position] = []
+        openings: list[Position] = []
+        new_positions = bool(position_ids) if since is None else since[1] >= 0
+        if account.kind == "prediction" and new_positions and (self.needs.positions or self.needs.raw_predictions):
+            positions = facts.positions_of_connections(session, [a.id for a in accounts.values()
+                                                                  if a.kind == "prediction"])
+            if self.needs.positions:
+                mine = [p for p in positions if p.connection_id == connection_id]
+                fresh = (lambda p: p.id in set(position_ids or ())) if since is None else (lambda p: p.id > since[1])
+                openings = [p for p in facts.openings(mine, lambda r: (r.market_id, r.outcome), lambda r: r.size)
+                            if fresh(p)]
+        snaps: list[Snapshot] = []
+        holdings: dict[str, tuple[Decimal, list[Snapshot]]] = {}
+        new_balances = bool(balance_ids) if since is None else since[2] >= 0
+        if new_balances and (self.needs.snapshots or self.needs.holdings):
+            changed = select(BalanceSnapshot.asset).where(BalanceSnapshot.connection_id == connection_id)
+            changed = changed.where(BalanceSnapshot.id.in_(list(balance_ids or ()))) if since is None else \
+                changed.where(BalanceSnapshot.id > since[2])
+            every = facts.snapshots_of_connections(session, accounts, assets=changed.scalar_subquery())
+            if self.needs.snapshots:
+                mine_s = [x for x in every if x.connection_id == connection_id]
+                fresh_s = (lambda x: x.id in set(balance_ids or ())) if since is None else (lambda x: x.id > since[2])
+                snaps = [x for x in facts.openings(mine_s, lambda r: (r.asset, r.account), lambda r: r.amount)
+                         if fresh_s(x)]
+                if snaps:
+                    first = _first_activity(facts.transactions_of_connections(
+                        session, [connection_id], kinds=facts.TOUCHING_KINDS, assets={x.asset for x in snaps}))
+                    snaps = _unexplained(snaps, first)
+            if self.needs.holdings:
+                holdings = _current_holdings(every, accounts).get(person.id, {})
+        self.judge.seen = self._alerted([person.id])
+        self._judge(person, accounts, context, positions, openings, snaps, holdings,
+                    {t.id for t in new_txs})
+        self._flush([person.id])
+        self.result.transactions += len(new_txs)
+        self.result.employees = 1
+        return self.result
+
+    # -- storing ---------------------------------------------------------------------------------------------
+    def _alerted(self, employee_ids: Sequence[int]) -> set[tuple[int, str]]:
+        """(rule, record) already alerted for these employees: judged no further (the alert stays as it is)."""
+        rule_ids = [r.id for r in self.compiled]
+        out: set[tuple[int, str]] = set()
+        for part in facts.chunks(list(employee_ids), 900):
+            out.update((int(r or 0), str(k)) for r, k in self.session.execute(select(
+                Alert.rule_id, Alert.record_key).where(Alert.employee_id.in_(part), Alert.rule_id.in_(rule_ids))))
+        return out
+
+    def _insert(self) -> Any:
+        dialect = self.session.get_bind().dialect.name
+        module: Any = postgresql if dialect == "postgresql" else sqlite
+        return module.insert
+
+    def _store(self, findings: Sequence[Finding]) -> None:
+        """Insert the findings not yet alerted; the unique (rule, record) key decides races."""
+        session = self.session
+        keys: dict[int, set[str]] = defaultdict(set)
+        for f in findings:
+            keys[f.rule.id].add(f.record_key)
+        existing: set[tuple[int, str]] = set()
+        for rule_id, wanted in keys.items() if not self.incremental else ():
+            listed = list(wanted)
+            for start in range(0, len(listed), 900):
+                existing.update((rule_id, str(k)) for (k,) in session.execute(select(Alert.record_key).where(
+                    Alert.rule_id == rule_id, Alert.record_key.in_(listed[start:start + 900]))))
+        now = utcnow()
+        rows = []
+        seen: set[tuple[int, str]] = set()
+        for f in findings:
+            ident = (f.rule.id, f.record_key)
+            if ident in existing or ident in seen:
+                continue
+            seen.add(ident)
+            detail: dict[str, Any] = {"rule": {"id": f.rule.id, "name": f.rule.name, "kind": f.rule.kind,
+                                               "version": f.rule.version}, "records": f.records}
+            if f.entries:
+                detail["list"] = {"id": f.entries[0].list_id, "name": f.rule.list_name}
+                detail["entries"] = [{"id": e.id, "type": e.type, "value": e.value} for e in f.entries]
+            detail.update(f.extra)
+            rows.append({"employee_id": f.employee_id, "connection_id": f.connection_id, "kind": f.rule.alert_kind,
+                         "severity": f.rule.severity, "status": "open", "title": f.title[:300], "detail": detail,
+                         "rule_id": f.rule.id, "rule_version": f.rule.version,
+                         "list_entry_id": f.entries[0].id if f.entries else None, "record_key": f.record_key,
+                         "occurred_at": f.occurred_at, "created_at": now, "updated_at": now, "resolution": "",
+                         "reason": ""})
+        if not rows:
+            return
+        # Core inserts (the table, not the ORM entity): thousands of alerts after a list change must not pay
+        # the ORM's bulk machinery per row.
+        alerts = _table(Alert)
+        stmt = self._insert()(alerts).on_conflict_do_nothing(index_elements=["rule_id", "record_key"]).returning(
+            alerts.c.id, alerts.c.severity, alerts.c.rule_id)
+        created = session.execute(stmt, rows).all() if len(rows) > 1 else session.execute(stmt.values(rows[0])).all()
+        names = {f.rule.id: f.rule.name for f in findings}
+        events = [{"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
+                   "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created]
+        if events:
+            session.execute(insert(_table(AlertEvent)), events)
+        for alert_id, severity, _rule_id in created:
+            self.result.alert_ids.append(alert_id)
+            if severity == "critical":
+                self.result.critical_ids.append(alert_id)
+
+    def _unvalued(self, items: Sequence[Unvalued]) -> None:
+        """Records that could not be valued, kept once each (a later evaluation that values one settles it)."""
+        if not items:
+            return
+        now = utcnow()
+        known: set[tuple[int, str]] = set()
+        for part in facts.chunks(sorted({u.employee_id for u in items}) if not self.incremental else [], 900):
+            known.update((int(r), str(k)) for r, k in self.session.execute(select(
+                UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.employee_id.in_(part))))
+        rows = [{"rule_id": u.rule_id, "record_key": u.record_key, "employee_id": u.employee_id, "reason": u.reason,
+                 "first_seen_at": now, "checked_at": now} for u in items if (u.rule_id, u.record_key) not in known]
+        if rows:
+            stmt = self._insert()(_table(UnvaluedRecord)).on_conflict_do_nothing(
+                index_elements=["rule_id", "record_key"])
+            self.session.execute(stmt, rows)
+        settled = self._open_unvalued() if not self.incremental else None
+        if settled:
+            # A record valued before and not now (its price gone): open again.
+            keys = {(u.rule_id, u.record_key) for u in items}
+            reopened = [k for k in keys if k in settled]
+            for rule_id, key in reopened:
+                self.session.execute(update(UnvaluedRecord).where(
+                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key == key).values(
+                    valued_at=None, checked_at=now))
+        self.result.unvalued += len(items)
+
+    def _valued(self, items: Sequence[tuple[int, str]], employee_ids: Sequence[int]) -> None:
+        """Records valued now that could not be before: their "could not be valued" row is settled."""
+        if not items or self._open_unvalued() is None:
+            return
+        open_keys: set[tuple[int, str]] = set()
+        for part in facts.chunks(list(employee_ids), 900):
+            open_keys.update((int(r), str(k)) for r, k in self.session.execute(select(
+                UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(
+                UnvaluedRecord.employee_id.in_(part), UnvaluedRecord.valued_at.is_(None))))
+        now = utcnow()
+        for rule_id, key in items:
+            if (rule_id, key) in open_keys:
+                self.session.execute(update(UnvaluedRecord).where(
+                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key == key).values(
+                    valued_at=now, checked_at=now))
+
+    def _open_unvalued(self) -> set[tuple[int, str]] | None:
+        """None when no record was ever recorded as unvalued (then nothing needs settling); else the
+        keys settled before (valued_at set), to reopen one that cannot be valued any more."""
+        if not hasattr(self, "_settled"):
+            any_rows = self.session.execute(select(UnvaluedRecord.id).limit(1)).first() is not None
+            self._settled: set[tuple[int, str]] | None = None
+            if any_rows:
+                self._settled = {(int(r), str(k)) for r, k in self.session.execute(select(
+                    UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.valued_at.is_not(None)))}
+        return self._settled
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _first_activity(txs: Iterable[Tx]) -> dict[tuple[int, str], dt.datetime]:
+    """(connection, asset) -> the time of its first recorded transaction touching the asset."""
+    out: dict[tuple[int, str], dt.datetime] = {}
+    for t in txs:
+        if t.kind not in facts.TOUCHING_KINDS:
+            continue
+        key = (t.connection_id, t.asset.upper())
+        if key not in out or t.occurred_at < out[key]:
+            out[key] = t.occurred_at
+    return out
+
+
+def _unexplained(openings: Sequence[Snapshot], first: dict[tuple[int, str], dt.datetime]) -> list[Snapshot]:
+    """New holdings that no recorded transaction explains: a holding that appears after a trade or a
+    deposit of the asset on that account is the trade's doing, and the trade is judged itself (one
+    alert for one act, not two). What remains: holdings that arrived with no record (an airdrop, a
+    venue without history, the first look at an account)."""
+    return [s for s in openings if not ((t := first.get((s.connection_id, s.asset.upper()))) and t <= s.valid_from)]
+
+
+def _current_holdings(rows: Iterable[Snapshot], accounts: dict[int, Account]
+                      ) -> dict[int, dict[str, tuple[Decimal, list[Snapshot]]]]:
+    """employee -> asset -> (amount held now over every venue and wallet, the observations it sums)."""
+    out: dict[int, dict[str, tuple[Decimal, list[Snapshot]]]] = defaultdict(dict)
+    for s in rows:
+        if s.valid_to is not None or not s.amount:
+            continue
+        account = accounts.get(s.connection_id)
+        if account is None or account.kind == "prediction":
+            continue
+        held = out[account.employee_id]
+        amount, evidence = held.get(s.asset.upper(), (Decimal(0), []))
+        held[s.asset.upper()] = (amount + s.amount, [*evidence, s])
+    return out
+
+
+# -- entry points -------------------------------------------------------------------------------------
+
+def evaluate_history(session: Session, valuer: Valuer, *, employee_ids: Sequence[int] | None = None,
+                     rule_ids: Sequence[int] | None = None) -> EvaluationResult:
+    """Every enabled rule (or those named) over the whole history of every employee (or those named).
+    Effective dates are respected: an entry matches only records inside its dates."""
+    rules = list_rules(session, enabled_only=True)
+    if rule_ids is not None:
+        wanted = set(rule_ids)
+        rules = [r for r in rules if r.id in wanted]
+    evaluation = Evaluation(session, rules, valuer)
+    result = evaluation.history(employee_ids)
+    now = utcnow()
+    if employee_ids is None:
+        for rule in rules:
+            rule.evaluated_at = now
+            rule.evaluated_version = rule.version
+    session.flush()
+    return result
+
+
+def evaluate_records(session: Session, valuer: Valuer, connection_id: int, *,
+                     transaction_ids: Sequence[int] = (), position_ids: Sequence[int] = (),
+                     balance_ids: Sequence[int] = ()) -> EvaluationResult:
+    """Every enabled rule over records one connection just stored (by id)."""
+    if not (transaction_ids or position_ids or balance_ids):
+        return EvaluationResult()
+    evaluation = Evaluation(session, list_rules(session, enabled_only=True), valuer)
+    result = evaluation.connection(connection_id, transaction_ids=transaction_ids, position_ids=position_ids,
+                                   balance_ids=balance_ids)
+    session.flush()
+    return result
+
+
+class RuleCache:
+    """The enabled rules compiled (their lists indexed), kept by a process between evaluations after syncs
+    and compiled again when anything changed: every change to a list, a rule or a group writes a
+    ``conduct_changes`` row, so the newest row's id (and their number) says whether they are current."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: Any = None
+        self._compiled: list[CompiledRule] = []
+
+    @staticmethod
+    def key_columns() -> tuple[Any, Any]:
+        return (select(func.max(ConductChange.id)).scalar_subquery(),
+                select(func.count(ConductChange.id)).scalar_subquery())
+
+    def compiled(self, session: Session, key: Any = None) -> list[CompiledRule]:
+        if key is None:
+            key = tuple(session.execute(select(*self.key_columns())).one())
+        with self._lock:
+            if key == self._key:
+                return self._compiled
+        compiled = compile_rules(session, list_rules(session, enabled_only=True))
+        with self._lock:
+            self._key, self._compiled = key, compiled
+        return compiled
+
+
+@functools.cache
+def _progress_statement() -> Any:
+    """One statement: a connection's newest record ids, its evaluation mark, and the rules' change key.
+    Built once (with the connection id as a parameter): it runs after every sync."""
+    from appliance.store.models import PredictionPosition, Transaction
+
+    cid: Any = bindparam("cid")
+    marks = [select(column).where(EvaluationMark.connection_id == cid).scalar_subquery()
+             for column in (EvaluationMark.transaction_id, EvaluationMark.position_id, EvaluationMark.balance_id)]
+    tops = [select(func.max(model.id)).where(model.connection_id == cid).scalar_subquery()
+            for model in (Transaction, PredictionPosition, BalanceSnapshot)]
+    return select(*tops, *marks, *RuleCache.key_columns())
+
+
+def _progress(session: Session, connection_id: int) -> Any:
+    return session.connection().execute(_progress_statement(), {"cid": connection_id}).one()
+
+
+def has_new_records(session: Session, connection_id: int) -> bool:
+    """Whether the connection stored anything since its last evaluation (a read: most syncs store nothing,
+    and they should not pay for a write transaction to learn it)."""
+    row = _progress(session, connection_id)
+    if row[3] is None:
+        return True
+    return any(int(row[i] or 0) > int(row[i + 3] or 0) for i in range(3))
+
+
+def evaluate_new(session: Session, valuer: Valuer, connection_id: int, cache: RuleCache | None = None
+                 ) -> EvaluationResult:
+    """The records one connection stored since its last evaluation (after every sync): the connection's
+    evaluation mark says where the last one stopped, and moves in this transaction. A sync that stored
+    nothing costs one statement."""
+    cache = cache or RuleCache()
+    row = _progress(session, connection_id)
+    top = [int(v or 0) for v in row[0:3]]
+    had_mark = row[3] is not None
+    mark = [int(v or 0) for v in row[3:6]]
+    if had_mark and all(t <= m for t, m in zip(top, mark, strict=True)):
+        return EvaluationResult()
+    compiled = cache.compiled(session, tuple(row[6:8]))
+    result = EvaluationResult()
+    if compiled:
+        # -1: nothing new of that kind (not read at all).
+        since = cast(tuple[int, int, int], tuple(m if t > m else -1 for t, m in zip(top, mark, strict=True)))
+        result = Evaluation(session, [], valuer, compiled).connection(connection_id, since=since)
+    # With no rule enabled the mark simply moves on: a rule created later judges the whole history itself.
+    values = {"transaction_id": max(top[0], mark[0]), "position_id": max(top[1], mark[1]),
+              "balance_id": max(top[2], mark[2]), "updated_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    upsert = module.insert(_table(EvaluationMark)).values(connection_id=connection_id, **values)
+    session.execute(upsert.on_conflict_do_update(index_elements=["connection_id"], set_=values))
+    return result
+
+
+def evaluation_due(rule: Rule) -> bool:
+    return rule.enabled and (rule.evaluated_version != rule.version)
+
+
+__all__ = ["EvaluationResult", "evaluate_history", "evaluate_new", "evaluate_records"]
