@@ -9,8 +9,12 @@ and the CLI all work through it.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import socket
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from appliance.audit.writer import AuditRecord, GroupCommitter
@@ -22,6 +26,25 @@ from appliance.store.session import Store
 log = logging.getLogger(__name__)
 
 
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def node_identity() -> str:
+    """A name for one poller node that no other process ever shares: host, boot, pid, start time, random.
+
+    Leases are held by node id, and a node gives back every lease held under its id at the start of a
+    cycle, so two processes sharing an id release each other's leases and poll the same connection at
+    once. The host and pid say which process it is (the System page shows it); the boot id and start
+    time keep a pid reused after a reboot or a restart apart; 32 random bits keep two Appliances of one
+    process apart. At most 75 characters (``connections.lease_owner`` and ``poll_cycles.node`` hold 100).
+    """
+    try:
+        boot = _BOOT_ID.read_text(encoding="ascii").strip().replace("-", "")[:8]
+    except OSError:  # not Linux: pid, start time and the random part still tell processes apart
+        boot = "noboot"
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{boot}.{int(time.time()):x}.{secrets.token_hex(4)}"
+
+
 class Appliance:
     def __init__(self, settings: Settings, *, store: Store | None = None, provider: KeyProvider | None = None) -> None:
         from appliance.services.keys import KeyService
@@ -31,7 +54,7 @@ class Appliance:
         self.keys = KeyService(provider or provider_from_settings(settings))
         self.auth = AuthState()
         self.audit = GroupCommitter(self.store)
-        self.node_id = f"{socket.gethostname()}:{id(self) & 0xFFFF:04x}"
+        self.node_id = node_identity()
         self._watcher: RevocationWatcher | None = None
         self._venues: Any = None
         self._venues_lock = threading.Lock()
