@@ -95,9 +95,11 @@ class PollerSettings:
     max_pages_per_sync: int = field(default=200, metadata=_doc(
         "Pages fetched per stream in one sync; the cursor resumes the rest at the next poll.", min=1, max=100000))
     failure_threshold: int = field(default=5, metadata=_doc(
-        "Consecutive transient failures before a degraded connection turns broken.", min=1, max=1000))
+        "Consecutive transient failures before a degraded connection turns broken (rate limits never count).",
+        min=1, max=1000))
     backoff_max_minutes: int = field(default=60, metadata=_doc(
-        "Longest wait between retries of a failing connection (exponential backoff with jitter).",
+        "Longest wait between retries of a failing connection (exponential backoff with jitter), and of a "
+        "rate-limited one (the venue's Retry-After, doubling with each rate limit in a row).",
         min=1, max=1440))
     require_reonboarding_after_break: bool = field(default=False, metadata=_doc(
         "A connection that broke stays re-onboarding-required, even if its key starts working again, "

@@ -1,0 +1,28 @@
+"""connection rate limit streak
+
+Revision ID: 0026
+Revises: 0003
+Create Date: 2026-12-02 10:00:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0026'
+down_revision: str | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('connections', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('consecutive_rate_limits', sa.Integer(), server_default='0', nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('connections', schema=None) as batch_op:
+        batch_op.drop_column('consecutive_rate_limits')
