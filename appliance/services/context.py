@@ -21,6 +21,7 @@ from appliance.audit.writer import AuditRecord, GroupCommitter
 from appliance.auth.state import AuthState, RevocationWatcher
 from appliance.crypto import KeyProvider, provider_from_settings
 from appliance.settings import Settings
+from appliance.store.probe import WriteProbe
 from appliance.store.session import Store
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Appliance:
         self.auth = AuthState()
         self.audit = GroupCommitter(self.store)
         self.node_id = node_identity()
+        self.write_probe = WriteProbe(self.store, self.node_id)  # /healthz: does the store take writes?
         self._watcher: RevocationWatcher | None = None
         self._venues: Any = None
         self._venues_lock = threading.Lock()

@@ -8,7 +8,7 @@ from appliance.store.models.employees import Employee, OnboardingToken
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
-from appliance.store.models.system import PollCycle, Setting
+from appliance.store.models.system import PollCycle, Setting, StoreProbe
 
 __all__ = [
     "Alert",
@@ -30,6 +30,7 @@ __all__ = [
     "Role",
     "RolePermission",
     "Setting",
+    "StoreProbe",
     "SyncCursor",
     "Transaction",
     "User",
