@@ -61,7 +61,10 @@ class ServerSettings:
         "Demo only: accept onboarding credentials over plain HTTP on localhost. Refused when binding a "
         "non-loopback address."))
     shutdown_timeout_seconds: int = field(default=30, metadata=_doc(
-        "On SIGTERM, how long to wait for in-flight requests and poll jobs before exiting.", min=1, max=600))
+        "On SIGTERM, the most the process takes to exit: no new requests or polls are taken; in-flight "
+        "requests and syncs may finish, and syncs still running after half of it stop at their next commit "
+        "(nothing stored is lost; the rest resumes on the next poll). Keep it under the unit's TimeoutStopSec.",
+        min=1, max=600))
 
 
 @dataclass(frozen=True)

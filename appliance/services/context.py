@@ -46,6 +46,27 @@ def node_identity() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{boot}.{int(time.time()):x}.{secrets.token_hex(4)}"
 
 
+class Stopping:
+    """Set when the process is asked to stop (SIGTERM): the poller claims nothing more; syncs in flight
+    may finish, and once ``checkpoint_at`` has passed each stops at its next commit (what it stored
+    stays, the rest resumes on the next poll) and gives its lease back."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.checkpoint_at: float | None = None
+
+    def begin(self, grace_seconds: float) -> None:
+        if not self._event.is_set():
+            self.checkpoint_at = time.monotonic() + grace_seconds
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def must_checkpoint(self) -> bool:
+        return self.checkpoint_at is not None and time.monotonic() >= self.checkpoint_at
+
+
 class Appliance:
     def __init__(self, settings: Settings, *, store: Store | None = None, provider: KeyProvider | None = None) -> None:
         from appliance.services.keys import KeyService
@@ -57,6 +78,7 @@ class Appliance:
         self.audit = GroupCommitter(self.store)
         self.node_id = node_identity()
         self.write_probe = WriteProbe(self.store, self.node_id)  # /healthz: does the store take writes?
+        self.stopping = Stopping()
         self._watcher: RevocationWatcher | None = None
         self._venues: Any = None
         self._venues_lock = threading.Lock()
