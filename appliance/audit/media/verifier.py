@@ -7,7 +7,7 @@ import csv
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ from appliance.audit.media.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    PARTIAL_NAME,
     PUBLIC_KEY_NAME,
     SIGNATURE_NAME,
+    UNRECORDED_SUFFIX,
 )
 from appliance.audit.verify import VerifyFailed
 from appliance.crypto import load_public_key, public_key_id, verify
@@ -206,9 +208,12 @@ def verify_export(path: Path | str, *, public_key_pem: str | None = None) -> Exp
 class MediaReport:
     exports: list[ExportSummary]
     series: list[ExportSummary]
+    # Directories left out: exports set aside as never recorded, files of interrupted exports.
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [summary.line() for summary in self.exports]
+        out = [f"note: {note}" for note in self.notes]
+        out += [summary.line() for summary in self.exports]
         if len(self.series) > 1:
             out.append(f"series of {len(self.series)} incremental exports links without a gap: events "
                        f"{self.series[0].after_event_id + 1}..{self.series[-1].through_event_id}")
@@ -225,12 +230,22 @@ def verify_media(path: Path | str, *, public_key_pem: str | None = None) -> Medi
     if (folder / MANIFEST_NAME).exists():
         single = verify_export(folder, public_key_pem=public_key_pem)
         return MediaReport([single], [single] if single.mode == "incremental" else [])
-    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-                   and (p / MANIFEST_NAME).exists())
+    found, notes = [], []
+    for entry in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if PARTIAL_NAME.fullmatch(entry.name):
+            notes.append(f"{entry.name}: the files of an interrupted export, not part of the series (the next "
+                         "`vigatra audit export` to this directory finishes or removes them)")
+        elif entry.name.endswith(UNRECORDED_SUFFIX) and (entry / MANIFEST_NAME).exists():
+            notes.append(f"{entry.name}: not part of the series: an export the appliance never recorded (its run "
+                         "was interrupted), set aside by a later export")
+        elif not entry.name.startswith(".") and (entry / MANIFEST_NAME).exists():
+            found.append(entry)
+    if not found and notes:
+        raise VerifyFailed(f"{folder} holds no complete audit export; {'; '.join(notes)}")
     if not found:
         raise VerifyFailed(f"{folder} holds no audit export ({MANIFEST_NAME} not found)")
     exports = [verify_export(p, public_key_pem=public_key_pem) for p in found]
-    return MediaReport(exports, _check_series(exports))
+    return MediaReport(exports, _check_series(exports), notes)
 
 
 def _check_series(exports: list[ExportSummary]) -> list[ExportSummary]:
