@@ -38,6 +38,18 @@ VENUE_IDS: tuple[str, ...] = (
     "polymarket", "kalshi",
 )
 CHAIN_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# Asset codes as the venues spell them (BTC, USDT, 1INCH, USDC.E).
+ASSET_CODE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
+# Free-form maps whose keys are not chain names: their key pattern, what it means, and the example key.
+MAP_KEYS: dict[tuple[str, ...], tuple[re.Pattern[str], str, str]] = {
+    ("chains", "evm"): (CHAIN_KEY, "names are lower-case letters, digits, - and _ (up to 32)", "ethereum"),
+    ("valuation", "assets"): (ASSET_CODE, "asset codes are upper-case letters, digits, ., - and _ (up to 32)",
+                              "BTC"),
+}
+# Where prices may come from, besides the exchanges: the prices imported with `vigatra prices import`.
+PRICE_IMPORT_SOURCE = "import"
+EXCHANGE_IDS: tuple[str, ...] = ("coinbase", "kraken", "binance", "binanceus", "gemini", "okx", "bybit", "kucoin",
+                                 "bitstamp")
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
@@ -258,6 +270,52 @@ class ChainSettings:
 
 
 @dataclass(frozen=True)
+class AssetPricingSettings:
+    venues: tuple[str, ...] = field(default=(), metadata=_doc(
+        "Where this asset's prices come from, in order (exchange ids and `import`); empty: valuation.venues."))
+
+
+@dataclass(frozen=True)
+class ValuationSettings:
+    enabled: bool = field(default=True, metadata=_doc(
+        "Value balances, transactions and prediction positions in valuation.currency (a pricing job after the "
+        "syncs; values appear when ready). Off: values are shown as unpriced, and no price is ever fetched."))
+    currency: str = field(default="USD", metadata=_doc(
+        "The firm's base currency every value is stated in (USD, EUR, GBP, CHF, JPY...)."))
+    venues: tuple[str, ...] = field(default=(
+        "kraken", "coinbase", "bitstamp", "gemini", "binanceus", "binance", "okx", "bybit", "kucoin",
+        PRICE_IMPORT_SOURCE), metadata=_doc(
+        "Where prices come from, in order: the exchanges' public market data (tickers for current values, candles "
+        "for a transaction's time) and `import` (prices loaded with `vigatra prices import`). The first source that "
+        "lists a pair and answers wins. Air-gapped sites: [import]. A disabled venue is skipped."))
+    assets: dict[str, AssetPricingSettings] = field(default_factory=dict, metadata=_doc(
+        "Per-asset order of price sources, keyed by asset code, overriding valuation.venues for that asset."))
+    cross_via: tuple[str, ...] = field(default=("USDT", "USDC", "BTC"), metadata=_doc(
+        "When no source lists an asset against the base currency, its price is crossed through these assets, in "
+        "order (asset/USDT x USDT/USD); the route is recorded with the value. Stablecoins are priced like any "
+        "other asset, never assumed to be worth 1."))
+    candle_timeframe: Literal["1m", "5m", "15m", "30m", "1h", "1d"] = field(default="1h", metadata=_doc(
+        "Candles a transaction is priced from: the close of the candle that contains its time. Finer candles cost "
+        "more requests per day of history (they are fetched and cached per day)."))
+    interval_minutes: int = field(default=5, metadata=_doc(
+        "How often the pricing job runs inside `vigatra serve` (after the syncs, never holding them up).",
+        min=1, max=1440))
+    ticker_max_age_minutes: int = field(default=15, metadata=_doc(
+        "A current price fetched less than this long ago is reused instead of asked again.", min=1, max=1440))
+    stale_after_hours: int = field(default=48, metadata=_doc(
+        "A current price older than this (the venue unreachable since, or the last import) is not used: the "
+        "holding is shown unpriced, with the reason.", min=1, max=8760))
+    import_max_gap_hours: int = field(default=24, metadata=_doc(
+        "An imported price stands for the time it names and up to this long after (e.g. a daily fixing).",
+        min=1, max=8760))
+    retention_days: int = field(default=400, metadata=_doc(
+        "Stored price observations (fetched or imported) are deleted this many days after they were stored; the "
+        "values already computed from them stay, with their source.", min=1, max=36500))
+    transactions_per_run: int = field(default=20000, metadata=_doc(
+        "Transactions one pricing run values at most (the rest at the next run).", min=100, max=10_000_000))
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("/var/lib/vigatra"), metadata=_doc(
         "Directory holding the SQLite database and runtime state. Owned by the service user, mode 0700."))
@@ -279,6 +337,8 @@ class Settings:
         "Per-venue settings, keyed by venue id."))
     chains: ChainSettings = field(default_factory=ChainSettings, metadata=_doc(
         "Self-custody wallets: the chain endpoints the customer configures."))
+    valuation: ValuationSettings = field(default_factory=ValuationSettings, metadata=_doc(
+        "Values in the firm's currency: where prices come from and how long they are kept."))
     # Where the settings came from, for messages and `vigatra doctor`; not a configuration key.
     source: str = field(default="defaults", metadata={"internal": True})
 
@@ -476,8 +536,9 @@ def _build_dict(tp: Any, value: Any, path: tuple[str, ...], env: Mapping[str, st
         if fixed and key not in allowed:
             raise ConfigError(f"unknown configuration key '{'.'.join((*path, str(key)))}' in {source} "
                               f"(known: {', '.join(allowed)})")
-        if not fixed and not CHAIN_KEY.match(str(key)):
-            raise _bad((*path, str(key)), source, "names are lower-case letters, digits, - and _ (up to 32)")
+        pattern, why, _example = MAP_KEYS.get(path, MAP_KEYS[("chains", "evm")])
+        if not fixed and not pattern.match(str(key)):
+            raise _bad((*path, str(key)), source, why)
     out: dict[str, Any] = {}
     for key in allowed:
         sub = raw.get(key)
@@ -585,6 +646,25 @@ def _cross_check(settings: Settings, source: str) -> None:
                    "must be at least 15 unless auth.mfa_required is true (NIST SP 800-63B)")
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
+    _check_valuation(settings.valuation, source)
+
+
+def _check_valuation(valuation: ValuationSettings, source: str) -> None:
+    if not ASSET_CODE.match(valuation.currency) or len(valuation.currency) > 16:
+        raise _bad(("valuation", "currency"), source,
+                   f"must be a currency code such as USD, EUR or GBP, got {valuation.currency!r}")
+    sources = (*EXCHANGE_IDS, PRICE_IMPORT_SOURCE)
+    orders: list[tuple[tuple[str, ...], tuple[str, ...]]] = [(("valuation", "venues"), valuation.venues)]
+    orders += [(("valuation", "assets", asset, "venues"), item.venues) for asset, item in valuation.assets.items()]
+    for path, order in orders:
+        for venue in order:
+            if venue not in sources:
+                raise _bad(path, source, f"{venue!r} is not a price source (known: {', '.join(sources)})")
+        if len(set(order)) != len(order):
+            raise _bad(path, source, "lists a source twice")
+    for asset in valuation.cross_via:
+        if not ASSET_CODE.match(asset):
+            raise _bad(("valuation", "cross_via"), source, f"{asset!r} is not an asset code (upper case, e.g. USDT)")
 
 
 def _http_url(value: str) -> bool:
@@ -638,7 +718,7 @@ def example_yaml() -> str:
         indent = "  " * (len(path) - 1)
         # A free-form map's entries are an example to copy (e.g. `ethereum:` for <name>), so commented out.
         example = "<name>" in path
-        key = "ethereum" if path[-1] == "<name>" else path[-1]
+        key = MAP_KEYS[path[:-1]][2] if path[-1] == "<name>" else path[-1]
         mark = "# " if example else ""
         if doc:
             lines.append(f"{indent}# {doc}")

@@ -25,6 +25,9 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "venues": (["bench/bench_venues.py", "--accounts", "10"], ["bench/bench_venues.py", "--accounts", "2"]),
     "sync": (["bench/bench_sync.py", "--connections", "10000", "--workers", "48"],
              ["bench/bench_sync.py", "--connections", "200", "--databases", "sqlite"]),
+    "valuation": (["bench/bench_valuation.py"],
+                  ["bench/bench_valuation.py", "--employees", "500", "--trades", "5000", "--databases", "sqlite",
+                   "--repeat", "1"]),
 }
 
 

@@ -12,11 +12,13 @@ from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
 from appliance.api.common import body, int_arg, json_value, respond, time_arg
-from appliance.boundary.edge import audit_resource, db, state
+from appliance.api.values import total_json, value_json
+from appliance.boundary.edge import appliance, audit_resource, db, state
 from appliance.boundary.routes import requires
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import records
+from appliance.services.valuation import read as valuation
 from appliance.store.models import Employee
 
 
@@ -82,11 +84,13 @@ def employee_balances(employee_id: int) -> ResponseReturnValue:
     session = db()
     employee_service.get(session, employee_id)
     rows = records.current_balances(session, state().actor, employee_id=employee_id)
-    return respond({"balances": [{
+    settings = appliance().settings
+    values = valuation.balance_values(session, settings, [b for b, _c in rows])
+    return respond({"currency": valuation.currency_of(settings), "balances": [{
         "connection_id": c.id, "venue": c.venue, "asset": b.asset, "account": b.account,
         "amount": json_value(b.amount), "valid_from": json_value(b.valid_from),
-        "observed_until": json_value(b.observed_until), "provenance": b.provenance,
-    } for b, c in rows]})
+        "observed_until": json_value(b.observed_until), "provenance": b.provenance, **value_json(v),
+    } for (b, c), v in zip(rows, values, strict=True)], "total": total_json(valuation.total(values))})
 
 
 @api_blueprint.route("/employees/<int:employee_id>/transactions", methods=["GET"])
@@ -97,7 +101,10 @@ def employee_transactions(employee_id: int) -> ResponseReturnValue:
     rows = records.transactions(session, state().actor, employee_id=employee_id, since=time_arg("from"),
                                 until=time_arg("to"), limit=int_arg("limit", 500, high=5000) or 500,
                                 before_id=int_arg("before"))
-    return respond({"transactions": [transaction_json(t, c) for t, c in rows],
+    settings = appliance().settings
+    values = valuation.transaction_values(session, settings, [t for t, _c in rows])
+    return respond({"currency": valuation.currency_of(settings),
+                    "transactions": [transaction_json(t, c, values[t.id]) for t, c in rows],
                     "next_before": rows[-1][0].id if rows else None})
 
 
@@ -111,16 +118,18 @@ def employee_transaction(employee_id: int, transaction_id: int) -> ResponseRetur
                                 before_id=transaction_id + 1)
     if not rows or rows[0][0].id != transaction_id:
         raise NotFound("not found")
-    return respond(transaction_json(*rows[0]))
+    settings = appliance().settings
+    values = valuation.transaction_values(session, settings, [rows[0][0]])
+    return respond({"currency": valuation.currency_of(settings), **transaction_json(*rows[0], values[transaction_id])})
 
 
-def transaction_json(t: Any, c: Any) -> dict[str, Any]:
+def transaction_json(t: Any, c: Any, value: valuation.Value) -> dict[str, Any]:
     return {
         "id": t.id, "connection_id": c.id, "venue": c.venue, "stream": t.stream, "venue_tx_id": t.venue_tx_id,
         "kind": t.kind, "occurred_at": json_value(t.occurred_at), "asset": t.asset, "amount": json_value(t.amount),
         "market": t.market, "quote_asset": t.quote_asset, "quote_amount": json_value(t.quote_amount),
         "price": json_value(t.price), "fee_asset": t.fee_asset, "fee_amount": json_value(t.fee_amount),
-        "provenance": t.provenance, "orphaned": t.orphaned, "block_number": t.block_number,
+        "provenance": t.provenance, "orphaned": t.orphaned, "block_number": t.block_number, **value_json(value),
     }
 
 

@@ -9,26 +9,36 @@ from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
 from appliance.api.common import json_value, respond
+from appliance.api.values import value_json
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
 from appliance.errors import Invalid
 from appliance.services import employees as employee_service
 from appliance.services import metrics, onboarding, records, sync
+from appliance.services.valuation import read as valuation
 
 
-def position_json(p: Any, c: Any) -> dict[str, Any]:
+def position_json(p: Any, c: Any, value: valuation.Value) -> dict[str, Any]:
+    """``current_value`` is the venue's own figure in the market's currency; ``value`` ours, in the firm's."""
     return {"connection_id": c.id, "employee_id": c.employee_id, "venue": c.venue, "market_id": p.market_id,
             "market_title": p.market_title, "category": p.category, "outcome": p.outcome,
             "size": json_value(p.size), "avg_price": json_value(p.avg_price),
             "current_value": json_value(p.current_value), "valid_from": json_value(p.valid_from),
-            "observed_until": json_value(p.observed_until)}
+            "observed_until": json_value(p.observed_until), **value_json(value)}
+
+
+def positions_response(session: Any, rows: list[Any]) -> ResponseReturnValue:
+    settings = appliance().settings
+    values = valuation.position_values(session, settings, rows)
+    return respond({"currency": valuation.currency_of(settings),
+                    "positions": [position_json(p, c, v) for (p, c), v in zip(rows, values, strict=True)]})
 
 
 @api_blueprint.route("/predictions", methods=["GET"])
 @requires("predictions:read", action="predictions.list")
 def list_predictions() -> ResponseReturnValue:
-    rows = records.current_positions(db(), state().actor)
-    return respond({"positions": [position_json(p, c) for p, c in rows]})
+    session = db()
+    return positions_response(session, records.current_positions(session, state().actor))
 
 
 @api_blueprint.route("/employees/<int:employee_id>/predictions", methods=["GET"])
@@ -36,8 +46,7 @@ def list_predictions() -> ResponseReturnValue:
 def employee_predictions(employee_id: int) -> ResponseReturnValue:
     session = db()
     employee_service.get(session, employee_id)
-    rows = records.current_positions(session, state().actor, employee_id=employee_id)
-    return respond({"positions": [position_json(p, c) for p, c in rows]})
+    return positions_response(session, records.current_positions(session, state().actor, employee_id=employee_id))
 
 
 @api_blueprint.route("/employees/<int:employee_id>/onboarding-links", methods=["POST"])

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "employee": ("appliance.cli.employees", "employee"),
     "onboard": ("appliance.cli.employees", "onboard"),
     "poll": ("appliance.cli.ops", "poll"),
+    "prices": ("appliance.cli.prices", "prices"),
     "status": ("appliance.cli.ops", "status"),
 }
 

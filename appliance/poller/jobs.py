@@ -65,6 +65,26 @@ def poll_tick(appliance: Appliance) -> None:
         log.info("polled %d connection(s), %d failed", len(result.outcomes), len(result.failed))
 
 
+def price_tick(appliance: Appliance) -> None:
+    """One pricing run: current prices of what is held, values of new transactions. Its own job, so a sync
+    never waits on pricing; values appear when it has run."""
+    from sqlalchemy.exc import DBAPIError
+
+    from appliance.services.valuation.job import run_pricing
+    from appliance.store.session import describe_db_error
+
+    try:
+        result = run_pricing(appliance)
+    except DBAPIError as exc:
+        log.warning("pricing run failed: database unavailable (%s)", describe_db_error(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - the scheduler must keep ticking; the next run tries again
+        log.warning("pricing run failed: %s", type(exc).__name__)
+        return
+    if result.transactions or result.assets_unpriced:
+        log.info("priced: %s", "; ".join(result.lines()))
+
+
 def audit_checkpoint(appliance: Appliance) -> None:
     """A signed checkpoint of the audit chain, written even when nothing happened."""
     from appliance.audit.checkpoints import periodic_checkpoint
@@ -78,4 +98,8 @@ def extra_jobs(settings: Settings) -> list[JobSpec]:
                     now + dt.timedelta(seconds=5))]
     if settings.poller.enabled:
         jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
+        if settings.valuation.enabled:
+            # After the first poll tick has had time to store balances; then on its own interval.
+            jobs.append(JobSpec("price_tick", price_tick, settings.valuation.interval_minutes * 60,
+                                now + dt.timedelta(seconds=max(20, settings.poller.tick_seconds))))
     return jobs

@@ -1,6 +1,8 @@
 """Reports compliance officers file and examiners ask for (COMPLIANCE.md): holdings and
 transactions per employee and venue, each row carrying its provenance, and the coverage gaps of
-the period stated on the report itself — a missing week is visible, never silent."""
+the period stated on the report itself — a missing week is visible, never silent. Holdings and transactions
+carry their value in the firm's currency (``valuation.currency``), rounded to its minor unit, with the price, its
+source and the time it is for; a value that could not be established reads "unpriced", with the reason."""
 
 from __future__ import annotations
 
@@ -13,7 +15,19 @@ from sqlalchemy.orm import Session
 
 from appliance.rbac.actors import Actor
 from appliance.services import records
+from appliance.services.valuation import read as valuation
+from appliance.settings import Settings
 from appliance.store.models import Alert, Connection, CoverageInterval, Employee
+
+UNPRICED = "unpriced"
+VALUE_COLUMNS = ["currency", "price", "value", "price_source", "price_route", "priced_at", "unpriced_reason"]
+
+
+def _value_cells(value: valuation.Value, currency: str) -> list[Any]:
+    if not value.priced:
+        return [currency, value.price, UNPRICED, value.source, value.route, value.priced_at, value.reason]
+    return [currency, value.price, valuation.rounded(value.value, currency), value.source, value.route,
+            value.priced_at, ""]
 
 
 @dataclass(frozen=True)
@@ -56,32 +70,49 @@ def _gaps(session: Session) -> dict[int, list[str]]:
     return out
 
 
-def holdings_rows(session: Session, actor: Actor) -> list[list[Any]]:
+def holdings_rows(session: Session, actor: Actor, settings: Settings) -> list[list[Any]]:
     employees = _employees(session)
     gaps = _gaps(session)
+    currency = valuation.currency_of(settings)
     rows: list[list[Any]] = [["employee_external_id", "employee", "department", "venue", "account", "asset",
-                              "quantity", "as_of", "provenance", "coverage_gaps"]]
-    for balance, connection in records.current_balances(session, actor, permission="balances:export"):
+                              "quantity", "as_of", "provenance", *VALUE_COLUMNS, "coverage_gaps"]]
+    balances = records.current_balances(session, actor, permission="balances:export")
+    values = valuation.balance_values(session, settings, [b for b, _c in balances])
+    for (balance, connection), value in zip(balances, values, strict=True):
         employee = employees.get(connection.employee_id)
         rows.append([employee.external_id if employee else "", employee.name if employee else "",
                      employee.department if employee else "", connection.label or connection.venue,
                      connection.address or balance.account, balance.asset, balance.amount,
-                     balance.observed_until, balance.provenance, "; ".join(gaps.get(connection.id, []))])
+                     balance.observed_until, balance.provenance, *_value_cells(value, currency),
+                     "; ".join(gaps.get(connection.id, []))])
     return rows
 
 
-def transaction_rows(session: Session, actor: Actor, *, since: dt.datetime | None, until: dt.datetime | None
-                     ) -> list[list[Any]]:
+def transaction_rows(session: Session, actor: Actor, settings: Settings, *, since: dt.datetime | None,
+                     until: dt.datetime | None) -> list[list[Any]]:
     employees = _employees(session)
     gaps = _gaps(session)
+    currency = valuation.currency_of(settings)
     rows: list[list[Any]] = [["employee_external_id", "employee", "date", "venue", "nature", "instrument",
                               "quantity", "price", "principal_amount", "quote_asset", "fee", "fee_asset",
-                              "venue_transaction_id", "provenance", "orphaned", "coverage_gaps"]]
+                              "venue_transaction_id", "provenance", "orphaned", *VALUE_COLUMNS, "coverage_gaps"]]
+    batch: list[tuple[Any, Connection]] = []
+
+    def flush() -> None:
+        values = valuation.transaction_values(session, settings, [t for t, _c in batch])
+        for tx, connection in batch:
+            employee = employees.get(connection.employee_id)
+            rows.append([employee.external_id if employee else "", employee.name if employee else "",
+                         tx.occurred_at, connection.label or connection.venue, tx.kind, tx.market or tx.asset,
+                         tx.amount, tx.price, tx.quote_amount, tx.quote_asset, tx.fee_amount, tx.fee_asset,
+                         tx.venue_tx_id, tx.provenance, tx.orphaned, *_value_cells(values[tx.id], currency),
+                         "; ".join(gaps.get(connection.id, []))])
+        batch.clear()
+
     for tx, connection in records.iter_transactions(session, actor, permission="transactions:export",
                                                     since=since, until=until):
-        employee = employees.get(connection.employee_id)
-        rows.append([employee.external_id if employee else "", employee.name if employee else "", tx.occurred_at,
-                     connection.label or connection.venue, tx.kind, tx.market or tx.asset, tx.amount, tx.price,
-                     tx.quote_amount, tx.quote_asset, tx.fee_amount, tx.fee_asset, tx.venue_tx_id, tx.provenance,
-                     tx.orphaned, "; ".join(gaps.get(connection.id, []))])
+        batch.append((tx, connection))
+        if len(batch) >= 1000:
+            flush()
+    flush()
     return rows

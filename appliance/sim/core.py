@@ -204,6 +204,8 @@ class VenueSim:
 
     # Largest page the venue serves per stream; the contract tests seed more than this.
     page_limits: dict[str, int] = {}
+    # Pairs listed for quoting only (fiat and stablecoin legs pricing needs); no activity is seeded on them.
+    quote_markets: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, state: SimState) -> None:
         self.state = state
@@ -328,6 +330,11 @@ class VenueSim:
             return {t.id for t in account.withdrawals}
         raise NotImplementedError(f"{self.id} must say which ids its {stream!r} stream carries")
 
+    def listed_markets(self) -> tuple[tuple[str, str], ...]:
+        """Every pair the venue lists: the traded markets (or the venue's wider listings) and the quote-only ones."""
+        own: tuple[tuple[str, str], ...] = getattr(self, "listings", None) or self.markets
+        return tuple(dict.fromkeys((*own, *self.quote_markets)))
+
     def key_or_none(self, api_key: str) -> Key | None:
         key = self.keys.get(api_key)
         if key is None or key.revoked:
@@ -339,7 +346,10 @@ class SimState:
     """All venues, the request log and the lock that guards them."""
 
     def __init__(self, seed: int | None = None, max_log: int = 200_000) -> None:
+        from appliance.sim.prices import PricePath
+
         self.lock = threading.RLock()
+        self.prices = PricePath()  # the one price path every venue's market data follows
         self.rng = random.Random(seed)
         self.venues: dict[str, VenueSim] = {}
         self.log: list[dict[str, Any]] = []

@@ -15,6 +15,8 @@ Control API (a test tool: it returns secrets on purpose). All bodies are JSON.
 - ``POST /_sim/<venue>/faults``                         ``{"latency_ms", "error_rate", "burst_429", "retry_after",
   "fail_5xx", "timeouts", "timeout_seconds", "malformed", "outage"}``; ``DELETE`` clears them
 - ``/_sim/<venue>/...``                                  venue-specific paths (``VenueSim.control``), answered first
+- ``GET  /_sim/prices?venue=&base=&quote=&at=``        what a venue quotes for a pair at an instant (market data)
+- ``POST /_sim/prices`` ``{"fixed": {"BTC": "50000"}}``  pins assets to flat US-dollar values; ``DELETE`` unpins
 - ``GET  /_sim/requests`` (``?venue=``)                 every request received: method, path, query, headers, body
 - ``DELETE /_sim/requests``                             clear the log
 """
@@ -30,6 +32,7 @@ from werkzeug.wrappers import Request as WsgiRequest
 from werkzeug.wrappers import Response as WsgiResponse
 
 from appliance.sim.core import Request, Response, SimState, VenueError, VenueSim
+from appliance.sim.marketdata import answer as market_answer
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,8 @@ class SimApp:
             return injected
         with self.state.lock:
             try:
-                return venue.handle(req)
+                public = market_answer(venue, self.state.prices, req)
+                return public if public is not None else venue.handle(req)
             except VenueError as exc:
                 return exc.response
 
@@ -118,6 +122,8 @@ class SimApp:
         with self.state.lock:
             if segs == ["venues"]:
                 return Response(200, {"venues": sorted(self.state.venues)})
+            if segs == ["prices"]:
+                return self.prices_control(wreq, method, body)
             if segs == ["requests"]:
                 if method == "DELETE":
                     self.state.log.clear()
@@ -149,6 +155,22 @@ class SimApp:
                         return self._key_control(venue, found, rest[end:], method, body)
                 return Response(404, {"error": "unknown api key"})
         return Response(404, {"error": "unknown control path"})
+
+    def prices_control(self, wreq: WsgiRequest, method: str, body: dict[str, Any]) -> Response:
+        """``GET ?venue=&base=&quote=&at=`` what a venue quotes at an instant; ``POST {"fixed": {"BTC": "50000"}}``
+        pins assets to flat USD values; ``DELETE`` clears the pins."""
+        from decimal import Decimal
+
+        prices = self.state.prices
+        if method == "DELETE":
+            prices.clear()
+            return Response(200, {"fixed": {}})
+        if method == "POST":
+            prices.set_fixed({str(k): Decimal(str(v)) for k, v in (body.get("fixed") or {}).items()})
+            return Response(200, {"fixed": {k: str(v) for k, v in prices.fixed.items()}})
+        args = wreq.args
+        at = int(args.get("at") or time.time() * 1000)
+        return Response(200, {"price": str(prices.price(args["venue"], args["base"], args["quote"], at)), "at": at})
 
     def _key_control(self, venue: VenueSim, key: Any, rest: list[str], method: str, body: dict[str, Any]
                      ) -> Response:

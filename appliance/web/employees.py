@@ -3,6 +3,9 @@ onboarding links, CSV import, offboarding, "sync now"."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -14,7 +17,15 @@ from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import onboarding, records, sync
 from appliance.services.scope import employee_visible
+from appliance.services.valuation import read as valuation
 from appliance.web import web_blueprint
+
+
+@web_blueprint.app_template_filter("money")
+def money(value: Decimal | None, currency: str) -> str:
+    """A value rounded to the currency's minor unit, with thousands separators (values.html)."""
+    shown = valuation.rounded(value, currency)
+    return "" if shown is None else f"{shown:,}"
 
 
 @web_blueprint.route("/employees")
@@ -68,7 +79,25 @@ def employee(employee_id: int) -> ResponseReturnValue:
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
     return render_template("employee.html", person=person, connections=views, balances=balances,
                            transactions=transactions, positions=positions, alerts=alerts,
-                           links=[(link, onboarding.link_state(link)) for link in links], new_link=None)
+                           links=[(link, onboarding.link_state(link)) for link in links], new_link=None,
+                           values=_values(session, balances, transactions, positions))
+
+
+def _values(session: Any, balances: list[Any] | None, transactions: list[Any] | None,
+            positions: list[Any] | None) -> dict[str, Any]:
+    """Per-row values and totals in the firm's currency for the rows the page shows (absent: not shown)."""
+    settings = appliance().settings
+    out: dict[str, Any] = {"currency": valuation.currency_of(settings)}
+    if balances is not None:
+        out["balances"] = valuation.balance_values(session, settings, [b for b, _c in balances])
+        out["balances_total"] = valuation.total(out["balances"])
+    if positions is not None:
+        out["positions"] = valuation.position_values(session, settings, positions)
+        out["positions_total"] = valuation.total(out["positions"])
+    if transactions is not None:
+        by_id = valuation.transaction_values(session, settings, [t for t, _c in transactions])
+        out["transactions"] = [by_id[t.id] for t, _c in transactions]
+    return out
 
 
 @web_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
@@ -97,7 +126,7 @@ def employee_link(employee_id: int) -> ResponseReturnValue:
                            balances=None, transactions=None, positions=None, alerts=[],
                            links=[(link, onboarding.link_state(link))
                                   for link in onboarding.list_links(session, employee_id)],
-                           new_link=url)
+                           new_link=url, values=None)
 
 
 @web_blueprint.route("/employees/<int:employee_id>/links/<int:link_id>/revoke", methods=["POST"])

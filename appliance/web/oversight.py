@@ -15,6 +15,7 @@ from appliance.boundary.params import int_arg, time_arg
 from appliance.boundary.routes import requires
 from appliance.services import alerts as alert_service
 from appliance.services import records, reports, sync
+from appliance.services.valuation import read as valuation
 from appliance.web import web_blueprint
 
 
@@ -62,15 +63,24 @@ def audit() -> ResponseReturnValue:
 @web_blueprint.route("/predictions")
 @requires("predictions:read", action="predictions.list")
 def predictions() -> ResponseReturnValue:
-    rows = records.current_positions(db(), state().actor)
-    return render_template("predictions.html", rows=rows)
+    session = db()
+    rows = records.current_positions(session, state().actor)
+    settings = appliance().settings
+    return render_template("predictions.html", rows=rows, currency=valuation.currency_of(settings),
+                           values=valuation.position_values(session, settings, rows))
 
 
 @web_blueprint.route("/reports")
 @requires("reports:read", action="reports.view")
 def reports_page() -> ResponseReturnValue:
-    summary = reports.firm_summary(db())
-    return render_template("reports.html", summary=summary)
+    session = db()
+    summary = reports.firm_summary(session)
+    actor = state().actor
+    totals = None
+    if actor.scope_for("balances:read") == "all":  # a firm total is only for those who may see every holding
+        totals = valuation.firm_totals(session, appliance().settings,
+                                       include_positions=actor.scope_for("predictions:read") == "all")
+    return render_template("reports.html", summary=summary, totals=totals)
 
 
 @web_blueprint.route("/reports/holdings.csv")
@@ -81,7 +91,7 @@ def reports_holdings() -> ResponseReturnValue:
         from appliance.errors import Forbidden
 
         raise Forbidden("the holdings report needs balances:export")
-    rows = reports.holdings_rows(db(), actor)
+    rows = reports.holdings_rows(db(), actor, appliance().settings)
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-holdings.csv")
 
@@ -94,7 +104,7 @@ def reports_transactions() -> ResponseReturnValue:
         from appliance.errors import Forbidden
 
         raise Forbidden("the transaction report needs transactions:export")
-    rows = reports.transaction_rows(db(), actor, since=time_arg("from"), until=time_arg("to"))
+    rows = reports.transaction_rows(db(), actor, appliance().settings, since=time_arg("from"), until=time_arg("to"))
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-transactions.csv")
 

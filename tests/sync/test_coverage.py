@@ -52,7 +52,7 @@ def test_a_derived_market_list_is_a_standing_gap_that_an_outage_does_not_hide(st
     assert after.id == standing.id and after.end_at is not None and after.end_at > standing.end_at
 
     with sta.store.read() as session:
-        rows = reports.holdings_rows(session, system_actor("t"))
+        rows = reports.holdings_rows(session, system_actor("t"), sta.settings)
     column = rows[0].index("coverage_gaps")
     assert any("trades since" in str(row[column]) and "derived from balances" in str(row[column])
                for row in rows[1:]), rows
@@ -74,10 +74,10 @@ def test_the_transactions_report_lists_every_stored_transaction_in_the_window(st
     with sta.store.read() as session:
         stored = list(session.execute(select(Transaction.venue_tx_id, Transaction.occurred_at).where(
             Transaction.connection_id == cid).order_by(Transaction.id)).all())
-        everything = reports.transaction_rows(session, system_actor("t"), since=None, until=None)
+        everything = reports.transaction_rows(session, system_actor("t"), sta.settings, since=None, until=None)
         times = sorted(at for _id, at in stored)
         since, until = times[2], times[-2]
-        window = reports.transaction_rows(session, system_actor("t"), since=since, until=until)
+        window = reports.transaction_rows(session, system_actor("t"), sta.settings, since=since, until=until)
     column = everything[0].index("venue_transaction_id")
     assert [row[column] for row in everything[1:]] == [venue_id for venue_id, _at in stored]
     assert {row[column] for row in window[1:]} == {venue_id for venue_id, at in stored if since <= at < until}

@@ -71,6 +71,7 @@ class BinanceSim(VenueSim):
     page_limits = {"trades": 1000, "deposits": 1000, "withdrawals": 1000}
     # exchangeInfo lists more than the markets trades are seeded on, so symbol derivation has a choice.
     listings: tuple[tuple[str, str], ...] = (*VenueSim.markets, ("BNB", "USDT"), ("XRP", "USDT"), ("SOL", "BTC"))
+    quote_markets: tuple[tuple[str, str], ...] = (("USDC", "USDT"), ("EUR", "USDT"))
 
     def __init__(self, state: SimState) -> None:
         super().__init__(state)
@@ -165,7 +166,7 @@ class BinanceSim(VenueSim):
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
             ],
             "exchangeFilters": [],
-            "symbols": [self.symbol_info(base, quote) for base, quote in self.listings],
+            "symbols": [self.symbol_info(base, quote) for base, quote in self.listed_markets()],
         }
 
     @staticmethod

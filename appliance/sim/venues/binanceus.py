@@ -15,3 +15,4 @@ class BinanceUsSim(BinanceSim):
     id = "binanceus"
     host = "api.binance.us"
     listings = (*BinanceSim.markets, ("BTC", "USD"), ("ETH", "USD"), ("SOL", "USD"), ("USDT", "USD"))
+    quote_markets = (("USDC", "USD"),)

@@ -55,6 +55,8 @@ def _datetime(ms: int) -> str:
 class BitstampSim(VenueSim):
     id = "bitstamp"
     host = "www.bitstamp.net"
+    quote_markets = (("BTC", "USD"), ("ETH", "USD"), ("USDT", "USD"), ("USDC", "USD"), ("BTC", "EUR"),
+                     ("EUR", "USD"), ("BTC", "GBP"), ("GBP", "USD"))
     # Every stream comes from user_transactions, whose page is at most 1000 rows.
     page_limits = {"ledger": 1000, "trades": 1000, "deposits": 1000, "withdrawals": 1000}
     timestamp_window_ms = 150_000
@@ -136,7 +138,7 @@ class BitstampSim(VenueSim):
             "base_decimals": 8, "counter_currency": quote, "counter_decimals": 2, "minimum_order_value": "10.00",
             "trading": "Enabled", "instant_order_counter_decimals": 2, "instant_and_market_orders": "Enabled",
             "description": f"{_NAMES.get(base, base)} / {_NAMES.get(quote, quote)}", "market_type": "SPOT",
-        } for base, quote in self.markets]
+        } for base, quote in self.listed_markets()]
 
     # -- private -------------------------------------------------------------------------------
     @staticmethod

@@ -70,6 +70,7 @@ class BybitSim(VenueSim):
     host = "api.bybit.com"
     page_limits = {"trades": 100, "deposits": 50, "withdrawals": 50}
     listings: tuple[tuple[str, str], ...] = (*VenueSim.markets, ("XRP", "USDT"), ("SOL", "USDC"))
+    quote_markets = (("USDC", "USDT"),)
 
     def __init__(self, state: SimState) -> None:
         super().__init__(state)
@@ -139,7 +140,7 @@ class BybitSim(VenueSim):
                               "maxOrderAmt": "2000000"},
             "priceFilter": {"tickSize": "0.00000001"},
             "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.05"},
-        } for base, quote in self.listings]
+        } for base, quote in self.listed_markets()]
         return {"category": category, "list": rows, "nextPageCursor": ""}
 
     # -- private -----------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ class CoinbaseSim(VenueSim):
     id = "coinbase"
     host = "api.coinbase.com"
     markets = (("BTC", "USD"), ("ETH", "USD"), ("BTC", "USDT"), ("ETH", "USDT"), ("SOL", "USDT"), ("ETH", "BTC"))
+    quote_markets = (("USDT", "USD"), ("SOL", "USD"), ("BTC", "EUR"), ("ETH", "EUR"), ("USDT", "EUR"), ("BTC", "GBP"))
     page_limits = {"trades": FILLS_MAX, "deposits": TRANSACTIONS_MAX, "withdrawals": TRANSACTIONS_MAX}
 
     def __init__(self, state: Any) -> None:
@@ -208,7 +209,7 @@ class CoinbaseSim(VenueSim):
             "quote_currency_id": q, "base_currency_id": b, "base_display_symbol": b, "quote_display_symbol": q,
             "view_only": False, "price_increment": "0.01", "display_name": f"{b}-{q}", "product_venue": "CBE",
             "alias": "", "alias_to": [],
-        } for b, q in self.markets]
+        } for b, q in self.listed_markets()]
         return {"products": products, "num_products": len(products)}
 
     @staticmethod

@@ -89,6 +89,7 @@ class GeminiSim(VenueSim):
     host = "api.gemini.com"
     markets = (("BTC", "USD"), ("ETH", "USD"), ("SOL", "USD"), ("BTC", "USDT"), ("ETH", "USDT"), ("SOL", "USDT"),
                ("ETH", "BTC"))
+    quote_markets = (("BTC", "EUR"), ("BTC", "GBP"))
     page_limits = {"trades": TRADES_MAX, "deposits": TRANSFERS_MAX, "withdrawals": TRANSFERS_MAX}
 
     def mint_credentials(self) -> tuple[str, str, str | None, dict[str, Any]]:
@@ -109,7 +110,7 @@ class GeminiSim(VenueSim):
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         if req.method == "GET" and req.path == "/v1/symbols":
-            return Response(200, [symbol_of(b, q) for b, q in self.markets])
+            return Response(200, [symbol_of(b, q) for b, q in self.listed_markets()])
         if req.method == "GET" and req.path.startswith("/v1/symbols/details/"):
             return Response(200, self.symbol_details(req.path.rsplit("/", 1)[-1]))
         if req.method != "POST":
@@ -172,7 +173,7 @@ class GeminiSim(VenueSim):
 
     # -- data -------------------------------------------------------------------------------
     def symbol_details(self, symbol: str) -> dict[str, Any]:
-        for base, quote in self.markets:
+        for base, quote in self.listed_markets():
             if symbol_of(base, quote) == symbol.lower():
                 return {"symbol": symbol.upper(), "base_currency": base, "quote_currency": quote,
                         "tick_size": 1e-8, "quote_increment": 0.01, "min_order_size": "0.00001", "status": "open",

@@ -34,9 +34,9 @@ from appliance.sim.core import Account, Key, Request, Response, Trade, Transfer,
 PAGE = 50
 
 # Unified code -> Kraken asset id (the legacy X/Z-prefixed ids; newer assets use the plain code).
-ASSET_IDS = {"BTC": "XXBT", "ETH": "XETH", "USD": "ZUSD", "EUR": "ZEUR", "XRP": "XXRP"}
-ALTNAMES = {"XXBT": "XBT", "XETH": "ETH", "ZUSD": "USD", "ZEUR": "EUR", "XXRP": "XRP"}
-ASSET_DECIMALS = {"XXBT": 10, "XETH": 10, "ZUSD": 4, "ZEUR": 4}
+ASSET_IDS = {"BTC": "XXBT", "ETH": "XETH", "USD": "ZUSD", "EUR": "ZEUR", "XRP": "XXRP", "GBP": "ZGBP"}
+ALTNAMES = {"XXBT": "XBT", "XETH": "ETH", "ZUSD": "USD", "ZEUR": "EUR", "XXRP": "XRP", "ZGBP": "GBP"}
+ASSET_DECIMALS = {"XXBT": 10, "XETH": 10, "ZUSD": 4, "ZEUR": 4, "ZGBP": 4}
 
 # (base, quote) -> (pair id as AssetPairs keys it, altname). Old pairs keep the prefixed ids.
 PAIRS = {
@@ -46,6 +46,19 @@ PAIRS = {
     ("BTC", "USDT"): ("XBTUSDT", "XBTUSDT"),
     ("ETH", "USDT"): ("ETHUSDT", "ETHUSDT"),
     ("SOL", "USDT"): ("SOLUSDT", "SOLUSDT"),
+}
+# Listed for quoting only (fiat and stablecoin legs); no activity is seeded on them.
+QUOTE_PAIRS = {
+    ("USDT", "USD"): ("USDTZUSD", "USDTUSD"),
+    ("USDC", "USD"): ("USDCUSD", "USDCUSD"),
+    ("SOL", "USD"): ("SOLUSD", "SOLUSD"),
+    ("XRP", "USD"): ("XXRPZUSD", "XRPUSD"),
+    ("BTC", "EUR"): ("XXBTZEUR", "XBTEUR"),
+    ("ETH", "EUR"): ("XETHZEUR", "ETHEUR"),
+    ("USDT", "EUR"): ("USDTEUR", "USDTEUR"),
+    ("EUR", "USD"): ("ZEURZUSD", "EURUSD"),
+    ("BTC", "GBP"): ("XXBTZGBP", "XBTGBP"),
+    ("GBP", "USD"): ("ZGBPZUSD", "GBPUSD"),
 }
 
 # Our abstract permissions -> Kraken's permission strings (GetApiKeyInfo).
@@ -73,6 +86,11 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "CancelAllOrdersAfter": ("cancel-trades",), "CancelOrderBatch": ("cancel-trades",),
     "Allocate": ("earn-funds",), "Deallocate": ("earn-funds",),
 }
+
+
+def pair_ids(venue: VenueSim) -> dict[tuple[str, str], tuple[str, str]]:
+    """(base, quote) -> (pair id, altname) for every pair the venue lists, traded and quote-only."""
+    return {pair: PAIRS.get(pair) or QUOTE_PAIRS[pair] for pair in venue.listed_markets()}
 
 
 def asset_id(code: str) -> str:
@@ -148,6 +166,7 @@ class KrakenSim(VenueSim):
     id = "kraken"
     host = "api.kraken.com"
     markets = tuple(PAIRS)
+    quote_markets = tuple(QUOTE_PAIRS)
     page_limits = {"trades": PAGE, "deposits": PAGE, "withdrawals": PAGE}
 
     def __init__(self, state: Any) -> None:
@@ -241,14 +260,14 @@ class KrakenSim(VenueSim):
 
     # -- public -----------------------------------------------------------------------------
     def assets(self) -> dict[str, Any]:
-        codes = sorted({c for pair in PAIRS for c in pair} | {"USDC", "XRP", "ADA"})
+        codes = sorted({c for pair in pair_ids(self) for c in pair} | {"USDC", "XRP", "ADA"})
         return {asset_id(c): {"aclass": "currency", "altname": altname_of(c),
                               "decimals": decimals(asset_id(c)), "display_decimals": 5, "status": "enabled"}
                 for c in codes}
 
     def asset_pairs(self) -> dict[str, Any]:
         out = {}
-        for (base, quote), (pair_id, altname) in PAIRS.items():
+        for (base, quote), (pair_id, altname) in pair_ids(self).items():
             out[pair_id] = {
                 "altname": altname, "wsname": f"{altname_of(base)}/{altname_of(quote)}",
                 "aclass_base": "currency", "base": asset_id(base), "aclass_quote": "currency", "quote": asset_id(quote),

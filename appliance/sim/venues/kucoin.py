@@ -43,6 +43,7 @@ def _fail(status: int, code: str, msg: str) -> VenueError:
 class KucoinSim(VenueSim):
     id = "kucoin"
     host = "api.kucoin.com"
+    quote_markets = (("USDC", "USDT"),)
     uses_passphrase = True
     page_limits = {"trades": 500, "deposits": 500, "withdrawals": 500}
     timestamp_window_ms = 5_000
@@ -109,7 +110,7 @@ class KucoinSim(VenueSim):
             "quoteIncrement": "0.000001", "priceIncrement": "0.01", "priceLimitRate": "0.1", "minFunds": "0.1",
             "isMarginEnabled": True, "enableTrading": True, "feeCategory": 1, "makerFeeCoefficient": "1.00",
             "takerFeeCoefficient": "1.00", "st": False,
-        } for base, quote in self.markets]
+        } for base, quote in self.listed_markets()]
 
     # -- private -------------------------------------------------------------------------------
     def _api_key(self, key: Key, params: dict[str, str]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ def _fail(status: int, code: str, msg: str) -> VenueError:
 class OkxSim(VenueSim):
     id = "okx"
     host = "www.okx.com"
+    quote_markets = (("USDC", "USDT"),)
     uses_passphrase = True
     page_limits = {"trades": 100, "deposits": 100, "withdrawals": 100}
     timestamp_window_ms = 30_000
@@ -114,7 +115,7 @@ class OkxSim(VenueSim):
             "optType": "", "stk": "", "listTime": "1548133413000", "expTime": "", "lever": "10", "tickSz": "0.01",
             "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "", "alias": "", "state": "live",
             "maxLmtSz": "9999999999", "maxMktSz": "1000000",
-        } for base, quote in self.markets]
+        } for base, quote in self.listed_markets()]
 
     # -- private -------------------------------------------------------------------------------
     @staticmethod

@@ -8,6 +8,7 @@ from appliance.store.models.employees import Employee, OnboardingToken
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
+from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
 from appliance.store.models.system import PollCycle, Setting, StoreProbe
 
 __all__ = [
@@ -20,12 +21,15 @@ __all__ = [
     "BalanceSnapshot",
     "Connection",
     "CoverageInterval",
+    "CurrentPrice",
     "Employee",
     "KeyVersion",
     "LoginThrottle",
     "OnboardingToken",
     "PollCycle",
     "PredictionPosition",
+    "PriceCandleDay",
+    "PriceObservation",
     "RevokedSession",
     "Role",
     "RolePermission",
@@ -33,6 +37,7 @@ __all__ = [
     "StoreProbe",
     "SyncCursor",
     "Transaction",
+    "TransactionValue",
     "User",
     "UserRole",
 ]

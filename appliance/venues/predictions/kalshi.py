@@ -387,6 +387,16 @@ class KalshiAdapter(VenueAdapter):
             price = None if last is None else (last if outcome == "yes" else 1 - last)
         return None if price is None else size * price
 
+    # -- public market prices (valuation) ----------------------------------------------------------
+    def outcome_price(self, ticker: str, outcome: str) -> Decimal | None:
+        """One contract's price from the market's public record, by the rule ``value_of`` applies (the bid of
+        the held side, else the last price; the payout once settled); None when Kalshi quotes none. Unsigned:
+        the request names the market only. Errors are raised classified, for the pricing job to record."""
+        market = self._object(self._public(f"/markets/{quote(ticker, safe='')}"), "market", "market")
+        if not isinstance(market, dict):
+            raise VenueBadData(self.id, "market is not an object")
+        return self.value_of(market, outcome, Decimal(1))
+
     # -- history --------------------------------------------------------------------------------
     def fetch_transactions(self, creds: Credentials, stream: str, cursor: Mapping[str, Any]) -> Page:
         load_key(creds)  # a malformed key is an authentication error before anything is sent

@@ -242,6 +242,37 @@ class PolymarketAdapter(WalletAdapter):
                 out.append((str(market["conditionId"]), str(market.get("question") or ""), category_of(market)))
         return out
 
+    # -- public market prices (valuation) ----------------------------------------------------------
+    def outcome_prices(self, condition_ids: set[str]) -> dict[tuple[str, str], Decimal]:
+        """(condition id, outcome) -> the outcome's price per share, from Gamma ``/markets`` (``outcomes`` and
+        ``outcomePrices``, both JSON-encoded lists), open and closed markets alike. The request names markets
+        only. Errors are raised classified, for the pricing job to record."""
+        import json
+
+        found: dict[tuple[str, str], Decimal] = {}
+        wanted = sorted(c for c in condition_ids if c)
+        for closed in ("false", "true"):
+            for start in range(0, len(wanted), GAMMA_BATCH):
+                batch = wanted[start:start + GAMMA_BATCH]
+                params = [("condition_ids", c) for c in batch] + [("closed", closed), ("limit", str(len(batch)))]
+                body = self._get(GAMMA_HOST, "/markets", params)
+                if not isinstance(body, list):
+                    raise VenueBadData(self.id, "Gamma /markets did not return a list")
+                for market in body:
+                    if not isinstance(market, dict) or not market.get("conditionId"):
+                        continue
+                    try:
+                        outcomes = json.loads(str(market.get("outcomes") or "[]"))
+                        prices = json.loads(str(market.get("outcomePrices") or "[]"))
+                    except ValueError:
+                        raise VenueBadData(self.id, "Gamma outcomes or outcomePrices are not JSON lists") from None
+                    if not isinstance(outcomes, list) or not isinstance(prices, list) or len(outcomes) != len(prices):
+                        raise VenueBadData(self.id, "Gamma outcomes and outcomePrices do not match")
+                    for name, price in zip(outcomes, prices, strict=True):
+                        found[(str(market["conditionId"]), str(name))] = to_decimal(self.id, price, "outcome price")
+            wanted = [c for c in wanted if not any(key[0] == c for key in found)]
+        return found
+
     # -- history --------------------------------------------------------------------------------
     def fetch_transactions(self, address: str, stream: str, cursor: Mapping[str, Any]) -> Page:
         user = self.validate_address(address)

@@ -1,7 +1,7 @@
 """reliability: rate-limit streak of a connection, store write probe
 
 Revision ID: 0026
-Revises: 0003
+Revises: 0018
 Create Date: 2026-12-02 10:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import appliance.store.base
 
 revision: str = '0026'
-down_revision: str | None = '0003'
+down_revision: str | None = '0018'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
