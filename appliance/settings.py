@@ -442,18 +442,25 @@ def _is_kek_variable(name: str) -> bool:
 
 
 def config_env_names(settings: Settings | None = None) -> list[str]:
-    """Every VIGATRA_* variable that sets a configuration key (chains.evm.<name>.* for the chains the
-    configuration names)."""
-    chains = tuple(settings.chains.evm) if settings is not None else ()
+    """Every VIGATRA_* variable that sets a configuration key (for a free-form map such as chains.evm,
+    the keys of the entries the configuration names: VIGATRA_CHAINS_EVM_ETHEREUM_RPC_URL)."""
     names: list[str] = []
     for path, default, _doc in describe():
         if default is None and _container(path):
             continue
         if "<name>" in path:
-            names.extend(env_name(tuple(chain if part == "<name>" else part for part in path)) for chain in chains)
+            at = path.index("<name>")
+            names.extend(env_name((*path[:at], str(key), *path[at + 1:])) for key in _map_keys(settings, path[:at]))
         else:
             names.append(env_name(path))
     return names
+
+
+def _map_keys(settings: Settings | None, path: tuple[str, ...]) -> list[Any]:
+    found: Any = settings
+    for part in path:
+        found = getattr(found, part, None)
+    return list(found) if isinstance(found, dict) else []
 
 
 def _container(path: tuple[str, ...]) -> bool:
