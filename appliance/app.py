@@ -9,9 +9,10 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
 
-from appliance.boundary import edge, errors, headers, pipeline
+from appliance.boundary import edge, errors, headers, params, pipeline
 from appliance.boundary.paths import is_api_path
 from appliance.boundary.routes import check_declared
+from appliance.boundary.validation import check_validated
 from appliance.services.context import Appliance
 
 SESSION_COOKIE = "__Host-vigatra"
@@ -41,6 +42,7 @@ def create_app(appliance: Appliance) -> Flask:
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["vigatra"] = appliance
     pipeline.install(app)  # first: its checks run before, and its audit record after, any other hook
+    params.install(app)  # before any route: bounded ids in paths
     app.session_interface = BrowserSessions()
     settings = appliance.settings
     app.config.update(
@@ -85,4 +87,5 @@ def create_app(appliance: Appliance) -> Flask:
     app.add_url_rule("/healthz", "healthz", health)
     app.add_url_rule("/metrics", "metrics", prometheus)
     check_declared(app)
+    check_validated(app)
     return app

@@ -65,8 +65,9 @@ class ServerSettings:
         "Waitress worker threads. Requests wait for their audit event to be durable; more threads let the "
         "group committer batch more events per fsync.", min=1, max=256))
     public_url: str = field(default="", metadata=_doc(
-        "External https:// URL users reach the appliance at; used in onboarding links. "
-        "Empty: derived from the request."))
+        "External https:// URL users reach the appliance at; onboarding links are built from it, never from a "
+        "request's Host header. `vigatra init --public-url` writes it; empty: https:// and this machine's "
+        "name, and `vigatra doctor` warns."))
     trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"), metadata=_doc(
         "Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or CIDR networks)."))
     dev_allow_insecure_onboarding: bool = field(default=False, metadata=_doc(
@@ -174,8 +175,21 @@ class AuditSettings:
         "Audit events are kept at least this long (6 years: SEC 17a-4); only `vigatra audit purge` removes "
         "older ones.", min=365, max=36500))
     checkpoint_minutes: int = field(default=60, metadata=_doc(
-        "A signed checkpoint of the audit chain is written this often, empty periods included.",
+        "A signed checkpoint of the audit chain is written at least this often, empty periods included; new "
+        "events are signed within 5 minutes of arriving, and at every clean shutdown.",
         min=1, max=1440))
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    dest: str = field(default="", metadata=_doc(
+        "Directory the scheduled backup writes to (outside data_dir; the service must be allowed to write "
+        "there: /var/backups/vigatra is, in the shipped unit). Empty: no scheduled backup."))
+    interval_hours: int = field(default=24, metadata=_doc(
+        "Hours between scheduled backups.", min=1, max=720))
+    retention_count: int = field(default=7, metadata=_doc(
+        "Scheduled backups kept in backup.dest; older ones are deleted after a new one verified. Backups "
+        "made by hand or by install.sh are not counted or deleted.", min=1, max=1000))
 
 
 @dataclass(frozen=True)
@@ -329,6 +343,8 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings, metadata=_doc("The audit trail."))
     onboarding: OnboardingSettings = field(default_factory=OnboardingSettings, metadata=_doc(
         "Employee onboarding links."))
+    backup: BackupSettings = field(default_factory=BackupSettings, metadata=_doc(
+        "Scheduled encrypted backups (`vigatra backup create` makes one by hand)."))
     keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
         "Encryption keys. Secrets never go in this file, only where the provider finds them."))
     egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(
@@ -651,6 +667,9 @@ def _cross_check(settings: Settings, source: str) -> None:
     if settings.auth.password_min_length < 15 and not settings.auth.mfa_required:
         raise _bad(("auth", "password_min_length"), source,
                    "must be at least 15 unless auth.mfa_required is true (NIST SP 800-63B)")
+    backup_dest = settings.backup.dest
+    if backup_dest and not Path(backup_dest).is_absolute():
+        raise _bad(("backup", "dest"), source, f"must be an absolute path, got {backup_dest!r}")
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)

@@ -23,6 +23,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "audit_export": (["-m", "bench.bench_audit_export", "--events", "10000000"],
                      ["-m", "bench.bench_audit_export", "--events", "20000"]),
     "venues": (["bench/bench_venues.py", "--accounts", "10"], ["bench/bench_venues.py", "--accounts", "2"]),
+    "backup": (["-m", "bench.bench_backup", "--events", "1000000"], ["-m", "bench.bench_backup", "--events", "20000"]),
     "sync": (["bench/bench_sync.py", "--connections", "10000", "--workers", "48"],
              ["bench/bench_sync.py", "--connections", "200", "--databases", "sqlite"]),
     "valuation": (["bench/bench_valuation.py"],

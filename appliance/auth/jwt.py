@@ -9,6 +9,7 @@ header must be ``{"alg": "HS256", "typ": "JWT"}`` with nothing else (no ``kid``,
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -47,7 +48,10 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 def _unb64(text: str) -> bytes:
     if not _B64URL.fullmatch(text):
         raise TokenInvalid("bad base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:  # e.g. a length of 1 mod 4, which no padding makes whole
+        raise TokenInvalid("bad base64url length") from None
 
 
 def issue(key: bytes, *, user_id: int, epoch: int, ttl_seconds: int, issuer: str, audience: str,

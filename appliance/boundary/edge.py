@@ -23,6 +23,18 @@ from appliance.services.context import Appliance
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A credential the request presented and the edge refused: an audit event of its own, whoever it
+    names (the user and the key when they are known; a forged token names nobody)."""
+
+    credential: str  # apikey | jwt | session | authorization | query
+    reason: str
+    user_id: int | None = None
+    api_key_id: int | None = None
+    fingerprint: str = ""  # of the presented value (never the value)
+
+
 @dataclass(slots=True)
 class RequestState:
     request_id: str
@@ -39,6 +51,7 @@ class RequestState:
     auth_changed: bool = False
     restricted: str | None = None  # "mfa" | "password" when the user must finish something first
     refused: bool = False  # the response was replaced by the fail-closed 503: nothing of the view's stays
+    refusal: Refusal | None = None  # a presented credential was refused (audited even without an actor)
 
 
 def appliance() -> Appliance:
@@ -95,6 +108,7 @@ def scope_of(permission: str) -> str:
 
 __all__ = [
     "SAFE_METHODS",
+    "Refusal",
     "RequestState",
     "appliance",
     "audit_detail",

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from appliance.errors import Conflict, Invalid, NotFound
+from appliance.services.text import CONTROL_MESSAGE, has_control_characters
 from appliance.store.base import utcnow
 from appliance.store.models import Connection, Employee
 
@@ -32,6 +33,11 @@ class EmployeeRow:
 
 
 def _clean(name: str, email: str, department: str, external_id: str | None) -> tuple[str, str, str, str | None]:
+    for key, label, value in (("name", "name", name), ("email", "e-mail", email),
+                              ("department", "department", department),
+                              ("external_id", "external id", external_id or "")):
+        if has_control_characters(value):
+            raise Invalid(f"the {label} {CONTROL_MESSAGE}", field=key)
     name = " ".join(name.split())
     email = email.strip().lower()
     department = " ".join(department.split())

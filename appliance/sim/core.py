@@ -133,6 +133,7 @@ class Faults:
     timeout_seconds: float = 15.0
     malformed: int = 0  # next N requests answered 200 with a body that is not JSON
     outage: bool = False  # every request answered 503 until cleared
+    clock_offset_seconds: float = 0.0  # the venue's clock runs this far ahead (negative: behind) of ours
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -212,6 +213,10 @@ class VenueSim:
         self.faults = Faults()
         self.keys: dict[str, Key] = {}
         self._ids = itertools.count(1_000_000)
+
+    def server_time_ms(self) -> int:
+        """The venue's clock: ours plus the injected offset (time endpoints and the Date header)."""
+        return now_ms() + int(self.faults.clock_offset_seconds * 1000)
 
     # -- to implement -----------------------------------------------------------------------
     def mint_credentials(self) -> tuple[str, str, str | None, dict[str, Any]]:

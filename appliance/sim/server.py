@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from email.utils import formatdate
 from typing import Any
 
 from werkzeug.wrappers import Request as WsgiRequest
@@ -90,9 +91,13 @@ class SimApp:
         with self.state.lock:
             try:
                 public = market_answer(venue, self.state.prices, req)
-                return public if public is not None else venue.handle(req)
+                response = public if public is not None else venue.handle(req)
             except VenueError as exc:
-                return exc.response
+                response = exc.response
+            # Origin servers with a clock send Date (RFC 9110 section 6.6.1); clients read a venue's time from it
+            # where the venue has no time endpoint. From the venue's clock, so a clock offset fault shows in it.
+            response.headers.setdefault("Date", formatdate(venue.server_time_ms() / 1000, usegmt=True))
+            return response
 
     def _inject(self, venue: VenueSim) -> Response | None:
         f = venue.faults

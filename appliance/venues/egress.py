@@ -10,7 +10,11 @@ transport. It sees each request *after* it was signed, and before it leaves:
    because venues limit per egress IP) and honours a venue's Retry-After;
 4. scheme and host are replaced by ``venues.<id>.base_url`` when configured (egress gateways,
    simulators) — after signing, so ccxt signs and maps errors exactly as against the real venue;
-5. proxy, timeout and a neutral User-Agent are applied.
+5. proxy, timeout and a neutral User-Agent are applied;
+6. redirects are never followed: ``requests`` follows them inside ``send()``, after the checks above,
+   carrying the signed request and the key headers to wherever the ``Location`` points. A venue
+   that answers with a redirect gets a transient error (logged, and recorded by the sync engine
+   like any failed poll), and nothing is sent to the second address.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from appliance.errors import EgressRefused
+from appliance.errors import EgressRefused, VenueTransient
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -183,10 +187,26 @@ class VenueSession(requests.Session):
         kwargs["verify"] = True
         kwargs["headers"] = headers
         kwargs["timeout"] = timeout
+        kwargs["allow_redirects"] = False
         response = super().request(method_s, target, **kwargs)
+        if response.is_redirect:
+            self._refuse_redirect(method_s, _path, response)
         if response.status_code in (429, 418):
             limiter.block_for(retry_after_seconds(response.headers))
         return response
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """Never a redirect to follow, whoever calls ``send()`` (requests' hook for the redirect loop)."""
+        return None
+
+    def _refuse_redirect(self, method: str, path: str, response: requests.Response) -> None:
+        location = urlsplit(response.headers.get("Location", ""))
+        where = location.hostname or "the same host"
+        response.close()
+        log.warning("egress: %s %s of %s answered HTTP %s redirecting to %s; not followed", method.upper(), path,
+                    self.venue_id, response.status_code, where)
+        raise VenueTransient(self.venue_id, f"the venue answered with a redirect (HTTP {response.status_code} to "
+                                            f"{where}); redirects are never followed")
 
 
 def retry_after_seconds(headers: Any, default: float = 30.0) -> float:

@@ -46,7 +46,9 @@ def _inject() -> dict[str, Any]:
         for endpoint, label, permission in NAV:
             if endpoint in current_app.view_functions and actor.can(permission):
                 nav.append({"url": url_for(endpoint), "label": label, "current": request.endpoint == endpoint})
-    return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__}
+    # "password" | "mfa" while the signed-in user owes that first: every page but the account's refuses them.
+    restricted = st.restricted if st is not None else None
+    return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__, "restricted": restricted}
 
 
 from appliance.web import admin, employees, onboarding, oversight, views  # noqa: E402,F401  (register the routes)

@@ -6,19 +6,20 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import accepts
 from appliance.errors import Invalid
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import onboarding, records, sync
-from appliance.services.scope import employee_visible
+from appliance.services.scope import employee_visible, holdings_visible
 from appliance.services.valuation import read as valuation
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
 
 
 @web_blueprint.app_template_filter("money")
@@ -30,6 +31,7 @@ def money(value: Decimal | None, currency: str) -> str:
 
 @web_blueprint.route("/employees")
 @requires("employees:read", action="employees.list")
+@accepts(media=("text/html",))
 def employees() -> ResponseReturnValue:
     rows = employee_service.list_rows(db())
     return render_template("employees.html", rows=rows, red_count=sum(1 for r in rows if r.red))
@@ -37,10 +39,10 @@ def employees() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees", methods=["POST"])
 @requires("employees:write", action="employees.create")
-def employees_create() -> ResponseReturnValue:
-    employee = employee_service.create(db(), name=request.form.get("name", ""), email=request.form.get("email", ""),
-                                       department=request.form.get("department", ""),
-                                       external_id=request.form.get("external_id") or None)
+@accepts(form=forms.EmployeeForm, media=("text/html",))
+def employees_create(form: forms.EmployeeForm) -> ResponseReturnValue:
+    employee = employee_service.create(db(), name=form.name, email=form.email, department=form.department,
+                                       external_id=form.external_id or None)
     audit_resource("employees", employee.id)
     flash(f"{employee.name} added.", "ok")
     return redirect(url_for("web.employee", employee_id=employee.id))
@@ -48,8 +50,9 @@ def employees_create() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/import", methods=["POST"])
 @requires("employees:write", action="employees.import")
-def employees_import() -> ResponseReturnValue:
-    upload = request.files.get("file")
+@accepts(form=forms.ImportForm, media=("text/html",))
+def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
+    upload = form.file
     if upload is None or not upload.filename:
         raise Invalid("choose a CSV file", field="file")
     created = employee_service.import_csv(db(), upload.read())
@@ -60,12 +63,14 @@ def employees_import() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/<int:employee_id>")
 @requires("employees:read", action="employees.view")
+@accepts(media=("text/html",))
 def employee(employee_id: int) -> ResponseReturnValue:
     session = db()
     actor = state().actor
     person = employee_service.get(session, employee_id)
     conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
-    views = [connection_service.connection_json(session, c) for c in conns]
+    holdings = holdings_visible(session, actor, employee_id)
+    views = [connection_service.connection_json(session, c, holdings=holdings) for c in conns]
     balances = transactions = positions = None
     if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
         balances = records.current_balances(session, actor, employee_id=employee_id)
@@ -79,7 +84,7 @@ def employee(employee_id: int) -> ResponseReturnValue:
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
     return render_template("employee.html", person=person, connections=views, balances=balances,
                            transactions=transactions, positions=positions, alerts=alerts,
-                           links=[(link, onboarding.link_state(link)) for link in links], new_link=None,
+                           links=[(link, onboarding.link_state(link)) for link in links],
                            values=_values(session, balances, transactions, positions))
 
 
@@ -102,6 +107,7 @@ def _values(session: Any, balances: list[Any] | None, transactions: list[Any] | 
 
 @web_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
 @requires("employees:write", action="employees.offboard")
+@accepts(form=forms.NoFields, media=("text/html",))
 def employee_offboard(employee_id: int) -> ResponseReturnValue:
     person = employee_service.offboard(db(), employee_id)
     flash(f"{person.name} offboarded: polling stopped, records kept.", "ok")
@@ -110,27 +116,23 @@ def employee_offboard(employee_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/<int:employee_id>/links", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_create")
-def employee_link(employee_id: int) -> ResponseReturnValue:
+@accepts(form=forms.LinkForm, media=("text/html",))
+def employee_link(employee_id: int, form: forms.LinkForm) -> ResponseReturnValue:
     app = appliance()
     session = db()
-    purpose = request.form.get("purpose", "initial")
+    purpose = form.purpose
     row, token = onboarding.create_link(session, state().actor, app.settings, employee_id, purpose=purpose)
-    url = onboarding.link_url(app.settings, token, request.host_url)
+    url = onboarding.link_url(app.settings, token)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
-    flash("Onboarding link created. Copy it now: it is shown only once.", "ok")
-    person = employee_service.get(session, employee_id)
-    conns = connection_service.list_for_employee(session, employee_id)
-    return render_template("employee.html", person=person,
-                           connections=[connection_service.connection_json(session, c) for c in conns],
-                           balances=None, transactions=None, positions=None, alerts=[],
-                           links=[(link, onboarding.link_state(link))
-                                  for link in onboarding.list_links(session, employee_id)],
-                           new_link=url, values=None)
+    # The link and nothing else: creating one needs onboarding:write only, which shows no employee detail.
+    return render_template("onboarding_link.html", link=url, expires_at=row.expires_at, purpose=purpose,
+                           employee_id=employee_id)
 
 
 @web_blueprint.route("/employees/<int:employee_id>/links/<int:link_id>/revoke", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_revoke", resource_arg="link_id")
+@accepts(form=forms.NoFields, media=("text/html",))
 def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
     onboarding.revoke_link(db(), link_id)
     flash("Link revoked.", "ok")
@@ -139,6 +141,7 @@ def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
 @requires("connections:write", action="connections.sync_now")
+@accepts(form=forms.NoFields, media=("text/html",))
 def connection_sync(connection_id: int) -> ResponseReturnValue:
     connection = sync.request_sync(db(), connection_id)
     flash("The connection will be polled at the next tick.", "ok")

@@ -77,7 +77,11 @@ class BinanceSim(VenueSim):
         super().__init__(state)
         # Binance.US may not serve apiRestrictions (VENUES.md §2): tests set a 404 or an error body here.
         self.restrictions_answer: Response | None = None
-        self._public: dict[str, Callable[[dict[str, str]], Any]] = {"/api/v3/exchangeInfo": self.exchange_info}
+        self._public: dict[str, Callable[[dict[str, str]], Any]] = {
+            "/api/v3/exchangeInfo": self.exchange_info,
+            # Check Server Time (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/general-endpoints)
+            "/api/v3/time": lambda _params: {"serverTime": self.server_time_ms()},
+        }
         self._private: dict[str, Handler] = {
             "/sapi/v1/account/apiRestrictions": self.api_restrictions,
             "/api/v3/account": self.account,

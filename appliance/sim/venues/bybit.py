@@ -102,6 +102,13 @@ class BybitSim(VenueSim):
         if req.method != "GET":
             raise bybit_error(10017, "request path not found or request method is invalid", status=404)
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.path == "/v5/market/time":
+            # Get Bybit Server Time (https://bybit-exchange.github.io/docs/v5/market/time): seconds and nanoseconds
+            # as strings, and the envelope's own "time" in ms.
+            ms = self.server_time_ms()
+            body = envelope({"timeSecond": str(ms // 1000), "timeNano": str(ms * 1_000_000)})
+            body["time"] = ms
+            return Response(200, body)
         if req.path == "/v5/market/instruments-info":
             return Response(200, envelope(self.instruments(params)))
         handler = self._private.get(req.path)

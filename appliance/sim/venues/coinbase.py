@@ -137,6 +137,12 @@ class CoinbaseSim(VenueSim):
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         query = {k: v for k, v in parse_qs(req.query, keep_blank_values=True).items()}
+        if req.method == "GET" and req.path == "/api/v3/brokerage/time":
+            # Get Server Time, public (https://docs.cdp.coinbase.com/api-reference/advanced-trade-api/rest-api/public/
+            # get-server-time): ExtendedTimestamp, the epoch values as strings (int64 in JSON).
+            ms = self.server_time_ms()
+            iso = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            return Response(200, {"iso": iso, "epochSeconds": str(ms // 1000), "epochMillis": str(ms)})
         if req.method == "GET" and req.path == "/api/v3/brokerage/market/products":
             return Response(200, self.products(query))
         key = self.authenticate(req)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -201,6 +202,12 @@ class KrakenSim(VenueSim):
 
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
+        if req.method == "GET" and req.path == "/0/public/Time":
+            # Get Server Time (https://docs.kraken.com/api-reference/market-data/get-server-time): unixtime in
+            # seconds and an RFC 1123 string with a two-digit year, as in the documented example.
+            seconds = self.server_time_ms() // 1000
+            stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%a, %d %b %y %H:%M:%S +0000")
+            return self.ok({"unixtime": seconds, "rfc1123": stamp})
         if req.method == "GET" and req.path == "/0/public/Assets":
             return self.ok(self.assets())
         if req.method == "GET" and req.path == "/0/public/AssetPairs":

@@ -63,6 +63,9 @@ class KucoinSim(VenueSim):
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.method == "GET" and req.path == "/api/v1/timestamp":
+            # Get Server Time (https://www.kucoin.com/docs/rest/spot-trading/market-data/get-server-time): ms in data.
+            return Response(200, {"code": "200000", "msg": "success", "data": self.server_time_ms()})
         if req.method == "GET" and req.path == "/api/v2/symbols":
             return self._ok(self._symbols())
         route = _ROUTES.get((req.method, req.path))

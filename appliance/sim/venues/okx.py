@@ -65,6 +65,9 @@ class OkxSim(VenueSim):
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.method == "GET" and req.path == "/api/v5/public/time":
+            # Get system time (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-system-time): ts, ms, a string.
+            return self._ok([{"ts": str(self.server_time_ms())}])
         if req.method == "GET" and req.path == "/api/v5/public/instruments":
             return self._ok(self._instruments(params))
         route = _ROUTES.get((req.method, req.path))

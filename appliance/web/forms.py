@@ -1,0 +1,170 @@
+"""The UI's forms and query strings, checked like the API's bodies (appliance/boundary/validation.py).
+
+Every form carries the session's CSRF token (checked by the edge before the view runs, or by the
+public pages themselves). Browsers send every field of a form, empty ones as "", so optional numbers
+take "" for "not given"; query strings drop empty values before they are checked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from appliance.boundary.params import MAX_ID, Id, Text, UtcTime, Whole
+from appliance.boundary.validation import FileStorage, Schema
+from appliance.rbac.permissions import SCOPED
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+Scope = Literal["all", "flagged"]
+
+
+class Form(Schema):
+    csrf_token: Annotated[str, Text(200)] = ""
+
+
+class Filters(Schema):
+    """The query string of a page: its filter forms send every field, empty ones meaning "not given"."""
+
+    blank_means_absent = True
+
+
+class NoFields(Form):
+    """A button: only the CSRF token."""
+
+
+# -- sign-in and the user's own account --------------------------------------------------------------
+
+class LoginQuery(Filters):
+    next: Annotated[str, Text(2000)] | None = None
+
+
+class LoginForm(Form):
+    username: Annotated[str, Text(128)] = ""
+    password: Annotated[str, Text(1024)] = ""
+    totp: Annotated[str, Text(16)] = ""
+
+
+class PasswordForm(Form):
+    current_password: Annotated[str, Text(1024)] = ""
+    new_password: Annotated[str, Text(256)] = ""
+    confirm_password: Annotated[str, Text(256)] = ""
+
+
+class MfaCodeForm(Form):
+    code: Annotated[str, Text(16)] = ""
+
+
+# -- employees ---------------------------------------------------------------------------------------
+
+class EmployeeForm(Form):
+    name: Annotated[str, Text(200)] = ""
+    email: Annotated[str, Text(254)] = ""
+    department: Annotated[str, Text(200)] = ""
+    external_id: Annotated[str, Text(100)] = ""
+
+
+class ImportForm(Form):
+    file: FileStorage | None = None
+
+
+class LinkForm(Form):
+    purpose: Literal["initial", "reonboard"] = "initial"
+
+
+# -- oversight ---------------------------------------------------------------------------------------
+
+class AlertsQuery(Filters):
+    status: Literal["open", "assigned", "resolved", "dismissed", "all"] = "open"
+    before: Id | None = None
+
+
+class TriageForm(Form):
+    status: Literal["assigned", "resolved", "dismissed"]
+    resolution: Annotated[str, Text(5000)] = ""
+
+
+class AuditQuery(Filters):
+    from_: UtcTime | None = Field(default=None, alias="from")
+    to: UtcTime | None = None
+    user_id: Id | None = None
+    resource_type: Annotated[str, Text(64)] | None = None
+    action: Annotated[str, Text(64)] | None = None
+    after: Annotated[int, Whole(0, MAX_ID)] | None = None
+
+
+class PeriodQuery(Filters):
+    from_: UtcTime | None = Field(default=None, alias="from")
+    to: UtcTime | None = None
+
+
+# -- administration ----------------------------------------------------------------------------------
+
+class UserForm(Form):
+    username: Annotated[str, Text(64)] = ""
+    password: Annotated[str, Text(256)] = ""
+    roles: list[Annotated[str, Text(64)]] = Field(default_factory=list, max_length=20)
+    display_name: Annotated[str, Text(200)] = ""
+    email: Annotated[str, Text(254)] = ""
+
+
+class UserRolesForm(Form):
+    roles: list[Annotated[str, Text(64)]] = Field(default_factory=list, max_length=20)
+
+
+class UserActiveForm(Form):
+    active: Literal["0", "1"]
+
+
+class RoleForm(Form):
+    """The permission matrix: perm=<resource:action> per ticked cell, scope_<resource> for the resources
+    whose reads and exports can be limited to flagged records (SCOPED)."""
+
+    description: Annotated[str, Text(500)] | None = None  # unchanged when the form does not send it
+    perm: list[Annotated[str, Text(64)]] = Field(default_factory=list, max_length=200)
+    scope_balances: Scope = "all"
+    scope_transactions: Scope = "all"
+    scope_predictions: Scope = "all"
+
+
+class NewRoleForm(RoleForm):
+    name: Annotated[str, Text(64)] = ""
+
+
+if {f"scope_{resource}" for resource in SCOPED} - set(RoleForm.model_fields):
+    raise RuntimeError("RoleForm lacks a scope_<resource> field for a scoped resource")  # a new SCOPED resource
+
+
+class ApiKeyForm(Form):
+    name: Annotated[str, Text(100)] = ""
+    username: Annotated[str, Text(64)] = ""
+    role: Annotated[str, Text(64)] = ""
+    expires_days: Annotated[Annotated[int, Whole(1, 3650)] | None, BeforeValidator(_blank_is_none)] = None
+
+
+class RotateForm(Form):
+    overlap_hours: Annotated[Annotated[int, Whole(0, 168)] | None, BeforeValidator(_blank_is_none)] = None
+
+
+# -- the employee's onboarding page ------------------------------------------------------------------
+
+class OnboardQuery(Filters):
+    venue: Annotated[str, Text(32)] | None = None
+
+
+class OnboardForm(Form):
+    """One form per step: a key (venue + its credential fields), a wallet (chain, address, label), or finish.
+    Credential fields are named api_key, api_secret and passphrase for every venue (venues.base)."""
+
+    action: Literal["key", "wallet", "finish"] = "key"
+    venue: Annotated[str, Text(32)] = ""
+    api_key: Annotated[str, Text(1000)] = ""
+    api_secret: Annotated[str, Text(10000)] = ""  # a PEM private key for some venues
+    passphrase: Annotated[str, Text(200)] = ""
+    chain: Annotated[str, Text(32)] = ""
+    address: Annotated[str, Text(200)] = ""
+    label: Annotated[str, Text(200)] = ""
