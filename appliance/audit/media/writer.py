@@ -475,9 +475,12 @@ def recover_destination(store: Store, appliance_id: str, target: Path) -> list[s
     - a ``.partial`` directory whose export was recorded (the process stopped between recording and
       renaming) is moved into place: it is part of the series;
     - any other ``.partial`` directory of this appliance is removed: it was never part of anything;
-    - a complete export of this appliance that the database does not record (left by a version that
-      renamed before recording) is renamed ``<name>.unrecorded``: kept, but out of the series, and
-      `vigatra audit verify DIR` says so.
+    - a complete export of this appliance that the database does not record but whose last event is the
+      database's own (an export run stopped between renaming and recording, by an earlier version) is
+      renamed ``<name>.unrecorded``: kept, but out of the series, and `vigatra audit verify DIR` says so.
+      One whose last event the database does not hold is left where it is: it was written before a
+      backup restore (the next export declares the restore) or the database was put back by hand, and
+      `vigatra audit verify` explains or refuses the fork; setting it aside would hide that.
     """
     recorded: set[str] = set()
     with store.read() as session:
@@ -501,7 +504,8 @@ def recover_destination(store: Store, appliance_id: str, target: Path) -> list[s
                 done.append(f"removed {entry.name}: an interrupted export that was never recorded")
         elif interrupted is None and not entry.name.startswith(".") and not entry.name.endswith(UNRECORDED_SUFFIX):
             manifest = _manifest_of(entry)
-            if manifest is None or manifest[0].get("appliance_id") != appliance_id or manifest[1] in recorded:
+            if (manifest is None or manifest[0].get("appliance_id") != appliance_id or manifest[1] in recorded
+                    or not _ends_in_the_trail(store, manifest[0])):
                 continue
             aside = _free_name(target, entry.name + UNRECORDED_SUFFIX)
             os.rename(entry, aside)
@@ -512,6 +516,19 @@ def recover_destination(store: Store, appliance_id: str, target: Path) -> list[s
         for line in done:
             log.warning("audit export to %s: %s", target, line)
     return done
+
+
+def _ends_in_the_trail(store: Store, manifest: dict[str, Any]) -> bool:
+    """Whether the database holds the export's last event, with the hash the export signed."""
+    try:
+        last_id, last_hash = int(manifest["through_event_id"]), str(manifest["last_hash"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not 0 < last_id < 2**63:
+        return False
+    with store.read() as session:
+        held = session.execute(select(AuditEvent.hash).where(AuditEvent.id == last_id)).scalar_one_or_none()
+    return held == last_hash
 
 
 def _manifest_of(folder: Path) -> tuple[dict[str, Any], str] | None:
