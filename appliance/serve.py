@@ -31,6 +31,11 @@ from appliance.store.serve_lock import hold_for_serving
 log = logging.getLogger(__name__)
 
 
+# Of server.shutdown_timeout_seconds, the part (at most a quarter) kept for the steps after in-flight
+# work: the audit tail's checkpoint, closing the store, leaving the interpreter.
+_EXIT_RESERVE_SECONDS = 5.0
+
+
 class _Shutdown(SystemExit):
     """Raised by the SIGTERM/SIGINT handler. A SystemExit: waitress's loop handles a signal that lands
     inside a connection handler with a bare ``except:`` that re-raises only ExitNow, KeyboardInterrupt
@@ -97,9 +102,15 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
 def _stop(server: Any, scheduler: Any, appliance: Appliance, timeout: float, release: Callable[[], None]) -> None:
     """Within ``timeout`` seconds: stop accepting, let in-flight requests finish, then wait for the poller
     (already winding down: ``appliance.stopping`` is set), sign the audit tail, then close the store and
-    give up the serving lock."""
-    deadline = time.monotonic() + timeout
-    log.info("shutting down: taking no new requests or polls; waiting up to %ds for those in flight", timeout)
+    give up the serving lock.
+
+    The timeout counts from the signal, not from here, and its last part is kept for what follows the
+    wait (the tail's checkpoint, closing the store, the interpreter's exit), so a busy machine that is
+    slow to get here still exits in time."""
+    began = appliance.stopping.began_at or time.monotonic()
+    deadline = began + timeout - min(_EXIT_RESERVE_SECONDS, timeout / 4)
+    log.info("shutting down: taking no new requests or polls; waiting up to %.1fs for those in flight",
+             max(deadline - time.monotonic(), 0.0))
     server.task_dispatcher.shutdown(cancel_pending=False, timeout=max(deadline - time.monotonic(), 0.1))
     server.close()
     # APScheduler waits for a running job without a limit, so the wait is bounded here.

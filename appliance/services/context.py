@@ -53,11 +53,13 @@ class Stopping:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.began_at: float | None = None  # time.monotonic() when asked to stop
         self.checkpoint_at: float | None = None
 
     def begin(self, grace_seconds: float) -> None:
         if not self._event.is_set():
-            self.checkpoint_at = time.monotonic() + grace_seconds
+            self.began_at = time.monotonic()
+            self.checkpoint_at = self.began_at + grace_seconds
             self._event.set()
 
     def is_set(self) -> bool:
