@@ -49,7 +49,10 @@ def test_sigterm_with_60_due_connections_exits_within_the_timeout_with_no_lease_
         try:
             code = server.process.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running {TIMEOUT} s after SIGTERM") from None
+            server.process.kill()
+            server.process.wait()
+            tail = server.process.stderr.read()[-3000:] if server.process.stderr else ""
+            raise AssertionError(f"still running {TIMEOUT} s after SIGTERM; its log ends:\n{tail}") from None
         took = time.monotonic() - signalled
     finally:
         if server.process.poll() is None:
