@@ -2,15 +2,24 @@
 
 Boot in three steps, side effects last: settings are loaded (by the caller), the Appliance opens
 (key provider, data keys, auth state) and the app is built, then threads start and the server
-binds. SIGTERM and SIGINT stop the server from taking new requests, let in-flight requests and
-jobs finish (every write is one transaction, so nothing is ever half-written), then exit.
+binds.
+
+SIGTERM and SIGINT stop the process within ``server.shutdown_timeout_seconds`` (systemd's
+TimeoutStopSec leaves 10 s more before SIGKILL): the server takes no new requests and the poller
+claims no more connections at once; in-flight requests and syncs may finish, and syncs still running
+after half the timeout stop at their next commit (every write is one transaction, so nothing is ever
+half-written; what a sync stored stays and the rest resumes on the next poll); this node's leases are
+given back. A venue call still hanging at the deadline is abandoned with a warning (its lease expires
+after ``poller.lease_seconds``) rather than overrun the timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +29,11 @@ from appliance.settings import Settings
 from appliance.store.serve_lock import hold_for_serving
 
 log = logging.getLogger(__name__)
+
+
+# Of server.shutdown_timeout_seconds, the part (at most a quarter) kept for the steps after in-flight
+# work: the audit tail's checkpoint, closing the store, leaving the interpreter.
+_EXIT_RESERVE_SECONDS = 5.0
 
 
 class _Shutdown(SystemExit):
@@ -69,7 +83,9 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
     appliance.start()
     scheduler.start()
     appliance.scheduler_state = lambda: "running" if scheduler.running else "stopped"  # type: ignore[attr-defined]
-    previous = _install_signals()
+    timeout = settings.server.shutdown_timeout_seconds
+    stopping = appliance.stopping
+    previous = _install_signals(lambda: stopping.begin(grace_seconds=timeout / 2))
     url = f"http://{host if ':' not in host else '[' + host + ']'}:{server.effective_port}"
     log.info("serving on %s (%d threads)", url, settings.server.threads)
     if on_ready is not None:
@@ -77,17 +93,44 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None,
     try:
         server.run()
     except (_Shutdown, KeyboardInterrupt):
-        log.info("shutting down")
+        pass
     finally:
-        # Stop accepting, let in-flight requests finish (up to the configured grace), then the jobs.
-        server.task_dispatcher.shutdown(cancel_pending=False, timeout=settings.server.shutdown_timeout_seconds)
-        server.close()
-        scheduler.shutdown(wait=True)
-        _sign_the_tail(appliance)
-        appliance.close()
-        serving.release()
+        stopping.begin(grace_seconds=timeout / 2)  # also when the server stopped for another reason
+        _stop(server, scheduler, appliance, timeout, serving.release)
         _restore_signals(previous)
         log.info("stopped")
+
+
+def _stop(server: Any, scheduler: Any, appliance: Appliance, timeout: float, release: Callable[[], None]) -> None:
+    """Within ``timeout`` seconds: stop accepting, let in-flight requests finish, then wait for the poller
+    (already winding down: ``appliance.stopping`` is set), sign the audit tail, then close the store and
+    give up the serving lock.
+
+    The timeout counts from the signal, not from here, and its last part is kept for what follows the
+    wait (the tail's checkpoint, closing the store, the interpreter's exit), so a busy machine that is
+    slow to get here still exits in time."""
+    began = appliance.stopping.began_at or time.monotonic()
+    deadline = began + timeout - min(_EXIT_RESERVE_SECONDS, timeout / 4)
+    log.info("shutting down: taking no new requests or polls; waiting up to %.1fs for those in flight",
+             max(deadline - time.monotonic(), 0.0))
+    server.task_dispatcher.shutdown(cancel_pending=False, timeout=max(deadline - time.monotonic(), 0.1))
+    server.close()
+    # APScheduler waits for a running job without a limit, so the wait is bounded here.
+    waiter = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, name="scheduler-stop", daemon=True)
+    waiter.start()
+    waiter.join(max(deadline - time.monotonic(), 0.1))
+    if waiter.is_alive():
+        # Only a venue call that hangs past the deadline gets here (poller threads cannot be interrupted,
+        # and the interpreter would wait for them at exit): leave without it, as SIGKILL would, but said.
+        log.warning("shutting down: a sync is still waiting for a venue after %ds; exiting without it (its "
+                    "lease expires after %ds)", timeout, appliance.settings.poller.lease_seconds)
+        appliance.close()
+        release()
+        logging.shutdown()
+        os._exit(1)
+    _sign_the_tail(appliance)
+    appliance.close()
+    release()
 
 
 def _sign_the_tail(appliance: Appliance) -> None:
@@ -114,16 +157,21 @@ def create_server(app: Any, settings: Settings, host: str, port: int) -> Any:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _raise_shutdown(_signum: int, _frame: Any) -> None:
-    raise _Shutdown
-
-
-def _install_signals() -> dict[int, Any]:
+def _install_signals(begin_stopping: Callable[[], None]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
+    signalled: list[int] = []
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        if signalled:  # a second signal while stopping: the first one's shutdown goes on, uninterrupted
+            return
+        signalled.append(signum)
+        begin_stopping()  # the poller stops claiming now, while the server loop unwinds
+        raise _Shutdown
+
     previous: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, _raise_shutdown)
+        previous[sig] = signal.signal(sig, shutdown)
     return previous
 
 

@@ -1,20 +1,23 @@
 """Typed, frozen settings and the one function that loads them.
 
 Layers, lowest first: the defaults written here -> the YAML file (``--config`` or ``VIGATRA_CONFIG``,
-read with ``yaml.safe_load``) -> ``VIGATRA_*`` environment variables. Every key of the schema has an
-environment variable named after its path (``database.url`` -> ``VIGATRA_DATABASE_URL``). Unknown
-keys and bad values stop start-up with one :class:`ConfigError` line naming the key and its source.
+read with a ``yaml.SafeLoader`` that refuses repeated keys) -> ``VIGATRA_*`` environment variables.
+Every key of the schema has an environment variable named after its path (``database.url`` ->
+``VIGATRA_DATABASE_URL``). Unknown keys, repeated keys, bad values and ``VIGATRA_*`` variables that set
+no key stop start-up with one :class:`ConfigError` line naming the key and its source.
 Secrets never live here, only references to where a key provider finds them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +76,10 @@ class ServerSettings:
         "Demo only: accept onboarding credentials over plain HTTP on localhost. Refused when binding a "
         "non-loopback address."))
     shutdown_timeout_seconds: int = field(default=30, metadata=_doc(
-        "On SIGTERM, how long to wait for in-flight requests and poll jobs before exiting.", min=1, max=600))
+        "On SIGTERM, the most the process takes to exit: no new requests or polls are taken; in-flight "
+        "requests and syncs may finish, and syncs still running after half of it stop at their next commit "
+        "(nothing stored is lost; the rest resumes on the next poll). Keep it under the unit's TimeoutStopSec.",
+        min=1, max=600))
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,11 @@ class PollerSettings:
     max_pages_per_sync: int = field(default=200, metadata=_doc(
         "Pages fetched per stream in one sync; the cursor resumes the rest at the next poll.", min=1, max=100000))
     failure_threshold: int = field(default=5, metadata=_doc(
-        "Consecutive transient failures before a degraded connection turns broken.", min=1, max=1000))
+        "Consecutive transient failures before a degraded connection turns broken (rate limits never count).",
+        min=1, max=1000))
     backoff_max_minutes: int = field(default=60, metadata=_doc(
-        "Longest wait between retries of a failing connection (exponential backoff with jitter).",
+        "Longest wait between retries of a failing connection (exponential backoff with jitter), and of a "
+        "rate-limited one (the venue's Retry-After, doubling with each rate limit in a row).",
         min=1, max=1440))
     require_reonboarding_after_break: bool = field(default=False, metadata=_doc(
         "A connection that broke stays re-onboarding-required, even if its key starts working again, "
@@ -431,7 +439,10 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a yaml.SafeLoader that refuses repeated keys
+    except _RepeatedKey as exc:
+        raise ConfigError(f"configuration file {config_path} repeats the key '{exc.key}' at line {exc.line} (first at "
+                          f"line {exc.first_line}); a repeated key would silently replace the first one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -463,6 +474,33 @@ def _check_moved(raw: Mapping[str, Any], env: Mapping[str, str], source: str) ->
                               f"configuration key '{old}' moved to '{target}' ({env_name(tuple(target.split('.')))})")
 
 
+class _RepeatedKey(yaml.YAMLError):
+    def __init__(self, key: object, line: int, first_line: int) -> None:
+        super().__init__(f"repeated key {key!r}")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, at any depth. PyYAML keeps the last
+    one silently, so a second ``server:`` section further down would drop everything the first one set.
+    Merge keys (``<<: *base``) are YAML's way to override on purpose and stay allowed."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader itself refuses it with its own message
+                continue
+            if first is not None:
+                raise _RepeatedKey(key, key_node.start_mark.line + 1, first)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def settings_from_mapping(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
                           source: str = "<mapping>") -> Settings:
     env = {} if env is None else env
@@ -471,7 +509,68 @@ def settings_from_mapping(raw: Mapping[str, Any], *, env: Mapping[str, str] | No
     values["source"] = source
     settings = Settings(**values)
     _cross_check(settings, source)
+    _check_environment(settings, env)
     return settings
+
+
+def _is_kek_variable(name: str) -> bool:
+    """A variable holding a key-encryption key for the env key provider (keys.env_var, or the next one
+    during `vigatra keys rewrap --key-env`): not a configuration key, never refused."""
+    return "KEK" in name[len(ENV_PREFIX):].split("_")
+
+
+def config_env_names(settings: Settings | None = None) -> list[str]:
+    """Every VIGATRA_* variable that sets a configuration key (for a free-form map such as chains.evm,
+    the keys of the entries the configuration names: VIGATRA_CHAINS_EVM_ETHEREUM_RPC_URL)."""
+    names: list[str] = []
+    for path, default, _doc in describe():
+        if default is None and _container(path):
+            continue
+        if "<name>" in path:
+            at = path.index("<name>")
+            names.extend(env_name((*path[:at], str(key), *path[at + 1:])) for key in _map_keys(settings, path[:at]))
+        else:
+            names.append(env_name(path))
+    return names
+
+
+def _map_keys(settings: Settings | None, path: tuple[str, ...]) -> list[Any]:
+    found: Any = settings
+    for part in path:
+        found = getattr(found, part, None)
+    return list(found) if isinstance(found, dict) else []
+
+
+def _container(path: tuple[str, ...]) -> bool:
+    """Whether ``path`` names a section or a map (which no variable sets), not a key."""
+    cls: Any = Settings
+    for part in path:
+        if not dataclasses.is_dataclass(cls):
+            return False
+        hints = typing.get_type_hints(cls)
+        if part not in hints:  # a map's key: the map's item type describes what follows
+            continue
+        tp = hints[part]
+        cls = get_args(tp)[1] if get_origin(tp) is dict else tp
+    return dataclasses.is_dataclass(cls) or get_origin(cls) is dict
+
+
+def _check_environment(settings: Settings, env: Mapping[str, str]) -> None:
+    """Refuse a VIGATRA_* variable that sets nothing: a misspelt override would otherwise be ignored and
+    the appliance would run on a value the operator believes changed."""
+    unknown = sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in NON_CONFIG_ENV
+                     and not name.startswith(SECRET_ENV_PREFIX)  # named secrets (the env key provider's)
+                     and name != settings.keys.env_var and not _is_kek_variable(name))
+    if not unknown:
+        return
+    known = config_env_names(settings)
+    unknown = [name for name in unknown if name not in known]
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, known + sorted(NON_CONFIG_ENV), n=1, cutoff=0.0)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ConfigError(f"unknown environment variable {name}: no configuration key is named so{hint}")
 
 
 def env_name(path: tuple[str, ...]) -> str:
@@ -615,6 +714,10 @@ def _cross_check(settings: Settings, source: str) -> None:
     public = settings.server.public_url
     if public and not public.startswith(("https://", "http://127.", "http://localhost")):
         raise _bad(("server", "public_url"), source, "must be an https:// URL")
+    for venue_id, venue in settings.venues.items():
+        if venue.base_url and not _http_url(venue.base_url):
+            raise _bad(("venues", venue_id, "base_url"), source,
+                       f"must be an http:// or https:// URL with a host, got {venue.base_url!r}")
     for name, chain in settings.chains.evm.items():
         if chain.enabled and not chain.rpc_url.startswith(("https://", "http://")):
             raise _bad(("chains", "evm", name, "rpc_url"), source, "an enabled chain needs an http(s):// rpc_url")
@@ -680,6 +783,14 @@ def _is_loopback_host(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        return False
+
+
+def _http_url(value: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 literal or port
         return False
 
 

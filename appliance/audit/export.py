@@ -33,6 +33,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from appliance.audit.chain import format_timestamp
+from appliance.audit.workers import die_with_parent
 from appliance.store.models import AuditEvent
 from appliance.store.session import Store, make_engine
 
@@ -345,7 +346,7 @@ def _render_in_workers(store: Store, flt: AuditFilter, ranges: list[tuple[int, i
     all only when the workers could not run: the caller renders the rest in process)."""
     url = store.engine.url.render_as_string(hide_password=False)
     pool = ProcessPoolExecutor(max_workers=min(workers, len(ranges)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_open_worker_engine, initargs=(url,))
+                               initializer=_open_worker_engine, initargs=(url, os.getpid()))
     todo = iter(ranges)
     pending: collections.deque[Future[CsvPart]] = collections.deque()
     done = 0
@@ -369,9 +370,10 @@ def _render_in_workers(store: Store, flt: AuditFilter, ranges: list[tuple[int, i
     return done
 
 
-def _open_worker_engine(url: str) -> None:
-    """Worker process start: one engine for every range this worker renders."""
+def _open_worker_engine(url: str, parent_pid: int) -> None:
+    """Worker process start: die with the exporting process, one engine for every range this worker renders."""
     global _worker_engine
+    die_with_parent(parent_pid)
     _worker_engine = make_engine(url)
 
 

@@ -45,6 +45,7 @@ from appliance.audit.checkpoints import (
     verify_signature,
 )
 from appliance.audit.export import PG_STAMP_SQL
+from appliance.audit.workers import die_with_parent
 from appliance.crypto import public_key_id
 from appliance.errors import IntegrityFailure
 from appliance.store.models import AuditChainHead, AuditCheckpoint, AuditEvent
@@ -214,7 +215,8 @@ def walk_events(store: Store, start_id: int, expected_prev: str, *, through: int
     bounds = [(lo, min(lo + chunk_events - 1, last)) for lo in range(start_id, last + 1, chunk_events)]
     context = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(bounds)), mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(bounds)), mp_context=context,
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             futures: list[Future[_Chunk]] = [pool.submit(_chunk_worker, url, lo, hi, page, hi == last)
                                              for lo, hi in bounds]
             try:

@@ -11,6 +11,7 @@ Two write paths (STYLE.md habit 8):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from appliance.audit.chain import COLUMNS, event_hash, truncate_ms
@@ -41,7 +43,11 @@ _EVENTS = cast(Table, AuditEvent.__table__)  # a Core insert: no ORM bulk-insert
 
 @dataclass(slots=True)
 class AuditRecord:
-    """What happened, before it gets an id and a place in the chain. ``detail`` is secret-free text."""
+    """What happened, before it gets an id and a place in the chain. ``detail`` is secret-free text.
+
+    Every record is storable from the moment it is made (:func:`storable`): NUL and lone surrogates
+    escaped, over-long fields cut with a marker. Records of concurrent requests are committed together,
+    so one client's bytes that a database refuses would otherwise fail every request in the batch."""
 
     action: str
     actor_type: str = "anonymous"
@@ -58,6 +64,53 @@ class AuditRecord:
     outcome: str = "success"
     detail: str = ""
     timestamp: dt.datetime | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if type(self.resource_id) is not str:
+            self.resource_id = str(self.resource_id)
+        # One pass over all the text for the common case (ASCII, no NUL, within the columns' sizes).
+        text = "".join((self.actor_type, self.action, self.resource_type, self.resource_id, self.ip_address,
+                        self.request_id, self.method, self.path, self.user_agent, self.outcome, self.detail))
+        if (text.isascii() and "\x00" not in text and len(self.path) <= 500 and len(self.user_agent) <= 300
+                and len(self.resource_id) <= 100 and len(self.action) <= 64 and len(self.resource_type) <= 64
+                and len(self.ip_address) <= 64 and len(self.request_id) <= 64 and len(self.method) <= 10
+                and len(self.actor_type) <= 16 and len(self.outcome) <= 16):
+            return
+        for name, size in _SIZES.items():
+            setattr(self, name, storable(getattr(self, name), size))
+
+
+# The sizes of audit_events' text columns (store.models.audit); detail is unbounded text.
+_SIZES: dict[str, int | None] = {
+    "actor_type": 16, "action": 64, "resource_type": 64, "resource_id": 100, "ip_address": 64, "request_id": 64,
+    "method": 10, "path": 500, "user_agent": 300, "outcome": 16, "detail": None}
+
+
+def storable(text: str, size: int | None = None) -> str:
+    """``text`` in a form every database stores: NUL (PostgreSQL refuses it in text) as ``\\x00``, a lone
+    surrogate (it has no UTF-8 form: neither database takes it) as ``\\udXXX``, cut to ``size`` characters
+    with "…" as the last. Nothing is dropped silently: what was escaped or cut shows."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    return text if size is None or len(text) <= size else text[: size - 1] + "…"
+
+
+def _safest(record: AuditRecord) -> AuditRecord:
+    """The record as plain ASCII with its numbers in range: what is left to store of a record the database
+    refused even after :func:`storable` (the request it belongs to is refused all the same)."""
+    safe = dataclasses.replace(record)
+    for name, size in _SIZES.items():
+        setattr(safe, name, storable(getattr(record, name).encode("ascii", "backslashreplace").decode("ascii"), size))
+    safe.detail = json.dumps({"unstorable": True, "detail": safe.detail[:2000]})
+    safe.user_id, safe.api_key_id, safe.status = (
+        value if isinstance(value, int) and 0 <= value < 2**31 else None
+        for value in (record.user_id, record.api_key_id, record.status))
+    return safe
 
 
 def _limit(text: str, size: int) -> str:
@@ -196,8 +249,11 @@ class GroupCommitter:
             try:
                 ids = self._write_now([p.record for p in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request, which fails closed
-                for pending in batch:
-                    pending.future.set_exception(exc)
+                if len(batch) > 1 and _refused_records(exc):
+                    self._write_one_by_one(batch)  # so that only a bad record fails, never its batch
+                else:
+                    for pending in batch:
+                        pending.future.set_exception(exc)
             else:
                 self.batches += 1
                 self.events += len(batch)
@@ -205,3 +261,34 @@ class GroupCommitter:
                     pending.future.set_result(event_id)
             if stop_after:
                 return
+
+    def _write_one_by_one(self, batch: list[_Pending]) -> None:
+        """A batch the database refused for what it holds: each record alone. A record refused alone fails
+        its own request, and its safest form (:func:`_safest`) is stored in its place: never dropped."""
+        for index, pending in enumerate(batch):
+            try:
+                pending.future.set_result(self._write_now([pending.record])[0])
+                self.batches += 1
+                self.events += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - this request fails closed
+                if not _refused_records(exc):  # the store went away meanwhile: the rest fail at once
+                    for rest in batch[index:]:
+                        rest.future.set_exception(exc)
+                    return
+            log.error("audit record of request %s refused by the database; storing its safest form",
+                      pending.record.request_id or "-")
+            with contextlib.suppress(Exception):
+                self._write_now([_safest(pending.record)])
+            pending.future.set_exception(Unavailable("this request's audit record could not be stored as it was"))
+
+
+def _refused_records(exc: BaseException) -> bool:
+    """Whether a failed audit write failed on what its records hold (a value the database refuses), not
+    on the store (unreachable, full, read-only, no permission): only then can writing them one by one help."""
+    cause = exc.__cause__ or exc.__context__ if isinstance(exc, Unavailable) else exc
+    if isinstance(cause, (DataError, IntegrityError)):
+        return True
+    if isinstance(cause, DBAPIError):
+        return False
+    return isinstance(cause, (StatementError, UnicodeError, ValueError, TypeError, OverflowError))

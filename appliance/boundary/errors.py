@@ -12,10 +12,12 @@ import logging
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from appliance.boundary.paths import is_api_path
-from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
+from appliance.errors import Invalid, TooManyRequests, Unauthenticated, Unavailable, VigatraError
+from appliance.store.session import describe_db_error
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,24 @@ def _unexpected(exc: Exception) -> Response:
                     mimetype="text/html")
 
 
+# PostgreSQL SQLSTATEs of a database that cannot take the work now: connection exception, insufficient
+# resources (disk full), operator intervention (shutdown, failover), a read-only transaction (a standby).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "25006")
+
+
+def _database_error(exc: DBAPIError) -> Response:
+    # A database that cannot take the work (full, read-only, unreachable, locked): refused with 503 like a
+    # request whose audit record cannot be written, not answered as a server error. Sign-in writes its
+    # throttle counters before any audit record, so it meets a full disk here.
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    if not isinstance(exc, OperationalError) and not sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return _unexpected(exc)
+    log.warning("request refused: the database is unavailable (%s)", describe_db_error(exc))
+    return error_response(Unavailable("the database is unavailable; try again later"))
+
+
 def install(app: Flask) -> None:
     app.register_error_handler(VigatraError, error_response)
+    app.register_error_handler(DBAPIError, _database_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -31,13 +31,17 @@ from appliance.boundary.edge import SAFE_METHODS, RequestState, appliance, curre
 from appliance.boundary.headers import REQUEST_ID_KEY, TLS_KEY
 from appliance.boundary.routes import PUBLIC, SIGNED_IN, spec_for
 from appliance.boundary.transport import inspect
+from appliance.crypto import register_request_id_tag
 from appliance.errors import Forbidden, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 
 # Request ids: 32 hex characters, random high 64 bits per process and a counter in the low 64: unique
-# across processes and restarts; they correlate logs and the audit trail, they are no secret.
-_REQUEST_SEQUENCE = itertools.count(((secrets.randbits(64) | 1 << 63) << 64) + 1)
+# across processes and restarts; they correlate logs and the audit trail, they are no secret (the log
+# filter keeps ids that carry this process's tag, so a log line can be matched to X-Request-ID).
+_REQUEST_TAG = secrets.randbits(64) | 1 << 63
+register_request_id_tag(f"{_REQUEST_TAG:016x}")
+_REQUEST_SEQUENCE = itertools.count((_REQUEST_TAG << 64) + 1)
 
 
 def _next_request_id() -> str:

@@ -8,7 +8,10 @@ means valid/done; 1 prints one line with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,29 @@ def _cli_record(action: str) -> Any:
 
     return AuditRecord(action=action, actor_type="system", ip_address="local", method="CLI",
                        path=f"audit {action.rsplit('.', maxsplit=1)[-1]}", user_agent=cli_actor().label)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a stopped service, a closed terminal) stop an export the way an error does: its
+    partial files are removed, its worker processes stopped, the failure audited. Without a handler the
+    process would die on the spot and leave all of that behind. A second signal does not interrupt the
+    clean-up of the first."""
+    from appliance.audit.media import ExportInterrupted
+
+    signalled: list[int] = []
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        if not signalled:
+            signalled.append(signum)
+            raise ExportInterrupted(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @click.group()
@@ -111,12 +137,16 @@ def export(dest: str, since: dt.datetime | None, until: dt.datetime | None) -> N
     state = cli_state()
     settings = state.settings()
     app = state.appliance(open_keys=False)
-    result = export_to_media(app.store, signer_for(app), appliance_id=settings.appliance_id,
-                             data_dir=settings.data_dir, dest=dest, since=since, until=until,
-                             record=_cli_record("audit.export"))
+    with _interruptible():
+        result = export_to_media(app.store, signer_for(app), appliance_id=settings.appliance_id,
+                                 data_dir=settings.data_dir, dest=dest, since=since, until=until,
+                                 record=_cli_record("audit.export"))
     span = (f"events {result.first_event_id}..{result.last_event_id}" if result.rows else "no new events")
     click.echo(f"exported {result.rows} events ({span}, {result.mode}) to {result.path}")
     click.echo(f"manifest sha256 {result.manifest_sha256}; verified; recorded as checkpoint #{result.checkpoint_id}")
+    if result.held_signals:
+        click.echo(f"note: {', '.join(result.held_signals)} arrived while the export was being recorded; it was "
+                   "completed first", err=True)
 
 
 @audit.command()

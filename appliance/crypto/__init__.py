@@ -23,6 +23,7 @@ from appliance.crypto.redact import (
     fingerprint,
     forget_secret,
     redact,
+    register_request_id_tag,
     remember_secret,
 )
 from appliance.crypto.sealing import SEAL_LIMIT, Sealer, SealLimitReached, generate_dek
@@ -58,6 +59,7 @@ __all__ = [
     "public_key_id",
     "public_key_pem",
     "redact",
+    "register_request_id_tag",
     "remember_secret",
     "sign",
     "signing_key_from_seed",

@@ -13,7 +13,9 @@ SECURITY.md allows secrets in logs only as HMAC fingerprints (:func:`fingerprint
 
 The last rule over-redacts on purpose: SHA-256 hex digests and UUIDs with their hyphens are
 scrubbed too, so identifiers meant to survive in logs must stay under 32 characters (fingerprints
-and key ids here are 16). Absolute paths are recognised and kept.
+and key ids here are 16). Absolute paths are recognised and kept, and so are this process's request
+ids (32 hex characters: a log line must be matched to its ``X-Request-ID``), recognised by the random
+tag the process registered with :func:`register_request_id_tag`, not by their shape.
 
 Attach :class:`RedactingFilter` to handlers, not loggers: a logger's filters do not see records
 propagated from its children.
@@ -95,8 +97,32 @@ def _looks_like_path(run: str) -> bool:
                for part in run.split("/"))
 
 
+# Request ids: this process's random 64-bit tag then a 64-bit counter, as 32 lower-case hex characters
+# (boundary.pipeline mints them). A run of that shape is kept only if it begins with a registered tag:
+# a secret would have to begin with the same 64 random bits, so secret redaction loses nothing.
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+_TAG = re.compile(r"[0-9a-f]{16}")
+_request_id_tags: frozenset[str] = frozenset()
+_tags_lock = threading.Lock()
+
+
+def register_request_id_tag(tag: str) -> None:
+    """Keep request ids that begin with ``tag`` (16 lower-case hex characters, random) in log lines."""
+    global _request_id_tags
+    if not _TAG.fullmatch(tag):
+        raise ValueError("a request id tag is 16 lower-case hex characters")
+    with _tags_lock:
+        _request_id_tags = _request_id_tags | {tag}
+
+
+def _is_request_id(run: str) -> bool:
+    return len(run) == 32 and run[:16] in _request_id_tags and _REQUEST_ID.fullmatch(run) is not None
+
+
 def _long_run(match: re.Match[str]) -> str:
     run = match.group(0)
+    if _is_request_id(run):
+        return run
     random_looking = any(c.isdigit() for c in run) or (any(c.isupper() for c in run) and any(c.islower() for c in run))
     if not random_looking or _looks_like_path(run):
         return run

@@ -9,17 +9,64 @@ and the CLI all work through it.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import socket
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from appliance.audit.writer import AuditRecord, GroupCommitter
 from appliance.auth.state import AuthState, RevocationWatcher
 from appliance.crypto import KeyProvider, provider_from_settings
 from appliance.settings import Settings
+from appliance.store.probe import WriteProbe
 from appliance.store.session import Store
 
 log = logging.getLogger(__name__)
+
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def node_identity() -> str:
+    """A name for one poller node that no other process ever shares: host, boot, pid, start time, random.
+
+    Leases are held by node id, and a node gives back every lease held under its id at the start of a
+    cycle, so two processes sharing an id release each other's leases and poll the same connection at
+    once. The host and pid say which process it is (the System page shows it); the boot id and start
+    time keep a pid reused after a reboot or a restart apart; 32 random bits keep two Appliances of one
+    process apart. At most 75 characters (``connections.lease_owner`` and ``poll_cycles.node`` hold 100).
+    """
+    try:
+        boot = _BOOT_ID.read_text(encoding="ascii").strip().replace("-", "")[:8]
+    except OSError:  # not Linux: pid, start time and the random part still tell processes apart
+        boot = "noboot"
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{boot}.{int(time.time()):x}.{secrets.token_hex(4)}"
+
+
+class Stopping:
+    """Set when the process is asked to stop (SIGTERM): the poller claims nothing more; syncs in flight
+    may finish, and once ``checkpoint_at`` has passed each stops at its next commit (what it stored
+    stays, the rest resumes on the next poll) and gives its lease back."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.began_at: float | None = None  # time.monotonic() when asked to stop
+        self.checkpoint_at: float | None = None
+
+    def begin(self, grace_seconds: float) -> None:
+        if not self._event.is_set():
+            self.began_at = time.monotonic()
+            self.checkpoint_at = self.began_at + grace_seconds
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def must_checkpoint(self) -> bool:
+        return self.checkpoint_at is not None and time.monotonic() >= self.checkpoint_at
 
 
 class Appliance:
@@ -33,7 +80,9 @@ class Appliance:
         self.keys = KeyService(provider or provider_from_settings(settings))
         self.auth = AuthState()
         self.audit = GroupCommitter(self.store)
-        self.node_id = f"{socket.gethostname()}:{id(self) & 0xFFFF:04x}"
+        self.node_id = node_identity()
+        self.write_probe = WriteProbe(self.store, self.node_id)  # /healthz: does the store take writes?
+        self.stopping = Stopping()
         self._watcher: RevocationWatcher | None = None
         self._venues: Any = None
         self._venues_lock = threading.Lock()

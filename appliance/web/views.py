@@ -18,32 +18,37 @@ from appliance.boundary.csrf import check_csrf
 from appliance.boundary.edge import appliance, auth_changed, db, state
 from appliance.boundary.routes import public, signed_in
 from appliance.boundary.validation import Answer, accepts, submitted
-from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
+from appliance.errors import Invalid, TooManyRequests, Unauthenticated
 from appliance.services import identity
 from appliance.services import login as login_service
 from appliance.web import forms, web_blueprint
 
 
 class Health(Answer):
-    status: Literal["ok", "degraded"]
-    database: Literal["ok", "unreachable"]
+    status: Literal["ok", "degraded", "unavailable"]
+    database: Literal["ok", "unreachable", "not_writable"]
     scheduler: str
 
 
 @public()
 @accepts(returns=Health, also=((503, Health),))
 def health() -> ResponseReturnValue:
-    """Liveness for load balancers and systemd: no auth, no data."""
+    """Health for load balancers, monitoring and systemd: no auth, no data.
+
+    ``unavailable`` (503) when the store cannot be written (``database``: ``unreachable`` or
+    ``not_writable``): every request would be refused there, so take the node out of service.
+    ``degraded`` (503) when the store is fine but the scheduler is not running (no polling)."""
     app = appliance()
-    try:
-        app.store.ping()
-        database = "ok"
-    except VigatraError:
-        database = "unreachable"
+    database = app.write_probe.check()
     scheduler = getattr(app, "scheduler_state", lambda: "stopped")()
-    ok = database == "ok" and scheduler == "running"
-    response = jsonify({"status": "ok" if ok else "degraded", "database": database, "scheduler": scheduler})
-    response.status_code = 200 if ok else 503
+    if database != "ok":
+        status = "unavailable"
+    elif scheduler != "running":
+        status = "degraded"
+    else:
+        status = "ok"
+    response = jsonify({"status": status, "database": database, "scheduler": scheduler})
+    response.status_code = 200 if status == "ok" else 503
     return response
 
 

@@ -30,6 +30,7 @@ from appliance.audit.export import CSV_COLUMNS, AuditFilter, export_csv, unescap
 from appliance.audit.media import ExportFailed, export_to_media, verify_export, verify_media
 from appliance.audit.media import writer as media_writer
 from appliance.audit.verify import VerifyFailed, verify_database
+from appliance.audit.writer import storable
 from appliance.errors import Invalid
 from appliance.store.models import AuditCheckpoint, AuditEvent
 from appliance.store.session import Store
@@ -221,10 +222,10 @@ FORMULAS = ['=HYPERLINK("http://evil.example/x","click")', "+1", "@SUM(1)", "-2"
 
 
 def test_formula_injection_round_trips(store: Store, signer: Signer, data_dir: Path, medium: Path) -> None:
-    # PostgreSQL text cannot hold NUL.
-    names = [n for n in FORMULAS if "\0" not in n] if store.dialect == "postgresql" else FORMULAS
+    # A record escapes NUL as it is made (PostgreSQL text cannot hold it): "\0nul" is stored as "\\x00nul".
+    names = [storable(n) for n in FORMULAS]
     add_records(store, [record(i, resource_id=name, user_agent=name, detail=name, path=name, action=name or "x")
-                        for i, name in enumerate(names)])
+                        for i, name in enumerate(FORMULAS)])
     path = export(store, signer, data_dir, medium).path
     verify_export(path)
     with open(path / "audit.csv", newline="", encoding="utf-8") as handle:

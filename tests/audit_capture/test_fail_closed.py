@@ -4,6 +4,8 @@ application's role loses INSERT on audit_events (the privilege model of `vigatra
 
 from __future__ import annotations
 
+import io
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from appliance.app import create_app
+from appliance.crypto import RedactingFilter
 from appliance.store.models import Employee
 from tests.access.helpers import auth
 from tests.support.app import build
@@ -113,6 +116,26 @@ def test_a_refused_browser_request_keeps_none_of_its_session_changes(limited: An
     with client.session_transaction(base_url="https://localhost") as session:
         assert session["sid"] == sid
     assert not limited.appliance.auth.session_revoked(sid)
+def test_the_refusal_s_log_line_names_the_request_id_the_client_got(limited: Any, db_url: str,
+                                                                   pg_cluster: Any) -> None:
+    """The log line of a refused request carries the X-Request-ID the client saw, unredacted (the log
+    filter once took the 32 hex characters for a secret: "request [REDACTED] refused")."""
+    client = create_app(limited.appliance).test_client()
+    headers = auth(token_over_https(client, limited, "alice"))
+    _block_audit_writes(limited, db_url, pg_cluster)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())  # what every handler of the process carries (appliance.logs)
+    logger = logging.getLogger("appliance.boundary.pipeline")
+    logger.addHandler(handler)
+    try:
+        read = client.get("/api/v1/employees", headers=headers, base_url="https://localhost")
+    finally:
+        logger.removeHandler(handler)
+    assert read.status_code == 503
+    request_id = read.headers["X-Request-ID"]
+    assert len(request_id) == 32
+    assert f"request {request_id} refused" in stream.getvalue()
 
 
 def token_over_https(client: Any, ta: Any, name: str) -> str:

@@ -11,7 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from appliance.crypto import REDACTED, RedactingFilter, fingerprint, redact, remember_secret
-from appliance.crypto.redact import REGISTRY_LIMIT, clear_remembered_secrets, forget_secret, remembered_count
+from appliance.crypto.redact import (
+    REGISTRY_LIMIT,
+    clear_remembered_secrets,
+    forget_secret,
+    register_request_id_tag,
+    remembered_count,
+)
 
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI0MiIsImV4cCI6MTcwMDAwMDAwMH0.Qm9ndXNTaWduYXR1cmVfLQ"
 PEM = ("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBx3Q7mJ2T5l7c1S2yq4ZVJ8cO1Yw7e9c+qf2nN4r0Xp\n"
@@ -58,6 +64,21 @@ def test_ordinary_text_survives() -> None:
     text = ("user alice logged in from 10.0.0.7, key_version=2, kek file:0123456789abcdef, "
             "db /var/lib/vigatra/backups/2024-01-01/vigatra.db, monkey=3 design=4 signal=5")
     assert redact(text) == text
+
+
+def test_this_process_s_request_ids_survive_and_hex_secrets_do_not() -> None:
+    """A log line names its request by the id the client got in X-Request-ID; a 32-hex secret (an OKX
+    secret key, a Bitstamp secret in hex) is still removed: only ids with this process's random tag stay."""
+    tag = os.urandom(8).hex()
+    register_request_id_tag(tag)
+    request_id = tag + "0000000000000007"
+    line = f"request {request_id} refused: audit record could not be written (OperationalError)"
+    assert redact(line) == line
+    for secret in (os.urandom(16).hex(), os.urandom(16).hex().upper(), request_id.upper(),
+                   tag + os.urandom(16).hex(), "ab" + request_id, request_id[:-1] + "g"):
+        assert secret not in redact(f"secret={secret}") and secret not in redact(f"value {secret} here"), secret
+    with pytest.raises(ValueError):
+        register_request_id_tag("short")
 
 
 def test_api_key_prefix_is_kept_for_diagnosis() -> None:

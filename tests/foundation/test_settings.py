@@ -49,6 +49,9 @@ def test_every_key_has_an_environment_variable(tmp_path: Path) -> None:
     ("data_dir: relative/path\n", "must be an absolute path"),
     (": : :\n", "not valid YAML"),
     ("- a list\n", "must hold a mapping"),
+    ("venues:\n  kraken:\n    base_url: ftp://x\n", "'venues.kraken.base_url'"),
+    ("venues:\n  kraken:\n    base_url: file:///etc/passwd\n", "must be an http:// or https:// URL with a host"),
+    ("venues:\n  okx:\n    base_url: https://\n", "must be an http:// or https:// URL with a host"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:
     cfg = write(tmp_path / "v.yaml", text)
@@ -59,6 +62,58 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, expected: str) 
     assert "\n" not in message
     if "YAML" not in expected and "mapping of keys" not in expected and "hold a mapping" not in expected:
         assert str(cfg) in message
+
+
+@pytest.mark.parametrize(("text", "key", "line", "first"), [
+    ("server:\n  port: 9000\npoller:\n  workers: 2\nserver:\n  threads: 4\n", "server", 5, 1),
+    ("server:\n  port: 9000\n  host: 0.0.0.0\n  port: 9001\n", "port", 4, 2),
+    ("venues:\n  kraken:\n    enabled: true\n    base_url: http://a\n    enabled: false\n", "enabled", 5, 3),
+    ("chains:\n  evm:\n    ethereum: {chain_id: 1, chain_id: 2}\n", "chain_id", 3, 3),
+])
+def test_a_repeated_key_is_refused_with_the_key_and_its_line(tmp_path: Path, text: str, key: str, line: int,
+                                                             first: int) -> None:
+    """PyYAML keeps the last of two equal keys silently: a second `server:` section dropped the first."""
+    cfg = write(tmp_path / "v.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cfg, env={})
+    assert str(caught.value) == (f"configuration file {cfg} repeats the key '{key}' at line {line} (first at line "
+                                 f"{first}); a repeated key would silently replace the first one")
+
+
+def test_merge_keys_still_override_on_purpose(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "v.yaml", "data_dir: /srv/v\nvenues:\n  kraken: &base {requests_per_second: 2}\n"
+                                     "  okx:\n    <<: *base\n    requests_per_second: 3\n")
+    assert load_settings(cfg, env={}).venue("okx").requests_per_second == 3
+
+
+@pytest.mark.parametrize(("name", "closest"), [
+    ("VIGATRA_SERVER_PROT", "VIGATRA_SERVER_PORT"),
+    ("VIGATRA_DATABSE_URL", "VIGATRA_DATABASE_URL"),
+    ("VIGATRA_VENUES_KRAKEN_BASEURL", "VIGATRA_VENUES_KRAKEN_BASE_URL"),
+    ("VIGATRA_CONFIGG", "VIGATRA_CONFIG"),
+    ("VIGATRA_CHAINS_EVM_POLYGON_RPC_URL", "VIGATRA_CHAINS_EVM_ETHEREUM_RPC_URL"),  # a chain the file does not name
+])
+def test_an_unknown_vigatra_variable_is_refused_naming_the_closest_key(tmp_path: Path, name: str,
+                                                                       closest: str) -> None:
+    cfg = write(tmp_path / "v.yaml", "chains:\n  evm:\n    ethereum:\n      rpc_url: https://eth.example\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cfg, env={name: "1"})
+    assert str(caught.value) == (f"unknown environment variable {name}: no configuration key is named so; "
+                                 f"did you mean {closest}?")
+
+
+def test_variables_that_are_not_configuration_keys_are_allowed(tmp_path: Path) -> None:
+    """The configured KEK variable, a KEK variable for `keys rewrap --key-env`, the config path, the test
+    harness's PostgreSQL URL, keys of chains the configuration names, and named secrets (VIGATRA_SECRET_*)."""
+    cfg = write(tmp_path / "v.yaml", "keys:\n  provider: env\n  env_var: MY_APPLIANCE_SECRET\nchains:\n  evm:\n"
+                                     "    ethereum:\n      rpc_url: https://eth.example\n")
+    settings = load_settings(cfg, env={"VIGATRA_CONFIG": str(cfg), "VIGATRA_KEK": "x", "VIGATRA_NEXT_KEK": "y",
+                                       "VIGATRA_TEST_KEK_AB12": "z", "VIGATRA_TEST_POSTGRES_URL": "postgresql://",
+                                       "VIGATRA_CHAINS_EVM_ETHEREUM_CONFIRMATIONS": "3", "OTHER_THING": "1",
+                                       "VIGATRA_SECRET_SMTP_PASSWORD": "a named secret of the env key provider"})
+    assert settings.chains.evm["ethereum"].confirmations == 3
+    cfg = write(tmp_path / "w.yaml", "keys:\n  provider: env\n  env_var: VIGATRA_MASTER\n")
+    assert load_settings(cfg, env={"VIGATRA_MASTER": "x"}).keys.env_var == "VIGATRA_MASTER"
 
 
 def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:

@@ -186,6 +186,51 @@ def test_a_429_is_honoured_by_the_connection_and_the_venue_limiter(sta: Any, sim
         sorted((stream, True) for stream in sta.appliance.venues.get("kraken").streams)
 
 
+def lift(limiter: Any) -> None:
+    """End the venue-wide block the last 429 set (the test does not wait it out)."""
+    with limiter.lock:
+        limiter.blocked_until = 0.0
+
+
+def test_rate_limits_in_a_row_back_off_and_never_break_the_connection(sta_factory: Callable[..., Any],
+                                                                     sim: RunningSim) -> None:
+    """A 429 is the venue working as designed: twice the failure threshold of them in a row leaves the
+    connection amber (never red, no critical alert), each wait at least the venue's Retry-After and
+    doubling with each one, up to poller.backoff_max_minutes, and a rate_limited gap per stream; the
+    first success clears the streak. A connection answering 503s (above) does break."""
+    sta = sta_factory(poller={"failure_threshold": 3, "backoff_max_minutes": 1})
+    cid, _key = onboard(sta, sim, "kraken")
+    assert run_cycle(sta.appliance).outcomes[0].ok
+    limiter = sta.appliance.venues.egress.limiter("kraken")
+    waits, statuses = [], []
+    for _ in range(2 * 3):
+        sim.control("POST", "kraken/faults", {"burst_429": 1, "retry_after": 7})
+        make_due(sta, cid)
+        lift(limiter)
+        started = dt.datetime.now(dt.UTC)
+        assert [o.error_class for o in run_cycle(sta.appliance).outcomes] == ["rate_limit"]
+        row = connection(sta, cid)
+        assert row.next_poll_at is not None
+        waits.append((row.next_poll_at - started).total_seconds())
+        statuses.append((row.status, row.consecutive_failures, row.consecutive_rate_limits))
+    assert statuses == [("degraded", 0, n) for n in range(1, 7)]
+    # 7 s, 14 s, 28 s, 56 s, then the one-minute cap: never less than the venue asked for.
+    for wait, expected in zip(waits, (7, 14, 28, 56, 60, 60), strict=True):
+        assert expected - 0.5 <= wait <= expected + 3, waits
+    with sta.store.read() as session:
+        assert list(session.execute(select(Alert.kind).where(Alert.connection_id == cid)).scalars()) == []
+    streams = sta.appliance.venues.get("kraken").streams
+    assert sorted((g.stream, g.reason, g.closed_at) for g in coverage(sta, cid, "gap")) == \
+        sorted((stream, "rate_limited", None) for stream in streams)
+
+    make_due(sta, cid)
+    lift(limiter)
+    assert run_cycle(sta.appliance).outcomes[0].ok
+    row = connection(sta, cid)
+    assert (row.status, row.consecutive_rate_limits) == ("active", 0)
+    assert all(g.closed_at is not None for g in coverage(sta, cid, "gap"))
+
+
 def test_a_tampered_credential_is_answered_once_per_cycle(sta: Any, sim: RunningSim) -> None:
     cid, _key = onboard(sta, sim, "kraken")
     with sta.store.unit_of_work() as session:

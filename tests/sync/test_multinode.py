@@ -109,19 +109,11 @@ def test_a_killed_node_s_leases_are_taken_over_when_they_expire(sta: Any, sim: R
         killed_at = dt.datetime.now(dt.UTC)
         with sta.store.read() as session:
             before = lease_rows(session)
-        # The dead node is the one whose leases nobody renews any more: the survivor renews its own after
-        # every page (a few hundred milliseconds apart here) and gives them back when a sync ends.
-        time.sleep(2)
-        with sta.store.read() as session:
-            after = lease_rows(session)
-        # Only an owner that held leases at the kill can be the frozen one (all() over no leases is true).
-        frozen = set()
-        for owner in owners:
-            held = {c: r for c, r in before.items() if r[0] == owner}
-            if held and all(after.get(c) == r for c, r in held.items()):
-                frozen.add(owner)
-        assert len(frozen) == 1, (owners, before, after)
-        victim = frozen.pop()
+        # The dead node's id names its pid (host:pid:boot.start.random), so it is known without timing
+        # whose leases stop being renewed (a heuristic that failed on a loaded machine, where a page can
+        # take longer than any fixed wait).
+        killed = str(servers[0].process.pid)
+        [victim] = [owner for owner in owners if owner.split(":")[1] == killed]
         orphans = {cid: until for cid, (owner, until) in before.items() if owner == victim}
         assert orphans
 

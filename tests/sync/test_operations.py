@@ -91,6 +91,6 @@ def test_the_system_page_shows_the_last_cycle(sta: Any, sim: RunningSim) -> None
     assert page.status_code == 200, page.get_data(as_text=True)[:500]
     text = page.get_data(as_text=True)
     assert "connections: active 1" in text
-    assert re.search(r"cycle \S+ on [^:]+:\w+: 1 polled, 1 ok", text), text
+    assert re.search(rf"cycle \S+ on {re.escape(sta.appliance.node_id)}: 1 polled, 1 ok", text), text
     login_session(client, sta, "victor")
     assert client.get("/system").status_code == 403

@@ -15,10 +15,16 @@ dropped, swapped or reordered export. ``--from/--to`` exports are one-off extrac
 series; their events are still a contiguous id range, so their chain verifies from the first
 event's ``prev_hash``.
 
-Writing is all-or-nothing: files go to a hidden ``.partial`` directory, are fsynced, renamed into
-place, re-read and verified; only then is the export recorded (an ``audit.export`` event and a
-signed export checkpoint, in one transaction). Any failure — disk full, read-only medium, a chain
-that does not verify, a concurrent export — removes what was written and claims nothing.
+Writing is all-or-nothing, and an export is part of the series only once it is recorded: files go to
+a hidden ``.partial`` directory, are fsynced, re-read and verified, the export is recorded (an
+``audit.export`` event and a signed export checkpoint, in one transaction), and only then renamed into
+place (termination signals wait from the commit to the rename). Any failure before the commit — disk
+full, read-only medium, a chain that does not verify, a concurrent export, SIGTERM — removes what was
+written and claims nothing. What a killed run leaves is tidied by the next export to the same place:
+a recorded ``.partial`` is moved into place, an unrecorded one removed, and a complete export the
+database never recorded (written by an older version, which renamed before recording) is renamed
+``<name>.unrecorded``, which ``vigatra audit verify DIR`` reports and leaves out of the series. Export
+worker processes die with the exporting process.
 
 If events were purged before any incremental export covered them, the next incremental export
 declares the hole (``purged_gap``, signed in its manifest) instead of silently breaking the series.
@@ -31,15 +37,24 @@ them back (with no database: on the regulator's machine).
 """
 
 from appliance.audit.media.verifier import ExportSummary, MediaReport, verify_export, verify_media
-from appliance.audit.media.writer import ExportFailed, ExportResult, check_destination, export_to_media
+from appliance.audit.media.writer import (
+    ExportFailed,
+    ExportInterrupted,
+    ExportResult,
+    check_destination,
+    export_to_media,
+    recover_destination,
+)
 
 __all__ = [
     "ExportFailed",
+    "ExportInterrupted",
     "ExportResult",
     "ExportSummary",
     "MediaReport",
     "check_destination",
     "export_to_media",
+    "recover_destination",
     "verify_export",
     "verify_media",
 ]

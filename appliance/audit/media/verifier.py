@@ -18,8 +18,10 @@ from appliance.audit.media.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    PARTIAL_NAME,
     PUBLIC_KEY_NAME,
     SIGNATURE_NAME,
+    UNRECORDED_SUFFIX,
 )
 from appliance.audit.verify import VerifyFailed
 from appliance.crypto import load_public_key, public_key_id, verify
@@ -209,9 +211,12 @@ class MediaReport:
     # What a reader must know beyond "valid": each backup restore the series declares, and the exports
     # written before a restore whose later events the appliance no longer holds.
     notes: tuple[str, ...] = ()
+    # Directories left out: exports set aside as never recorded, files of interrupted exports.
+    set_aside: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
-        out = [summary.line() for summary in self.exports]
+        out = [f"note: {note}" for note in self.set_aside]
+        out += [summary.line() for summary in self.exports]
         if len(self.series) > 1:
             out.append(f"series of {len(self.series)} incremental exports links without a gap: events "
                        f"{self.series[0].after_event_id + 1}..{self.series[-1].through_event_id}")
@@ -230,13 +235,23 @@ def verify_media(path: Path | str, *, public_key_pem: str | None = None) -> Medi
         single = verify_export(folder, public_key_pem=public_key_pem)
         series = [single] if single.mode == "incremental" else []
         return MediaReport([single], series, tuple(_restore_notes(series, [])))
-    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-                   and (p / MANIFEST_NAME).exists())
+    found, set_aside = [], []
+    for entry in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if PARTIAL_NAME.fullmatch(entry.name):
+            set_aside.append(f"{entry.name}: the files of an interrupted export, not part of the series (the next "
+                             "`vigatra audit export` to this directory finishes or removes them)")
+        elif entry.name.endswith(UNRECORDED_SUFFIX) and (entry / MANIFEST_NAME).exists():
+            set_aside.append(f"{entry.name}: not part of the series: an export the appliance never recorded (its "
+                             "run was interrupted), set aside by a later export")
+        elif not entry.name.startswith(".") and (entry / MANIFEST_NAME).exists():
+            found.append(entry)
+    if not found and set_aside:
+        raise VerifyFailed(f"{folder} holds no complete audit export; {'; '.join(set_aside)}")
     if not found:
         raise VerifyFailed(f"{folder} holds no audit export ({MANIFEST_NAME} not found)")
     exports = [verify_export(p, public_key_pem=public_key_pem) for p in found]
     series, superseded = _check_series(exports)
-    return MediaReport(exports, series, tuple(_restore_notes(series, superseded)))
+    return MediaReport(exports, series, tuple(_restore_notes(series, superseded)), tuple(set_aside))
 
 
 def _restores(summary: ExportSummary) -> list[dict[str, Any]]:

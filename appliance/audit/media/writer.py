@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -14,6 +15,8 @@ import os
 import re
 import secrets
 import shutil
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -29,8 +32,11 @@ from appliance.audit.media.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    PARTIAL_MARK,
+    PARTIAL_NAME,
     PUBLIC_KEY_NAME,
     SIGNATURE_NAME,
+    UNRECORDED_SUFFIX,
 )
 from appliance.audit.media.verifier import verify_export
 from appliance.audit.verify import VerifyFailed
@@ -61,6 +67,8 @@ class ExportResult:
     first_event_id: int | None
     last_event_id: int | None
     checkpoint_id: int
+    # Termination signals that arrived while the export was being recorded (it completed first).
+    held_signals: tuple[str, ...] = ()
 
 
 def check_destination(dest: Path | str, data_dir: Path | str) -> Path:
@@ -315,24 +323,33 @@ def _manifest(appliance_id: str, signer: Signer, plan: _Plan, stream: _Stream, c
 def export_to_media(store: Store, signer: Signer, *, appliance_id: str, data_dir: Path | str, dest: Path | str,
                     since: dt.datetime | None = None, until: dt.datetime | None = None,
                     record: AuditRecord | None = None, now: dt.datetime | None = None) -> ExportResult:
-    """Write one export under ``dest``, verify it, and record it (event + signed checkpoint)."""
+    """Write one export under ``dest``, verify it, and record it (event + signed checkpoint).
+
+    The export becomes part of the series only when it is recorded: its files are written and verified
+    in a hidden ``.partial`` directory, recorded, and only then renamed into place. An export run first
+    tidies what an interrupted one left in ``dest`` (:func:`recover_destination`)."""
     if not appliance_id:
         raise Invalid("appliance_id is not set in the configuration (run `vigatra init`)")
     base_record = record or AuditRecord(action="audit.export", actor_type="system")
     created = truncate_ms(now or utcnow())
     target = Path(dest)
     written: Path | None = None
+    recorded = False
+    held = HeldSignals()
+    lock: int | None = None
     try:  # from here on every failure is audited, including a refused destination or a broken chain
         target = check_destination(dest, data_dir)
+        lock = _lock_destination(target)
+        tidied = recover_destination(store, appliance_id, target)
         with store.read() as session:
             plan = _plan(session, since, until)
         name = _directory_name(appliance_id, plan, created)
         final = target / name
         suffix = 2
-        while final.exists():
+        while final.exists() or (target / f"{final.name}{UNRECORDED_SUFFIX}").exists():
             final = target / f"{name}-{suffix}"
             suffix += 1
-        partial = target / f".{final.name}.partial-{secrets.token_hex(4)}"
+        partial = target / f".{final.name}{PARTIAL_MARK}{secrets.token_hex(4)}"
         try:
             partial.mkdir(mode=0o700)
         except OSError as exc:
@@ -350,28 +367,43 @@ def export_to_media(store: Store, signer: Signer, *, appliance_id: str, data_dir
         manifest_sha = _write_file(partial / MANIFEST_NAME, manifest)
         _write_file(partial / SIGNATURE_NAME, signer.sign(manifest))
         _fsync_dir(partial)
-        os.rename(partial, final)
-        written = final
-        _fsync_dir(target)
-        summary = verify_export(final, public_key_pem=signer.public_pem)
+        summary = verify_export(partial, public_key_pem=signer.public_pem)
         if summary.manifest_sha256 != manifest_sha or summary.rows != stream.rows:
             raise ExportFailed("the export read back differs from what was written")
         detail = {"mode": plan.mode, "manifest_sha256": manifest_sha, "after_event_id": plan.after_id,
-                  "through_event_id": summary.through_event_id, "last_hash": summary.last_hash, "rows": stream.rows,
-                  "directory": final.name, "previous_manifest_sha256": plan.previous_manifest,
+                  "through_event_id": summary.through_event_id, "last_hash": summary.last_hash,
+                  "rows": stream.rows, "directory": final.name, "previous_manifest_sha256": plan.previous_manifest,
                   "range": summary.manifest["range"]}
-        with store.unit_of_work() as session:
-            session.execute(select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()).one()
-            if plan.mode == "incremental":
-                latest = latest_series_export(session)
-                if (latest["manifest_sha256"] if latest else None) != plan.previous_manifest:
-                    raise Conflict("another export finished while this one was written; run the export again")
-            append(session, [dataclasses.replace(
-                base_record, action="audit.export", resource_type="audit", resource_id=final.name, outcome="success",
-                detail=json.dumps({**detail, "dest": str(target)}, sort_keys=True))])
-            checkpoint = write_checkpoint(session, signer, "export", appliance_id, detail)
-            checkpoint_id = int(checkpoint.id)
+        # From the commit to the rename a termination signal waits: an export that is recorded is
+        # never removed, and it is in place before the process stops (or, after SIGKILL, the next
+        # run moves it into place: recover_destination).
+        with held:
+            with store.unit_of_work() as session:
+                session.execute(select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()).one()
+                if plan.mode == "incremental":
+                    latest = latest_series_export(session)
+                    if (latest["manifest_sha256"] if latest else None) != plan.previous_manifest:
+                        raise Conflict("another export finished while this one was written; run the export again")
+                event_detail = {**detail, "dest": str(target)}
+                if tidied:
+                    event_detail["tidied"] = tidied
+                append(session, [dataclasses.replace(
+                    base_record, action="audit.export", resource_type="audit", resource_id=final.name,
+                    outcome="success", detail=json.dumps(event_detail, sort_keys=True))])
+                checkpoint = write_checkpoint(session, signer, "export", appliance_id, detail)
+                checkpoint_id = int(checkpoint.id)
+            recorded = True
+            os.rename(partial, final)
+            written = None
+            try:
+                _fsync_dir(target)
+            except OSError as exc:  # recorded and in place; only the rename's durability is in doubt
+                log.warning("audit export %s: could not sync %s (%s)", final, target, exc.strerror or exc)
     except BaseException as exc:
+        if recorded:  # in the database, not (yet) in place: the next export run moves it there
+            raise ExportFailed(f"the export was recorded but could not be moved into place in {target} "
+                               f"({getattr(exc, 'strerror', None) or type(exc).__name__}); run the export "
+                               "again to finish it") from None
         if written is not None:
             shutil.rmtree(written, ignore_errors=True)
             with contextlib.suppress(OSError):
@@ -381,6 +413,143 @@ def export_to_media(store: Store, signer: Signer, *, appliance_id: str, data_dir
             raise ExportFailed(f"export to {target} failed: {exc.strerror or exc}; the partial export was removed "
                                "and nothing was recorded") from None
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)  # releases the lock
     log.info("audit export %s: %s rows", final, stream.rows)
-    return ExportResult(final, manifest_sha, plan.mode, stream.rows, stream.first_id, stream.last_id, checkpoint_id)
+    return ExportResult(final, manifest_sha, plan.mode, stream.rows, stream.first_id, stream.last_id, checkpoint_id,
+                        tuple(signal.Signals(n).name for n in held.caught))
 
+
+class ExportInterrupted(ExportFailed):
+    """The export was stopped by a signal (SIGTERM, SIGHUP): what it wrote was removed, nothing recorded."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"the export was interrupted by {name}; the partial export was removed and nothing was "
+                         "recorded")
+        self.signum = signum
+
+
+class HeldSignals:
+    """Holds SIGTERM, SIGINT and SIGHUP while the export is recorded and moved into place: the export
+    completes, and the signals caught are reported in its result (``held_signals``) for the caller to act
+    on (the CLI says so and exits). Signal handlers run on the main thread only, so in another thread
+    (the CLI runs exports on the main thread) it holds nothing."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> HeldSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, lambda number, _frame: self.caught.append(number))
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+
+def _lock_destination(target: Path) -> int:
+    """One export at a time into a destination (a lock on the directory itself, so nothing is left on the
+    medium): the tidying of an interrupted export must not remove a running one's files. Returns the
+    descriptor; closing it releases the lock."""
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(f"another export to {target} is running; try again when it has finished") from None
+    return fd
+
+
+def recover_destination(store: Store, appliance_id: str, target: Path) -> list[str]:
+    """Tidy what interrupted exports of this appliance left in ``target``; returns what was done.
+
+    - a ``.partial`` directory whose export was recorded (the process stopped between recording and
+      renaming) is moved into place: it is part of the series;
+    - any other ``.partial`` directory of this appliance is removed: it was never part of anything;
+    - a complete export of this appliance that the database does not record but whose last event is the
+      database's own (an export run stopped between renaming and recording, by an earlier version) is
+      renamed ``<name>.unrecorded``: kept, but out of the series, and `vigatra audit verify DIR` says so.
+      One whose last event the database does not hold is left where it is: it was written before a
+      backup restore (the next export declares the restore) or the database was put back by hand, and
+      `vigatra audit verify` explains or refuses the fork; setting it aside would hide that.
+    """
+    recorded: set[str] = set()
+    with store.read() as session:
+        for row in session.execute(select(AuditCheckpoint).where(AuditCheckpoint.kind == "export")).scalars():
+            with contextlib.suppress(ValueError):  # an unreadable checkpoint records nothing here (verify says why)
+                recorded.add(str(detail_of(row).get("manifest_sha256")))
+    ours = f".{_SAFE_NAME.sub('_', appliance_id) or 'appliance'}_"
+    done: list[str] = []
+    for entry in sorted(target.iterdir()):
+        if not entry.is_dir() or entry.is_symlink():
+            continue
+        interrupted = PARTIAL_NAME.fullmatch(entry.name)
+        if interrupted is not None and entry.name.startswith(ours):
+            sha = _manifest_sha(entry)
+            if sha is not None and sha in recorded:
+                final = _free_name(target, interrupted["name"])
+                os.rename(entry, final)
+                done.append(f"moved the recorded export {final.name} into place (its run stopped before it could)")
+            else:
+                shutil.rmtree(entry)
+                done.append(f"removed {entry.name}: an interrupted export that was never recorded")
+        elif interrupted is None and not entry.name.startswith(".") and not entry.name.endswith(UNRECORDED_SUFFIX):
+            manifest = _manifest_of(entry)
+            if (manifest is None or manifest[0].get("appliance_id") != appliance_id or manifest[1] in recorded
+                    or not _ends_in_the_trail(store, manifest[0])):
+                continue
+            aside = _free_name(target, entry.name + UNRECORDED_SUFFIX)
+            os.rename(entry, aside)
+            done.append(f"renamed {entry.name} to {aside.name}: a complete export the appliance never recorded "
+                        "(its run was interrupted), so not part of the series")
+    if done:
+        _fsync_dir(target)
+        for line in done:
+            log.warning("audit export to %s: %s", target, line)
+    return done
+
+
+def _ends_in_the_trail(store: Store, manifest: dict[str, Any]) -> bool:
+    """Whether the database holds the export's last event, with the hash the export signed."""
+    try:
+        last_id, last_hash = int(manifest["through_event_id"]), str(manifest["last_hash"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not 0 < last_id < 2**63:
+        return False
+    with store.read() as session:
+        held = session.execute(select(AuditEvent.hash).where(AuditEvent.id == last_id)).scalar_one_or_none()
+    return held == last_hash
+
+
+def _manifest_of(folder: Path) -> tuple[dict[str, Any], str] | None:
+    try:
+        data = (folder / MANIFEST_NAME).read_bytes()
+        manifest = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None
+    return manifest, hashlib.sha256(data).hexdigest()
+
+
+def _manifest_sha(folder: Path) -> str | None:
+    found = _manifest_of(folder)
+    return found[1] if found is not None else None
+
+
+def _free_name(target: Path, name: str) -> Path:
+    candidate, suffix = target / name, 2
+    while candidate.exists():
+        candidate = target / f"{name}-{suffix}"
+        suffix += 1
+    return candidate

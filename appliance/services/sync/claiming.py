@@ -85,6 +85,11 @@ class LeaseLost(Exception):
     """Another node took the connection (our lease expired): stop without writing more."""
 
 
+class ShuttingDown(LeaseLost):
+    """This node is stopping and the sync's grace has passed: stop at this commit without writing more
+    (what earlier commits stored stays; the cycle gives the lease back, and the next poll resumes)."""
+
+
 def interval_for(app: Appliance, connection: Connection) -> dt.timedelta:
     if connection.poll_interval_seconds:
         return dt.timedelta(seconds=connection.poll_interval_seconds)
@@ -94,5 +99,8 @@ def interval_for(app: Appliance, connection: Connection) -> dt.timedelta:
 
 
 def check_lease(session: Session, app: Appliance, connection_id: int) -> None:
+    """Called before every commit of a sync: renew our lease, or stop (lost to another node; shutting down)."""
+    if app.stopping.must_checkpoint():
+        raise ShuttingDown(connection_id)
     if not renew_lease(session, app, connection_id):
         raise LeaseLost(connection_id)

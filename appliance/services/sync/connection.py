@@ -129,7 +129,9 @@ def _start(app: Appliance, connection_id: int) -> _Start | SyncOutcome:
     # writes the tamper response (broken, alert, audit) into this session, and it must be committed
     # (the IntegrityFailure is raised after it: never treated as empty, never retried with another key).
     with unit_of_work(app) as session:
-        connection = session.get(Connection, connection_id)
+        # Locked: the lease checked here is the one given back below for a disabled venue (a node never
+        # releases a lease that another node took in between).
+        connection = session.get(Connection, connection_id, with_for_update=True)
         if connection is None:
             return SyncOutcome(connection_id, "?", False, "missing")
         venue = connection.venue

@@ -61,8 +61,15 @@ class CycleResult:
 def run_cycle(app: Appliance, *, only: int | None = None, force: bool = False) -> CycleResult:
     """One polling cycle of this node: claim due connections and sync them on a pool of
     ``poller.workers`` threads, claiming more whenever the queue runs low (a slow account holds up
-    one worker, not a whole batch)."""
+    one worker, not a whole batch).
+
+    Once the process is stopping (``app.stopping``, set at SIGTERM) the cycle claims nothing more and
+    starts no claimed sync that has not begun; syncs in flight finish, or stop at their next commit
+    when their grace has passed (:class:`~.claiming.ShuttingDown`); then every lease this node still
+    holds is given back, leaving those connections due for the next node or the next start."""
     started = utcnow()
+    if app.stopping.is_set():  # a tick that fired after SIGTERM: nothing to claim, nothing to record
+        return CycleResult(started, started)
     workers = app.settings.poller.workers
     if only is None:
         release_stale_leases(app)
@@ -75,7 +82,12 @@ def run_cycle(app: Appliance, *, only: int | None = None, force: bool = False) -
     def work(connection_id: int) -> None:
         outcome = SyncOutcome(connection_id, "?", False, "internal", "the poll thread stopped")
         try:
-            outcome = _sync_isolated(app, connection_id)
+            if app.stopping.is_set():  # claimed, not begun: its lease is given back below
+                outcome = SyncOutcome(connection_id, "?", False, "shutdown", "not started: shutting down")
+            else:
+                outcome = _sync_isolated(app, connection_id)
+                if outcome.error_class == "lease_lost" and app.stopping.must_checkpoint():
+                    outcome.error_class, outcome.message = "shutdown", "stopped at a checkpoint: shutting down"
         finally:  # always answer, or the loop below would wait for this connection for ever
             finished.put(outcome)
 
@@ -83,6 +95,9 @@ def run_cycle(app: Appliance, *, only: int | None = None, force: bool = False) -
         running = 0
         more = True
         while True:
+            if more and app.stopping.is_set():
+                more = False
+                log.info("shutting down: claiming no more connections; %d sync(s) in flight", running)
             if more and running <= workers:
                 ids = claim_due(app, limit=2 * workers - running, only=only, force=force)
                 fresh = [cid for cid in ids if cid not in seen]
@@ -98,6 +113,12 @@ def run_cycle(app: Appliance, *, only: int | None = None, force: bool = False) -
                 break
             outcomes.append(finished.get())
             running -= 1
+    if app.stopping.is_set():
+        # Every sync of this cycle has ended, so none of this node's leases belongs to one in flight.
+        released = release_stale_leases(app)
+        stopped = sum(1 for o in outcomes if o.error_class == "shutdown")
+        log.info("shutting down: polling stopped (%d sync(s) stopped or not started, %d lease(s) given back)",
+                 stopped, released)
     result = CycleResult(started, utcnow(), outcomes, backlog(app))
     _record_cycle(app, result)
     return result

@@ -65,6 +65,7 @@ def record_success(app: Appliance, connection_id: int, streams: Sequence[str] = 
         connection.last_attempt_at = now
         connection.last_success_at = now
         connection.consecutive_failures = 0
+        connection.consecutive_rate_limits = 0
         connection.last_error_class = None
         connection.last_error = None
         connection.next_poll_at = now + interval_for(app, connection)
@@ -95,14 +96,21 @@ def record_failure(app: Appliance, connection_id: int, exc: VenueError, streams:
         if held is not None:
             held.apply(session, connection_id)  # before the gaps: they start where coverage now ends
         connection.last_attempt_at = now
-        connection.consecutive_failures += 1
+        # A rate limit is the venue working as designed: it grows the backoff and leaves a gap, but never
+        # counts toward broken (only failures do; a throttled connection stays amber at worst).
+        rate_limited = isinstance(exc, VenueRateLimited)
+        if rate_limited:
+            connection.consecutive_rate_limits += 1
+        else:
+            connection.consecutive_failures += 1
         connection.last_error_class = exc.error_class
         connection.last_error = exc.message[:500]
         connection.lease_owner = None
         connection.lease_expires_at = None
         reason = _gap_reason(exc)
         broke = isinstance(exc, (VenueAuthError, VenuePermissionError)) or (
-            connection.consecutive_failures >= settings.failure_threshold and connection.status != "pending")
+            not rate_limited and connection.consecutive_failures >= settings.failure_threshold
+            and connection.status != "pending")
         if connection.status not in POLLED:
             pass  # superseded or offboarded while the poll ran: its status is no longer the poller's
         elif broke and connection.status not in RED:
@@ -118,7 +126,8 @@ def record_failure(app: Appliance, connection_id: int, exc: VenueError, streams:
             connection.status = "degraded"
             connection.status_reason = exc.message[:500]
         if isinstance(exc, VenueRateLimited):
-            delay = dt.timedelta(seconds=max(exc.retry_after, 1))
+            delay = rate_limit_backoff(exc.retry_after, connection.consecutive_rate_limits,
+                                       settings.backoff_max_minutes)
         elif broke:
             delay = interval_for(app, connection)
         else:
@@ -127,6 +136,15 @@ def record_failure(app: Appliance, connection_id: int, exc: VenueError, streams:
             delay = dt.timedelta(seconds=min(jittered, settings.backoff_max_minutes * 60))
         connection.next_poll_at = now + delay
         _open_gaps(session, connection, reason, exc.message[:500], streams)
+
+
+def rate_limit_backoff(retry_after: float, in_a_row: int, max_minutes: int) -> dt.timedelta:
+    """The wait after the ``in_a_row``-th rate limit since the last success: the venue's Retry-After the
+    first time, doubling with each further one (a venue that keeps throttling is asked less and less
+    often) up to ``poller.backoff_max_minutes``, never below what the venue asked for."""
+    asked = max(retry_after, 1.0)
+    grown = min(asked * 2 ** max(in_a_row - 1, 0), max_minutes * 60.0)
+    return dt.timedelta(seconds=max(asked, grown))
 
 
 def _gap_reason(exc: VenueError) -> str:

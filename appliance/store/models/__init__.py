@@ -20,7 +20,7 @@ from appliance.store.models.identity import ApiKey, Role, RolePermission, User, 
 from appliance.store.models.keys import KeyVersion
 from appliance.store.models.mail import MailOutbox
 from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
-from appliance.store.models.system import PollCycle, Setting
+from appliance.store.models.system import PollCycle, Setting, StoreProbe
 
 __all__ = [
     "Alert",
@@ -57,6 +57,7 @@ __all__ = [
     "Rule",
     "Setting",
     "StatementImport",
+    "StoreProbe",
     "SyncCursor",
     "Transaction",
     "TransactionValue",

@@ -48,6 +48,9 @@ class Connection(Base):
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     last_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Rate limits in a row since the last success: they grow the backoff but never count toward broken
+    # (a venue that throttles us works as designed).
+    consecutive_rate_limits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error_class: Mapped[str | None] = mapped_column(String(32), default=None)
     last_error: Mapped[str | None] = mapped_column(String(500), default=None)
     # Multi-node polling: the node holding the row and until when.

@@ -35,3 +35,14 @@ class PollCycle(Base):
     # {"authentication": {"kraken": 1}, "transient": {...}}: failures by class and venue.
     failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     backlog: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoreProbe(Base):
+    """One row every node rewrites to prove the store takes writes (``/healthz``): a load balancer takes
+    a node whose database cannot be written (disk full, read-only, failed over) out of service."""
+
+    __tablename__ = "store_probes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    node: Mapped[str] = mapped_column(String(100))
+    probed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
