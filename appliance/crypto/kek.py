@@ -98,6 +98,25 @@ class KeyProvider(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook; only providers holding a session override it
         """Release sessions and forget cached key material (the HSM provider logs out)."""
 
+    def secret(self, name: str) -> str:
+        """A secret the provider holds beside the KEK for another system (the SMTP relay's password),
+        stripped of surrounding whitespace. Where it is looked for follows the provider: a systemd
+        credential ``name`` when running under systemd with one, else a file ``name`` beside
+        ``keys.file_path`` (mode 0400, owned by the service user). The env and keyring providers look
+        in their own stores. Raises KeyProviderError naming where it looked, never the value."""
+        check_secret_name(name)
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if directory and (Path(directory) / name).is_file():
+            path = Path(directory) / name
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise KeyProviderError(f"{self.name} provider: cannot read credential {path}: {exc.strerror}") from None
+            return secret_text(raw, f"{self.name} provider: credential {path}")
+        path = self.settings.keys.file_path.parent / name
+        raw = read_protected_file(path, provider=self.name, what="secret file", max_bytes=4096)
+        return secret_text(raw, f"{self.name} provider: secret file {path}")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
 
@@ -162,6 +181,21 @@ def unpack_wrapped(wrapped: bytes, *, fmt: int, provider: str, kek_id: str, cont
                                f"the {provider} provider holds {kek_id}")
     return WrappedParts(fingerprint, wrapped[1 + KEK_FINGERPRINT_LEN:_WRAP_HEADER_LEN],
                         wrapped[_WRAP_HEADER_LEN:])
+
+
+def check_secret_name(name: str) -> None:
+    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or len(name) > 64:
+        raise KeyProviderError(f"{name!r} is not a valid secret name")
+
+
+def secret_text(raw: bytes, where: str) -> str:
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise KeyProviderError(f"{where} is not UTF-8 text") from None
+    if not text:
+        raise KeyProviderError(f"{where} is empty")
+    return text
 
 
 def tag_failure(context: bytes) -> IntegrityFailure:

@@ -44,9 +44,11 @@ from appliance.crypto.kek import (
     check_context,
     check_dek,
     check_label,
+    check_secret_name,
     new_nonce,
     pack_wrapped,
     read_protected_file,
+    secret_text,
     tag_failure,
     unpack_wrapped,
     wrap_aad,
@@ -275,6 +277,15 @@ class EnvKeyProvider(SoftwareKeyProvider):
             raise KeyProviderError(f"env provider: environment variable {self.variable} is not set ({KEK_UNAVAILABLE})")
         return parse_kek(value, where=f"env provider: environment variable {self.variable}")
 
+    def secret(self, name: str) -> str:
+        """``VIGATRA_SECRET_<NAME>`` (upper case, ``-`` and ``.`` as ``_``), like the KEK: the weakest store."""
+        check_secret_name(name)
+        variable = "VIGATRA_SECRET_" + name.upper().replace("-", "_").replace(".", "_")
+        value = os.environ.get(variable)
+        if not value:
+            raise KeyProviderError(f"env provider: environment variable {variable} is not set")
+        return secret_text(value.encode("utf-8"), f"env provider: environment variable {variable}")
+
     def create(self) -> str:
         raise KeyProviderError(f"env provider cannot create the KEK: generate one with `{_GENERATE_HINT}`, "
                                f"put it in {self.variable} in the service environment and keep a copy offline")
@@ -393,6 +404,19 @@ class KeyringKeyProvider(SoftwareKeyProvider):
         if value is None:
             raise KeyProviderError(f"{where} does not exist ({KEK_UNAVAILABLE}); run `vigatra keys init`")
         return parse_kek(value, where=where)
+
+    def secret(self, name: str) -> str:
+        """The keyring entry ``name`` of the appliance's keyring service."""
+        check_secret_name(name)
+        backend = self._backend()
+        where = f"keyring provider: entry {self.settings.keys.keyring_service}/{name} in {_backend_name(backend)}"
+        try:
+            value = backend.get_password(self.settings.keys.keyring_service, name)
+        except Exception as exc:  # noqa: BLE001 - D-Bus and OS backends raise their own types
+            raise KeyProviderError(f"{where} cannot be read ({type(exc).__name__})") from None
+        if value is None:
+            raise KeyProviderError(f"{where} does not exist")
+        return secret_text(value.encode("utf-8"), where)
 
     def create(self) -> str:
         from keyring.errors import NoKeyringError

@@ -4,7 +4,7 @@ from appliance.store.models.alerts import Alert
 from appliance.store.models.audit import AuditChainHead, AuditCheckpoint, AuditEvent
 from appliance.store.models.auth import AuthRevision, LoginThrottle, RevokedSession
 from appliance.store.models.connections import Connection, CoverageInterval, SyncCursor
-from appliance.store.models.employees import Employee, OnboardingToken
+from appliance.store.models.employees import Employee, OnboardingToken, RosterState
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
@@ -33,6 +33,7 @@ __all__ = [
     "RevokedSession",
     "Role",
     "RolePermission",
+    "RosterState",
     "Setting",
     "SyncCursor",
     "Transaction",
