@@ -44,7 +44,8 @@ MAP_KEYS: dict[tuple[str, ...], tuple[re.Pattern[str], str, str]] = {
                               "BTC"),
     # A group DN (LDAP) or a groups-claim value (OIDC): any printable text.
     ("directory", "role_map"): (re.compile(r"^[^\x00-\x1f\x7f]{1,500}$"),
-                                "group names are 1-500 printable characters", "cn=vigatra-admins,ou=groups,dc=example,dc=org"),
+                                "group names are 1-500 printable characters",
+                                "cn=vigatra-admins,ou=groups,dc=example,dc=org"),
 }
 # Where prices may come from, besides the exchanges: the prices imported with `vigatra prices import`.
 PRICE_IMPORT_SOURCE = "import"
@@ -638,7 +639,8 @@ def _build_dict(tp: Any, value: Any, path: tuple[str, ...], env: Mapping[str, st
             continue
         if sub is not None and not isinstance(sub, dict):
             raise _bad((*path, key), source, "expected a mapping of keys")
-        out[key] = item_type(**_build(item_type, dict(sub or {}), (*path, key), env, source))
+        section: Any = item_type
+        out[key] = section(**_build(section, dict(sub or {}), (*path, key), env, source))
     return out
 
 
@@ -841,9 +843,10 @@ def describe(cls: type = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[t
             if not dataclasses.is_dataclass(item_type):  # a map of lists: one example entry
                 rows.append(((*path, "<name>"), (), ""))
                 continue
+            section: Any = item_type
             for key in (VENUE_IDS if path == ("venues",) else ("<name>",)):
                 rows.append(((*path, key), None, ""))
-                rows.extend(describe(item_type, (*path, key)))
+                rows.extend(describe(section, (*path, key)))
         else:
             rows.append((path, default, f.metadata.get("doc", "")))
     return rows

@@ -108,6 +108,21 @@ def scheduled_backup(appliance: Appliance) -> None:
         log.info("%s", result.line())
 
 
+def directory_sync(appliance: Appliance) -> None:
+    """Directory users' roles and status refreshed from the directory (a removed group removes the role, a
+    disabled account is disabled here). A directory outage changes nothing; the next run tries again."""
+    from appliance.errors import VigatraError
+    from appliance.services.directory.sync import sync_ldap_users
+
+    try:
+        report = sync_ldap_users(appliance)
+    except VigatraError as exc:
+        log.warning("directory sync failed: %s", exc.message)
+        return
+    if report.changes:
+        log.info("%s", report.line())
+
+
 def extra_jobs(settings: Settings) -> list[JobSpec]:
     from appliance.audit.checkpoints import ANCHOR_MINUTES
 
@@ -117,6 +132,9 @@ def extra_jobs(settings: Settings) -> list[JobSpec]:
     if settings.backup.dest:
         jobs.append(JobSpec("scheduled_backup", scheduled_backup, settings.backup.interval_hours * 3600,
                             now + dt.timedelta(minutes=10)))
+    if settings.directory.ldap.enabled:
+        jobs.append(JobSpec("directory_sync", directory_sync, settings.directory.ldap.sync_interval_minutes * 60,
+                            now + dt.timedelta(minutes=1)))
     if settings.poller.enabled:
         jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
         if settings.valuation.enabled:

@@ -14,7 +14,8 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 
 from appliance.audit.writer import AuditRecord
-from appliance.auth.state import UserState
+from appliance.auth.directory import DirectoryUnavailable
+from appliance.auth.state import UserState, owes_mfa
 from appliance.boundary.csrf import check_csrf
 from appliance.boundary.edge import appliance, auth_changed, db, state
 from appliance.boundary.routes import public, signed_in
@@ -22,6 +23,8 @@ from appliance.boundary.validation import Answer, accepts, submitted
 from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
 from appliance.services import identity
 from appliance.services import login as login_service
+from appliance.services.directory import signin as directory_signin
+from appliance.services.directory.signin import failure_detail
 from appliance.web import forms, web_blueprint
 
 
@@ -70,7 +73,7 @@ def _after_sign_in(user: UserState, target: str | None) -> str:
     other page refuses them until then (the start page included)."""
     if user.must_change_password:
         return url_for("web.account")
-    if appliance().settings.auth.mfa_required and not user.mfa_enabled:
+    if owes_mfa(appliance().settings, user):
         return url_for("web.account_mfa")
     return _safe_next(target)
 
@@ -108,18 +111,20 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
         return render_template("login.html", next=next_url, mfa=False, error=exc.message), 400
     username = form.username.strip()
     try:
-        outcome = login_service.login(
-            app.store, app.settings.auth, username=username, password=form.password,
-            ip=st.transport.client_ip, totp_code=form.totp or None,
-            open_totp_secret=lambda s, user: app.keys.open_text(
-                s, user.totp_secret_sealed, table="users", column="totp_secret_sealed", row_id=user.id))
+        outcome = directory_signin.sign_in(app, username=username, password=form.password,
+                                           ip=st.transport.client_ip, totp_code=form.totp or None)
+    except DirectoryUnavailable as exc:
+        _security_event("login.failure", outcome="error", username=username, status=503, detail=exc.message)
+        return render_template("login.html", next=next_url, username=username, mfa=False,
+                               error="The directory cannot be reached right now; try again later (local "
+                                     "accounts still sign in)."), 503
     except login_service.MfaRequired:
         return render_template("login.html", next=next_url, username=username, mfa=True,
                                error="Enter the code from your authenticator app."), 401
     except Unauthenticated as exc:
         locked = bool(exc.detail.get("locked"))
         _security_event("login.failure", outcome="denied", username=username, status=401,
-                        detail='{"locked": true}' if locked else "")
+                        detail=failure_detail(exc))
         if locked:
             _security_event("login.lockout", outcome="denied", username=username, status=401)
         return render_template("login.html", next=next_url, username=username, mfa=False,

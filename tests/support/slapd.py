@@ -32,9 +32,9 @@ from tests.support.proc import free_port
 
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
-ROOT_PASSWORD = "root-secret-for-tests-only"  # noqa: S105 - a throwaway test server
+ROOT_PASSWORD = "root-secret-for-tests-only"
 SERVICE_DN = f"cn=svc-vigatra,ou=service,{SUFFIX}"
-SERVICE_PASSWORD = "service-account-password-for-tests"  # noqa: S105
+SERVICE_PASSWORD = "service-account-password-for-tests"
 PEOPLE = f"ou=people,{SUFFIX}"
 GROUPS = f"ou=groups,{SUFFIX}"
 ADMINS = f"cn=vigatra-admins,{GROUPS}"
@@ -210,7 +210,7 @@ class Slapd:
         conn = self._admin()
         try:
             conn.add(person_dn(uid), ["inetOrgPerson"], {  # type: ignore[attr-defined]
-                "uid": uid, "cn": cn, "sn": cn.split()[-1], "mail": mail, "employeeNumber": number,
+                "uid": uid, "cn": cn, "sn": cn.rsplit(maxsplit=1)[-1], "mail": mail, "employeeNumber": number,
                 "departmentNumber": "Trading", "userPassword": password})
         finally:
             conn.unbind()  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ portal's (issue 24 item 4).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import uuid
@@ -123,11 +124,10 @@ def _first(entry: dict[str, Any], attribute: str) -> str:
     for key, values in (entry.get("attributes") or {}).items():
         if key.lower() != attribute.lower():
             continue
-        if isinstance(values, (list, tuple)):
-            values = values[0] if values else ""
-        if isinstance(values, bytes):
-            return values.decode("utf-8", "replace").strip()
-        return str(values).strip() if values is not None else ""
+        value = (values[0] if values else "") if isinstance(values, (list, tuple)) else values
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace").strip()
+        return str(value).strip() if value is not None else ""
     return ""
 
 
@@ -330,8 +330,8 @@ class LdapDirectory:
         group_filter = effective(self.settings, "group_filter")
         if self.is_ad:
             rule = f":{IN_CHAIN}:" if self.settings.nested_groups else ""
-            found = self._search(conn, self._group_base(), f"(&{group_filter}({member}{rule}={escape_filter_chars(dn)}))",
-                                 [])
+            chain_filter = f"(&{group_filter}({member}{rule}={escape_filter_chars(dn)}))"
+            found = self._search(conn, self._group_base(), chain_filter, [])
             return {normalise_dn(e["dn"]) for e in found}
         seen: set[str] = set()
         level = [dn]
@@ -444,10 +444,8 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 def _unbind(conn: Connection) -> None:
-    try:
+    with contextlib.suppress(LDAPException, OSError):  # the connection is going away either way
         conn.unbind()
-    except (LDAPException, OSError):
-        pass  # the connection is going away either way
 
 
 __all__ = ["IN_CHAIN", "DirectoryPerson", "LdapDirectory", "RosterEntry", "effective", "normalise_dn"]

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from appliance.store.base import Base, Id, UTCDateTime, utcnow
 
-
 # Where a user's identity lives: a local account (its own password here), the LDAP directory, or the
 # OpenID Connect provider. Directory users have no password here and their roles come from role_map.
 USER_SOURCES = ("local", "ldap", "oidc")
