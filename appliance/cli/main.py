@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "onboard": ("appliance.cli.employees", "onboard"),
     "poll": ("appliance.cli.ops", "poll"),
     "prices": ("appliance.cli.prices", "prices"),
+    "roster": ("appliance.cli.roster", "roster"),
     "status": ("appliance.cli.ops", "status"),
 }
 
