@@ -123,6 +123,28 @@ def directory_sync(appliance: Appliance) -> None:
         log.info("%s", report.line())
 
 
+def roster_ldap(appliance: Appliance) -> None:
+    _roster(appliance, "ldap")
+
+
+def roster_files(appliance: Appliance) -> None:
+    _roster(appliance, "files")
+
+
+def _roster(appliance: Appliance, source: str) -> None:
+    """A roster source's scheduled run (a dry run until an admin applied it once; see services/roster)."""
+    from appliance.errors import VigatraError
+    from appliance.services.roster.sync import scheduled_sync
+
+    try:
+        report = scheduled_sync(appliance, source)
+    except VigatraError as exc:
+        log.warning("roster %s sync failed: %s", source, exc.message)
+        return
+    if report is not None and any(c.kind != "unchanged" for c in report.changes):
+        log.info("%s (%s%s)", report.summary(), source, "" if report.applied else ", awaiting review")
+
+
 def extra_jobs(settings: Settings) -> list[JobSpec]:
     from appliance.audit.checkpoints import ANCHOR_MINUTES
 
@@ -135,6 +157,12 @@ def extra_jobs(settings: Settings) -> list[JobSpec]:
     if settings.directory.ldap.enabled:
         jobs.append(JobSpec("directory_sync", directory_sync, settings.directory.ldap.sync_interval_minutes * 60,
                             now + dt.timedelta(minutes=1)))
+    if settings.roster.ldap.enabled:
+        jobs.append(JobSpec("roster_ldap", roster_ldap, settings.roster.ldap.interval_minutes * 60,
+                            now + dt.timedelta(minutes=2)))
+    if settings.roster.files.directory:
+        jobs.append(JobSpec("roster_files", roster_files, settings.roster.files.interval_minutes * 60,
+                            now + dt.timedelta(minutes=2)))
     if settings.poller.enabled:
         jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
         if settings.valuation.enabled:

@@ -110,10 +110,19 @@ def plan(session: Session, records: Iterable[RosterRecord], *, source: str | Non
     seen_numbers: dict[str, str] = {}
     seen_emails: dict[str, str] = {}
     matched: set[int] = set()
+
+    def protect(record: RosterRecord) -> None:
+        """A rejected record still names someone: they are not a departure (a typo must not offboard them)."""
+        for found in (by_number.get((record.employee_number or "").strip()),
+                      by_email.get(record.email.strip().lower())):
+            if found is not None:
+                matched.add(found.id)
+
     for record in records:
         if record.problem:
             report.changes.append(RosterChange("rejected", record.email.strip().lower()[:254], reason=record.problem,
                                                where=record.where))
+            protect(record)
             continue
         try:
             name, email, department, number = employees.clean_fields(
@@ -124,14 +133,17 @@ def plan(session: Session, records: Iterable[RosterRecord], *, source: str | Non
         except Invalid as exc:
             report.changes.append(RosterChange("rejected", record.email.strip().lower()[:254], reason=exc.message,
                                                where=record.where))
+            protect(record)
             continue
         if email in seen_emails:
             report.changes.append(RosterChange("rejected", email, reason=f"the e-mail repeats {seen_emails[email]}",
                                                where=record.where))
+            protect(record)
             continue
         if number and number in seen_numbers:
             report.changes.append(RosterChange("rejected", email, reason=f"employee number {number} repeats "
                                                f"{seen_numbers[number]}", where=record.where))
+            protect(record)
             continue
         seen_emails[email] = record.where or email
         if number:
@@ -144,11 +156,13 @@ def plan(session: Session, records: Iterable[RosterRecord], *, source: str | Non
             report.changes.append(RosterChange(
                 "rejected", email, reason=f"employee number {number} is employee {employee.id} but the e-mail "
                 f"belongs to employee {other.id}", where=record.where))
+            protect(record)
             continue
         if employee is not None and number and employee.external_id and employee.external_id != number:
             report.changes.append(RosterChange(
                 "rejected", email, reason=f"the e-mail belongs to employee {employee.id}, whose employee number is "
                 f"{employee.external_id}, not {number}", where=record.where))
+            protect(record)
             continue
         wanted = {"name": name, "email": email, "department": department, "external_id": number or "",
                   "manager_email": manager}
@@ -259,7 +273,8 @@ def run(session: Session, records: list[RosterRecord], *, source: str, dry_run: 
     state.last_run_at = utcnow()
     state.last_summary = report.summary()[:500]
     if dry_run:
-        state.reviewed_digest, state.reviewed_at = report.digest(), utcnow()
+        if via != "job":  # a person saw this diff; the scheduler's dry runs only keep it for them
+            state.reviewed_digest, state.reviewed_at = report.digest(), utcnow()
         state.pending = [c.as_dict() for c in report.changes if c.kind not in ("unchanged",)][:1000]
         return report
     if state.first_applied_at is None and state.reviewed_digest != report.digest():

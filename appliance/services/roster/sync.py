@@ -18,6 +18,7 @@ from appliance.services.context import Appliance
 from appliance.services.roster import plan as roster_plan
 from appliance.services.roster import sources
 from appliance.services.roster.plan import RosterRecord, RosterReport
+from appliance.store.models import RosterState
 
 log = logging.getLogger(__name__)
 SOURCES = ("ldap", "files")
@@ -77,6 +78,29 @@ def sync_source(app: Appliance, source: str, *, dry_run: bool, allow_mass_depart
     return report, read
 
 
+def scheduled_sync(app: Appliance, source: str) -> RosterReport | None:
+    """The scheduled run of one source: a dry run (recorded for review) until an admin applied the source once,
+    then an apply. A run held back (too many departures) or refused raises a warning alert and changes nothing
+    else; an unreachable directory is logged and retried at the next run."""
+    from appliance.services import alerts
+    from appliance.services.roster.plan import state_of
+
+    with app.store.read() as session:
+        state = session.get(RosterState, source)
+        applied_once = state is not None and state.first_applied_at is not None
+    try:
+        report, _read = sync_source(app, source, dry_run=not applied_once, actor_label="roster job", via="job")
+    except Invalid as exc:
+        with app.store.unit_of_work() as session:
+            state_of(session, source).last_summary = f"held back: {exc.message}"[:500]
+            alerts.raise_alert(session, kind="roster_held_back", severity="warning",
+                               title=f"The {source} roster sync was held back: {exc.message}"[:300],
+                               detail={"source": source, "reason": exc.message[:1000]})
+        log.warning("roster %s: %s", source, exc.message)
+        return None
+    return report
+
+
 def import_rows(session: Session, data: bytes, *, actor_label: str, via: str) -> RosterReport:
     """The CSV import as an upsert: created, updated, unchanged, rejected (with the reason) per row; the good
     rows apply even when others are rejected. A file that cannot be read as a whole (encoding, header, empty)
@@ -94,4 +118,4 @@ def import_rows(session: Session, data: bytes, *, actor_label: str, via: str) ->
     return report
 
 
-__all__ = ["SOURCES", "configured_sources", "import_rows", "sync_source"]
+__all__ = ["SOURCES", "configured_sources", "import_rows", "scheduled_sync", "sync_source"]
