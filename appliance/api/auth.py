@@ -30,7 +30,7 @@ def _event(action: str, outcome: str, status: int, *, user_id: int | None = None
 
 @api_blueprint.route("/auth/token", methods=["POST"])
 @public(accepts_data=True)
-@accepts(body=s.TokenRequest, in_view=True, returns=s.Token, errors=(401, 403, 429, 503))
+@accepts(body=s.TokenRequest, in_view=True, returns=s.Token, errors=(401, 403, 429))
 def issue_token() -> ResponseReturnValue:
     """Sign in: username and password (and TOTP) for a 24-hour access token."""
     app = appliance()

@@ -229,3 +229,25 @@ def test_tls_is_checked_against_the_configured_ca(slapd: Slapd, how: str, tmp_pa
                              bind_dn=seed.SERVICE_DN, user_base=seed.PEOPLE)
     with pytest.raises(DirectoryUnavailable, match=r"not trusted|certificate"):
         LdapDirectory(untrusted, seed.SERVICE_PASSWORD).authenticate("carl", slapd.passwords["carl"])
+
+
+def test_doctor_checks_the_directory_in_plain_words(dta: Any, slapd: Slapd, ldap_secret: str,
+                                                    tmp_path: Path) -> None:
+    import dataclasses
+
+    from appliance.services.directory.doctor import check_ldap
+
+    good = {f.check: (f.status, f.message) for f in check_ldap(dta.settings)}
+    assert good["directory bind"][0] == "ok" and "signed in over TLS" in good["directory bind"][1]
+    assert good["directory search"] == ("ok", f"5 account(s) under {seed.PEOPLE} match the user filter")
+    assert good["directory group"][0] == "ok" and "direct member" in good["directory group"][1]
+    ldap = dta.settings.directory.ldap
+    wrong_ca = dataclasses.replace(dta.settings, directory=dataclasses.replace(
+        dta.settings.directory, ldap=dataclasses.replace(ldap, ca_file=seed.make_ca(tmp_path, "Other").cert_path)))
+    (finding,) = check_ldap(wrong_ca)
+    assert finding.status == "PROBLEM" and "not trusted" in finding.message and "ca_file" in finding.message
+    no_secret = dataclasses.replace(dta.settings, directory=dataclasses.replace(
+        dta.settings.directory, ldap=dataclasses.replace(ldap, bind_password_secret="no-such-secret")))
+    (finding,) = check_ldap(no_secret)
+    assert finding.status == "PROBLEM" and "VIGATRA_SECRET_NO_SUCH_SECRET" in finding.message
+    assert seed.SERVICE_PASSWORD not in repr(check_ldap(dta.settings))

@@ -319,6 +319,10 @@ class LdapDirectory:
             return None
         return self._person(conn, found[0])
 
+    def count_users(self, conn: Connection) -> int:
+        """How many accounts under user_base match the user filter (doctor)."""
+        return len(self._search(conn, self.settings.user_base, self._user_filter(), []))
+
     # -- groups -----------------------------------------------------------------------------------
 
     def _group_base(self) -> str:
