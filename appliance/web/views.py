@@ -97,7 +97,7 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
         if state().actor.is_authenticated:
             signed_in_as = appliance().auth.user(state().actor.user_id or 0)
             return redirect(_after_sign_in(signed_in_as, next_url) if signed_in_as else _safe_next(next_url))
-        return render_template("login.html", next=next_url, error=None, mfa=False)
+        return render_template("login.html", next=next_url, error=None, mfa=False, sso_label=_sso_label())
     check_csrf()
     app = appliance()
     st = state()
@@ -132,10 +132,23 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
     except TooManyRequests as exc:
         _security_event("login.throttled", outcome="denied", username=username, status=429)
         return render_template("login.html", next=next_url, username=username, mfa=False, error=exc.message), 429
-    user = app.auth.user(outcome.user_id)
-    if user is None:  # created by another process a moment ago
+    user = start_session(outcome.user_id)
+    _security_event("login.success", outcome="success", user_id=user.id, status=302)
+    return redirect(_after_sign_in(user, next_url))
+
+
+def _sso_label() -> str | None:
+    oidc = appliance().settings.directory.oidc
+    return oidc.button_label if oidc.enabled else None
+
+
+def start_session(user_id: int) -> UserState:
+    """A fresh browser session for a user who just proved who they are (a password, or the OpenID provider)."""
+    app = appliance()
+    user = app.auth.user(user_id)
+    if user is None:  # created by another process (or a directory sign-in) a moment ago
         app.auth.load(app.store)
-        user = app.auth.user(outcome.user_id)
+        user = app.auth.user(user_id)
     assert user is not None
     session.clear()  # a fresh session id at every login: no fixation
     now = time.time()
@@ -145,8 +158,7 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
     from appliance.web import WebUser
 
     login_user(WebUser(user.id, user.username))
-    _security_event("login.success", outcome="success", user_id=user.id, status=302)
-    return redirect(_after_sign_in(user, next_url))
+    return user
 
 
 @web_blueprint.route("/logout", methods=["POST"])

@@ -50,3 +50,10 @@ if ! command -v anvil >/dev/null 2>&1 && [ ! -x .tools/node_modules/.bin/anvil ]
   echo "installing anvil (@foundry-rs/anvil) into .tools/"
   npm install --silent --no-audit --no-fund --prefix .tools @foundry-rs/anvil >/dev/null
 fi
+
+# oidc-provider (panva; OpenID Certified) from npm, into .tools/: the OpenID provider the OIDC sign-in tests
+# run on loopback (tests/support/oidc.py).
+if [ ! -f .tools/node_modules/oidc-provider/package.json ]; then
+  echo "installing oidc-provider into .tools/"
+  npm install --silent --no-audit --no-fund --prefix .tools oidc-provider@9 >/dev/null
+fi

@@ -20,6 +20,7 @@ a name and password against the directory and returns the person's attributes, c
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -32,6 +33,9 @@ from appliance.services.context import Appliance
 from appliance.services.directory.accounts import DirectoryIdentity, apply_identity, audit_change, roles_for
 from appliance.store.base import utcnow
 from appliance.store.models import User
+
+if TYPE_CHECKING:  # Authlib is imported only when OpenID Connect is used
+    from appliance.services.directory.oidc import OidcProvider
 
 
 def ldap_directory(app: Appliance) -> LdapDirectory:
@@ -117,6 +121,56 @@ def _refuse(app: Appliance, username: str, ip: str, password: str, reason: str, 
     raise Unauthenticated(local.GENERIC_FAILURE, detail={"locked": locked, "reason": reason[:300]})
 
 
+def oidc_provider(app: Appliance) -> OidcProvider:
+    """The configured OpenID provider, with the client secret from the key provider (none for a public client)."""
+    from appliance.services.directory.oidc import OidcProvider
+    from appliance.venues.egress import Egress
+
+    oidc = app.settings.directory.oidc
+    secret = None if oidc.client_auth == "none" else app.keys.provider.secret(oidc.client_secret_name)
+    return OidcProvider(app.settings, secret, Egress(app.settings))
+
+
+def oidc_identity(app: Appliance, claims: dict[str, Any]) -> DirectoryIdentity:
+    oidc = app.settings.directory.oidc
+    groups = claims.get(oidc.groups_claim) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    if not isinstance(groups, list):
+        raise DirectoryRefused(f"the ID token's {oidc.groups_claim} claim is not a list")
+    roles = roles_for(app.settings.directory.role_map, claim_groups=[str(g) for g in groups])
+    login = str(claims.get(oidc.username_claim) or "")
+    if not login:
+        raise DirectoryRefused(f"the ID token has no {oidc.username_claim} claim")
+    return DirectoryIdentity("oidc", f"{claims['iss']}|{claims['sub']}", login, str(claims.get(oidc.email_claim) or ""),
+                             str(claims.get(oidc.name_claim) or ""), roles)
+
+
+def sign_in_oidc(app: Appliance, claims: dict[str, Any], *, ip: str) -> local.LoginOutcome:
+    """The user a checked ID token vouches for: created at the first sign-in when a group gives a role, roles
+    refreshed at each one. Raises Unauthenticated (generic; the reason in ``detail``)."""
+    try:
+        identity = oidc_identity(app, claims)
+        with app.store.unit_of_work() as session:
+            user, change = apply_identity(session, identity, create=True)
+            audit_change(session, change, source="oidc", via="sign-in")
+    except DirectoryRefused as exc:
+        raise Unauthenticated(local.GENERIC_FAILURE, detail={"reason": exc.message[:300]}) from None
+    if user is None or not identity.roles:
+        raise Unauthenticated(local.GENERIC_FAILURE, detail={
+            "reason": "no group in the ID token is mapped to a role (directory.role_map)"})
+    with app.store.unit_of_work() as session:
+        current = session.get(User, user.id)
+        if current is None or not current.is_active:
+            raise Unauthenticated(local.GENERIC_FAILURE, detail={"reason": "the account is disabled here"})
+        if app.settings.directory.oidc.ask_totp and current.mfa_enabled:
+            # A second step after the provider's redirect is not built: refuse rather than skip the code.
+            raise Unauthenticated(local.GENERIC_FAILURE, detail={
+                "reason": "directory.oidc.ask_totp with an enrolled TOTP is not supported yet"})
+        current.last_login_at = utcnow()
+        return local.LoginOutcome(current.id, current.username)
+
+
 def failure_detail(exc: Unauthenticated) -> str:
     """The audit detail of a failed sign-in: whether it locked the name, and the true reason when the directory
     gave one (never shown to the person)."""
@@ -124,4 +178,5 @@ def failure_detail(exc: Unauthenticated) -> str:
     return json.dumps(detail, sort_keys=True) if detail else ""
 
 
-__all__ = ["authenticate_person", "failure_detail", "identity_of", "ldap_directory", "sign_in"]
+__all__ = ["authenticate_person", "failure_detail", "identity_of", "ldap_directory", "oidc_identity", "oidc_provider",
+           "sign_in", "sign_in_oidc"]
