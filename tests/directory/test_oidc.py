@@ -188,3 +188,46 @@ def test_discovery_must_name_the_same_issuer(ota_oidc: TestAppliance, provider: 
         settings.directory, oidc=dataclasses.replace(settings.directory.oidc, issuer=provider.issuer + "/")))
     with pytest.raises(DirectoryUnavailable, match="names the issuer"):
         OidcProvider(other, op.CLIENT_SECRET, Egress(other)).metadata()
+
+
+def test_the_code_flow_in_chromium(db_url: str, tmp_path: Path) -> None:
+    """A person clicks the single sign-on button, signs in at the provider's page, and lands on the dashboard."""
+    from appliance.app import create_app
+    from tests.onboarding.conftest import spki_args
+    from tests.support.live import browser_page, find_chromium, start_live
+    from tests.support.tls import find_nginx, start_nginx
+
+    if find_chromium() is None or find_nginx() is None:
+        pytest.fail("Chromium and nginx are needed: `make test` installs them", pytrace=False)
+    os.environ["VIGATRA_SECRET_" + SECRET_NAME.upper().replace("-", "_")] = op.CLIENT_SECRET
+    ta = build(db_url, tmp_path / "data", **oidc_overrides("http://127.0.0.1:1"))
+    live = start_live(create_app(ta.appliance))
+    front = start_nginx(tmp_path / "nginx", live.url)
+    provider = op.start_provider([front.url + "/login/oidc/callback"], tmp_path)
+    try:
+        # The front's and the provider's addresses are known only now: point the running appliance at them.
+        settings = ta.appliance.settings
+        ta.appliance.settings = dataclasses.replace(
+            settings, server=dataclasses.replace(settings.server, public_url=front.url),
+            directory=dataclasses.replace(settings.directory, oidc=dataclasses.replace(
+                settings.directory.oidc, issuer=provider.issuer)))
+        with browser_page(args=spki_args(front)) as page:
+            page.goto(front.url + "/login")
+            page.click("#sso")
+            page.wait_for_url(re.compile(re.escape(provider.issuer) + "/interaction/.*"))
+            page.fill("input[name=login]", "ian")
+            page.fill("input[name=password]", "any password at the test provider")
+            page.click("button[type=submit]")
+            page.wait_for_selector("button:has-text('Continue')")  # the consent page
+            page.click("button:has-text('Continue')")
+            page.wait_for_url(front.url + "/", timeout=20_000)
+            assert "ian" in page.content()
+        user = _user(ta, "ian")
+        assert user is not None and user.source == "oidc"
+        state = ta.appliance.auth.user(user.id)
+        assert state is not None and state.role_names == ("Admin",)
+    finally:
+        provider.stop()
+        front.stop()
+        live.stop()
+        ta.appliance.close()
