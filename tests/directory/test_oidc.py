@@ -231,3 +231,16 @@ def test_the_code_flow_in_chromium(db_url: str, tmp_path: Path) -> None:
         front.stop()
         live.stop()
         ta.appliance.close()
+
+
+def test_doctor_reads_the_discovery_document(ota_oidc: TestAppliance, provider: op.OpenIdProvider) -> None:
+    from appliance.services.directory.doctor import check_oidc
+
+    (finding,) = check_oidc(ota_oidc.settings)
+    assert finding.status == "ok" and "https://localhost/login/oidc/callback" in finding.message
+    settings = ota_oidc.settings
+    down = dataclasses.replace(settings, directory=dataclasses.replace(
+        settings.directory, oidc=dataclasses.replace(settings.directory.oidc, issuer="http://127.0.0.1:9")))
+    (finding,) = check_oidc(down)
+    assert finding.status == "PROBLEM" and "cannot reach the OpenID provider" in finding.message
+    assert op.CLIENT_SECRET not in repr(check_oidc(settings))

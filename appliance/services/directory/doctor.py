@@ -51,4 +51,32 @@ def check_ldap(settings: Settings) -> list[Finding]:
     return out
 
 
-__all__ = ["check_ldap"]
+def check_oidc(settings: Settings) -> list[Finding]:
+    """The provider's discovery document, read through the egress layer and checked like at sign-in."""
+    oidc = settings.directory.oidc
+    if not oidc.enabled:
+        return []
+    from appliance.services.directory.oidc import OidcProvider, callback_url
+    from appliance.venues.egress import Egress
+
+    out: list[Finding] = []
+    secret = None
+    if oidc.client_auth != "none":
+        from appliance.crypto import provider_from_settings
+
+        try:
+            secret = provider_from_settings(settings).secret(oidc.client_secret_name)
+        except KeyProviderError as exc:
+            out.append(Finding("OIDC client secret", PROBLEM, f"{exc.message} (store the client secret under the key "
+                                                              f"provider's secret {oidc.client_secret_name!r})"))
+    try:
+        doc = OidcProvider(settings, secret, Egress(settings)).metadata()
+    except DirectoryUnavailable as exc:
+        return [*out, Finding("OIDC discovery", PROBLEM, exc.message)]
+    out.append(Finding("OIDC discovery", OK, f"{oidc.issuer} answers; authorization at "
+                                             f"{doc['authorization_endpoint']}; register {callback_url(settings)} "
+                                             "as this client's redirect URI"))
+    return out
+
+
+__all__ = ["check_ldap", "check_oidc"]
