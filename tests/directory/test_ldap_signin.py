@@ -251,3 +251,17 @@ def test_doctor_checks_the_directory_in_plain_words(dta: Any, slapd: Slapd, ldap
     (finding,) = check_ldap(no_secret)
     assert finding.status == "PROBLEM" and "VIGATRA_SECRET_NO_SUCH_SECRET" in finding.message
     assert seed.SERVICE_PASSWORD not in repr(check_ldap(dta.settings))
+
+
+def test_a_missing_service_password_is_the_directory_being_unavailable(db_url: str, tmp_path: Path,
+                                                                        slapd: Slapd) -> None:
+    missing = build(db_url, tmp_path / "data", **ldap_overrides(slapd, "no-such-secret-here"))
+    try:
+        with pytest.raises(DirectoryUnavailable, match="password is missing"):
+            sign_in(missing.appliance, username="carl", password=slapd.passwords["carl"], ip="127.0.0.1",
+                    totp_code=None)
+        alice = missing.personas["alice"]
+        assert sign_in(missing.appliance, username="alice", password=alice.password, ip="127.0.0.1",
+                       totp_code=None).user_id == alice.user_id
+    finally:
+        missing.appliance.close()

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from appliance.auth.directory import DirectoryRefused
+from appliance.auth.directory import DirectoryRefused, DirectoryUnavailable
 from appliance.auth.directory.ldap import DirectoryPerson, LdapDirectory
 from appliance.auth.passwords import burn_verify
-from appliance.errors import Invalid, Unauthenticated
+from appliance.errors import Invalid, KeyProviderError, Unauthenticated
 from appliance.services import login as local
 from appliance.services.context import Appliance
 from appliance.services.directory.accounts import DirectoryIdentity, apply_identity, audit_change, roles_for
@@ -41,7 +41,11 @@ if TYPE_CHECKING:  # Authlib is imported only when OpenID Connect is used
 def ldap_directory(app: Appliance) -> LdapDirectory:
     """The configured directory, with its service account's password from the key provider."""
     ldap = app.settings.directory.ldap
-    return LdapDirectory(ldap, app.keys.provider.secret(ldap.bind_password_secret))
+    try:
+        password = app.keys.provider.secret(ldap.bind_password_secret)
+    except KeyProviderError as exc:
+        raise DirectoryUnavailable(f"the directory's service account password is missing: {exc.message}") from None
+    return LdapDirectory(ldap, password)
 
 
 def authenticate_person(app: Appliance, login: str, password: str) -> DirectoryPerson:
