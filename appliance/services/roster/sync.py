@@ -114,6 +114,12 @@ def import_rows(session: Session, data: bytes, *, actor_label: str, via: str) ->
     if not records:
         raise Invalid("nothing was imported: the file has no rows")
     report = roster_plan.plan(session, records, source=None, whole_roster=False)
+    rejected = [c for c in report.changes if c.kind == "rejected"]
+    if len(rejected) == len(report.changes):  # not one good row: an error, like an unreadable file
+        listing = "; ".join(f"{c.where}: {c.reason}" for c in rejected[:50])
+        more = f" (and {len(rejected) - 50} more)" if len(rejected) > 50 else ""
+        raise Invalid(f"nothing was imported: {len(rejected)} bad row(s): {listing}{more}",
+                      detail={"errors": [{"where": c.where, "message": c.reason} for c in rejected]})
     roster_plan.apply(session, report, records, source=None, actor_label=actor_label, via=via)
     return report
 
