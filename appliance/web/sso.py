@@ -46,7 +46,7 @@ def login_oidc(query: forms.LoginQuery) -> ResponseReturnValue:
 
 
 @web_blueprint.route("/login/oidc/callback")
-@public()
+@public(accepts_data=True)
 @accepts(query=forms.OidcCallbackQuery, media=("text/html",))
 def login_oidc_callback(query: forms.OidcCallbackQuery) -> ResponseReturnValue:
     app = appliance()
