@@ -47,6 +47,10 @@ MAP_KEYS: dict[tuple[str, ...], tuple[re.Pattern[str], str, str]] = {
     ("chains", "evm"): (CHAIN_KEY, "names are lower-case letters, digits, - and _ (up to 32)", "ethereum"),
     ("valuation", "assets"): (ASSET_CODE, "asset codes are upper-case letters, digits, ., - and _ (up to 32)",
                               "BTC"),
+    # A group DN (LDAP) or a groups-claim value (OIDC): any printable text.
+    ("directory", "role_map"): (re.compile(r"^[^\x00-\x1f\x7f]{1,500}$"),
+                                "group names are 1-500 printable characters",
+                                "cn=vigatra-admins,ou=groups,dc=example,dc=org"),
 }
 # Where prices may come from, besides the exchanges: the prices imported with `vigatra prices import`.
 PRICE_IMPORT_SOURCE = "import"
@@ -372,6 +376,162 @@ class ValuationSettings:
 
 
 @dataclass(frozen=True)
+class LdapSettings:
+    enabled: bool = field(default=False, metadata=_doc(
+        "Dashboard users sign in with their directory (Active Directory or OpenLDAP) user name and password."))
+    url: str = field(default="", metadata=_doc(
+        "ldaps://dc1.corp.example:636, or ldap://dc1.corp.example:389 with starttls: true. Never plain LDAP."))
+    starttls: bool = field(default=False, metadata=_doc(
+        "With an ldap:// url: upgrade the connection with StartTLS before anything is sent (required then)."))
+    ca_file: Path | None = field(default=None, metadata=_doc(
+        "CA bundle (PEM) that signs the directory servers' certificates. Empty: the system's trusted CAs. "
+        "The certificate and its host name are always checked."))
+    server_type: Literal["active_directory", "openldap"] = field(default="active_directory", metadata=_doc(
+        "active_directory: nested groups through LDAP_MATCHING_RULE_IN_CHAIN (1.2.840.113556.1.4.1941), "
+        "disabled accounts from userAccountControl. openldap: nested groups resolved level by level, locked "
+        "accounts from pwdAccountLockedTime (ppolicy)."))
+    bind_dn: str = field(default="", metadata=_doc(
+        "The service account the appliance searches with, e.g. cn=svc-vigatra,ou=service,dc=corp,dc=example."))
+    bind_password_secret: str = field(default="ldap-bind-password", metadata=_doc(
+        "Name under which the key provider holds the service account's password: a systemd credential of that "
+        "name, a file of that name (mode 0400) beside keys.file_path, the environment variable "
+        "VIGATRA_SECRET_<NAME> (upper case, - as _), or a keyring entry. Never the password itself."))
+    user_base: str = field(default="", metadata=_doc("Where users are searched, e.g. ou=people,dc=corp,dc=example."))
+    user_filter: str = field(default="", metadata=_doc(
+        "LDAP filter every dashboard user matches. Empty: enabled user accounts "
+        "((&(objectCategory=person)(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2))) on "
+        "Active Directory, (objectClass=inetOrgPerson) on OpenLDAP). An account that stops matching is "
+        "disabled here."))
+    login_attribute: str = field(default="", metadata=_doc(
+        "Attribute holding the sign-in name. Empty: sAMAccountName (Active Directory), uid (OpenLDAP)."))
+    id_attribute: str = field(default="", metadata=_doc(
+        "Attribute that never changes for an account, even when it is renamed or moved. Empty: objectGUID "
+        "(Active Directory), entryUUID (OpenLDAP)."))
+    email_attribute: str = field(default="mail", metadata=_doc("Attribute holding the e-mail address."))
+    name_attribute: str = field(default="", metadata=_doc(
+        "Attribute holding the display name. Empty: displayName (Active Directory), cn (OpenLDAP)."))
+    group_base: str = field(default="", metadata=_doc(
+        "Where groups are searched, e.g. ou=groups,dc=corp,dc=example. Empty: user_base."))
+    group_filter: str = field(default="", metadata=_doc(
+        "LDAP filter every group matches. Empty: (objectClass=group) on Active Directory, "
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)) on OpenLDAP."))
+    group_member_attribute: str = field(default="member", metadata=_doc(
+        "Attribute of a group listing its members' DNs (member, or uniqueMember for groupOfUniqueNames)."))
+    nested_groups: bool = field(default=True, metadata=_doc(
+        "A member of a group that is itself a member of a mapped group gets that group's roles."))
+    max_nesting: int = field(default=10, metadata=_doc(
+        "OpenLDAP: how many levels of groups in groups are followed (cycles are cut).", min=1, max=50))
+    ask_totp: bool = field(default=True, metadata=_doc(
+        "Directory users are asked for their Vigatra TOTP code like local users (and must enrol one when "
+        "auth.mfa_required). false: the directory password alone signs them in."))
+    sync_interval_minutes: int = field(default=30, metadata=_doc(
+        "How often directory users' roles and account status are refreshed inside `vigatra serve` (also at each "
+        "sign-in): a removed group removes the role, a disabled account is disabled here and its sessions, "
+        "tokens and API keys stop working.", min=1, max=1440))
+    timeout_seconds: int = field(default=10, metadata=_doc(
+        "Timeout of one directory connection or operation.", min=1, max=120))
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    enabled: bool = field(default=False, metadata=_doc(
+        "Dashboard users sign in through an OpenID Connect provider (authorization code flow with PKCE)."))
+    issuer: str = field(default="", metadata=_doc(
+        "The provider's issuer URL, e.g. https://login.corp.example/realms/corp; its discovery document is "
+        "read from <issuer>/.well-known/openid-configuration. Every request goes to this one host."))
+    client_id: str = field(default="", metadata=_doc("The client id registered for this appliance."))
+    client_secret_name: str = field(default="oidc-client-secret", metadata=_doc(
+        "Name under which the key provider holds the client secret (as for directory.ldap.bind_password_secret)."
+        " Unused when client_auth is none (a public client, PKCE only)."))
+    client_auth: Literal["client_secret_basic", "client_secret_post", "none"] = field(
+        default="client_secret_basic", metadata=_doc("How the appliance authenticates at the token endpoint."))
+    scopes: tuple[str, ...] = field(default=("openid", "profile", "email"), metadata=_doc(
+        "Scopes asked for (openid is always included)."))
+    username_claim: str = field(default="preferred_username", metadata=_doc(
+        "ID token claim that becomes the user name here (lower-cased; letters, digits and . _ @ -)."))
+    email_claim: str = field(default="email", metadata=_doc("ID token claim holding the e-mail address."))
+    name_claim: str = field(default="name", metadata=_doc("ID token claim holding the display name."))
+    groups_claim: str = field(default="groups", metadata=_doc(
+        "ID token claim listing the user's groups; its values are looked up in directory.role_map."))
+    ca_file: Path | None = field(default=None, metadata=_doc(
+        "CA bundle (PEM) that signs the provider's certificate. Empty: the system's trusted CAs."))
+    use_egress_proxy: bool = field(default=False, metadata=_doc(
+        "Reach the provider through egress.proxy (an internet provider behind the corporate proxy)."))
+    ask_totp: bool = field(default=False, metadata=_doc(
+        "Also ask users signed in through the provider for their Vigatra TOTP code. Usually false: the "
+        "provider applies the firm's MFA policy."))
+    button_label: str = field(default="Sign in with single sign-on", metadata=_doc(
+        "The sign-in page's button for this provider."))
+    timeout_seconds: int = field(default=10, metadata=_doc("Timeout of one request to the provider.",
+                                                           min=1, max=120))
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    ldap: LdapSettings = field(default_factory=LdapSettings, metadata=_doc(
+        "Sign-in with the firm's LDAP directory or Active Directory."))
+    oidc: OidcSettings = field(default_factory=OidcSettings, metadata=_doc(
+        "Sign-in with the firm's OpenID Connect provider."))
+    role_map: dict[str, tuple[str, ...]] = field(default_factory=dict, metadata=_doc(
+        "Directory groups -> role names. Keys are LDAP group DNs (matched without regard to case or spaces) or "
+        "values of the OIDC groups claim (matched exactly). A directory user holds the roles of every group "
+        "they are in (nested groups included), and only those; with none, they cannot sign in. Local accounts "
+        "keep their own roles: at least one local Admin remains for break-glass."))
+
+    @property
+    def enabled(self) -> bool:
+        return self.ldap.enabled or self.oidc.enabled
+
+
+@dataclass(frozen=True)
+class RosterLdapSettings:
+    enabled: bool = field(default=False, metadata=_doc(
+        "Read the monitored employees from directory.ldap (its service account) on a schedule."))
+    base: str = field(default="", metadata=_doc("Where employees are searched. Empty: directory.ldap.user_base."))
+    filter: str = field(default="", metadata=_doc(
+        "LDAP filter every employee matches. Empty: directory.ldap's user filter."))
+    group: str = field(default="", metadata=_doc(
+        "DN of the group whose members (nested groups included) are the employees. Empty: everyone the base "
+        "and filter find."))
+    access_person_group: str = field(default="", metadata=_doc(
+        "DN of the group whose members (nested included) are access persons. Empty: the flag is left alone."))
+    name_attribute: str = field(default="", metadata=_doc(
+        "Employee name. Empty: displayName (Active Directory), cn (OpenLDAP)."))
+    email_attribute: str = field(default="mail", metadata=_doc("E-mail address (required for every employee)."))
+    department_attribute: str = field(default="department", metadata=_doc("Department."))
+    manager_attribute: str = field(default="manager", metadata=_doc(
+        "The manager's DN; their e-mail address is stored."))
+    employee_number_attribute: str = field(default="", metadata=_doc(
+        "Employee number (matched first, then the e-mail). Empty: employeeID (Active Directory), "
+        "employeeNumber (OpenLDAP)."))
+    interval_minutes: int = field(default=60, metadata=_doc(
+        "How often the directory's roster is read inside `vigatra serve`.", min=5, max=10080))
+
+
+@dataclass(frozen=True)
+class RosterFileSettings:
+    directory: str = field(default="", metadata=_doc(
+        "Directory the HR system drops roster exports into (CSV with a header row, or JSON: a list of objects "
+        "with name, email, department, employee_number, manager, access_person). Each file is the whole "
+        "roster: people missing from it are departures. A processed file moves to processed/, a refused one "
+        "to rejected/ beside it. Empty: off."))
+    interval_minutes: int = field(default=15, metadata=_doc(
+        "How often the directory is looked at inside `vigatra serve`.", min=1, max=10080))
+
+
+@dataclass(frozen=True)
+class RosterSettings:
+    ldap: RosterLdapSettings = field(default_factory=RosterLdapSettings, metadata=_doc(
+        "Employees from the directory."))
+    files: RosterFileSettings = field(default_factory=RosterFileSettings, metadata=_doc(
+        "Employees from HR export files."))
+    max_departures_percent: int = field(default=20, metadata=_doc(
+        "A scheduled sync that would offboard more than this share of a source's employees is held back and "
+        "raises an alert (an emptied export or a mistyped filter must not offboard the firm); `vigatra roster "
+        "sync --allow-mass-departures` applies it.", min=1, max=100))
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("/var/lib/vigatra"), metadata=_doc(
         "Directory holding the SQLite database and runtime state. Owned by the service user, mode 0700."))
@@ -390,6 +550,11 @@ class Settings:
         "E-mail to compliance: new critical alerts, assignments, onboarding links."))
     backup: BackupSettings = field(default_factory=BackupSettings, metadata=_doc(
         "Scheduled encrypted backups (`vigatra backup create` makes one by hand)."))
+    directory: DirectorySettings = field(default_factory=DirectorySettings, metadata=_doc(
+        "Single sign-on for dashboard users: the firm's LDAP directory / Active Directory, or its OpenID Connect "
+        "provider, with directory groups mapped to roles."))
+    roster: RosterSettings = field(default_factory=RosterSettings, metadata=_doc(
+        "The monitored employees kept in step with the directory or HR exports (`vigatra roster sync`)."))
     keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
         "Encryption keys. Secrets never go in this file, only where the provider finds them."))
     egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(
@@ -628,9 +793,15 @@ def _build_dict(tp: Any, value: Any, path: tuple[str, ...], env: Mapping[str, st
     out: dict[str, Any] = {}
     for key in allowed:
         sub = raw.get(key)
+        if not dataclasses.is_dataclass(item_type):  # a map of plain values (directory.role_map: lists)
+            if isinstance(item_type, type) or get_origin(item_type) is tuple:
+                out[key] = _coerce(item_type, [sub] if isinstance(sub, str) else sub, (*path, key), source,
+                                   from_env=False, meta={})
+            continue
         if sub is not None and not isinstance(sub, dict):
             raise _bad((*path, key), source, "expected a mapping of keys")
-        out[key] = item_type(**_build(item_type, dict(sub or {}), (*path, key), env, source))
+        section: Any = item_type
+        out[key] = section(**_build(section, dict(sub or {}), (*path, key), env, source))
     return out
 
 
@@ -737,6 +908,61 @@ def _cross_check(settings: Settings, source: str) -> None:
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)
+    _check_directory(settings, source)
+    _check_roster(settings, source)
+
+
+SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{1,63}$")
+
+
+def _check_directory(settings: Settings, source: str) -> None:
+    ldap, oidc = settings.directory.ldap, settings.directory.oidc
+    if ldap.enabled:
+        url = ldap.url.strip().lower()
+        if url.startswith("ldap://"):
+            if not ldap.starttls:
+                raise _bad(("directory", "ldap", "starttls"), source,
+                           "an ldap:// url needs starttls: true (passwords never cross the network in clear); "
+                           "or use ldaps://")
+        elif not url.startswith("ldaps://"):
+            raise _bad(("directory", "ldap", "url"), source, "must be an ldaps:// or ldap:// (with starttls) URL")
+        for key in ("bind_dn", "user_base"):
+            if not getattr(ldap, key).strip():
+                raise _bad(("directory", "ldap", key), source, "is required when directory.ldap.enabled is true")
+        if not SECRET_NAME.match(ldap.bind_password_secret):
+            raise _bad(("directory", "ldap", "bind_password_secret"), source,
+                       "a name of letters, digits, '.', '_' and '-' (up to 64)")
+    if oidc.enabled:
+        issuer = oidc.issuer.strip()
+        loopback = issuer.startswith(("http://127.", "http://localhost:", "http://[::1]"))
+        if not (issuer.startswith("https://") or loopback):
+            raise _bad(("directory", "oidc", "issuer"), source, "must be an https:// URL")
+        if not oidc.client_id.strip():
+            raise _bad(("directory", "oidc", "client_id"), source, "is required when directory.oidc.enabled is true")
+        if oidc.client_auth != "none" and not SECRET_NAME.match(oidc.client_secret_name):
+            raise _bad(("directory", "oidc", "client_secret_name"), source,
+                       "a name of letters, digits, '.', '_' and '-' (up to 64)")
+        if not settings.server.public_url:
+            raise _bad(("directory", "oidc", "enabled"), source,
+                       "OpenID Connect needs server.public_url (the provider sends users back to "
+                       "<public_url>/login/oidc/callback)")
+    for group, roles in settings.directory.role_map.items():
+        if not roles:
+            raise _bad(("directory", "role_map", group), source, "lists no role")
+        for role in roles:
+            if not ROLE_NAME.match(role):
+                raise _bad(("directory", "role_map", group), source, f"{role!r} is not a role name")
+
+
+def _check_roster(settings: Settings, source: str) -> None:
+    roster = settings.roster
+    if roster.ldap.enabled and not settings.directory.ldap.url:
+        raise _bad(("roster", "ldap", "enabled"), source,
+                   "the roster is read through directory.ldap: configure its url, bind_dn and user_base")
+    if roster.files.directory and not Path(roster.files.directory).is_absolute():
+        raise _bad(("roster", "files", "directory"), source,
+                   f"must be an absolute path, got {roster.files.directory!r}")
 
 
 def _check_valuation(valuation: ValuationSettings, source: str) -> None:
@@ -817,9 +1043,13 @@ def describe(cls: type = Settings, prefix: tuple[str, ...] = ()) -> list[tuple[t
         elif get_origin(tp) is dict:
             rows.append((path, None, f.metadata.get("doc", "")))
             item_type = get_args(tp)[1]
+            if not dataclasses.is_dataclass(item_type):  # a map of lists: one example entry
+                rows.append(((*path, "<name>"), (), ""))
+                continue
+            section: Any = item_type
             for key in (VENUE_IDS if path == ("venues",) else ("<name>",)):
                 rows.append(((*path, key), None, ""))
-                rows.extend(describe(item_type, (*path, key)))
+                rows.extend(describe(section, (*path, key)))
         else:
             rows.append((path, default, f.metadata.get("doc", "")))
     return rows
@@ -841,7 +1071,9 @@ def example_yaml() -> str:
         mark = "# " if example else ""
         if doc:
             lines.append(f"{indent}# {doc}")
-        if default is None:
+        if path[-1] == "<name>" and default == ():
+            lines.append(f"{indent}# {_yaml_scalar(key)}: [Admin]")
+        elif default is None:
             lines.append(f"{indent}{mark}{key}:")
         else:
             lines.append(f"{indent}{mark}{key}: {_yaml_scalar(default)}")

@@ -9,20 +9,23 @@ from appliance.api import api_blueprint
 from appliance.api import schemas as s
 from appliance.api.common import respond
 from appliance.audit.writer import AuditRecord
+from appliance.auth.state import owes_mfa
 from appliance.boundary.edge import appliance, state
 from appliance.boundary.routes import public
 from appliance.boundary.validation import accepts, submitted
 from appliance.errors import Forbidden, PasswordChangeRequired, TooManyRequests, Unauthenticated
 from appliance.services import login as login_service
+from appliance.services.directory import signin as directory_signin
 
 
-def _event(action: str, outcome: str, status: int, *, user_id: int | None = None, username: str = "") -> None:
+def _event(action: str, outcome: str, status: int, *, user_id: int | None = None, username: str = "",
+           detail: str = "") -> None:
     st = state()
     appliance().record(AuditRecord(
         action=action, actor_type="user" if user_id else "anonymous", user_id=user_id, resource_type="users",
         resource_id=str(user_id) if user_id else username[:100], ip_address=st.transport.client_ip,
         request_id=st.request_id, method=request.method, path=request.path, status=status,
-        user_agent=(request.headers.get("User-Agent") or "")[:300], outcome=outcome))
+        user_agent=(request.headers.get("User-Agent") or "")[:300], outcome=outcome, detail=detail))
 
 
 @api_blueprint.route("/auth/token", methods=["POST"])
@@ -37,14 +40,12 @@ def issue_token() -> ResponseReturnValue:
     data = submitted(s.TokenRequest)
     username, password, totp = data.username, data.password, data.totp
     try:
-        outcome = login_service.login(
-            app.store, app.settings.auth, username=username, password=password, ip=state().transport.client_ip,
-            totp_code=totp, open_totp_secret=lambda s, user: app.keys.open_text(
-                s, user.totp_secret_sealed, table="users", column="totp_secret_sealed", row_id=user.id))
+        outcome = directory_signin.sign_in(app, username=username, password=password,
+                                           ip=state().transport.client_ip, totp_code=totp)
     except login_service.MfaRequired:
         raise
     except Unauthenticated as exc:
-        _event("token.failure", "denied", 401, username=username)
+        _event("token.failure", "denied", 401, username=username, detail=directory_signin.failure_detail(exc))
         if exc.detail.get("locked"):
             _event("login.lockout", "denied", 401, username=username)
         raise Unauthenticated(login_service.GENERIC_FAILURE) from None
@@ -61,7 +62,7 @@ def issue_token() -> ResponseReturnValue:
         _event("token.refused", "denied", 403, user_id=user.id)
         raise PasswordChangeRequired("this password must be changed before it can be used for an access token: "
                                      "sign in to the web interface and choose a new one")
-    if app.settings.auth.mfa_required and not user.mfa_enabled:
+    if owes_mfa(app.settings, user):
         raise Forbidden("multi-factor authentication is required: enrol in the web interface first")
     token, ttl = login_service.issue_access_token(app.settings.auth, app.keys.derive("jwt"), user_id=user.id,
                                                   epoch=user.epoch)

@@ -16,6 +16,7 @@ from appliance.boundary.routes import requires
 from appliance.boundary.validation import NoInput, accepts
 from appliance.services import employees as employee_service
 from appliance.services import metrics, onboarding, records, sync
+from appliance.services.roster import sync as roster_sync
 from appliance.services.valuation import read as valuation
 
 
@@ -82,10 +83,17 @@ def revoke_link(link_id: int) -> ResponseReturnValue:
 @requires("employees:write", action="employees.import")
 @accepts(raw_body="text/csv", returns=s.Imported, status=201, errors=(409,))
 def import_employees(body: bytes) -> ResponseReturnValue:
-    """Import employees from CSV: all rows or none."""
-    created = employee_service.import_csv(db(), body)
-    audit_detail(imported=len(created))
-    return respond({"imported": len(created), "ids": [e.id for e in created]}, 201)
+    """Import employees from CSV as an upsert (by external id, then e-mail), with a report per row."""
+    report = roster_sync.import_rows(db(), body, actor_label=state().actor.label, via="API")
+    done = [c for c in report.changes if c.kind in ("created", "updated")]
+    audit_detail(imported=len(done), created=report.count("created"), updated=report.count("updated"),
+                 rejected=report.count("rejected"))
+    return respond({"imported": len(done), "ids": [c.employee_id for c in done if c.employee_id is not None],
+                    "created": report.count("created"), "updated": report.count("updated"),
+                    "unchanged": report.count("unchanged"), "rejected": report.count("rejected"),
+                    "rows": [{"where": c.where, "kind": c.kind, "email": c.email, "employee_id": c.employee_id,
+                              "reason": c.reason, "fields": [list(f) for f in c.fields]} for c in report.changes]},
+                   201)
 
 
 @api_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])

@@ -263,9 +263,23 @@ class LinkRevoked(Answer):
     state: str
 
 
+class ImportedRow(Answer):
+    where: str = Field(description="The row: 'line N' of the CSV.")
+    kind: Literal["created", "updated", "unchanged", "rejected"]
+    email: str
+    employee_id: int | None
+    reason: str = Field(description="Why a row was rejected ('' otherwise).")
+    fields: list[list[str]] = Field(description="Changed fields of a created or updated row: [field, old, new].")
+
+
 class Imported(Answer):
-    imported: int
-    ids: list[int]
+    imported: int = Field(description="Rows created or updated.")
+    ids: list[int] = Field(description="Ids of the employees created or updated.")
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    rows: list[ImportedRow]
 
 
 class SyncRequested(Answer):

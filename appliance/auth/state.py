@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
@@ -26,6 +27,9 @@ from appliance.rbac.permissions import parse
 from appliance.store.base import utcnow
 from appliance.store.models import ApiKey, AuthRevision, RevokedSession, Role, User, UserRole
 from appliance.store.session import Store
+
+if TYPE_CHECKING:
+    from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,25 @@ class UserState:
     role_names: tuple[str, ...]
     mfa_enabled: bool
     must_change_password: bool
+    source: str = "local"  # local | ldap | oidc (identity.USER_SOURCES)
     # Who a request authenticated as this user acts as: built once per snapshot, not per request.
     actor: Actor = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "actor", user_actor(self.id, self.username, self.permissions))
+
+
+def owes_mfa(settings: Settings, user: UserState) -> bool:
+    """Whether this user must enrol a TOTP second factor before doing anything else. Directory users owe one
+    only when the admin chose to ask them (directory.ldap.ask_totp / directory.oidc.ask_totp): otherwise the
+    directory or the provider applies the firm's own MFA policy."""
+    if not settings.auth.mfa_required or user.mfa_enabled:
+        return False
+    if user.source == "ldap":
+        return settings.directory.ldap.ask_totp
+    if user.source == "oidc":
+        return settings.directory.oidc.ask_totp
+    return True
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,8 @@ def load_snapshot(session: Session) -> Snapshot:
         users[user.id] = UserState(
             id=user.id, username=user.username, active=user.is_active, epoch=user.token_epoch,
             permissions=_valid(perms), role_names=tuple(sorted(roles[r].name for r in rids)),
-            mfa_enabled=user.mfa_enabled, must_change_password=user.must_change_password)
+            mfa_enabled=user.mfa_enabled, must_change_password=user.must_change_password,
+            source=user.source)
     keys: dict[str, KeyState] = {}
     for key in session.execute(select(ApiKey)).scalars():
         role = roles.get(key.role_id)

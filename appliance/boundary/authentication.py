@@ -19,7 +19,7 @@ from flask import request, session
 from appliance.audit.writer import AuditRecord, append
 from appliance.auth import apikeys
 from appliance.auth.jwt import TokenInvalid
-from appliance.auth.state import KeyState
+from appliance.auth.state import KeyState, owes_mfa
 from appliance.boundary.audit_record import user_agent
 from appliance.boundary.edge import Refusal, RequestState
 from appliance.errors import Forbidden, Invalid, Unauthenticated, VigatraError
@@ -161,7 +161,7 @@ def _authenticate_jwt(app: Appliance, st: RequestState, token: str) -> None:
     if not st.transport.credentials_ok:
         raise _refused(st, Forbidden("access tokens are accepted over TLS only"), "jwt", "not over TLS",
                        user_id=user.id, value=token)
-    if settings.mfa_required and not user.mfa_enabled:
+    if owes_mfa(app.settings, user):
         raise _refused(st, Forbidden("multi-factor authentication is required: enrol in the web interface first"),
                        "jwt", "multi-factor authentication not enrolled", user_id=user.id, value=token)
     st.actor = user.actor
@@ -192,5 +192,5 @@ def _authenticate_session(app: Appliance, st: RequestState) -> None:
     st.credential = "session"
     if user.must_change_password:
         st.restricted = "password"
-    elif settings.mfa_required and not user.mfa_enabled:
+    elif owes_mfa(app.settings, user):
         st.restricted = "mfa"

@@ -26,7 +26,7 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from flask import Flask, request
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -193,7 +193,7 @@ def parse_form(model: type[M]) -> M:
 
 
 def _validate(model: type[M], values: MultiDict[str, Any], *, root: str, drop_empty: bool) -> M:
-    lists = _list_fields(model)
+    lists = _list_fields(cast(Any, model))  # mypy 2.4 does not see a model class as Hashable
     data: dict[str, Any] = {}
     repeated: dict[str, str] = {}
     for name in values:

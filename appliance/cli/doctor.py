@@ -107,6 +107,10 @@ def doctor(skip_network: bool, in_unit: bool) -> None:
     if not skip_network:
         findings += checks.check_tls_front(settings)
         findings += checks.check_venues(settings)
+        from appliance.services.directory.doctor import check_ldap, check_oidc
+
+        findings += check_ldap(settings)
+        findings += check_oidc(settings)
     findings += checks.check_backups(settings)
     echo_table([f.row() for f in findings], ["check", "result", "detail"])
     problems = [f for f in findings if f.status == checks.PROBLEM]

@@ -34,26 +34,25 @@ def employee_add(name: str, email: str, department: str, external_id: str | None
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @handle_errors
 def employee_import(file: Path) -> None:
-    """Import employees from a CSV (name,email,department,external_id); all rows or none."""
-    from appliance.errors import Invalid
-    from appliance.services import employees
+    """Import employees from a CSV (name,email,department,external_id[,manager_email,access_person]) as an upsert.
+
+    Existing employees are matched by external id, then e-mail, and updated; one line per row (created,
+    updated, unchanged, rejected with the reason), then the summary. Exits 1 when a row was rejected (the
+    other rows are applied) or the file cannot be read (nothing is)."""
+    from appliance.services.roster.sync import import_rows
 
     # Bytes, not read_text(): the service names the first non-UTF-8 line, and universal-newline
     # decoding would rewrite line ends inside quoted fields.
     data = file.read_bytes()
-    try:
-        with audited("employees.import", resource_type="employees", detail={"file": file.name}) as (session, info):
-            created = employees.import_csv(session, data)
-            info["imported"] = len(created)
-    except Invalid as exc:
-        errors = exc.detail.get("errors")
-        if isinstance(errors, list):
-            click.echo(f"vigatra: nothing was imported: {len(errors)} bad row(s)", err=True)
-            for item in errors:
-                click.echo(f"  line {item['line']}: {item['message']}", err=True)
-            raise SystemExit(1) from None
-        raise
-    click.echo(f"imported {len(created)} employee(s)")
+    with audited("employees.import", resource_type="employees", detail={"file": file.name}) as (session, info):
+        report = import_rows(session, data, actor_label=cli_actor().label, via="CLI")
+        info.update(imported=report.count("created") + report.count("updated"), created=report.count("created"),
+                    updated=report.count("updated"), rejected=report.count("rejected"))
+    for change in report.changes:
+        click.echo(change.line())
+    click.echo(report.summary())
+    if report.count("rejected"):
+        raise SystemExit(1)
 
 
 @employee.command("list")

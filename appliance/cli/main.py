@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("appliance.cli.imports", "import_group"),
     "poll": ("appliance.cli.ops", "poll"),
     "prices": ("appliance.cli.prices", "prices"),
+    "roster": ("appliance.cli.roster", "roster"),
     "status": ("appliance.cli.ops", "status"),
     "rules": ("appliance.cli.rules", "rules"),
     "mail": ("appliance.cli.rules", "mail"),

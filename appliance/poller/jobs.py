@@ -115,6 +115,43 @@ def scheduled_backup(appliance: Appliance) -> None:
         log.info("%s", result.line())
 
 
+def directory_sync(appliance: Appliance) -> None:
+    """Directory users' roles and status refreshed from the directory (a removed group removes the role, a
+    disabled account is disabled here). A directory outage changes nothing; the next run tries again."""
+    from appliance.errors import VigatraError
+    from appliance.services.directory.sync import sync_ldap_users
+
+    try:
+        report = sync_ldap_users(appliance)
+    except VigatraError as exc:
+        log.warning("directory sync failed: %s", exc.message)
+        return
+    if report.changes:
+        log.info("%s", report.line())
+
+
+def roster_ldap(appliance: Appliance) -> None:
+    _roster(appliance, "ldap")
+
+
+def roster_files(appliance: Appliance) -> None:
+    _roster(appliance, "files")
+
+
+def _roster(appliance: Appliance, source: str) -> None:
+    """A roster source's scheduled run (a dry run until an admin applied it once; see services/roster)."""
+    from appliance.errors import VigatraError
+    from appliance.services.roster.sync import scheduled_sync
+
+    try:
+        report = scheduled_sync(appliance, source)
+    except VigatraError as exc:
+        log.warning("roster %s sync failed: %s", source, exc.message)
+        return
+    if report is not None and any(c.kind != "unchanged" for c in report.changes):
+        log.info("%s (%s%s)", report.summary(), source, "" if report.applied else ", awaiting review")
+
+
 def extra_jobs(settings: Settings) -> list[JobSpec]:
     from appliance.audit.checkpoints import ANCHOR_MINUTES
 
@@ -124,6 +161,15 @@ def extra_jobs(settings: Settings) -> list[JobSpec]:
     if settings.backup.dest:
         jobs.append(JobSpec("scheduled_backup", scheduled_backup, settings.backup.interval_hours * 3600,
                             now + dt.timedelta(minutes=10)))
+    if settings.directory.ldap.enabled:
+        jobs.append(JobSpec("directory_sync", directory_sync, settings.directory.ldap.sync_interval_minutes * 60,
+                            now + dt.timedelta(minutes=1)))
+    if settings.roster.ldap.enabled:
+        jobs.append(JobSpec("roster_ldap", roster_ldap, settings.roster.ldap.interval_minutes * 60,
+                            now + dt.timedelta(minutes=2)))
+    if settings.roster.files.directory:
+        jobs.append(JobSpec("roster_files", roster_files, settings.roster.files.interval_minutes * 60,
+                            now + dt.timedelta(minutes=2)))
     if settings.poller.enabled:
         jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
         if settings.valuation.enabled:

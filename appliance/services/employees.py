@@ -32,7 +32,8 @@ class EmployeeRow:
         return any(self.statuses.get(s) for s in RED_STATUSES)
 
 
-def _clean(name: str, email: str, department: str, external_id: str | None) -> tuple[str, str, str, str | None]:
+def clean_fields(name: str, email: str, department: str, external_id: str | None
+                 ) -> tuple[str, str, str, str | None]:
     for key, label, value in (("name", "name", name), ("email", "e-mail", email),
                               ("department", "department", department),
                               ("external_id", "external id", external_id or "")):
@@ -69,7 +70,7 @@ def _check_unique(session: Session, email: str, external_id: str | None, exclude
 
 def create(session: Session, *, name: str, email: str, department: str = "", external_id: str | None = None
            ) -> Employee:
-    name, email, department, external = _clean(name, email, department, external_id)
+    name, email, department, external = clean_fields(name, email, department, external_id)
     _check_unique(session, email, external)
     employee = Employee(name=name, email=email, department=department, external_id=external)
     session.add(employee)
@@ -81,6 +82,16 @@ def get(session: Session, employee_id: int) -> Employee:
     employee = session.get(Employee, employee_id)
     if employee is None:
         raise NotFound("not found")
+    return employee
+
+
+def update_details(session: Session, employee_id: int, *, name: str, email: str, department: str,
+                   external_id: str | None) -> Employee:
+    employee = get(session, employee_id)
+    name, email, department, external = clean_fields(name, email, department, external_id)
+    _check_unique(session, email, external, exclude=employee.id)
+    employee.name, employee.email, employee.department, employee.external_id = name, email, department, external
+    session.flush()
     return employee
 
 
@@ -194,7 +205,7 @@ def import_csv(session: Session, text: str | bytes) -> list[Employee]:
             continue
         row = dict(zip(header, cells, strict=False))
         try:
-            values = _clean(row.get("name") or "", row.get("email") or "", row.get("department") or "",
+            values = clean_fields(row.get("name") or "", row.get("email") or "", row.get("department") or "",
                             row.get("external_id"))
         except Invalid as exc:
             problems.append(ImportError_(line, exc.message))

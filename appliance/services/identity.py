@@ -2,7 +2,8 @@
 
 - Deny by default; nobody grants a permission they do not hold (a custom-role manager cannot
   promote themselves), and an API key never carries more than its owner holds.
-- Built-in roles cannot be deleted or edited; the last active Admin cannot be disabled or demoted.
+- Built-in roles cannot be deleted or edited; the last active local Admin (break-glass, whatever the
+  directory does) cannot be disabled or demoted. Directory users' roles and passwords are the directory's.
 - Nobody acts on a user or key that holds more than they do: disabling, enabling, setting the roles
   of, resetting the password of or unlocking a user needs every permission that user holds; rotating
   or revoking a key is for its owner or a caller holding every permission the key grants, and a
@@ -187,9 +188,16 @@ def list_users(session: Session) -> list[User]:
 
 
 def _active_admin_ids(session: Session) -> set[int]:
+    """Active local Admins: the break-glass way in, which must outlive any directory outage or mistake."""
     stmt = (select(User.id).join(UserRole, UserRole.user_id == User.id).join(Role, Role.id == UserRole.role_id)
-            .where(Role.name == ADMIN, User.is_active.is_(True)))
+            .where(Role.name == ADMIN, User.is_active.is_(True), User.source == "local"))
     return set(session.execute(stmt).scalars())
+
+
+def _require_local(user: User, what: str) -> None:
+    if user.source != "local":
+        raise Conflict(f"{user.username!r} is a {user.source} directory account: {what} comes from the directory, "
+                       "not from here")
 
 
 def create_user(session: Session, actor: Actor, settings: AuthSettings, *, username: str, password: str,
@@ -218,6 +226,7 @@ def create_user(session: Session, actor: Actor, settings: AuthSettings, *, usern
 def set_roles(session: Session, actor: Actor, user_id: int, role_names: Iterable[str]) -> User:
     user = get_user(session, user_id)
     require_manageable(actor, user, "change the roles of")
+    _require_local(user, "their roles (directory.role_map)")
     wanted = {role_by_name(session, name) for name in role_names}
     current = set(user.roles)
     changed = wanted ^ current
@@ -248,6 +257,8 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> Us
         raise Conflict("you cannot disable yourself")
     if user.is_active != active:
         user.is_active = active
+        # Disabled here by an admin: the directory sync never enables it again (see services/directory).
+        user.disabled_by = None if active else "admin"
         user.token_epoch += 1
         bump_revision(session)
     session.flush()
@@ -259,6 +270,7 @@ def set_password(session: Session, user_id: int, new_password: str, settings: Au
     """The user's own password change (the caller proved the current one). Setting someone else's
     password is :func:`reset_password`."""
     user = get_user(session, user_id)
+    _require_local(user, "the password")
     check_password_rules(new_password, settings=settings, username=user.username)
     user.password_hash = hash_password(new_password, settings)
     user.password_changed_at = utcnow()

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # The egress id of the Bitcoin (Esplora) endpoint; EVM chains use their configuration name.
 BITCOIN_EGRESS_ID = "esplora"
+# The egress id of the OpenID Connect provider (directory.oidc): discovery, JWKS and the token request.
+IDENTITY_PROVIDER_EGRESS_ID = "oidc"
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,15 @@ class Egress:
         configured), ``account`` an opaque key for per-account limits (a hash of the API key, never the key)."""
         return VenueSession(self, venue_id, tuple(hosts), tuple(rules), tuple(limits), account)
 
+    def identity_provider_session(self, host: str, rules: Iterable[EndpointRule], *, ca_file: str | None,
+                                  use_proxy: bool) -> VenueSession:
+        """The OpenID provider's one host (directory.oidc.issuer), its CA, and egress.proxy only when asked:
+        an on-prem provider is usually reached directly."""
+        session = VenueSession(self, IDENTITY_PROVIDER_EGRESS_ID, (host,), tuple(rules))
+        session.tls_verify = ca_file or True
+        session.use_proxy = use_proxy
+        return session
+
     @property
     def proxies(self) -> dict[str, str] | None:
         proxy = self.settings.egress.proxy
@@ -174,6 +185,8 @@ class VenueSession(requests.Session):
         # HTTP status of the last answer (None: none yet, or the last request got no answer). Error
         # classification reads it: several venues say more with the status than with the body.
         self.last_status: int | None = None
+        self.tls_verify: bool | str = True  # a CA bundle's path for a host with a private CA
+        self.use_proxy = True
 
     def check(self, method: str, url: str) -> tuple[str, str]:
         parts = urlsplit(url)
@@ -208,8 +221,8 @@ class VenueSession(requests.Session):
         requested = kwargs.pop("timeout", None)
         if isinstance(requested, (int, float)):
             timeout = min(timeout, requested)
-        kwargs["proxies"] = self.egress.proxies
-        kwargs["verify"] = True
+        kwargs["proxies"] = self.egress.proxies if self.use_proxy else None
+        kwargs["verify"] = self.tls_verify
         kwargs["headers"] = headers
         kwargs["timeout"] = timeout
         kwargs["allow_redirects"] = False

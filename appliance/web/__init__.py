@@ -47,4 +47,4 @@ def _inject() -> dict[str, Any]:
     return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__, "restricted": restricted}
 
 
-from appliance.web import admin, cases, conduct, employees, onboarding, oversight, views  # noqa: E402,F401  (register the routes)
+from appliance.web import admin, cases, conduct, employees, onboarding, oversight, sso, views  # noqa: E402,F401  (register the routes)

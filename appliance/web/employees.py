@@ -18,6 +18,7 @@ from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import notifications, onboarding, records, statements, sync
+from appliance.services.roster import sync as roster_sync
 from appliance.services.rules import groups
 from appliance.services.scope import employee_visible, flagging_alerts, holdings_visible
 from appliance.services.valuation import read as valuation
@@ -57,9 +58,16 @@ def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
     upload = form.file
     if upload is None or not upload.filename:
         raise Invalid("choose a CSV file", field="file")
-    created = employee_service.import_csv(db(), upload.read())
-    audit_detail(imported=len(created))
-    flash(f"{len(created)} employee(s) imported.", "ok")
+    report = roster_sync.import_rows(db(), upload.read(), actor_label=state().actor.label, via="web")
+    audit_detail(created=report.count("created"), updated=report.count("updated"),
+                 rejected=report.count("rejected"))
+    flash(f"{report.count('created')} employee(s) imported, {report.count('updated')} updated, "
+          f"{report.count('unchanged')} unchanged.", "ok")
+    rejected = [c for c in report.changes if c.kind == "rejected"]
+    if rejected:
+        listing = "; ".join(f"{c.where}: {c.reason}" for c in rejected[:50])
+        more = f" (and {len(rejected) - 50} more)" if len(rejected) > 50 else ""
+        flash(f"{len(rejected)} row(s) rejected: {listing}{more}", "error")
     return redirect(url_for("web.employees"))
 
 

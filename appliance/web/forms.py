@@ -64,6 +64,17 @@ class LoginQuery(Filters):
     next: Annotated[str, Text(2000)] | None = None
 
 
+class OidcCallbackQuery(Filters):
+    """What the OpenID provider sends the browser back with (RFC 6749 4.1.2 and 4.1.2.1)."""
+
+    code: Annotated[str, Text(2000)] | None = None
+    state: Annotated[str, Text(500)] | None = None
+    error: Annotated[str, Text(200)] | None = None
+    error_description: Annotated[str, Text(1000)] | None = None
+    iss: Annotated[str, Text(2000)] | None = None
+    session_state: Annotated[str, Text(500)] | None = None
+
+
 class LoginForm(Form):
     username: Annotated[str, Text(128)] = ""
     password: Annotated[str, Text(1024)] = ""

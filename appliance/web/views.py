@@ -13,7 +13,8 @@ from flask import flash, jsonify, redirect, render_template, request, session, u
 from flask.typing import ResponseReturnValue
 
 from appliance.audit.writer import AuditRecord
-from appliance.auth.state import UserState
+from appliance.auth.directory import DirectoryUnavailable
+from appliance.auth.state import UserState, owes_mfa
 from appliance.boundary.csrf import check_csrf
 from appliance.boundary.edge import appliance, auth_changed, db, state
 from appliance.boundary.routes import public, signed_in
@@ -21,6 +22,8 @@ from appliance.boundary.validation import Answer, accepts, submitted
 from appliance.errors import Invalid, TooManyRequests, Unauthenticated
 from appliance.services import identity
 from appliance.services import login as login_service
+from appliance.services.directory import signin as directory_signin
+from appliance.services.directory.signin import failure_detail
 from appliance.web import forms, web_blueprint
 
 
@@ -74,7 +77,7 @@ def _after_sign_in(user: UserState, target: str | None) -> str:
     other page refuses them until then (the start page included)."""
     if user.must_change_password:
         return url_for("web.account")
-    if appliance().settings.auth.mfa_required and not user.mfa_enabled:
+    if owes_mfa(appliance().settings, user):
         return url_for("web.account_mfa")
     return _safe_next(target)
 
@@ -98,7 +101,7 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
         if state().actor.is_authenticated:
             signed_in_as = appliance().auth.user(state().actor.user_id or 0)
             return redirect(_after_sign_in(signed_in_as, next_url) if signed_in_as else _safe_next(next_url))
-        return render_template("login.html", next=next_url, error=None, mfa=False)
+        return render_template("login.html", next=next_url, error=None, mfa=False, sso_label=_sso_label())
     check_csrf()
     app = appliance()
     st = state()
@@ -112,18 +115,20 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
         return render_template("login.html", next=next_url, mfa=False, error=exc.message), 400
     username = form.username.strip()
     try:
-        outcome = login_service.login(
-            app.store, app.settings.auth, username=username, password=form.password,
-            ip=st.transport.client_ip, totp_code=form.totp or None,
-            open_totp_secret=lambda s, user: app.keys.open_text(
-                s, user.totp_secret_sealed, table="users", column="totp_secret_sealed", row_id=user.id))
+        outcome = directory_signin.sign_in(app, username=username, password=form.password,
+                                           ip=st.transport.client_ip, totp_code=form.totp or None)
+    except DirectoryUnavailable as exc:
+        _security_event("login.failure", outcome="error", username=username, status=503, detail=exc.message)
+        return render_template("login.html", next=next_url, username=username, mfa=False,
+                               error="The directory cannot be reached right now; try again later (local "
+                                     "accounts still sign in)."), 503
     except login_service.MfaRequired:
         return render_template("login.html", next=next_url, username=username, mfa=True,
                                error="Enter the code from your authenticator app."), 401
     except Unauthenticated as exc:
         locked = bool(exc.detail.get("locked"))
         _security_event("login.failure", outcome="denied", username=username, status=401,
-                        detail='{"locked": true}' if locked else "")
+                        detail=failure_detail(exc))
         if locked:
             _security_event("login.lockout", outcome="denied", username=username, status=401)
         return render_template("login.html", next=next_url, username=username, mfa=False,
@@ -131,18 +136,30 @@ def login(query: forms.LoginQuery) -> ResponseReturnValue:
     except TooManyRequests as exc:
         _security_event("login.throttled", outcome="denied", username=username, status=429)
         return render_template("login.html", next=next_url, username=username, mfa=False, error=exc.message), 429
-    user = app.auth.user(outcome.user_id)
-    if user is None:  # created by another process a moment ago
+    user = start_session(outcome.user_id)
+    _security_event("login.success", outcome="success", user_id=user.id, status=302)
+    return redirect(_after_sign_in(user, next_url))
+
+
+def _sso_label() -> str | None:
+    oidc = appliance().settings.directory.oidc
+    return oidc.button_label if oidc.enabled else None
+
+
+def start_session(user_id: int) -> UserState:
+    """A fresh browser session for a user who just proved who they are (a password, or the OpenID provider)."""
+    app = appliance()
+    user = app.auth.user(user_id)
+    if user is None:  # created by another process (or a directory sign-in) a moment ago
         app.auth.load(app.store)
-        user = app.auth.user(outcome.user_id)
+        user = app.auth.user(user_id)
     assert user is not None
     session.clear()  # a fresh session id at every login: no fixation
     now = time.time()
     session.update({"sid": secrets.token_urlsafe(24), "uid": user.id, "ep": user.epoch, "iat": now, "seen": now,
                     "csrf": secrets.token_urlsafe(32)})
     session.permanent = True
-    _security_event("login.success", outcome="success", user_id=user.id, status=302)
-    return redirect(_after_sign_in(user, next_url))
+    return user
 
 
 @web_blueprint.route("/logout", methods=["POST"])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives for real, when it is missing: Chromium (+ driver) for the
 # browser tests, nginx for the TLS front, SoftHSM2 for the PKCS#11 provider, the PostgreSQL server
-# binaries, systemd-analyze, shellcheck and minisign for the packaging checks, and anvil (npm) for EVM.
+# binaries, systemd-analyze, shellcheck and minisign for the packaging checks, slapd (OpenLDAP) for the
+# directory, and anvil (npm) for EVM.
 # Debian/Ubuntu. Runs apt-get as root, or through sudo when available.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +27,9 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v minisign >/dev/null 2>&1 || need+=(minisign)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v useradd >/dev/null 2>&1 || need+=(passwd)
+# The directory tests' OpenLDAP server (tests/support/slapd.py), with its schemas and the ppolicy module.
+[ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v slapadd >/dev/null 2>&1 || [ -x /usr/sbin/slapadd ] || need+=(slapd)
 
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
@@ -45,4 +49,11 @@ fi
 if ! command -v anvil >/dev/null 2>&1 && [ ! -x .tools/node_modules/.bin/anvil ]; then
   echo "installing anvil (@foundry-rs/anvil) into .tools/"
   npm install --silent --no-audit --no-fund --prefix .tools @foundry-rs/anvil >/dev/null
+fi
+
+# oidc-provider (panva; OpenID Certified) from npm, into .tools/: the OpenID provider the OIDC sign-in tests
+# run on loopback (tests/support/oidc.py).
+if [ ! -f .tools/node_modules/oidc-provider/package.json ]; then
+  echo "installing oidc-provider into .tools/"
+  npm install --silent --no-audit --no-fund --prefix .tools oidc-provider@9 >/dev/null
 fi

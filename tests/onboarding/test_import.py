@@ -79,6 +79,12 @@ def lines_named(text: str) -> list[int]:
     return sorted({int(n) for n in re.findall(r"line (\d+):", html.unescape(text))})
 
 
+def rejected_lines(how: str, text: str) -> list[int]:
+    if how == "api":
+        return sorted(int(r["where"].split()[1]) for r in json.loads(text)["rows"] if r["kind"] == "rejected")
+    return lines_named(text)
+
+
 def test_good_file_imports_every_row(ota: Any, importer: Any, request: pytest.FixtureRequest) -> None:
     ok, text = importer(GOOD.encode())
     assert ok, text
@@ -87,17 +93,23 @@ def test_good_file_imports_every_row(ota: Any, importer: Any, request: pytest.Fi
                               ("Hopper, Grace", "grace@example.com", "Engineering", "HR-2")]
     how = request.node.callspec.params["importer"]
     if how == "cli":
-        assert text == "imported 3 employee(s)\n"
+        assert text.splitlines() == ["created   ada@example.com", "created   grace@example.com",
+                                     "created   alan@example.com",
+                                     "roster: 3 created, 0 updated, 0 offboarded, 0 unchanged"]
     elif how == "dashboard":
-        assert '<div class="flash ok" role="status">3 employee(s) imported.</div>' in text, text[:2000]
+        assert ('<div class="flash ok" role="status">3 employee(s) imported, 0 updated, 0 unchanged.</div>'
+                in text), text[:2000]
     else:
         body = json.loads(text)
         with ota.store.read() as session:
             ids = sorted(session.execute(select(Employee.id)).scalars())
-        assert body == {"imported": 3, "ids": body["ids"]} and sorted(body["ids"]) == ids
+        assert body["imported"] == 3 and sorted(body["ids"]) == ids
+        assert (body["created"], body["updated"], body["unchanged"], body["rejected"]) == (3, 0, 0, 0)
+        assert [r["kind"] for r in body["rows"]] == ["created"] * 3
 
 
-def test_bad_rows_are_listed_by_line_and_nothing_is_imported(ota: Any, importer: Any) -> None:
+def test_bad_rows_are_rejected_by_line_and_the_good_ones_apply(ota: Any, importer: Any,
+                                                               request: pytest.FixtureRequest) -> None:
     data = (
         "name,email,department,external_id\n"
         "Ada Lovelace,ada@example.com,Research,HR-1\n"  # 2 fine
@@ -109,21 +121,28 @@ def test_bad_rows_are_listed_by_line_and_nothing_is_imported(ota: Any, importer:
         "Eve,ADA@example.com,Ops,\n"  # 9 repeats line 2's e-mail
         "Finn,finn@example.com,Ops,HR-1\n"  # 10 repeats line 2's external id
     )
+    how = request.node.callspec.params["importer"]
     ok, text = importer(data.encode())
-    assert not ok
-    assert lines_named(text) == [3, 4, 8, 9, 10], text
+    assert ok == (how != "cli")  # the CLI exits 1 when a row was rejected
+    assert rejected_lines(how, text) == [3, 4, 8, 9, 10], text
     assert "repeats line 2" in text
     assert "not-an-email" in text
-    assert employees(ota) == []
+    assert [e[1] for e in employees(ota)] == ["ada@example.com", "carl@example.com"]
 
 
-def test_duplicates_of_existing_employees(ota: Any, importer: Any) -> None:
+def test_existing_employees_are_updated_not_refused(ota: Any, importer: Any, request: pytest.FixtureRequest) -> None:
     new_employee(ota, email="ada@example.com", name="Ada Already")
     ok, text = importer(GOOD.replace("ada@example.com", "ADA@EXAMPLE.COM").encode())
-    assert not ok
-    assert lines_named(text) == [2]
-    assert "already exists" in text
-    assert [e[1] for e in employees(ota)] == ["ada@example.com"]
+    assert ok, text
+    assert employees(ota)[0] == ("Ada Lovelace", "ada@example.com", "Research", "HR-1")
+    if request.node.callspec.params["importer"] == "cli":
+        assert "updated   ada@example.com: name 'Ada Already' -> 'Ada Lovelace'" in text
+        assert text.splitlines()[-1] == "roster: 2 created, 1 updated, 0 offboarded, 0 unchanged"
+    ok, text = importer(GOOD.encode())  # again: nothing changes
+    assert ok, text
+    if request.node.callspec.params["importer"] == "cli":
+        assert text.splitlines()[-1] == "roster: 0 created, 0 updated, 0 offboarded, 3 unchanged"
+    assert len(employees(ota)) == 3
 
 
 def test_unknown_and_repeated_columns_are_refused(ota: Any, importer: Any) -> None:
@@ -171,21 +190,23 @@ def test_a_giant_field_is_a_row_error_not_a_crash(ota: Any, importer: Any) -> No
     assert employees(ota) == []
 
 
-def test_cli_prints_each_bad_line_and_exits_1(ota: Any, cli_config: Path, tmp_path: Path) -> None:
+def test_cli_prints_each_row_and_exits_1_on_a_rejected_one(ota: Any, cli_config: Path, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("name,email\nAda,ada@example.com\nBob,bob@\n,x@example.com\n", encoding="utf-8")
     result = run_cli(cli_config, "employee", "import", str(path))
     assert result.exit_code == 1
-    assert "nothing was imported: 2 bad row(s)" in result.output
-    assert re.search(r"^  line 3: .*bob@", result.output, re.M)
-    assert re.search(r"^  line 4: .*name", result.output, re.M)
+    assert re.search(r"^rejected  line 3: .*bob@", result.output, re.M)
+    assert re.search(r"^rejected  line 4: .*name", result.output, re.M)
+    assert "roster: 1 created, 0 updated, 0 offboarded, 0 unchanged (2 rejected)" in result.output
     good = tmp_path / "good.csv"
     good.write_text(GOOD, encoding="utf-8")
     result = run_cli(cli_config, "employee", "import", str(good))
-    assert result.exit_code == 0 and "imported 3 employee(s)" in result.output
+    assert result.exit_code == 0 and "roster: 2 created, 1 updated, 0 offboarded, 0 unchanged" in result.output
     listing = run_cli(cli_config, "employee", "list")
     assert listing.exit_code == 0 and "grace@example.com" in listing.output
     imports = [e for e in audit_rows(ota) if e["action"] == "employees.import"]
-    assert len(imports) == 1 and '"imported": 3' in imports[0]["detail"]
+    assert len(imports) == 2 and '"imported": 3' in imports[1]["detail"]
+    assert len([e for e in audit_rows(ota) if e["action"] == "roster.created"]) == 3
+    assert len([e for e in audit_rows(ota) if e["action"] == "roster.updated"]) == 1
     missing = run_cli(cli_config, "employee", "import", str(tmp_path / "nope.csv"))
     assert missing.exit_code == 2

@@ -15,6 +15,9 @@ from tests.support.routes import calls
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 ANONYMOUS_INPUT = {("POST", "/login"), ("POST", "/api/v1/auth/token"), ("POST", "/onboard/<token>")}
+# Single sign-on: the OpenID provider sends the browser back with a one-time code (a GET, refused unless its
+# state matches the one this browser's session holds). A browser redirect, not a push from a venue.
+SSO_RETURN = "/login/oidc/callback"
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the route table is not stored
 
@@ -22,15 +25,17 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the
 def test_only_login_token_and_onboarding_accept_data_anonymously(flask_app: Any) -> None:
     table = route_table(flask_app)
     flagged = {row.rule for row in table if row.accepts_data_anonymously}
-    assert flagged == {rule for _method, rule in ANONYMOUS_INPUT}
+    assert flagged == {rule for _method, rule in ANONYMOUS_INPUT} | {SSO_RETURN}
     assert all(row.permission == PUBLIC for row in table if row.accepts_data_anonymously)
     public_writes = {(m, row.rule) for row in table if row.permission == PUBLIC for m in row.methods
                      if m in WRITE_METHODS}
     assert public_writes == ANONYMOUS_INPUT
-    # Every other public route is read-only (health, static files, the GET side of the three).
+    # Every other public route is read-only (health, static files, the GET side of the three, the redirect to
+    # the OpenID provider).
     assert {row.rule for row in table if row.permission == PUBLIC and not row.accepts_data_anonymously} == {
-        "/healthz", "/static/<path:filename>"}
-    assert not [row.rule for row in table if any(w in row.rule.lower() for w in ("webhook", "callback", "push"))]
+        "/healthz", "/static/<path:filename>", "/login/oidc"}
+    assert not [row.rule for row in table if any(w in row.rule.lower() for w in ("webhook", "callback", "push"))
+                and row.rule != SSO_RETURN]
 
 
 def test_every_other_write_route_refuses_an_anonymous_caller(flask_app: Any, client: Any, ta: Any) -> None:

@@ -14,7 +14,7 @@ from appliance.store.models.conduct import (
     UnvaluedRecord,
 )
 from appliance.store.models.connections import Connection, CoverageInterval, SyncCursor
-from appliance.store.models.employees import Employee, OnboardingToken
+from appliance.store.models.employees import Employee, OnboardingToken, RosterState
 from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, StatementImport, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
@@ -54,6 +54,7 @@ __all__ = [
     "RevokedSession",
     "Role",
     "RolePermission",
+    "RosterState",
     "Rule",
     "Setting",
     "StatementImport",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from appliance.store.base import Base, Id, UTCDateTime, utcnow
@@ -22,10 +23,37 @@ class Employee(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     offboarded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The manager's e-mail address (the roster's manager; matched to an employee when one has it).
+    manager_email: Mapped[str] = mapped_column(String(254), default="")
+    # An access person under the firm's code of ethics (SEC 204A-1), since that day.
+    access_person: Mapped[bool] = mapped_column(Boolean, default=False)
+    access_person_since: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    # The roster source that last listed this employee (ldap | files); None: added by hand. A source
+    # offboards only the employees it lists, when they disappear from it.
+    roster_source: Mapped[str | None] = mapped_column(String(16), default=None)
+    roster_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
     def __repr__(self) -> str:
         # Identity stays out of logs: id only.
         return f"<Employee {self.id}>"
+
+
+class RosterState(Base):
+    """Per roster source (ldap | files): whether its changes were ever applied, and the last dry run shown.
+
+    Until a source's first apply, its changes are only shown (the CLI's --dry-run, the Roster page); the
+    first apply must follow a dry run showing the same changes (``reviewed_digest``)."""
+
+    __tablename__ = "roster_state"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    first_applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    reviewed_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_summary: Mapped[str] = mapped_column(String(500), default="")
+    # The changes of the last run that were not applied (awaiting the first apply, or held back), for the UI.
+    pending: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
 
 
 class OnboardingToken(Base):

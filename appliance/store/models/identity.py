@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from appliance.store.base import Base, Id, UTCDateTime, utcnow
 
+# Where a user's identity lives: a local account (its own password here), the LDAP directory, or the
+# OpenID Connect provider. Directory users have no password here and their roles come from role_map.
+USER_SOURCES = ("local", "ldap", "oidc")
+
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (Index("ix_users_directory", "source", "directory_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -32,6 +37,15 @@ class User(Base):
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     password_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(16), default="local")
+    # The directory's never-changing id of the account (entryUUID / objectGUID; the OIDC issuer and subject).
+    directory_id: Mapped[str | None] = mapped_column(String(300), default=None)
+    # LDAP: the account's DN when last seen (it may move; directory_id finds it again).
+    directory_dn: Mapped[str | None] = mapped_column(String(1000), default=None)
+    directory_synced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Who disabled the account: "admin" (only an admin enables it again) or "directory" (the directory
+    # sync enables it again when the directory does).
+    disabled_by: Mapped[str | None] = mapped_column(String(16), default=None)
 
     roles: Mapped[list[Role]] = relationship(secondary="user_roles", lazy="selectin")
 

@@ -1,0 +1,81 @@
+"""Single sign-on through the firm's OpenID provider: /login/oidc sends the browser there, /login/oidc/callback
+takes it back (services/directory/oidc.py checks everything; these views keep the state between the two)."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import redirect, render_template, session
+from flask.typing import ResponseReturnValue
+
+from appliance.auth.directory import DirectoryRefused, DirectoryUnavailable
+from appliance.boundary.edge import appliance, state
+from appliance.boundary.routes import public
+from appliance.boundary.validation import accepts
+from appliance.errors import KeyProviderError, NotFound, Unauthenticated
+from appliance.services.directory import signin as directory_signin
+from appliance.web import forms, web_blueprint
+from appliance.web.views import _after_sign_in, _safe_next, _security_event, start_session
+
+PENDING = "oidc_pending"  # the session key holding state, nonce, PKCE verifier and next until the callback
+
+
+def _failed(message: str, status: int, *, next_url: str | None = None) -> ResponseReturnValue:
+    sso_label = appliance().settings.directory.oidc.button_label
+    return render_template("login.html", next=next_url, error=message, mfa=False, sso_label=sso_label), status
+
+
+@web_blueprint.route("/login/oidc")
+@public()
+@accepts(query=forms.LoginQuery, media=("text/html",))
+def login_oidc(query: forms.LoginQuery) -> ResponseReturnValue:
+    app = appliance()
+    if not app.settings.directory.oidc.enabled:
+        raise NotFound("not found")
+    if not state().transport.credentials_ok:
+        return _failed("Single sign-on works over HTTPS only. Use the appliance's https:// address.", 403)
+    try:
+        request_ = directory_signin.oidc_provider(app).authorization()
+    except (DirectoryUnavailable, KeyProviderError) as exc:
+        _security_event("login.failure", outcome="error", status=503, detail=exc.message[:300])
+        return _failed("Single sign-on is unavailable right now; try again later (local accounts still sign in).",
+                       503, next_url=query.next)
+    session[PENDING] = {"state": request_.state, "nonce": request_.nonce, "verifier": request_.code_verifier,
+                        "next": query.next or ""}
+    return redirect(request_.url)
+
+
+@web_blueprint.route("/login/oidc/callback")
+@public(accepts_data=True)
+@accepts(query=forms.OidcCallbackQuery, media=("text/html",))
+def login_oidc_callback(query: forms.OidcCallbackQuery) -> ResponseReturnValue:
+    app = appliance()
+    if not app.settings.directory.oidc.enabled:
+        raise NotFound("not found")
+    pending = session.pop(PENDING, None)
+    if not isinstance(pending, dict) or not query.state or not secrets.compare_digest(
+            str(pending.get("state", "")), query.state):
+        _security_event("login.failure", outcome="denied", status=400, detail="oidc: unknown or replayed state")
+        return _failed("That sign-in link has expired or was already used; sign in again.", 400)
+    next_url = str(pending.get("next") or "") or None
+    if query.error or not query.code:
+        why = f"oidc: the provider answered {query.error or 'without a code'}"
+        _security_event("login.failure", outcome="denied", status=401, detail=why[:300])
+        return _failed("Single sign-on did not complete.", 401, next_url=next_url)
+    st = state()
+    try:
+        claims = directory_signin.oidc_provider(app).finish(code=query.code, code_verifier=str(pending["verifier"]),
+                                                            nonce=str(pending["nonce"]))
+        outcome = directory_signin.sign_in_oidc(app, claims, ip=st.transport.client_ip)
+    except (DirectoryUnavailable, KeyProviderError) as exc:
+        _security_event("login.failure", outcome="error", status=503, detail=exc.message[:300])
+        return _failed("Single sign-on is unavailable right now; try again later.", 503, next_url=next_url)
+    except DirectoryRefused as exc:
+        _security_event("login.failure", outcome="denied", status=401, detail=f"oidc: {exc.message}"[:300])
+        return _failed("Single sign-on was refused.", 401, next_url=next_url)
+    except Unauthenticated as exc:
+        _security_event("login.failure", outcome="denied", status=401, detail=directory_signin.failure_detail(exc))
+        return _failed("Your account may not use Vigatra (no role is mapped to your groups).", 401, next_url=next_url)
+    user = start_session(outcome.user_id)
+    _security_event("login.success", outcome="success", user_id=user.id, status=302, detail='{"via": "oidc"}')
+    return redirect(_after_sign_in(user, _safe_next(next_url)))
