@@ -32,12 +32,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('disabled_by', sa.String(length=16), nullable=True))
         batch_op.create_index('ix_users_directory', ['source', 'directory_id'], unique=True)
     op.execute("UPDATE users SET disabled_by = 'admin' WHERE is_active = false")
-    with op.batch_alter_table('employees', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('manager_email', sa.String(length=254), nullable=False, server_default=''))
-        batch_op.add_column(sa.Column('access_person', sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch_op.add_column(sa.Column('access_person_since', sa.Date(), nullable=True))
-        batch_op.add_column(sa.Column('roster_source', sa.String(length=16), nullable=True))
-        batch_op.add_column(sa.Column('roster_seen_at', appliance.store.base.UTCDateTime(timezone=True), nullable=True))
+    # Plain ADD COLUMN (constant defaults): a batch rebuild of employees on SQLite would drop the table that
+    # connections reference, and fail (or cascade) on any install that has employees.
+    op.add_column('employees', sa.Column('manager_email', sa.String(length=254), nullable=False, server_default=''))
+    op.add_column('employees', sa.Column('access_person', sa.Boolean(), nullable=False, server_default='0'))
+    op.add_column('employees', sa.Column('access_person_since', sa.Date(), nullable=True))
+    op.add_column('employees', sa.Column('roster_source', sa.String(length=16), nullable=True))
+    op.add_column('employees', sa.Column('roster_seen_at', appliance.store.base.UTCDateTime(timezone=True),
+                                         nullable=True))
     op.create_table('roster_state',
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('first_applied_at', appliance.store.base.UTCDateTime(timezone=True), nullable=True),
@@ -52,16 +54,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('roster_state')
-    with op.batch_alter_table('employees', schema=None) as batch_op:
-        batch_op.drop_column('roster_seen_at')
-        batch_op.drop_column('roster_source')
-        batch_op.drop_column('access_person_since')
-        batch_op.drop_column('access_person')
-        batch_op.drop_column('manager_email')
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_index('ix_users_directory')
-        batch_op.drop_column('disabled_by')
-        batch_op.drop_column('directory_synced_at')
-        batch_op.drop_column('directory_dn')
-        batch_op.drop_column('directory_id')
-        batch_op.drop_column('source')
+    for column in ('roster_seen_at', 'roster_source', 'access_person_since', 'access_person', 'manager_email'):
+        op.drop_column('employees', column)  # ALTER TABLE DROP COLUMN (SQLite >= 3.35): no rebuild
+    op.drop_index('ix_users_directory', table_name='users')
+    for column in ('disabled_by', 'directory_synced_at', 'directory_dn', 'directory_id', 'source'):
+        op.drop_column('users', column)  # no rebuild of users, which api keys and roles reference

@@ -33,5 +33,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('store_probes')
-    with op.batch_alter_table('connections', schema=None) as batch_op:
-        batch_op.drop_column('consecutive_rate_limits')
+    # ALTER TABLE DROP COLUMN (SQLite >= 3.35), not a batch rebuild: dropping the old connections table would
+    # fail (or cascade) on every row that references a connection.
+    op.drop_column('connections', 'consecutive_rate_limits')
