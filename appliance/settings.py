@@ -343,6 +343,46 @@ class ValuationSettings:
 
 
 @dataclass(frozen=True)
+class PortalSettings:
+    sign_in_link_minutes: int = field(default=15, metadata=_doc(
+        "An employee's portal sign-in link works once, in the browser that requested or first opened it, for "
+        "this many minutes.", min=1, max=60))
+    session_idle_minutes: int = field(default=30, metadata=_doc(
+        "An employee's portal session ends after this long without a request.", min=1, max=1440))
+    session_absolute_hours: int = field(default=8, metadata=_doc(
+        "An employee's portal session ends this long after sign-in, whatever happens.", min=1, max=168))
+    link_requests_per_window: int = field(default=10, metadata=_doc(
+        "Sign-in links one IP address may ask for per 10 minutes before it is throttled.", min=1, max=1000))
+
+
+@dataclass(frozen=True)
+class PreclearanceSettings:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "The firm's time zone (IANA name, e.g. America/New_York): business days and the end of an approval's "
+        "window are counted in it."))
+    window_business_days: int = field(default=1, metadata=_doc(
+        "An approval is valid until the end of this many business days after the day it was given (1: until "
+        "the end of the next business day; 0: until the end of the same day), in preclearance.time_zone.",
+        min=0, max=30))
+    holidays: tuple[str, ...] = field(default=(), metadata=_doc(
+        "Dates (YYYY-MM-DD) that are not business days, besides Saturdays and Sundays."))
+    tolerance_percent: int = field(default=10, metadata=_doc(
+        "Trades may exceed the approved quantity (or notional) by this many percent and still match.",
+        min=0, max=100))
+    auto_approve: bool = field(default=False, metadata=_doc(
+        "Approve requests automatically when no rule denies them and every auto_approve_* condition holds; "
+        "otherwise they wait for a Compliance user."))
+    auto_approve_groups: tuple[str, ...] = field(default=(), metadata=_doc(
+        "Automatic approval only for members of these employee groups (names); empty: any employee."))
+    auto_approve_kinds: tuple[Literal["asset", "market"], ...] = field(default=("asset", "market"), metadata=_doc(
+        "Automatic approval only for these kinds of request: asset (coins and tokens), market (prediction "
+        "markets)."))
+    auto_approve_below: str = field(default="", metadata=_doc(
+        "Automatic approval only below this value in the base currency (the notional asked, or the quantity at "
+        "the current price; a request that cannot be valued waits for a reviewer). Empty: any value."))
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("/var/lib/vigatra"), metadata=_doc(
         "Directory holding the SQLite database and runtime state. Owned by the service user, mode 0700."))
@@ -369,6 +409,10 @@ class Settings:
         "Self-custody wallets: the chain endpoints the customer configures."))
     valuation: ValuationSettings = field(default_factory=ValuationSettings, metadata=_doc(
         "Values in the firm's currency: where prices come from and how long they are kept."))
+    portal: PortalSettings = field(default_factory=PortalSettings, metadata=_doc(
+        "The employee portal (/me): sign-in links and sessions."))
+    preclearance: PreclearanceSettings = field(default_factory=PreclearanceSettings, metadata=_doc(
+        "Pre-clearance: how long approvals last, the tolerance, automatic approval."))
     # Where the settings came from, for messages and `vigatra doctor`; not a configuration key.
     source: str = field(default="defaults", metadata={"internal": True})
 
@@ -587,6 +631,7 @@ def _coerce(tp: Any, value: Any, path: tuple[str, ...], source: str, *, from_env
 
 
 def _cross_check(settings: Settings, source: str) -> None:
+    _check_preclearance(settings.preclearance, source)
     for proxy in settings.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -612,6 +657,31 @@ def _cross_check(settings: Settings, source: str) -> None:
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)
+
+
+def _check_preclearance(pc: PreclearanceSettings, source: str) -> None:
+    import datetime as dt
+    import zoneinfo
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        zoneinfo.ZoneInfo(pc.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _bad(("preclearance", "time_zone"), source,
+                   f"{pc.time_zone!r} is not a time zone name (e.g. Europe/London, America/New_York)") from None
+    for day in pc.holidays:
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            raise _bad(("preclearance", "holidays"), source, f"{day!r} is not a date (YYYY-MM-DD)") from None
+    if pc.auto_approve_below:
+        try:
+            value = Decimal(pc.auto_approve_below)
+        except InvalidOperation:
+            value = Decimal(-1)
+        if not value.is_finite() or value <= 0:
+            raise _bad(("preclearance", "auto_approve_below"), source,
+                       f"must be a positive amount, got {pc.auto_approve_below!r}")
 
 
 def _check_valuation(valuation: ValuationSettings, source: str) -> None:

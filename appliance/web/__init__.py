@@ -53,4 +53,4 @@ def _inject() -> dict[str, Any]:
     return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__}
 
 
-from appliance.web import admin, cases, conduct, employees, onboarding, oversight, views  # noqa: E402,F401  (register the routes)
+from appliance.web import admin, cases, conduct, employees, onboarding, oversight, portal, views  # noqa: E402,F401  (register the routes)
