@@ -9,12 +9,13 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
-from appliance.api.common import int_arg, json_value, respond
+from appliance.api.common import body, int_arg, json_value, respond
 from appliance.api.employees import transaction_json
 from appliance.api.oversight import position_json
 from appliance.api.values import total_json, value_json
-from appliance.boundary.edge import appliance, audit_resource, db, state
+from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import employee_portal
+from appliance.errors import Invalid
 from appliance.services import me
 from appliance.services.valuation import read as valuation
 from appliance.store.models import Connection, PreclearanceRequest
@@ -116,6 +117,21 @@ def me_positions() -> ResponseReturnValue:
 @employee_portal(action="portal.preclearances")
 def me_preclearances() -> ResponseReturnValue:
     return respond({"preclearances": [request_json(r) for r in me.requests(db(), _employee_id())]})
+
+
+@api_blueprint.route("/me/preclearances", methods=["POST"])
+@employee_portal(action="portal.preclearance_create")
+def me_create_preclearance() -> ResponseReturnValue:
+    from appliance.services import preclearance
+
+    data = body()
+    if "employee_id" in data:
+        raise Invalid("employee_id is not sent here: a request on the portal is always your own", field="employee_id")
+    ask = preclearance.parse(data)
+    row = preclearance.submit(db(), appliance().settings, state().actor, _employee_id(), ask, via="portal")
+    audit_resource("preclearance", row.id)
+    audit_detail(status=row.status, rule_id=row.rule_id)
+    return respond(request_json(row), 201)
 
 
 @api_blueprint.route("/me/preclearances/<int:request_id>", methods=["GET"])

@@ -26,6 +26,7 @@ class WebUser(UserMixin):
 NAV: tuple[tuple[str, str, str], ...] = (
     ("web.employees", "Employees", "employees:read"),
     ("web.alerts", "Alerts", "alerts:read"),
+    ("web.preclearance_queue", "Pre-clearance", "preclearance:read"),
     ("web.lists_page", "Lists", "lists:read"),
     ("web.rules_page", "Rules", "rules:read"),
     ("web.groups_page", "Groups", "groups:read"),
@@ -53,4 +54,4 @@ def _inject() -> dict[str, Any]:
     return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__}
 
 
-from appliance.web import admin, cases, conduct, employees, onboarding, oversight, portal, views  # noqa: E402,F401  (register the routes)
+from appliance.web import admin, cases, conduct, employees, onboarding, oversight, portal, preclearance, views  # noqa: E402,F401  (register the routes)

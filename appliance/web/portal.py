@@ -189,8 +189,10 @@ def portal_home() -> ResponseReturnValue:
 
 
 def _portal_extra() -> dict[str, Any]:
-    """Context later portal sections add (pre-clearance form choices)."""
-    return {}
+    """The pre-clearance form's choices."""
+    from appliance.settings import VENUE_IDS
+
+    return {"venues": VENUE_IDS}
 
 
 @web_blueprint.route("/me/sign-out", methods=["POST"])
@@ -203,3 +205,26 @@ def portal_sign_out() -> ResponseReturnValue:
     response = redirect(url_for("web.portal_sign_in"))
     response.delete_cookie(EMPLOYEE_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
     return response
+
+
+@web_blueprint.route("/me/preclearances", methods=["POST"])
+@employee_portal(action="portal.preclearance_create")
+def portal_request() -> ResponseReturnValue:
+    from flask import flash
+
+    from appliance.errors import Invalid
+    from appliance.services import preclearance
+
+    employee_id = state().actor.employee_id
+    assert employee_id is not None
+    data = {k: request.form.get(k, "").strip() for k in ("asset", "market_id", "venue", "side", "quantity",
+                                                         "notional", "reason")}
+    try:
+        ask = preclearance.parse({k: v for k, v in data.items() if v})
+        row = preclearance.submit(db(), appliance().settings, state().actor, employee_id, ask, via="portal")
+    except Invalid as exc:
+        flash(f"Not sent: {exc.message}", "error")
+        return redirect(url_for("web.portal_home") + "#requests")
+    audit_resource("preclearance", row.id)
+    flash(f"Request #{row.id}: {row.status}. {row.decision_reason}", "success" if row.status != "denied" else "error")
+    return redirect(url_for("web.portal_home") + "#requests")
