@@ -62,6 +62,18 @@ def me_connections() -> ResponseReturnValue:
     return respond({"connections": [own_connection_json(c) for c in me.connections(db(), _employee_id())]})
 
 
+@api_blueprint.route("/me/connections/onboarding-link", methods=["POST"])
+@employee_portal(action="portal.connection_onboard")
+def me_onboarding_link() -> ResponseReturnValue:
+    """A one-hour onboarding link for the signed-in employee (add, replace or fix a connection)."""
+    from appliance.services import onboarding, portal
+
+    settings = appliance().settings
+    link_id, token = portal.self_onboarding_link(db(), settings, state().actor, _employee_id())
+    audit_resource("onboarding", link_id)
+    return respond({"url": onboarding.link_url(settings, token, portal.portal_url(settings))}, 201)
+
+
 @api_blueprint.route("/me/holdings", methods=["GET"])
 @employee_portal(action="portal.holdings")
 def me_holdings() -> ResponseReturnValue:

@@ -44,8 +44,11 @@ def profile(session: Session, employee_id: int) -> Employee:
 
 
 def connections(session: Session, employee_id: int) -> list[Connection]:
+    """The employee's connections; keys replaced by newer ones and refused attempts (a key that was not
+    read-only: nothing of it was stored) are left out."""
     return list(session.execute(select(Connection).where(
-        Connection.employee_id == employee_id, Connection.status != "superseded").order_by(Connection.id)).scalars())
+        Connection.employee_id == employee_id, Connection.status.not_in(("superseded", "rejected"))).order_by(
+        Connection.id)).scalars())
 
 
 def holdings(session: Session, employee_id: int) -> list[tuple[BalanceSnapshot, Connection]]:

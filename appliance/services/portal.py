@@ -235,3 +235,24 @@ def count_attempt(store: Store, settings: Settings, ip: str) -> None:
             row.locked_until = now + THROTTLE_WINDOW
             row.lockouts += 1
             row.failures = 0
+
+
+# -- connections from the portal ---------------------------------------------------------------------------
+
+SELF_SERVICE_LINK = dt.timedelta(hours=1)
+
+
+def self_onboarding_link(session: Session, settings: Settings, actor: Actor, employee_id: int
+                         ) -> tuple[int, str]:
+    """An onboarding link the signed-in employee opens at once to add, replace or fix a connection: the
+    onboarding flow itself (scope probe, sealing, superseding the venue's older key), for one hour."""
+    from appliance.services import onboarding
+    from appliance.store.models import Connection, OnboardingToken
+
+    has_any = session.execute(select(Connection.id).where(Connection.employee_id == employee_id).limit(1)).first()
+    row, token = onboarding.create_link(session, actor, settings, employee_id,
+                                        purpose="reonboard" if has_any else "initial")
+    shorter = utcnow() + SELF_SERVICE_LINK
+    if row.expires_at > shorter:
+        session.execute(update(OnboardingToken).where(OnboardingToken.id == row.id).values(expires_at=shorter))
+    return row.id, token

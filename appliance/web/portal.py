@@ -228,3 +228,20 @@ def portal_request() -> ResponseReturnValue:
     audit_resource("preclearance", row.id)
     flash(f"Request #{row.id}: {row.status}. {row.decision_reason}", "success" if row.status != "denied" else "error")
     return redirect(url_for("web.portal_home") + "#requests")
+
+
+@web_blueprint.route("/me/connections", methods=["POST"])
+@employee_portal(action="portal.connection_onboard")
+def portal_connections() -> ResponseReturnValue:
+    """Add, replace or fix a connection: the onboarding page, on a one-hour link made for this session."""
+    from appliance.settings import VENUE_IDS
+
+    employee_id = state().actor.employee_id
+    assert employee_id is not None
+    link_id, token = portal.self_onboarding_link(db(), appliance().settings, state().actor, employee_id)
+    audit_resource("onboarding", link_id)
+    venue = request.form.get("venue", "")
+    target = url_for("web.onboard", token=token)
+    if venue in VENUE_IDS:
+        target += f"?venue={venue}"
+    return redirect(target)
