@@ -59,14 +59,28 @@ def _limit(request: PreclearanceRequest) -> Decimal:
     return (amount or Decimal(0)) * (Decimal(100) + request.tolerance_percent) / Decimal(100)
 
 
-def _used(session: Session, request_id: int) -> Decimal:
-    """What the request's matched records already took (units, or base currency for a notional approval)."""
-    column = PreclearanceMatch.quantity
-    total = Decimal(0)
-    for (value,) in session.execute(select(column).where(PreclearanceMatch.request_id == request_id,
-                                                         PreclearanceMatch.status == "matched")):
-        total += Decimal(value)
-    return total
+class _Book:
+    """The employee's approvals, read once per sync, and what each has used so far (units, or base
+    currency for a notional approval): read on first need, then kept up to date as this sync matches."""
+
+    def __init__(self, session: Session, employee_id: int) -> None:
+        self.session = session
+        self.approved = list(session.execute(select(PreclearanceRequest).where(
+            PreclearanceRequest.employee_id == employee_id, PreclearanceRequest.status == "approved").order_by(
+            PreclearanceRequest.id)).scalars())
+        self._used: dict[int, Decimal] = {}
+
+    def used(self, request_id: int) -> Decimal:
+        if request_id not in self._used:
+            total = Decimal(0)
+            for (value,) in self.session.execute(select(PreclearanceMatch.quantity).where(
+                    PreclearanceMatch.request_id == request_id, PreclearanceMatch.status == "matched")):
+                total += Decimal(value)
+            self._used[request_id] = total
+        return self._used[request_id]
+
+    def take(self, request_id: int, amount: Decimal) -> None:
+        self._used[request_id] = self.used(request_id) + amount
 
 
 def _trade_notional(session: Session, settings: Settings, tx: Transaction) -> Decimal | None:
@@ -77,7 +91,7 @@ def _trade_notional(session: Session, settings: Settings, tx: Transaction) -> De
     return abs(stored.value) if stored is not None and stored.value is not None else None
 
 
-def _decide(session: Session, candidates: Sequence[PreclearanceRequest], at: dt.datetime,
+def _decide(book: _Book, candidates: Sequence[PreclearanceRequest], at: dt.datetime,
             amount_for: Any) -> tuple[str, int | None, Decimal]:
     """The outcome for one record, given the approvals for the same thing (oldest first)."""
     if not candidates:
@@ -86,19 +100,12 @@ def _decide(session: Session, candidates: Sequence[PreclearanceRequest], at: dt.
                  and r.valid_from <= at <= r.expires_at]
     for request in in_window:
         amount = amount_for(request)
-        if _used(session, request.id) + amount <= _limit(request):
+        if book.used(request.id) + amount <= _limit(request):
+            book.take(request.id, amount)
             return "matched", request.id, amount
     if in_window:
         return "over_quantity", in_window[0].id, amount_for(in_window[0])
     return "outside_window", candidates[-1].id, amount_for(candidates[-1])
-
-
-def _approved(session: Session, employee_id: int, **where: Any) -> list[PreclearanceRequest]:
-    stmt = select(PreclearanceRequest).where(PreclearanceRequest.employee_id == employee_id,
-                                             PreclearanceRequest.status == "approved")
-    for name, value in where.items():
-        stmt = stmt.where(getattr(PreclearanceRequest, name) == value)
-    return list(session.execute(stmt.order_by(PreclearanceRequest.id)).scalars())
 
 
 def match_connection(session: Session, settings: Settings, connection_id: int) -> list[PreclearanceMatch]:
@@ -109,24 +116,26 @@ def match_connection(session: Session, settings: Settings, connection_id: int) -
     mark = session.get(EvaluationMark, connection_id)
     since_tx = mark.transaction_id if mark is not None else 0
     since_pos = mark.position_id if mark is not None else 0
-    out: list[PreclearanceMatch] = []
+    book = _Book(session, connection.employee_id)
     if connection.kind == "prediction":
-        out += _match_positions(session, connection, since_pos)
+        out = _match_positions(session, book, connection, since_pos)
     else:
-        out += _match_trades(session, settings, connection, since_tx)
+        out = _match_trades(session, settings, book, connection, since_tx)
+    session.add_all(out)
     session.flush()
     return out
 
 
-def _match_trades(session: Session, settings: Settings, connection: Connection, since: int
+def _match_trades(session: Session, settings: Settings, book: _Book, connection: Connection, since: int
                   ) -> list[PreclearanceMatch]:
     rows = list(session.execute(select(Transaction).where(
         Transaction.connection_id == connection.id, Transaction.id > since, Transaction.kind.in_(TRADES),
         Transaction.orphaned.is_(False)).order_by(Transaction.occurred_at, Transaction.id)).scalars())
     out = []
     for tx in rows:
-        candidates = [r for r in _approved(session, connection.employee_id, kind="asset", asset=tx.asset.upper(),
-                                           side=tx.kind) if not r.venue or r.venue == connection.venue]
+        asset = tx.asset.upper()
+        candidates = [r for r in book.approved if r.kind == "asset" and r.asset == asset and r.side == tx.kind
+                      and (not r.venue or r.venue == connection.venue)]
 
         def amount_for(request: PreclearanceRequest | None, tx: Transaction = tx) -> Decimal:
             if request is not None and request.quantity is None:
@@ -134,12 +143,12 @@ def _match_trades(session: Session, settings: Settings, connection: Connection, 
                 return notional if notional is not None else Decimal(0)
             return abs(tx.amount)
 
-        status, request_id, amount = _decide(session, candidates, tx.occurred_at, amount_for)
-        out.append(_record(session, "transaction", tx.id, connection, tx.occurred_at, amount, status, request_id))
+        status, request_id, amount = _decide(book, candidates, tx.occurred_at, amount_for)
+        out.append(_record("transaction", tx.id, connection, tx.occurred_at, amount, status, request_id))
     return out
 
 
-def _match_positions(session: Session, connection: Connection, since: int) -> list[PreclearanceMatch]:
+def _match_positions(session: Session, book: _Book, connection: Connection, since: int) -> list[PreclearanceMatch]:
     rows = list(session.execute(select(PredictionPosition).where(
         PredictionPosition.connection_id == connection.id, PredictionPosition.id > since).order_by(
         PredictionPosition.id)).scalars())
@@ -153,8 +162,9 @@ def _match_positions(session: Session, connection: Connection, since: int) -> li
         if added <= 0:
             continue  # a position that shrank or stayed: nothing was bought
         side = position.outcome.strip().lower()
-        candidates = [r for r in _approved(session, connection.employee_id, kind="market", venue=connection.venue,
-                                           side=side) if r.market_id.lower() == position.market_id.lower()]
+        market = position.market_id.lower()
+        candidates = [r for r in book.approved if r.kind == "market" and r.venue == connection.venue
+                      and r.side == side and r.market_id.lower() == market]
 
         def amount_for(request: PreclearanceRequest | None, added: Decimal = added,
                        position: PredictionPosition = position) -> Decimal:
@@ -162,20 +172,16 @@ def _match_positions(session: Session, connection: Connection, since: int) -> li
                 return added * (position.avg_price or Decimal(0))
             return added
 
-        status, request_id, amount = _decide(session, candidates, position.valid_from, amount_for)
-        out.append(_record(session, "position", position.id, connection, position.valid_from, amount, status,
-                           request_id))
+        status, request_id, amount = _decide(book, candidates, position.valid_from, amount_for)
+        out.append(_record("position", position.id, connection, position.valid_from, amount, status, request_id))
     return out
 
 
-def _record(session: Session, record_type: str, record_id: int, connection: Connection, at: dt.datetime,
-            quantity: Decimal, status: str, request_id: int | None) -> PreclearanceMatch:
-    row = PreclearanceMatch(record_type=record_type, record_id=record_id, connection_id=connection.id,
-                            employee_id=connection.employee_id, occurred_at=at, quantity=quantity, status=status,
-                            request_id=request_id, matched_at=utcnow())
-    session.add(row)
-    session.flush()
-    return row
+def _record(record_type: str, record_id: int, connection: Connection, at: dt.datetime, quantity: Decimal,
+            status: str, request_id: int | None) -> PreclearanceMatch:
+    return PreclearanceMatch(record_type=record_type, record_id=record_id, connection_id=connection.id,
+                             employee_id=connection.employee_id, occurred_at=at, quantity=quantity, status=status,
+                             request_id=request_id, matched_at=utcnow())
 
 
 # -- the preclearance_required rule ----------------------------------------------------------------------
