@@ -90,7 +90,12 @@ def _market(value: str, venue: str) -> tuple[str, str]:
             raise Invalid("market_id: a market id, or a polymarket.com or kalshi.com market URL", field="market_id")
         if venue and venue != found:
             raise Invalid(f"market_id is a {found} URL but venue is {venue}", field="venue")
-        return segments[-1], found
+        if found == "polymarket":
+            # A Polymarket URL names the event's slug; positions name the market's condition id, and
+            # resolving one to the other would need a request to Gamma from inside this request.
+            raise Invalid("for Polymarket give the market's condition id (0x followed by 64 hex digits), shown on "
+                          "the market page under the rules, not its URL", field="market_id")
+        return segments[-1].upper(), found
     if not MARKET_ID.match(text):
         raise Invalid("market_id: a market id (letters, digits, . _ : -) or a market URL", field="market_id")
     return text, venue

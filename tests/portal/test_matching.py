@@ -133,3 +133,29 @@ def test_a_rule_created_later_judges_only_trades_after_it(sta: Any, sim: Running
     bad = carol.send("POST", "/rules", {"name": "x", "kind": "preclearance_required",
                                         "params": {"exempt_below": "-5"}}, 400)
     assert bad["error"]["field"] == "params.exempt_below"
+
+
+def test_a_new_prediction_position_matches_a_market_approval(sta: Any, sim: RunningSim, carol: Api) -> None:
+    from appliance.sim.venues.polymarket import MARKETS
+    from tests.conduct.conftest import new_employee, onboard_wallet
+
+    fed = next(m for m in MARKETS if "Fed" in m.question)
+    employee_id = new_employee(sta, "Pat Predictor")
+    made = carol.post("/preclearances", {"employee_id": employee_id, "market_id": fed.condition_id,
+                                         "venue": "polymarket", "side": "yes", "quantity": "100"})
+    carol.post(f"/preclearances/{made['id']}/decision", {"approve": True, "comment": "ok"}, 200)
+    carol.post("/rules", {"name": "Ask first", "kind": "preclearance_required"})
+    address = sim.control("POST", "polymarket/wallets", {"positions": 0, "trades": 0, "activity": 0})["address"]
+    sim.control("POST", f"polymarket/wallets/{address}/positions", {"positions": [
+        {"condition_id": fed.condition_id, "outcome_index": 0, "size": "80", "avg_price": "0.3"},
+        {"condition_id": fed.condition_id, "outcome_index": 1, "size": "5", "avg_price": "0.7"}]})
+    cid = onboard_wallet(sta, employee_id, "polymarket", address)
+    sync(sta, cid)
+    from appliance.store.models import PreclearanceMatch
+
+    with sta.store.read() as session:
+        found = {(m.status, m.request_id, str(m.quantity)) for m in session.execute(
+            select(PreclearanceMatch).where(PreclearanceMatch.connection_id == cid)).scalars()}
+    assert found == {("matched", made["id"], "80"), ("no_request", None, "5")}
+    (alert,) = carol.get("/alerts?kind=rule_breach")["alerts"]
+    assert "No position" in alert["title"] and "without pre-clearance" in alert["title"]

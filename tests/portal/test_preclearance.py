@@ -111,13 +111,17 @@ def test_on_behalf_of_an_employee_and_the_queue_page(client: Any, ta: Any, flask
 
     erin_id = new_employee(ta)
     carol = Dashboard(client, ta, "carol")
-    made = carol.post("/preclearances", {"employee_id": erin_id, "market_id": "https://polymarket.com/event/"
-                                         "will-it-rain", "side": "yes", "quantity": "100"})
-    assert made["status"] == "pending" and made["venue"] == "polymarket" and made["market_id"] == "will-it-rain"
+    refused = client.post("/api/v1/preclearances", headers=carol.headers, json={
+        "employee_id": erin_id, "market_id": "https://polymarket.com/event/will-it-rain", "side": "yes",
+        "quantity": "100"})
+    assert refused.status_code == 400 and "condition id" in refused.get_json()["error"]["message"]
+    made = carol.post("/preclearances", {"employee_id": erin_id, "market_id": "https://kalshi.com/markets/kxrain/"
+                                         "rain-in-nyc/kxrain-26dec", "side": "yes", "quantity": "100"})
+    assert made["status"] == "pending" and made["venue"] == "kalshi" and made["market_id"] == "KXRAIN-26DEC"
     web = browser(flask_app)
     login_session(web, ta, "carol")
     page = web.get("/preclearances")
-    assert page.status_code == 200 and "will-it-rain" in page.text
+    assert page.status_code == 200 and "KXRAIN-26DEC" in page.text
     decided = web.post(f"/preclearances/{made['id']}/decision", data={
         "csrf_token": csrf_of(web), "decision": "deny", "comment": "inside information risk"})
     assert decided.status_code == 302
