@@ -6,6 +6,7 @@ evidence."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -154,8 +155,8 @@ def test_a_new_prediction_position_matches_a_market_approval(sta: Any, sim: Runn
     from appliance.store.models import PreclearanceMatch
 
     with sta.store.read() as session:
-        found = {(m.status, m.request_id, str(m.quantity)) for m in session.execute(
+        found = {(m.status, m.request_id, m.quantity) for m in session.execute(
             select(PreclearanceMatch).where(PreclearanceMatch.connection_id == cid)).scalars()}
-    assert found == {("matched", made["id"], "80"), ("no_request", None, "5")}
+    assert found == {("matched", made["id"], Decimal(80)), ("no_request", None, Decimal(5))}
     (alert,) = carol.get("/alerts?kind=rule_breach")["alerts"]
     assert "No position" in alert["title"] and "without pre-clearance" in alert["title"]
