@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TOOLS := .tools
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck contracts pytest venv dev-venv test-tools lock bundle clean bench
+.PHONY: demo test lint typecheck contracts pytest venv dev-venv test-tools lock bundle clean bench openapi
 
 $(VENV)/.runtime: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -33,7 +33,7 @@ test-tools:
 	@packaging/dev/install-test-tools.sh
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check appliance tests bench
+	$(VENV)/bin/ruff check appliance tests bench packaging
 
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
@@ -50,9 +50,20 @@ lock: $(VENV)/.dev
 		--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 		--output-file=offline-wheels/requirements.lock pyproject.toml
 
-## The offline bundle for air-gapped installs (wheels + install.sh + units).
+## docs/openapi.json: the API's published contract, generated from the routes and their schemas.
+openapi: $(VENV)/.dev
+	$(PY) -m tests.support.openapi docs/openapi.json
+
+## The signed offline release for air-gapped installs (bundles per platform, SBOMs, install.sh).
+## RELEASE_KEY: the release's Ed25519 key; without one, a development key is made (never ship with it).
+## BUNDLE_ARGS: e.g. --all-targets (CPython 3.11-3.13 on x86_64 and aarch64).
+RELEASE_KEY ?= .release-key/vigatra-release.key
+BUNDLE_ARGS ?=
 bundle: $(VENV)/.dev
-	packaging/build-bundle.sh
+	@test -f $(RELEASE_KEY) || { mkdir -p $(dir $(RELEASE_KEY)) && \
+		$(PY) packaging/release_sign.py keygen --secret-key $(RELEASE_KEY) --public-key $(RELEASE_KEY:.key=.pub) && \
+		echo "made a DEVELOPMENT release key: customers pin the real one (install.sh --trust-key)"; }
+	packaging/build-bundle.sh --sign-key $(RELEASE_KEY) $(BUNDLE_ARGS)
 
 bench: $(VENV)/.dev
 	$(PY) bench/run_all.py

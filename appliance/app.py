@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask, Request
 from flask.sessions import SecureCookieSessionInterface
-from flask_login import LoginManager
 
-from appliance.boundary import edge, errors, headers, pipeline
+from appliance.boundary import edge, errors, headers, params, pipeline
 from appliance.boundary.paths import is_api_path
 from appliance.boundary.routes import check_declared
+from appliance.boundary.validation import check_validated
 from appliance.services.context import Appliance
 
 SESSION_COOKIE = "__Host-vigatra"
@@ -41,6 +41,7 @@ def create_app(appliance: Appliance) -> Flask:
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["vigatra"] = appliance
     pipeline.install(app)  # first: its checks run before, and its audit record after, any other hook
+    params.install(app)  # before any route: bounded ids in paths
     app.session_interface = BrowserSessions()
     settings = appliance.settings
     app.config.update(
@@ -57,19 +58,6 @@ def create_app(appliance: Appliance) -> Flask:
         JSON_SORT_KEYS=False,
         TEMPLATES_AUTO_RELOAD=False,
     )
-    login_manager = LoginManager()
-    login_manager.session_protection = None  # sessions are checked by the edge (epoch, revocation, timeouts)
-    login_manager.init_app(app)
-
-    from appliance.web import WebUser
-
-    @login_manager.user_loader
-    def _load_user(user_id: str) -> WebUser | None:
-        actor = edge.state().actor
-        if actor.kind == "user" and actor.user_id == int(user_id):
-            return WebUser(actor.user_id, actor.label)
-        return None
-
     headers.install(app)
     errors.install(app)
 
@@ -85,4 +73,5 @@ def create_app(appliance: Appliance) -> Flask:
     app.add_url_rule("/healthz", "healthz", health)
     app.add_url_rule("/metrics", "metrics", prometheus)
     check_declared(app)
+    check_validated(app)
     return app

@@ -30,14 +30,17 @@ class ConfigError(VigatraError):
 
 
 class Invalid(VigatraError):
-    """Input failed validation. ``field`` names the offending field when there is one."""
+    """Input failed validation. ``fields`` maps each offending field to what is wrong with it (``field``
+    names a single one); the API answers ``{"error": {"code": "invalid_request", "message", "fields"}}``."""
 
     http_status = 400
-    code = "invalid"
+    code = "invalid_request"
 
-    def __init__(self, message: str, *, field: str | None = None, detail: dict[str, object] | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, fields: dict[str, str] | None = None,
+                 detail: dict[str, object] | None = None) -> None:
         super().__init__(message, detail=detail)
-        self.field = field
+        self.fields: dict[str, str] = dict(fields) if fields else ({field: message} if field else {})
+        self.field = field if field is not None else next(iter(self.fields), None)
 
 
 class NotFound(VigatraError):
@@ -66,6 +69,13 @@ class Forbidden(VigatraError):
 
     http_status = 403
     code = "forbidden"
+
+
+class PasswordChangeRequired(Forbidden):
+    """The password is a one-time one (set by `vigatra init` or an admin's reset): nothing but changing it
+    in the web interface is allowed until then."""
+
+    code = "password_change_required"
 
 
 class TooManyRequests(VigatraError):

@@ -28,6 +28,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/vigatra/vigatra.yaml")
 ENV_PREFIX = "VIGATRA_"
 # Environment variables with this prefix that are not configuration keys.
 NON_CONFIG_ENV = frozenset({"VIGATRA_CONFIG", "VIGATRA_TEST_POSTGRES_URL", "VIGATRA_KEK"})
+# Secrets the env key provider holds for other systems (VIGATRA_SECRET_SMTP_PASSWORD): not configuration keys.
+SECRET_ENV_PREFIX = "VIGATRA_SECRET_"  # noqa: S105 (a variable name prefix, not a secret)
 
 # ccxt ids of the exchanges plus the chains and prediction markets; settings validate venue keys against it.
 VENUE_IDS: tuple[str, ...] = (
@@ -62,8 +64,9 @@ class ServerSettings:
         "Waitress worker threads. Requests wait for their audit event to be durable; more threads let the "
         "group committer batch more events per fsync.", min=1, max=256))
     public_url: str = field(default="", metadata=_doc(
-        "External https:// URL users reach the appliance at; used in onboarding links. "
-        "Empty: derived from the request."))
+        "External https:// URL users reach the appliance at; onboarding links are built from it, never from a "
+        "request's Host header. `vigatra init --public-url` writes it; empty: https:// and this machine's "
+        "name, and `vigatra doctor` warns."))
     trusted_proxies: tuple[str, ...] = field(default=("127.0.0.1", "::1"), metadata=_doc(
         "Peers whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or CIDR networks)."))
     dev_allow_insecure_onboarding: bool = field(default=False, metadata=_doc(
@@ -77,7 +80,10 @@ class ServerSettings:
 class DatabaseSettings:
     url: str = field(default="", metadata=_doc(
         "SQLAlchemy URL. Empty: SQLite file vigatra.db in data_dir. PostgreSQL: postgresql+psycopg://user@host/db"))
-    pool_size: int = field(default=10, metadata=_doc("Connection pool size (PostgreSQL).", min=1, max=200))
+    pool_size: int = field(default=0, metadata=_doc(
+        "Connections each process keeps open. 0: one for every server thread, poll worker and background writer "
+        "(server.threads + poller.workers + 4), so no request opens a connection. On PostgreSQL, set it when "
+        "several processes must share max_connections.", min=0, max=200))
     busy_timeout_ms: int = field(default=10000, metadata=_doc(
         "SQLite: how long a writer waits for the lock before failing.", min=0, max=600000))
     echo: bool = field(default=False, metadata=_doc("Log every SQL statement (debugging only)."))
@@ -201,8 +207,21 @@ class AuditSettings:
         "Audit events are kept at least this long (6 years: SEC 17a-4); only `vigatra audit purge` removes "
         "older ones.", min=365, max=36500))
     checkpoint_minutes: int = field(default=60, metadata=_doc(
-        "A signed checkpoint of the audit chain is written this often, empty periods included.",
+        "A signed checkpoint of the audit chain is written at least this often, empty periods included; new "
+        "events are signed within 5 minutes of arriving, and at every clean shutdown.",
         min=1, max=1440))
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    dest: str = field(default="", metadata=_doc(
+        "Directory the scheduled backup writes to (outside data_dir; the service must be allowed to write "
+        "there: /var/backups/vigatra is, in the shipped unit). Empty: no scheduled backup."))
+    interval_hours: int = field(default=24, metadata=_doc(
+        "Hours between scheduled backups.", min=1, max=720))
+    retention_count: int = field(default=7, metadata=_doc(
+        "Scheduled backups kept in backup.dest; older ones are deleted after a new one verified. Backups "
+        "made by hand or by install.sh are not counted or deleted.", min=1, max=1000))
 
 
 @dataclass(frozen=True)
@@ -247,8 +266,10 @@ class VenueSettings:
     base_url: str = field(default="", metadata=_doc(
         "Replaces scheme and host of every endpoint of this venue (egress gateway, or the simulators). "
         "Empty: the venue's production URL."))
-    requests_per_second: float = field(default=5.0, metadata=_doc(
-        "Shared request budget for all accounts of this venue (venues limit per egress IP).", min=0.1, max=1000))
+    requests_per_second: float = field(default=0.0, metadata=_doc(
+        "0: the venue's documented request limits apply (per egress IP and per account, endpoint by endpoint; "
+        "docs/VENUES-SOURCES.md). Above 0: one shared budget of this many requests a second for all accounts of "
+        "this venue replaces them (an egress gateway with its own limits, the simulators).", min=0, max=1000))
     poll_interval_minutes: int = field(default=0, metadata=_doc(
         "Time between polls of this venue's connections (0: poller.interval_minutes).", min=0, max=1440))
     unverified_policy: Literal["reject", "accept_unverified"] = field(default="reject", metadata=_doc(
@@ -399,6 +420,8 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings, metadata=_doc("Alerts and flagged scope."))
     notifications: NotificationSettings = field(default_factory=NotificationSettings, metadata=_doc(
         "E-mail to compliance: new critical alerts, assignments, onboarding links."))
+    backup: BackupSettings = field(default_factory=BackupSettings, metadata=_doc(
+        "Scheduled encrypted backups (`vigatra backup create` makes one by hand)."))
     keys: KeySettings = field(default_factory=KeySettings, metadata=_doc(
         "Encryption keys. Secrets never go in this file, only where the provider finds them."))
     egress: EgressSettings = field(default_factory=EgressSettings, metadata=_doc(
@@ -424,10 +447,6 @@ class Settings:
 
     def venue(self, venue_id: str) -> VenueSettings:
         return self.venues.get(venue_id) or VenueSettings()
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,6 +673,9 @@ def _cross_check(settings: Settings, source: str) -> None:
         raise _bad(("auth", "password_min_length"), source,
                    "must be at least 15 unless auth.mfa_required is true (NIST SP 800-63B)")
     _check_smtp(settings.notifications, source)
+    backup_dest = settings.backup.dest
+    if backup_dest and not Path(backup_dest).is_absolute():
+        raise _bad(("backup", "dest"), source, f"must be an absolute path, got {backup_dest!r}")
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)

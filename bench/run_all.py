@@ -1,7 +1,7 @@
 """Run every benchmark at the sizes docs/PERFORMANCE.md reports, one after the other (they must not
 share the machine), and print each one's output under the command that produced it.
 
-Usage: .venv/bin/python bench/run_all.py [--quick] [--only keys audit_overhead ...]
+Usage: .venv/bin/python bench/run_all.py [--quick] [--only requests keys ...]
 ``--quick`` runs each at a small size (a smoke run: minutes, not the reported figures).
 """
 
@@ -17,12 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (full arguments, quick arguments)
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
+    "requests": (["-m", "bench.bench_requests", "--seconds", "10", "--rounds", "3"],
+                 ["-m", "bench.bench_requests", "--seconds", "3", "--rounds", "1"]),
+    "requests_postgresql": (
+        ["-m", "bench.bench_requests", "--database", "postgresql", "--seconds", "10", "--rounds", "3"],
+        ["-m", "bench.bench_requests", "--database", "postgresql", "--seconds", "3", "--rounds", "1"]),
     "keys": (["bench/bench_keys.py"], ["bench/bench_keys.py", "--ops", "20000", "--connections", "10000"]),
     "audit_overhead": (["-m", "bench.bench_audit_overhead", "--seconds", "8", "--connections", "32"],
                        ["-m", "bench.bench_audit_overhead", "--seconds", "2"]),
     "audit_export": (["-m", "bench.bench_audit_export", "--events", "10000000"],
                      ["-m", "bench.bench_audit_export", "--events", "20000"]),
     "venues": (["bench/bench_venues.py", "--accounts", "10"], ["bench/bench_venues.py", "--accounts", "2"]),
+    "backup": (["-m", "bench.bench_backup", "--events", "1000000"], ["-m", "bench.bench_backup", "--events", "20000"]),
     "sync": (["bench/bench_sync.py", "--connections", "10000", "--workers", "48"],
              ["bench/bench_sync.py", "--connections", "200", "--databases", "sqlite"]),
     "valuation": (["bench/bench_valuation.py"],

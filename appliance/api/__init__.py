@@ -6,4 +6,16 @@ from flask import Blueprint
 
 api_blueprint = Blueprint("api", __name__)
 
-from appliance.api import admin, alerts, audit, auth, employees, lists, me, oversight, preclearance, rules  # noqa: E402,F401  (register the routes)
+from appliance.api import (  # noqa: E402,F401  (the routes)
+    admin,
+    alerts,
+    audit,
+    auth,
+    employees,
+    lists,
+    me,
+    openapi,
+    oversight,
+    preclearance,
+    rules,
+)

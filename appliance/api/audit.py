@@ -9,31 +9,33 @@ from flask import Response, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
-from appliance.api.common import int_arg, json_value, respond, time_arg
+from appliance.api import schemas as s
+from appliance.api.common import json_value, respond
 from appliance.audit.export import CSV_COLUMNS, AuditFilter, export_csv, iter_rows
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import JSON, accepts
 from appliance.errors import Forbidden
 
 
-def _filter() -> AuditFilter:
-    return AuditFilter(since=time_arg("from"), until=time_arg("to"), user_id=int_arg("user_id"),
-                       resource_type=request.args.get("resource_type") or None,
-                       action=request.args.get("action") or None)
+def _filter(query: s.AuditQuery) -> AuditFilter:
+    return AuditFilter(since=query.from_, until=query.to, user_id=query.user_id,
+                       resource_type=query.resource_type or None, action=query.action or None)
 
 
-def _wants_csv() -> bool:
-    fmt = request.args.get("format")
-    if fmt:
-        return fmt == "csv"
-    return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+def _wants_csv(query: s.AuditQuery) -> bool:
+    if query.format:
+        return query.format == "csv"
+    return request.accept_mimetypes.best_match([JSON, "text/csv"]) == "text/csv"
 
 
 @api_blueprint.route("/audit", methods=["GET"])
 @requires("audit:read", action="audit.list")
-def list_audit() -> ResponseReturnValue:
-    flt = _filter()
-    if _wants_csv():
+@accepts(query=s.AuditQuery, returns=s.AuditPage, media=(JSON, "text/csv"))
+def list_audit(query: s.AuditQuery) -> ResponseReturnValue:
+    """The audit trail: JSON pages, or every matching event as CSV."""
+    flt = _filter(query)
+    if _wants_csv(query):
         if not state().actor.can("audit:export"):
             raise Forbidden("exporting the audit trail needs the audit:export permission")
         audit_resource(action="audit.export_csv")
@@ -49,8 +51,8 @@ def list_audit() -> ResponseReturnValue:
         response = Response(stream_with_context(generate()), mimetype="text/csv")
         response.headers["Content-Disposition"] = 'attachment; filename="vigatra-audit.csv"'
         return response
-    limit = int_arg("limit", 100, high=1000) or 100
-    after = int_arg("after", None, low=0)
+    limit = query.limit
+    after = query.after
     page = AuditFilter(flt.since, flt.until, flt.user_id, flt.resource_type, flt.action, after)
     rows = []
     for row in iter_rows(db(), page, batch=limit):

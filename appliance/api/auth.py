@@ -6,11 +6,13 @@ from flask import request
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
-from appliance.api.common import body, respond
+from appliance.api import schemas as s
+from appliance.api.common import respond
 from appliance.audit.writer import AuditRecord
 from appliance.boundary.edge import appliance, state
 from appliance.boundary.routes import public
-from appliance.errors import Forbidden, Invalid, TooManyRequests, Unauthenticated
+from appliance.boundary.validation import accepts, submitted
+from appliance.errors import Forbidden, PasswordChangeRequired, TooManyRequests, Unauthenticated
 from appliance.services import login as login_service
 
 
@@ -25,17 +27,15 @@ def _event(action: str, outcome: str, status: int, *, user_id: int | None = None
 
 @api_blueprint.route("/auth/token", methods=["POST"])
 @public(accepts_data=True)
+@accepts(body=s.TokenRequest, in_view=True, returns=s.Token, errors=(401, 403, 429))
 def issue_token() -> ResponseReturnValue:
+    """Sign in: username and password (and TOTP) for a 24-hour access token."""
     app = appliance()
     if not state().transport.credentials_ok:
         raise Forbidden("credentials are accepted over TLS only")
-    data = body()
-    username, password = data.get("username"), data.get("password")
-    totp = data.get("totp")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise Invalid("username and password are required strings")
-    if totp is not None and not isinstance(totp, str):
-        raise Invalid("username and password are required strings")
+    # Parsed only now: credentials that came over plain HTTP are not even read.
+    data = submitted(s.TokenRequest)
+    username, password, totp = data.username, data.password, data.totp
     try:
         outcome = login_service.login(
             app.store, app.settings.auth, username=username, password=password, ip=state().transport.client_ip,
@@ -55,6 +55,12 @@ def issue_token() -> ResponseReturnValue:
     user = app.auth.user(outcome.user_id)
     if user is None:
         raise Unauthenticated(login_service.GENERIC_FAILURE)
+    if user.must_change_password:
+        # The one-time password proves only that someone read the installer's output or an admin's reset:
+        # it buys no token, only the password form.
+        _event("token.refused", "denied", 403, user_id=user.id)
+        raise PasswordChangeRequired("this password must be changed before it can be used for an access token: "
+                                     "sign in to the web interface and choose a new one")
     if app.settings.auth.mfa_required and not user.mfa_enabled:
         raise Forbidden("multi-factor authentication is required: enrol in the web interface first")
     token, ttl = login_service.issue_access_token(app.settings.auth, app.keys.derive("jwt"), user_id=user.id,

@@ -1,4 +1,5 @@
-"""Serialisation and argument parsing shared by the API modules."""
+"""Serialisation shared by the API modules (input is parsed by each route's declared schema:
+appliance/boundary/validation.py and appliance/api/schemas.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 
-from appliance.boundary.params import int_arg, time_arg
-from appliance.errors import Invalid
-
-__all__ = ["body", "fields", "int_arg", "json_value", "respond", "time_arg"]
+__all__ = ["json_value", "respond"]
 
 
 def json_value(value: Any) -> Any:
@@ -26,21 +24,3 @@ def respond(data: Any, status: int = 200) -> Response:
     response = jsonify(data)
     response.status_code = status
     return response
-
-
-def body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise Invalid("send a JSON object (Content-Type: application/json)")
-    return data
-
-
-def fields(data: dict[str, Any], allowed: set[str] | frozenset[str], required: tuple[str, ...] = ()) -> None:
-    """Refuse unknown fields and name missing required ones (strict input: nothing is silently ignored)."""
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise Invalid(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})",
-                      field=unknown[0])
-    for name in required:
-        if data.get(name) is None:
-            raise Invalid(f"{name} is required", field=name)

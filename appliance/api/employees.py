@@ -11,13 +11,17 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
-from appliance.api.common import body, int_arg, json_value, respond, time_arg
+from appliance.api import schemas as s
+from appliance.api.common import json_value, respond
 from appliance.api.values import total_json, value_json
 from appliance.boundary.edge import appliance, audit_resource, db, state
+from appliance.boundary.params import MAX_ID
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import NoInput, accepts
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
 from appliance.services import preclearance_match, records
+from appliance.services.scope import holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.store.models import Employee
 
@@ -37,26 +41,29 @@ def employee_json(employee: Employee, row: employee_service.EmployeeRow | None =
 
 @api_blueprint.route("/employees", methods=["GET"])
 @requires("employees:read", action="employees.list")
+@accepts(returns=s.EmployeeList)
 def list_employees() -> ResponseReturnValue:
+    """Every monitored employee with the health of their connections."""
     rows = employee_service.list_rows(db())
     return respond({"employees": [employee_json(r.employee, r) for r in rows]})
 
 
 @api_blueprint.route("/employees", methods=["POST"])
 @requires("employees:write", action="employees.create")
-def create_employee() -> ResponseReturnValue:
-    data = body()
-    employee = employee_service.create(
-        db(), name=str(data.get("name", "")), email=str(data.get("email", "")),
-        department=str(data.get("department", "")),
-        external_id=str(data["external_id"]) if data.get("external_id") is not None else None)
+@accepts(body=s.EmployeeCreate, returns=s.Employee, status=201, errors=(409,))
+def create_employee(body: s.EmployeeCreate) -> ResponseReturnValue:
+    """Add an employee to monitor."""
+    employee = employee_service.create(db(), name=body.name, email=body.email, department=body.department,
+                                       external_id=body.external_id)
     audit_resource("employees", employee.id)
     return respond(employee_json(employee), 201)
 
 
 @api_blueprint.route("/employees/<int:employee_id>", methods=["GET"])
 @requires("employees:read", action="employees.view")
+@accepts(returns=s.EmployeeWithHealth)
 def get_employee(employee_id: int) -> ResponseReturnValue:
+    """One employee with the health of their connections."""
     session = db()
     employee = employee_service.get(session, employee_id)
     rows = employee_service.list_rows(session, employee_ids=[employee.id])
@@ -65,22 +72,30 @@ def get_employee(employee_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
 @requires("employees:write", action="employees.offboard")
+@accepts(body=NoInput, returns=s.Employee)
 def offboard_employee(employee_id: int) -> ResponseReturnValue:
+    """Offboard an employee: polling stops, records are kept."""
     return respond(employee_json(employee_service.offboard(db(), employee_id)))
 
 
 @api_blueprint.route("/employees/<int:employee_id>/connections", methods=["GET"])
 @requires("connections:read", action="connections.list")
+@accepts(returns=s.ConnectionList)
 def employee_connections(employee_id: int) -> ResponseReturnValue:
+    """An employee's connections (never their credentials)."""
     session = db()
     employee_service.get(session, employee_id)
     items = connection_service.list_for_employee(session, employee_id)
-    return respond({"connections": [connection_service.connection_json(session, c) for c in items]})
+    holdings = holdings_visible(session, state().actor, employee_id)
+    return respond({"connections": [connection_service.connection_json(session, c, holdings=holdings)
+                                    for c in items]})
 
 
 @api_blueprint.route("/employees/<int:employee_id>/balances", methods=["GET"])
 @requires("balances:read", action="balances.list")
+@accepts(returns=s.BalanceList)
 def employee_balances(employee_id: int) -> ResponseReturnValue:
+    """An employee's current balances, under the caller's scope."""
     session = db()
     employee_service.get(session, employee_id)
     rows = records.current_balances(session, state().actor, employee_id=employee_id)
@@ -95,12 +110,13 @@ def employee_balances(employee_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/employees/<int:employee_id>/transactions", methods=["GET"])
 @requires("transactions:read", action="transactions.list")
-def employee_transactions(employee_id: int) -> ResponseReturnValue:
+@accepts(query=s.TransactionQuery, returns=s.TransactionList)
+def employee_transactions(employee_id: int, query: s.TransactionQuery) -> ResponseReturnValue:
+    """An employee's transactions, newest first, under the caller's scope."""
     session = db()
     employee_service.get(session, employee_id)
-    rows = records.transactions(session, state().actor, employee_id=employee_id, since=time_arg("from"),
-                                until=time_arg("to"), limit=int_arg("limit", 500, high=5000) or 500,
-                                before_id=int_arg("before"))
+    rows = records.transactions(session, state().actor, employee_id=employee_id, since=query.from_,
+                                until=query.to, limit=query.limit, before_id=query.before)
     settings = appliance().settings
     values = valuation.transaction_values(session, settings, [t for t, _c in rows])
     outcomes = preclearance_match.outcomes_of(session, "transaction", [t.id for t, _c in rows])
@@ -111,10 +127,16 @@ def employee_transactions(employee_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/employees/<int:employee_id>/transactions/<int:transaction_id>", methods=["GET"])
 @requires("transactions:read", action="transactions.view", resource_arg="transaction_id")
+@accepts(returns=s.OneTransaction)
 def employee_transaction(employee_id: int, transaction_id: int) -> ResponseReturnValue:
+    """One of an employee's transactions."""
     from appliance.errors import NotFound
 
     session = db()
+    # The newest transaction up to this id (before_id is exclusive; ids stop at MAX_ID, so +1 stays a BIGINT
+    # for every id but the last, which no row has).
+    if transaction_id >= MAX_ID:
+        raise NotFound("not found")
     rows = records.transactions(session, state().actor, employee_id=employee_id, limit=1,
                                 before_id=transaction_id + 1)
     if not rows or rows[0][0].id != transaction_id:
@@ -135,8 +157,10 @@ def transaction_json(t: Any, c: Any, value: valuation.Value, preclearance: Any =
         "id": t.id, "connection_id": c.id, "venue": c.venue, "stream": t.stream, "venue_tx_id": t.venue_tx_id,
         "kind": t.kind, "occurred_at": json_value(t.occurred_at), "asset": t.asset, "amount": json_value(t.amount),
         "market": t.market, "quote_asset": t.quote_asset, "quote_amount": json_value(t.quote_amount),
-        "price": json_value(t.price), "fee_asset": t.fee_asset, "fee_amount": json_value(t.fee_amount),
-        "provenance": t.provenance, "orphaned": t.orphaned, "block_number": t.block_number, **value_json(value),
+        "trade_price": json_value(t.price), "fee_asset": t.fee_asset, "fee_amount": json_value(t.fee_amount),
+        "provenance": t.provenance, "orphaned": t.orphaned, "block_number": t.block_number,
+        "status": t.status, "status_changed_at": json_value(t.status_changed_at),
+        "statement_import_id": t.statement_import_id, **value_json(value),
     }
 
 

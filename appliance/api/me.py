@@ -9,12 +9,14 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
-from appliance.api.common import body, int_arg, json_value, respond
+from appliance.api import portal_schemas as ps
+from appliance.api.common import json_value, respond
 from appliance.api.employees import transaction_json
 from appliance.api.oversight import position_json
 from appliance.api.values import total_json, value_json
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import employee_portal
+from appliance.boundary.validation import NoInput, accepts
 from appliance.errors import Invalid
 from appliance.services import me
 from appliance.services.valuation import read as valuation
@@ -50,6 +52,7 @@ def request_json(r: PreclearanceRequest) -> dict[str, Any]:
 
 @api_blueprint.route("/me", methods=["GET"])
 @employee_portal(action="portal.me")
+@accepts()
 def me_profile() -> ResponseReturnValue:
     employee = me.profile(db(), _employee_id())
     return respond({"id": employee.id, "name": employee.name, "email": employee.email,
@@ -58,12 +61,14 @@ def me_profile() -> ResponseReturnValue:
 
 @api_blueprint.route("/me/connections", methods=["GET"])
 @employee_portal(action="portal.connections")
+@accepts()
 def me_connections() -> ResponseReturnValue:
     return respond({"connections": [own_connection_json(c) for c in me.connections(db(), _employee_id())]})
 
 
 @api_blueprint.route("/me/connections/onboarding-link", methods=["POST"])
 @employee_portal(action="portal.connection_onboard")
+@accepts(body=NoInput, status=201)
 def me_onboarding_link() -> ResponseReturnValue:
     """A one-hour onboarding link for the signed-in employee (add, replace or fix a connection)."""
     from appliance.services import onboarding, portal
@@ -71,11 +76,12 @@ def me_onboarding_link() -> ResponseReturnValue:
     settings = appliance().settings
     link_id, token = portal.self_onboarding_link(db(), settings, state().actor, _employee_id())
     audit_resource("onboarding", link_id)
-    return respond({"url": onboarding.link_url(settings, token, portal.portal_url(settings))}, 201)
+    return respond({"url": onboarding.link_url(settings, token)}, 201)
 
 
 @api_blueprint.route("/me/holdings", methods=["GET"])
 @employee_portal(action="portal.holdings")
+@accepts()
 def me_holdings() -> ResponseReturnValue:
     session = db()
     rows = me.holdings(session, _employee_id())
@@ -90,10 +96,10 @@ def me_holdings() -> ResponseReturnValue:
 
 @api_blueprint.route("/me/transactions", methods=["GET"])
 @employee_portal(action="portal.transactions")
-def me_transactions() -> ResponseReturnValue:
+@accepts(query=ps.MeTransactionQuery)
+def me_transactions(query: ps.MeTransactionQuery) -> ResponseReturnValue:
     session = db()
-    rows = me.transactions(session, _employee_id(), limit=int_arg("limit", 500, high=5000) or 500,
-                           before_id=int_arg("before"))
+    rows = me.transactions(session, _employee_id(), limit=query.limit, before_id=query.before)
     settings = appliance().settings
     values = valuation.transaction_values(session, settings, [t for t, _c in rows])
     matches = me.matches(session, "transaction", [t.id for t, _c in rows])
@@ -104,6 +110,7 @@ def me_transactions() -> ResponseReturnValue:
 
 @api_blueprint.route("/me/transactions/<int:transaction_id>", methods=["GET"])
 @employee_portal(action="portal.transaction", resource_arg="transaction_id")
+@accepts()
 def me_transaction(transaction_id: int) -> ResponseReturnValue:
     session = db()
     t, c = me.transaction(session, _employee_id(), transaction_id)
@@ -116,6 +123,7 @@ def me_transaction(transaction_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/me/positions", methods=["GET"])
 @employee_portal(action="portal.positions")
+@accepts()
 def me_positions() -> ResponseReturnValue:
     session = db()
     rows = me.positions(session, _employee_id())
@@ -127,19 +135,20 @@ def me_positions() -> ResponseReturnValue:
 
 @api_blueprint.route("/me/preclearances", methods=["GET"])
 @employee_portal(action="portal.preclearances")
+@accepts(returns=ps.PreclearanceList)
 def me_preclearances() -> ResponseReturnValue:
     return respond({"preclearances": [request_json(r) for r in me.requests(db(), _employee_id())]})
 
 
 @api_blueprint.route("/me/preclearances", methods=["POST"])
 @employee_portal(action="portal.preclearance_create")
-def me_create_preclearance() -> ResponseReturnValue:
+@accepts(body=ps.PreclearanceCreate, status=201, returns=ps.PreclearanceOut)
+def me_create_preclearance(body: ps.PreclearanceCreate) -> ResponseReturnValue:
     from appliance.services import preclearance
 
-    data = body()
-    if "employee_id" in data:
+    if body.employee_id is not None:
         raise Invalid("employee_id is not sent here: a request on the portal is always your own", field="employee_id")
-    ask = preclearance.parse(data)
+    ask = preclearance.parse(body.model_dump(exclude_none=True))
     row = preclearance.submit(db(), appliance().settings, state().actor, _employee_id(), ask, via="portal")
     audit_resource("preclearance", row.id)
     audit_detail(status=row.status, rule_id=row.rule_id)
@@ -148,6 +157,7 @@ def me_create_preclearance() -> ResponseReturnValue:
 
 @api_blueprint.route("/me/preclearances/<int:request_id>", methods=["GET"])
 @employee_portal(action="portal.preclearance", resource_arg="request_id")
+@accepts(returns=ps.PreclearanceOut)
 def me_preclearance(request_id: int) -> ResponseReturnValue:
     row = me.request(db(), _employee_id(), request_id)
     audit_resource("preclearance", row.id)

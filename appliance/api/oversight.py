@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
+from appliance.api import schemas as s
 from appliance.api.common import json_value, respond
 from appliance.api.values import value_json
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
-from appliance.errors import Invalid
+from appliance.boundary.validation import NoInput, accepts
 from appliance.services import employees as employee_service
 from appliance.services import metrics, onboarding, records, sync
 from appliance.services.valuation import read as valuation
@@ -36,14 +37,18 @@ def positions_response(session: Any, rows: list[Any]) -> ResponseReturnValue:
 
 @api_blueprint.route("/predictions", methods=["GET"])
 @requires("predictions:read", action="predictions.list")
+@accepts(returns=s.PositionList)
 def list_predictions() -> ResponseReturnValue:
+    """Current prediction-market positions, under the caller's scope."""
     session = db()
     return positions_response(session, records.current_positions(session, state().actor))
 
 
 @api_blueprint.route("/employees/<int:employee_id>/predictions", methods=["GET"])
 @requires("predictions:read", action="predictions.list_employee")
+@accepts(returns=s.PositionList)
 def employee_predictions(employee_id: int) -> ResponseReturnValue:
+    """An employee's prediction-market positions."""
     session = db()
     employee_service.get(session, employee_id)
     return positions_response(session, records.current_positions(session, state().actor, employee_id=employee_id))
@@ -51,46 +56,51 @@ def employee_predictions(employee_id: int) -> ResponseReturnValue:
 
 @api_blueprint.route("/employees/<int:employee_id>/onboarding-links", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_create")
-def create_link(employee_id: int) -> ResponseReturnValue:
+@accepts(body=s.LinkCreate, returns=s.Link, status=201, errors=(409,))
+def create_link(employee_id: int, body: s.LinkCreate) -> ResponseReturnValue:
+    """A one-time onboarding link for an employee (shown once)."""
     app = appliance()
-    data = request.get_json(silent=True) or {}
-    purpose = data.get("purpose", "initial")
-    if not isinstance(purpose, str):
-        raise Invalid("purpose must be a string", field="purpose")
+    purpose = body.purpose
     row, token = onboarding.create_link(db(), state().actor, app.settings, employee_id, purpose=purpose)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose)
     return respond({"id": row.id, "employee_id": employee_id, "purpose": purpose,
                     "expires_at": json_value(row.expires_at),
-                    "url": onboarding.link_url(app.settings, token, request.host_url)}, 201)
+                    "url": onboarding.link_url(app.settings, token)}, 201)
 
 
 @api_blueprint.route("/onboarding-links/<int:link_id>/revoke", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_revoke")
+@accepts(body=NoInput, returns=s.LinkRevoked)
 def revoke_link(link_id: int) -> ResponseReturnValue:
+    """Revoke an onboarding link."""
     row = onboarding.revoke_link(db(), link_id)
     return respond({"id": row.id, "state": onboarding.link_state(row)})
 
 
 @api_blueprint.route("/employees/import", methods=["POST"])
 @requires("employees:write", action="employees.import")
-def import_employees() -> ResponseReturnValue:
-    if request.mimetype != "text/csv":
-        raise Invalid("send the CSV as the request body with Content-Type: text/csv")
-    created = employee_service.import_csv(db(), request.get_data())
+@accepts(raw_body="text/csv", returns=s.Imported, status=201, errors=(409,))
+def import_employees(body: bytes) -> ResponseReturnValue:
+    """Import employees from CSV: all rows or none."""
+    created = employee_service.import_csv(db(), body)
     audit_detail(imported=len(created))
     return respond({"imported": len(created), "ids": [e.id for e in created]}, 201)
 
 
 @api_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
 @requires("connections:write", action="connections.sync_now")
+@accepts(body=NoInput, returns=s.SyncRequested, status=202)
 def sync_now(connection_id: int) -> ResponseReturnValue:
+    """Poll a connection at the next tick."""
     connection = sync.request_sync(db(), connection_id)
     return respond({"id": connection.id, "next_poll_at": json_value(connection.next_poll_at)}, 202)
 
 
 @requires("system:read", action="metrics.scrape")
+@accepts(media=("text/plain",))
 def prometheus() -> ResponseReturnValue:
+    """Prometheus metrics (text exposition format)."""
     return Response(metrics.render(appliance(), db()), mimetype="text/plain; version=0.0.4")
 
 

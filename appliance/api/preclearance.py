@@ -9,26 +9,27 @@ The employee's own side is ``/api/v1/me/preclearances`` (api/me.py).
 
 from __future__ import annotations
 
-from flask import request
 from flask.typing import ResponseReturnValue
 
 from appliance.api import api_blueprint
-from appliance.api.common import body, fields, int_arg, respond
+from appliance.api import portal_schemas as ps
+from appliance.api.common import respond
 from appliance.api.me import request_json
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import accepts
 from appliance.errors import Invalid
 from appliance.services import preclearance
 
 
 @api_blueprint.route("/preclearances", methods=["POST"])
 @requires("preclearance:write", action="preclearance.create")
-def create_preclearance() -> ResponseReturnValue:
-    data = body()
-    employee_id = data.get("employee_id")
-    if isinstance(employee_id, bool) or not isinstance(employee_id, int):
+@accepts(body=ps.PreclearanceCreate, status=201, returns=ps.PreclearanceOut)
+def create_preclearance(body: ps.PreclearanceCreate) -> ResponseReturnValue:
+    employee_id = body.employee_id
+    if employee_id is None:
         raise Invalid("employee_id is required (the employee's id)", field="employee_id")
-    ask = preclearance.parse(data)
+    ask = preclearance.parse({k: v for k, v in body.model_dump(exclude_none=True).items() if k != "employee_id"})
     app = appliance()
     session = db()
     row = preclearance.submit(session, app.settings, state().actor, employee_id, ask, via="dashboard")
@@ -40,28 +41,27 @@ def create_preclearance() -> ResponseReturnValue:
 
 @api_blueprint.route("/preclearances", methods=["GET"])
 @requires("preclearance:read", action="preclearance.list")
-def list_preclearances() -> ResponseReturnValue:
-    status = request.args.get("status") or None
-    rows = preclearance.listing(db(), status=status, employee_id=int_arg("employee_id"),
-                                limit=int_arg("limit", 500, high=5000) or 500)
+@accepts(query=ps.PreclearanceQuery, returns=ps.PreclearanceList)
+def list_preclearances(query: ps.PreclearanceQuery) -> ResponseReturnValue:
+    rows = preclearance.listing(db(), status=query.status, employee_id=query.employee_id, limit=query.limit)
     return respond({"preclearances": [request_json(r) for r in rows]})
 
 
 @api_blueprint.route("/preclearances/<int:request_id>", methods=["GET"])
 @requires("preclearance:read", action="preclearance.view", resource_arg="request_id")
+@accepts(returns=ps.PreclearanceOut)
 def get_preclearance(request_id: int) -> ResponseReturnValue:
     return respond(request_json(preclearance.get(db(), request_id)))
 
 
 @api_blueprint.route("/preclearances/<int:request_id>/decision", methods=["POST"])
 @requires("preclearance:decide", action="preclearance.decide", resource_arg="request_id")
-def decide_preclearance(request_id: int) -> ResponseReturnValue:
-    data = body()
-    fields(data, {"approve", "comment"}, required=("approve", "comment"))
+@accepts(body=ps.PreclearanceDecision, returns=ps.PreclearanceOut)
+def decide_preclearance(request_id: int, body: ps.PreclearanceDecision) -> ResponseReturnValue:
     app = appliance()
     session = db()
-    row = preclearance.decide(session, app.settings, state().actor, request_id, approve=data["approve"],
-                              comment=data["comment"])
+    row = preclearance.decide(session, app.settings, state().actor, request_id, approve=body.approve,
+                              comment=body.comment)
     preclearance.notify_decision(session, app.mailer, app.settings, row)
     audit_detail(employee_id=row.employee_id, status=row.status)
     return respond(request_json(row))

@@ -8,16 +8,16 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from appliance.api import api_blueprint
-from appliance.api.common import body, fields, json_value, respond
+from appliance.api import conduct_schemas as c
+from appliance.api.common import json_value, respond
+from appliance.api.lists import audience_in, audience_json
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
-from appliance.errors import Invalid
+from appliance.boundary.validation import accepts
 from appliance.services import conduct
 from appliance.services.rules import catalogue
 from appliance.services.rules.common import change_json, describe_audience, history, user_names
 from appliance.store.models import ConductList, Rule, UnvaluedRecord
-
-RULE_FIELDS = frozenset({"name", "kind", "params", "applies_to", "severity", "enabled"})
 
 
 def rule_json(rule: Rule, *, detail: bool = False) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def rule_json(rule: Rule, *, detail: bool = False) -> dict[str, Any]:
         if rule.params.get("list_id") else {}
     out: dict[str, Any] = {
         "id": rule.id, "name": rule.name, "kind": rule.kind, "params": rule.params, "severity": rule.severity,
-        "enabled": rule.enabled, "applies_to": rule.applies_to,
+        "enabled": rule.enabled, "applies_to": audience_json(rule.applies_to),
         "applies_to_text": describe_audience(session, rule.applies_to),
         "description": catalogue.describe(rule, list_names), "alert_kind": catalogue.ALERT_KIND[rule.kind],
         "list_id": rule.list_id, "list_name": list_names.get(rule.list_id or 0),
@@ -45,17 +45,20 @@ def rule_json(rule: Rule, *, detail: bool = False) -> dict[str, Any]:
 
 @api_blueprint.route("/rules", methods=["GET"])
 @requires("rules:read", action="rules.list")
+@accepts(returns=c.RuleList)
 def list_rules() -> ResponseReturnValue:
+    """The conduct rules."""
     return respond({"rules": [rule_json(r) for r in catalogue.list_rules(db())]})
 
 
 @api_blueprint.route("/rules", methods=["POST"])
 @requires("rules:write", action="rules.create")
-def create_rule() -> ResponseReturnValue:
-    data = body()
-    fields(data, RULE_FIELDS, ("name", "kind"))
-    rule, result = conduct.create_rule(db(), appliance(), state().actor, **{k: v for k, v in data.items()
-                                                                          if k in RULE_FIELDS})
+@accepts(body=c.RuleCreate, returns=c.RuleChanged, status=201, errors=(409,))
+def create_rule(body: c.RuleCreate) -> ResponseReturnValue:
+    """A new rule, evaluated over the whole history at once when enabled."""
+    rule, result = conduct.create_rule(db(), appliance(), state().actor, name=body.name, kind=body.kind,
+                                       params=_params(body.params), applies_to=audience_in(body.applies_to),
+                                       severity=body.severity, enabled=body.enabled)
     audit_resource("rules", rule.id)
     audit_detail(kind=rule.kind, alerts_raised=len(result.alert_ids) or None)
     return respond({**rule_json(rule), "evaluation": result.summary()}, 201)
@@ -63,32 +66,35 @@ def create_rule() -> ResponseReturnValue:
 
 @api_blueprint.route("/rules/<int:rule_id>", methods=["GET"])
 @requires("rules:read", action="rules.view")
+@accepts(returns=c.RuleDetail)
 def get_rule(rule_id: int) -> ResponseReturnValue:
+    """One rule with its history and the records it could not value yet."""
     return respond(rule_json(catalogue.get(db(), rule_id), detail=True))
 
 
 @api_blueprint.route("/rules/<int:rule_id>", methods=["PATCH"])
 @requires("rules:write", action="rules.update")
-def update_rule(rule_id: int) -> ResponseReturnValue:
-    data = body()
-    fields(data, RULE_FIELDS - {"kind"})
-    rule, result = conduct.update_rule(db(), appliance(), state().actor, rule_id, **data)
+@accepts(body=c.RuleUpdate, returns=c.RuleChanged, errors=(409,))
+def update_rule(rule_id: int, body: c.RuleUpdate) -> ResponseReturnValue:
+    """Change a rule (a new version, evaluated over the whole history when enabled)."""
+    rule, result = conduct.update_rule(db(), appliance(), state().actor, rule_id, name=body.name,
+                                       params=_params(body.params), applies_to=audience_in(body.applies_to),
+                                       severity=body.severity, enabled=body.enabled)
     audit_detail(version=rule.version, alerts_raised=len(result.alert_ids) or None)
     return respond({**rule_json(rule), "evaluation": result.summary()})
 
 
 @api_blueprint.route("/rules/evaluate", methods=["POST"])
 @requires("rules:write", action="rules.evaluate")
-def evaluate_rules() -> ResponseReturnValue:
+@accepts(body=c.RulesEvaluate, returns=c.EvaluationOut)
+def evaluate_rules(body: c.RulesEvaluate) -> ResponseReturnValue:
     """Evaluate again over the whole history: every enabled rule, or one; every employee, or one."""
-    data = body()
-    fields(data, {"rule_id", "employee_id"})
-    ids: dict[str, list[int] | None] = {}
-    for name in ("rule_id", "employee_id"):
-        value = data.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise Invalid(f"{name} must be an id", field=name)
-        ids[name] = [value] if value is not None else None
-    result = conduct.reevaluate(db(), appliance(), rule_ids=ids["rule_id"], employee_ids=ids["employee_id"])
-    audit_detail(**{k: v for k, v in data.items() if v is not None}, alerts_raised=len(result.alert_ids))
+    result = conduct.reevaluate(db(), appliance(), rule_ids=[body.rule_id] if body.rule_id is not None else None,
+                                employee_ids=[body.employee_id] if body.employee_id is not None else None)
+    audit_detail(**body.model_dump(exclude_none=True), alerts_raised=len(result.alert_ids))
     return respond(result.summary())
+
+
+def _params(given: c.RuleParams | None) -> dict[str, Any] | None:
+    """The parameters as given (left-out ones absent: the kind's defaults apply)."""
+    return given.model_dump(exclude_unset=True) if given is not None else None

@@ -5,6 +5,9 @@ in the currency), ``price_source`` (the venue(s), ``import:<source>`` or ``ident
 ``BTC/USDT binance candle 1h x USDT/USD kraken candle 1h`` for a cross), ``priced_at`` (the time the price is
 for) and ``unpriced_reason`` (why there is no value; null when there is one). A missing value is null with a
 reason, never 0. The response names ``currency`` at the top.
+
+A transaction's own price (what the trade was done at, in its quote asset) is ``trade_price`` (api/employees.py),
+so neither hides the other.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SIGNING_LABEL = "audit-signing"
 MESSAGE_PREFIX = b"vigatra-audit-checkpoint/v1\n"
-KINDS = ("periodic", "export", "purge", "rekey")
+KINDS = ("periodic", "export", "purge", "rekey", "backup", "restore")
 HEAD_ID = 1
 
 
@@ -176,11 +176,30 @@ def write_rekey_checkpoint(session: Session, new_signer: Signer, old_public_pem:
         "new_key_id": new_signer.key_id})
 
 
-def periodic_checkpoint(appliance: _Appliance) -> int:
+# Events after the newest checkpoint are held by the hash chain alone, which whoever can write the
+# database can recompute: they are signed within this long of arriving.
+ANCHOR_MINUTES = 5
+
+
+def checkpoint_if_due(appliance: _Appliance, *, quiet_after: dt.timedelta | None, reason: str = "") -> int | None:
+    """Sign the chain head if events arrived since the newest checkpoint, or if none was written for
+    ``quiet_after`` (an empty period is attested too; None: never for silence alone). Returns the new
+    checkpoint's id, or None when nothing was due."""
+    with appliance.store.read() as session:
+        newest = latest_checkpoint(session)
+        head = session.execute(select(AuditChainHead.last_id).where(AuditChainHead.id == HEAD_ID)).scalar_one()
+        moved = newest is None or int(head) != int(newest.last_event_id)
+        quiet = quiet_after is not None and (newest is None or newest.created_at <= utcnow() - quiet_after)
+    if not (moved or quiet):
+        return None
+    return periodic_checkpoint(appliance, {"reason": reason} if reason else None)
+
+
+def periodic_checkpoint(appliance: _Appliance, detail: Mapping[str, Any] | None = None) -> int:
     """Scheduler job: write a periodic checkpoint now, even if no event happened. Returns its id."""
     signer = signer_for(appliance)
     with appliance.store.unit_of_work() as session:
-        row = write_checkpoint(session, signer, "periodic", appliance.settings.appliance_id)
+        row = write_checkpoint(session, signer, "periodic", appliance.settings.appliance_id, detail)
         checkpoint_id = int(row.id)
     log.debug("periodic audit checkpoint %s written", checkpoint_id)
     return checkpoint_id

@@ -305,6 +305,19 @@ class ChainReport:
     newest_checkpoint_event_id: int | None
     key_id: str
     notes: tuple[str, ...] = field(default=())
+    # Events after the newest signed checkpoint: held by the hash chain alone, which whoever can write the
+    # database can recompute, so rewriting them is detectable only from the next checkpoint on.
+    unanchored: int = 0
+
+    def warnings(self) -> list[str]:
+        if not self.unanchored:
+            return []
+        since = ("no checkpoint has been signed yet" if self.newest_checkpoint_at is None else
+                 f"the newest signed checkpoint ({format_timestamp(self.newest_checkpoint_at)}) names event "
+                 f"{self.newest_checkpoint_event_id}")
+        return [f"{self.unanchored} event(s) are not anchored by a signature: {since}. Until the next checkpoint "
+                "(at most 5 minutes while the appliance runs, and at every clean shutdown) someone who can write "
+                "the database could rewrite them undetected; `vigatra audit checkpoint` signs them now"]
 
     def summary(self) -> str:
         newest = ("no checkpoint yet" if self.newest_checkpoint_at is None else
@@ -461,11 +474,8 @@ def verify_database(store: Store, *, appliance_id: str, public_key_pem: str, wor
     if walk.last_id != head_id or walk.last_hash != head_hash:
         raise VerifyFailed(f"the chain head (event {head_id}) does not match the newest event ({walk.last_id}): "
                            "the head was edited", event_id=min(head_id, walk.last_id) + 1)
-    notes: list[str] = []
-    if newest_event is not None and walk.last_id > newest_event:
-        notes.append(f"{walk.last_id - newest_event} events after the newest checkpoint are covered by the chain "
-                     "only (the next periodic checkpoint will sign them)")
+    anchored_through = newest_event if newest_event is not None else purged_through
     return ChainReport(events=walk.count, first_id=purged_through + 1 if walk.count else None, last_id=walk.last_id,
                        last_hash=walk.last_hash, purged_through_id=purged_through, checkpoints=count,
                        newest_checkpoint_at=newest_at, newest_checkpoint_event_id=newest_event,
-                       key_id=ring.current_id, notes=tuple(notes))
+                       key_id=ring.current_id, unanchored=max(0, walk.last_id - anchored_through))

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from appliance.audit.chain import COLUMNS, event_hash, truncate_ms
@@ -35,6 +35,8 @@ from appliance.store.session import Store, describe_db_error
 log = logging.getLogger(__name__)
 
 HEAD_ID = 1
+_HEAD = cast(Table, AuditChainHead.__table__)
+_EVENTS = cast(Table, AuditEvent.__table__)  # a Core insert: no ORM bulk-insert machinery per batch
 
 
 @dataclass(slots=True)
@@ -62,14 +64,18 @@ def _limit(text: str, size: int) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def append(session: Session, records: Sequence[AuditRecord]) -> list[AuditEvent]:
-    """Add ``records`` to the chain inside ``session``'s transaction (flushes, never commits)."""
-    head = session.execute(
-        select(AuditChainHead).where(AuditChainHead.id == HEAD_ID).with_for_update()).scalar_one()
-    events = []
+def append(executor: Session | Connection, records: Sequence[AuditRecord]) -> list[int]:
+    """Add ``records`` to the chain inside ``executor``'s transaction (a session's, for a change whose audit
+    rows commit or roll back with it; a Core connection's, for the group committer). Flushes, never commits;
+    returns the event ids. The chain head is read under a row lock, so concurrent appenders chain one after
+    another."""
+    last_id, last_hash = executor.execute(
+        select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == HEAD_ID).with_for_update()).one()
+    rows = []
     for record in records:
+        last_id += 1
         values: dict[str, Any] = {
-            "id": head.last_id + 1,
+            "id": last_id,
             "timestamp": truncate_ms(record.timestamp or utcnow()),
             "actor_type": record.actor_type,
             "user_id": record.user_id,
@@ -85,16 +91,17 @@ def append(session: Session, records: Sequence[AuditRecord]) -> list[AuditEvent]
             "user_agent": _limit(record.user_agent, 300),
             "outcome": _limit(record.outcome, 16),
             "detail": record.detail,
-            "prev_hash": head.last_hash,
+            "prev_hash": last_hash,
         }
-        digest = event_hash([values[name] for name in COLUMNS])
-        event = AuditEvent(**values, hash=digest)
-        session.add(event)
-        head.last_id = values["id"]
-        head.last_hash = digest
-        events.append(event)
-    session.flush()
-    return events
+        last_hash = values["hash"] = event_hash([values[name] for name in COLUMNS])
+        rows.append(values)
+    if rows:
+        executor.execute(insert(_EVENTS), rows)  # one executemany for the batch
+        # On a session this UPDATE also refreshes a head object the session already holds (a purge's, a
+        # checkpoint's): ORM-enabled statements synchronise the identity map.
+        executor.execute(update(AuditChainHead).where(AuditChainHead.id == HEAD_ID).values(
+            last_id=last_id, last_hash=last_hash))
+    return [row["id"] for row in rows]
 
 
 def record_failure(store: Store, record: AuditRecord, *, action: str, detail: dict[str, Any],
@@ -162,9 +169,8 @@ class GroupCommitter:
 
     def _write_now(self, records: list[AuditRecord]) -> list[int]:
         try:
-            with self.store.unit_of_work(write=True) as session:
-                events = append(session, records)
-                return [e.id for e in events]
+            with self.store.transaction(write=True) as conn:
+                return append(conn, records)
         except Unavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure means the event is not durable: fail closed

@@ -58,7 +58,7 @@ class KeyState:
     previous_digest: bytes | None = field(repr=False)  # of the secret before a rotation
     previous_valid_until: dt.datetime | None
     expires_at: dt.datetime | None
-    revoked: bool
+    revoked: bool  # revoked, or its owner's epoch moved since it was issued (see _dead)
     user_id: int
     role_name: str
     permissions: frozenset[str]  # the role's permissions that the owner also holds
@@ -115,12 +115,18 @@ def load_snapshot(session: Session) -> Snapshot:
             id=key.id, name=key.name, prefix=key.prefix, secret_digest=apikeys.stored_digest(key.secret_hash),
             previous_digest=apikeys.stored_digest(key.previous_secret_hash),
             previous_valid_until=key.previous_valid_until,
-            expires_at=key.expires_at, revoked=key.revoked_at is not None, user_id=key.user_id,
+            expires_at=key.expires_at, revoked=_dead(key, owner), user_id=key.user_id,
             role_name=role.name if role else "", permissions=effective)
     now = utcnow()
     revoked = frozenset(session.execute(
         select(RevokedSession.session_id).where(RevokedSession.expires_at > now)).scalars())
     return Snapshot(revision, users, keys, revoked)
+
+
+def _dead(key: ApiKey, owner: UserState | None) -> bool:
+    """Revoked, or issued under an owner's epoch that has moved since (password change, role removed,
+    disabled): the key dies with the owner's sessions and tokens until it is rotated."""
+    return key.revoked_at is not None or owner is None or key.owner_epoch != owner.epoch
 
 
 def _valid(perms: frozenset[str]) -> frozenset[str]:

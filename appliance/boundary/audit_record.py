@@ -73,11 +73,21 @@ def request_record(st: RequestState, req: Request, status: int) -> AuditRecord:
     if req.args:
         detail = {**detail, "query": sorted(req.args.keys())}  # names only: values may be sensitive
     actor = st.actor
+    actor_type, user_id, api_key_id, outcome = actor.kind, actor.user_id, actor.api_key_id, outcome_of(status)
+    refusal = st.refusal
+    if refusal is not None:
+        # The refused credential's event: whoever it named (when known), never the credential itself.
+        detail = {**detail, "refused": {"credential": refusal.credential, "reason": refusal.reason,
+                                        **({"fingerprint": refusal.fingerprint} if refusal.fingerprint else {})}}
+        outcome = "denied"
+        if not actor.is_authenticated:
+            user_id, api_key_id = refusal.user_id, refusal.api_key_id
+            actor_type = "apikey" if api_key_id is not None else "user" if user_id is not None else "anonymous"
     return AuditRecord(
         action=action,
-        actor_type=actor.kind,
-        user_id=actor.user_id,
-        api_key_id=actor.api_key_id,
+        actor_type=actor_type,
+        user_id=user_id,
+        api_key_id=api_key_id,
         resource_type=resource_type,
         resource_id=_resource_id(st, req, resource_type),
         ip_address=st.transport.client_ip,
@@ -86,6 +96,6 @@ def request_record(st: RequestState, req: Request, status: int) -> AuditRecord:
         path=req.path[:PATH_LIMIT],
         status=status,
         user_agent=user_agent(req.environ),
-        outcome=outcome_of(status),
+        outcome=outcome,
         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",
     )

@@ -2,7 +2,10 @@
 
 Credentials come as ``Authorization: Bearer`` (an API key ``vgk_...`` or a JWT), ``X-API-Key``, or the
 browser session cookie. Credentials in a query string are refused; an API key that travelled where it
-could be read (plain HTTP, a URL) is refused and revoked at once.
+could be read (plain HTTP, a URL) is refused and revoked at once. Every refusal of a presented
+credential is noted on the request state (:class:`~appliance.boundary.edge.Refusal`) and audited by
+the pipeline, with the user and key when they are known: a forged token, a revoked key or a replayed
+session leaves a trace even though nobody is signed in.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from appliance.auth import apikeys
 from appliance.auth.jwt import TokenInvalid
 from appliance.auth.state import KeyState
 from appliance.boundary.audit_record import user_agent
-from appliance.boundary.edge import RequestState
-from appliance.errors import Forbidden, Invalid, Unauthenticated
+from appliance.boundary.edge import Refusal, RequestState
+from appliance.errors import Forbidden, Invalid, Unauthenticated, VigatraError
 from appliance.services.context import Appliance
 from appliance.store.base import utcnow
 
@@ -39,7 +42,16 @@ def refuse_query_credentials(app: Appliance, st: RequestState) -> None:
         value = request.args.get(name, "")
         if apikeys.looks_like_key(value):
             _revoke_leaked_key(app, st, value, "sent in a query string")
-    raise Invalid("credentials are never accepted in the query string; send them in a header")
+    raise _refused(st, Invalid("credentials are never accepted in the query string; send them in a header"),
+                   "query", f"credential-named query parameter(s): {', '.join(sorted(set(named)))}",
+                   user_id=st.actor.user_id, api_key_id=st.actor.api_key_id)
+
+
+def _refused(st: RequestState, exc: VigatraError, credential: str, reason: str, *, user_id: int | None = None,
+             api_key_id: int | None = None, value: str = "") -> VigatraError:
+    """Note the refusal on the request (the pipeline audits it) and hand back the error to raise."""
+    st.refusal = Refusal(credential, reason, user_id, api_key_id, apikeys.fingerprint(value) if value else "")
+    return exc
 
 
 def authenticate(app: Appliance, st: RequestState) -> None:
@@ -52,13 +64,15 @@ def authenticate(app: Appliance, st: RequestState) -> None:
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthenticated("unsupported Authorization header (use Bearer)")
+            raise _refused(st, Unauthenticated("unsupported Authorization header (use Bearer)"), "authorization",
+                           "not a Bearer credential")
         presented = value.strip()
     if presented:
         if apikeys.looks_like_key(presented):
             _authenticate_api_key(app, st, presented)
         elif key_header:
-            raise Unauthenticated("invalid API key")
+            raise _refused(st, Unauthenticated("invalid API key"), "apikey", "not shaped like a key",
+                           value=presented)
         else:
             _authenticate_jwt(app, st, presented)
         return
@@ -112,23 +126,35 @@ def _presented_key(app: Appliance, key: str) -> tuple[KeyState, bytes] | None:
     return known, apikeys.digest(parts[1])
 
 
+def _key_refused(st: RequestState, found: tuple[KeyState, bytes] | None, key: str, exc: VigatraError,
+                 reason: str) -> VigatraError:
+    """A refused API key, naming the key and its owner when its prefix names a known key."""
+    known = found[0] if found else None
+    return _refused(st, exc, "apikey", reason, value=key, user_id=known.user_id if known else None,
+                    api_key_id=known.id if known else None)
+
+
 def _authenticate_api_key(app: Appliance, st: RequestState, key: str) -> None:
+    found = _presented_key(app, key)
     if not st.transport.tls:
         _revoke_leaked_key(app, st, key, "sent over plain HTTP")
-        raise Forbidden("API keys are accepted over TLS only; this key has been revoked. Create a new one and "
-                        "use https://")
-    found = _presented_key(app, key)
+        raise _key_refused(st, found, key, Forbidden(
+            "API keys are accepted over TLS only; this key has been revoked. Create a new one and use https://"),
+            "sent over plain HTTP")
     if found is None:
-        raise Unauthenticated("invalid API key")
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"), "unknown key")
     known, presented = found
     current = apikeys.matches(presented, known.secret_digest)
     previous = (not current and known.previous_valid_until is not None and known.previous_valid_until > utcnow()
                 and apikeys.matches(presented, known.previous_digest))
     owner = app.auth.user(known.user_id)
-    if not (current or previous) or known.revoked or owner is None or not owner.active:
-        raise Unauthenticated("invalid API key")
+    if not (current or previous):
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"), "wrong secret")
+    if known.revoked or owner is None or not owner.active:
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"),
+                           "revoked, or its owner's credentials changed or were disabled")
     if known.expires_at is not None and known.expires_at <= utcnow():
-        raise Unauthenticated("invalid API key")
+        raise _key_refused(st, found, key, Unauthenticated("invalid API key"), "expired")
     # known.permissions is already limited to what the owner holds (computed with the snapshot).
     st.actor = known.actor
     st.credential = "apikey"
@@ -143,14 +169,19 @@ def _authenticate_jwt(app: Appliance, st: RequestState, token: str) -> None:
                                         max_ttl_seconds=settings.jwt_ttl_hours * 3600)
     except TokenInvalid as exc:
         log.info("access token refused: %s", exc)
-        raise Unauthenticated("invalid or expired access token") from None
+        raise _refused(st, Unauthenticated("invalid or expired access token"), "jwt", str(exc)[:200],
+                       value=token) from None
     user = app.auth.user(claims.user_id)
     if user is None or not user.active or user.epoch != claims.epoch:
-        raise Unauthenticated("invalid or expired access token")
+        raise _refused(st, Unauthenticated("invalid or expired access token"), "jwt",
+                       "the user is unknown or disabled, or their credentials changed since it was issued",
+                       user_id=claims.user_id, value=token)
     if not st.transport.credentials_ok:
-        raise Forbidden("access tokens are accepted over TLS only")
+        raise _refused(st, Forbidden("access tokens are accepted over TLS only"), "jwt", "not over TLS",
+                       user_id=user.id, value=token)
     if settings.mfa_required and not user.mfa_enabled:
-        raise Forbidden("multi-factor authentication is required: enrol in the web interface first")
+        raise _refused(st, Forbidden("multi-factor authentication is required: enrol in the web interface first"),
+                       "jwt", "multi-factor authentication not enrolled", user_id=user.id, value=token)
     st.actor = user.actor
     st.credential = "jwt"
 
@@ -166,6 +197,12 @@ def _authenticate_session(app: Appliance, st: RequestState) -> None:
                or now - float(session.get("iat", 0)) > settings.session_absolute_hours * 3600)
     if (user is None or not user.active or user.epoch != session.get("ep") or app.auth.session_revoked(sid)
             or expired):
+        # Not an error: the request goes on anonymous (a page then asks to sign in). Still a refused credential.
+        why = ("expired" if expired and user is not None and user.active and user.epoch == session.get("ep")
+               and not app.auth.session_revoked(sid) else "revoked, or the user's credentials changed or were "
+               "disabled")
+        _refused(st, Unauthenticated(why), "session", why, user_id=user.id if user is not None else None,
+                 value=str(sid))
         session.clear()
         return
     session["seen"] = now

@@ -23,6 +23,18 @@ from appliance.services.context import Appliance
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A credential the request presented and the edge refused: an audit event of its own, whoever it
+    names (the user and the key when they are known; a forged token names nobody)."""
+
+    credential: str  # apikey | jwt | session | authorization | query
+    reason: str
+    user_id: int | None = None
+    api_key_id: int | None = None
+    fingerprint: str = ""  # of the presented value (never the value)
+
+
 @dataclass(slots=True)
 class RequestState:
     request_id: str
@@ -39,6 +51,7 @@ class RequestState:
     auth_changed: bool = False
     restricted: str | None = None  # "mfa" | "password" when the user must finish something first
     refused: bool = False  # the response was replaced by the fail-closed 503: nothing of the view's stays
+    refusal: Refusal | None = None  # a presented credential was refused (audited even without an actor)
 
 
 def appliance() -> Appliance:
@@ -59,10 +72,13 @@ def current_state() -> RequestState | None:
 
 
 def db() -> Session:
-    """The request's session, opened on first use; committed once by the pipeline after the view."""
+    """The request's session, opened on first use; a state-changing request's is committed once by the
+    pipeline after the view."""
     st = state()
     if st.db is None:
-        st.db = appliance().store.session(write=st.write)
+        store = appliance().store
+        # A request that only reads needs no transaction: its statements autocommit (Store.reader).
+        st.db = store.session(write=True) if st.write else store.reader()
     return st.db
 
 
@@ -95,6 +111,7 @@ def scope_of(permission: str) -> str:
 
 __all__ = [
     "SAFE_METHODS",
+    "Refusal",
     "RequestState",
     "appliance",
     "audit_detail",

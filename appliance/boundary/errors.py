@@ -1,6 +1,8 @@
 """One JSON error shape for the API, one error page for the UI; never echo an unexpected exception.
 
-API errors look like ``{"error": {"code": "forbidden", "message": "...", "field": "..."}}``.
+API errors look like ``{"error": {"code": "forbidden", "message": "..."}}``; invalid input answers 400 with
+``{"error": {"code": "invalid_request", "message": "...", "field": "<first>", "fields": {"<field>": "<what is
+wrong>", ...}}}`` naming every bad field (appliance/boundary/validation.py).
 Unknown ids and records the caller may not see both answer 404 with the same body.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
+from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import HTTPException
 
 from appliance.boundary.paths import is_api_path
@@ -17,16 +20,43 @@ from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraE
 log = logging.getLogger(__name__)
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="invalid_request, unauthenticated, forbidden, not_found, conflict, "
+                                  "too_many_requests, unavailable, ...")
+    message: str
+    field: str | None = Field(default=None, description="The first bad field (invalid_request).")
+    fields: dict[str, str] | None = Field(default=None, description="Each bad field and what is wrong with it "
+                                                                    "(invalid_request).")
+    errors: list[dict[str, object]] | None = Field(default=None, description="Every bad row (CSV import).")
+
+
+class ErrorAnswer(BaseModel):
+    """Every error the API answers (the OpenAPI document publishes it as ErrorAnswer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+# The health probe answers JSON (the API and /metrics: paths.is_api_path), its errors too.
+_JSON_PROBES = frozenset({"/healthz"})
+
+
 def _wants_json() -> bool:
-    return is_api_path(request.path) or request.accept_mimetypes.best == "application/json"
+    return (is_api_path(request.path) or request.path in _JSON_PROBES
+            or request.accept_mimetypes.best == "application/json")
 
 
 def error_response(exc: VigatraError) -> Response:
     status = exc.http_status
     if _wants_json():
         body: dict[str, object] = {"code": exc.code, "message": exc.message}
-        if isinstance(exc, Invalid) and exc.field:
-            body["field"] = exc.field
+        if isinstance(exc, Invalid):
+            if exc.field:
+                body["field"] = exc.field  # the first bad field (older clients read this one)
+            body["fields"] = exc.fields
         if isinstance(exc, Invalid) and isinstance(exc.detail.get("errors"), list):
             body["errors"] = exc.detail["errors"]  # e.g. CSV import: every bad row with its line number
         resp = jsonify({"error": body})
@@ -51,9 +81,14 @@ def _http_error(exc: HTTPException) -> Response:
     if _wants_json():
         resp = jsonify({"error": {"code": exc.name.lower().replace(" ", "_"), "message": message}})
         resp.status_code = status
-        return resp
-    return Response(render_template("error.html", status=status, message=message), status=status,
-                    mimetype="text/html")
+    else:
+        resp = Response(render_template("error.html", status=status, message=message), status=status,
+                        mimetype="text/html")
+    # The exception's own headers, bar its body's type: Allow on a 405 (RFC 9110 requires it).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            resp.headers[name] = value
+    return resp
 
 
 def _unexpected(exc: Exception) -> Response:

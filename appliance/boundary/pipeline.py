@@ -7,11 +7,11 @@ Installed on Flask's public hooks (:func:`install`), before anything else regist
   credential (:mod:`~appliance.boundary.authentication`, no database query), the route's declared
   permission, CSRF for cookie-authenticated state changes (:mod:`~appliance.boundary.csrf`);
 - ``after_request`` (last to run: Flask runs an app's after-request functions in the reverse order of
-  registration, after ``after_this_request`` ones): the audit event of an authenticated request
-  (:mod:`~appliance.boundary.audit_record`) is written — in the same transaction as the change for
-  state-changing methods, through the group committer otherwise — and is durable before the response
-  is handed back to the server. If that fails the response is replaced by a 503 that carries no data
-  (fail closed), and the browser session is not saved either;
+  registration, after ``after_this_request`` ones): the audit event of an authenticated request, or of
+  one whose credential was refused (:mod:`~appliance.boundary.audit_record`), is written — in the same
+  transaction as the change for state-changing methods, through the group committer otherwise — and is
+  durable before the response is handed back to the server. If that fails the response is replaced by a
+  503 that carries no data (fail closed), and the browser session is not saved either;
 - ``teardown_request``: the request's session is closed.
 """
 
@@ -61,9 +61,9 @@ def _begin() -> None:
     environ[TLS_KEY] = st.transport.tls  # for the security headers (HSTS over TLS only)
     environ[REQUEST_ID_KEY] = st.request_id  # the X-Request-ID response header, on every answer
     st.spec = spec_for(current_app, request.endpoint)
-    if request.args:
-        authentication.refuse_query_credentials(app, st)
     authentication.authenticate(app, st)
+    if request.args:  # after authenticating: the refusal's audit event names the caller when it can
+        authentication.refuse_query_credentials(app, st)
     _authorise(st)
     # Public routes that take input (sign-in, onboarding) check their own CSRF token after their own gates.
     if st.credential == "session" and st.write and (st.spec is None or st.spec.permission != PUBLIC):
@@ -103,9 +103,11 @@ def _finish(response: Response) -> Response:
     if st is None:  # the request failed before the edge began (no state to audit)
         return response
     app = appliance()
+    # An authenticated request, and any request whose credential was refused (a forged token, a revoked
+    # key, a replayed session, a credential in the URL): one event each, the refusal as outcome "denied".
     # Employee sessions are audited like users on every route they reach (their own, or a refusal).
-    audited = st.actor.is_authenticated or (st.actor.employee_id is not None and st.spec is not None
-                                            and st.spec.permission != PUBLIC)
+    audited = st.actor.is_authenticated or st.refusal is not None or (
+        st.actor.employee_id is not None and st.spec is not None and st.spec.permission != PUBLIC)
     try:
         if st.write:
             session = st.db
@@ -117,10 +119,11 @@ def _finish(response: Response) -> Response:
                 append(session, [request_record(st, request, response.status_code)])
             session.commit()
         else:
-            if st.db is not None:
+            if st.db is not None:  # a reader: nothing to roll back; give its connection back before waiting
                 if st.db.new or st.db.dirty or st.db.deleted:
-                    log.error("%s %s tried to change state; rolled back", request.method, request.endpoint)
-                st.db.rollback()
+                    log.error("%s %s tried to change state; discarded", request.method, request.endpoint)
+                st.db.close()
+                st.db = None
             if audited:
                 app.audit.record(request_record(st, request, response.status_code))
     except Exception as exc:  # noqa: BLE001 - whatever failed, the event is not durable: fail closed

@@ -88,6 +88,8 @@ def verify(path: str | None, public_key: str | None, workers: int | None) -> Non
                              public_key_pem=pem or signer_for(app).public_pem, workers=workers)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
+    for warning in result.warnings():
+        click.echo(f"warning: {warning}", err=True)
     click.echo(result.summary())
 
 

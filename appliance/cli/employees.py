@@ -117,8 +117,6 @@ def onboard_link(employee_id: int, purpose: str) -> None:
                  detail={"employee_id": employee_id, "purpose": purpose}) as (session, info):
         row, token = onboarding.create_link(session, cli_actor(), settings, employee_id, purpose=purpose)
         info["resource_id"] = row.id
-    host = settings.server.host if ":" not in settings.server.host else f"[{settings.server.host}]"
-    # link_url makes this https:// unless the localhost demo serves onboarding over plain HTTP.
-    click.echo(f"onboarding url: {onboarding.link_url(settings, token, f'http://{host}:{settings.server.port}')}")
+    click.echo(f"onboarding url: {onboarding.link_url(settings, token)}")
     if not settings.server.public_url:
         click.echo("note: set server.public_url so links name the address employees can reach", err=True)

@@ -13,7 +13,7 @@ from appliance.cli.common import CliState
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("appliance.cli.setup", "init"),
-    "doctor": ("appliance.cli.setup", "doctor"),
+    "doctor": ("appliance.cli.doctor", "doctor"),
     "db": ("appliance.cli.setup", "db"),
     "serve": ("appliance.cli.ops", "serve"),
     "demo": ("appliance.cli.demo", "demo"),
@@ -24,9 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "role": ("appliance.cli.users", "role"),
     "apikey": ("appliance.cli.users", "apikey"),
     "keys": ("appliance.cli.keys", "keys"),
+    "backup": ("appliance.cli.backup", "backup"),
     "audit": ("appliance.cli.audit", "audit"),
     "employee": ("appliance.cli.employees", "employee"),
     "onboard": ("appliance.cli.employees", "onboard"),
+    "import": ("appliance.cli.imports", "import_group"),
     "poll": ("appliance.cli.ops", "poll"),
     "prices": ("appliance.cli.prices", "prices"),
     "status": ("appliance.cli.ops", "status"),

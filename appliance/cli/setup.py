@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import click
 import yaml
 
-from appliance.cli.common import audited, cli_state, echo_table, fail, handle_errors
+from appliance.cli.common import audited, cli_state, fail, handle_errors
 
 PROVIDERS = ("file", "env", "systemd", "keyring", "pkcs11")
 
@@ -71,11 +70,14 @@ def generate_password() -> str:
 @click.option("--admin-username", default="admin", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="server.host to write.")
 @click.option("--port", default=8080, show_default=True, type=int, help="server.port to write.")
-@click.option("--public-url", default="", help="server.public_url to write (https://...).")
+@click.option("--public-url", default=None,
+              help="server.public_url to write: the https:// address employees and users reach the appliance at "
+                   "(onboarding links name it). Default: https:// and this machine's fully qualified name; asked "
+                   "for when run in a terminal without --yes.")
 @key_options
 @click.option("--yes", is_flag=True, help="Do not ask anything (install.sh).")
 @handle_errors
-def init(data_dir: str, database_url: str | None, admin_username: str, host: str, port: int, public_url: str,
+def init(data_dir: str, database_url: str | None, admin_username: str, host: str, port: int, public_url: str | None,
          yes: bool, **key_opts: Any) -> None:
     """Create the configuration, the data dir, the database, the keys and the first admin."""
     from appliance.rbac.actors import system_actor
@@ -97,10 +99,11 @@ def init(data_dir: str, database_url: str | None, admin_username: str, host: str
         probe.unlink()
     except OSError as exc:
         fail(f"cannot use data dir {directory}: {exc.strerror}")
+    public_url = _public_url(public_url, ask=not yes)
     raw: dict[str, Any] = {
         "data_dir": str(directory),
         "appliance_id": str(uuid.uuid4()),
-        "server": {"host": host, "port": port, **({"public_url": public_url} if public_url else {})},
+        "server": {"host": host, "port": port, "public_url": public_url},
         "keys": keys_section(directory, key_opts),
     }
     if database_url:
@@ -143,11 +146,33 @@ def init(data_dir: str, database_url: str | None, admin_username: str, host: str
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     click.echo(f"configuration: {config_path}")
+    click.echo(f"public url: {public_url} (onboarding links name it; change server.public_url if employees reach "
+               "the appliance at another address)")
     if created:
         click.echo(created)
     click.echo(f"admin username: {admin_username}")
     click.echo(f"admin password: {password}")
     click.echo("This password is shown once; the admin must change it at first sign-in.", err=True)
+
+
+def _public_url(given: str | None, *, ask: bool) -> str:
+    """server.public_url for a new install: as given, else asked for in a terminal, else this machine's name.
+    Onboarding links are built from it and never from a request's Host header."""
+    import sys
+
+    from appliance.services.onboarding import default_public_url
+
+    if given is not None:
+        value = given
+    elif ask and sys.stdin.isatty():
+        value = click.prompt("The https:// address users and employees reach the appliance at",
+                             default=default_public_url())
+    else:
+        value = default_public_url()
+    value = value.strip().rstrip("/")
+    if not value:
+        fail("--public-url: give the https:// address users and employees reach the appliance at")
+    return value
 
 
 def _provider_has_key(provider: Any) -> bool:
@@ -254,86 +279,4 @@ def grant_app_role(role: str) -> None:
         engine.dispose()
 
 
-@click.command()
-@handle_errors
-def doctor() -> None:
-    """Check configuration, database, key provider, clock and egress; say what is wrong."""
-    import datetime as dt
-
-    from appliance.errors import VigatraError
-    from appliance.settings import NON_CONFIG_ENV, load_settings
-
-    results: list[list[str]] = []
-    problems = 0
-
-    def report(check_name: str, ok: bool, message: str, *, warning: bool = False) -> None:
-        nonlocal problems
-        results.append([check_name, "ok" if ok else ("warning" if warning else "PROBLEM"), message])
-        problems += 0 if ok or warning else 1
-
-    state = cli_state()
-    try:
-        settings = load_settings(state.config)
-        report("configuration", True, f"{settings.source}")
-    except VigatraError as exc:
-        report("configuration", False, exc.message)
-        echo_table(results, ["check", "result", "detail"])
-        raise SystemExit(1) from None
-    # VIGATRA_SECRET_*: secrets the env key provider holds for other systems (the SMTP password).
-    unknown_env = sorted(k for k in os.environ if k.startswith("VIGATRA_") and k not in NON_CONFIG_ENV
-                         and k != settings.keys.env_var and not _is_config_env(k)
-                         and not k.startswith("VIGATRA_SECRET_"))
-    if unknown_env:
-        report("environment", False, f"VIGATRA_* variables that are not configuration keys (typo?): "
-               f"{', '.join(unknown_env)}", warning=True)
-    data_dir = settings.data_dir
-    if not data_dir.is_dir():
-        report("data dir", False, f"{data_dir} does not exist")
-    else:
-        mode = stat.S_IMODE(data_dir.stat().st_mode)
-        report("data dir", mode & 0o077 == 0,
-               f"{data_dir} mode {oct(mode)}" + ("" if mode & 0o077 == 0 else " (should be 0700)"))
-    from appliance.store.migrate import current_revision, head_revision
-    from appliance.store.session import engine_from_settings
-
-    engine = engine_from_settings(settings)
-    try:
-        rev = current_revision(engine)
-        head = head_revision()
-        report("database", rev == head, f"revision {rev or 'none'}" + ("" if rev == head else
-                                                                       f", newest is {head}: run vigatra db upgrade"))
-    except Exception as exc:  # noqa: BLE001 - doctor reports every failure as a finding
-        from appliance.store.session import describe_db_error
-
-        report("database", False, f"cannot connect: {describe_db_error(exc)}")
-    finally:
-        engine.dispose()
-    from appliance.crypto import provider_from_settings
-
-    try:
-        provider = provider_from_settings(settings)
-        provider.check()
-        report("key provider", True, provider.describe())
-    except VigatraError as exc:
-        report("key provider", False, exc.message)
-    now = dt.datetime.now(dt.UTC)
-    report("clock", now.year >= 2025, f"UTC now {now.isoformat(timespec='seconds')} (venues reject requests when "
-           "the clock is off by more than a few seconds: keep NTP on)")
-    enabled = [v for v, s in settings.venues.items() if s.enabled]
-    overridden = [v for v in enabled if settings.venues[v].base_url]
-    report("egress", True, f"{len(enabled)} venue(s) enabled; proxy {settings.egress.proxy or 'none'}; "
-           f"base_url overrides: {', '.join(overridden) or 'none'}")
-    if settings.server.dev_allow_insecure_onboarding:
-        report("onboarding", False, "server.dev_allow_insecure_onboarding is on: for a localhost demo only")
-    echo_table(results, ["check", "result", "detail"])
-    if problems:
-        raise SystemExit(1)
-
-
-def _is_config_env(name: str) -> bool:
-    from appliance.settings import describe, env_name
-
-    return any(env_name(path) == name for path, _default, _doc in describe())
-
-
-__all__ = ["audited", "db", "doctor", "init"]
+__all__ = ["audited", "db", "init"]

@@ -96,7 +96,7 @@ def user_unlock(username: str) -> None:
 
     with audited("users.clear_lockout", resource_type="users") as (session, info):
         target = identity.user_by_name(session, username)
-        identity.clear_lockout(session, target.id)
+        identity.clear_lockout(session, cli_actor(), target.id)
         info["resource_id"] = target.id
     click.echo(f"{username} unlocked")
 
@@ -128,7 +128,7 @@ def user_reset_password(username: str) -> None:
     settings = cli_state().settings()
     with audited("users.reset_password", resource_type="users") as (session, info):
         target = identity.user_by_name(session, username)
-        identity.set_password(session, target.id, password, settings.auth, must_change=True)
+        identity.reset_password(session, cli_actor(), target.id, password, settings.auth)
         info["resource_id"] = target.id
     click.echo(f"password: {password}")
 
@@ -229,7 +229,7 @@ def apikey_list() -> None:
 
     app = cli_state().appliance(open_keys=False)
     with app.store.read() as session:
-        rows = [[k.id, k.name, f"vgk_{k.prefix}_…", k.user_id, "revoked" if k.revoked_at else "active",
+        rows = [[k.id, k.name, f"vgk_{k.prefix}_…", k.user_id, identity.key_status(session, k),
                  k.expires_at.isoformat(timespec="minutes") if k.expires_at else "never",
                  k.last_used_at.isoformat(timespec="minutes") if k.last_used_at else "never"]
                 for k in identity.list_api_keys(session)]

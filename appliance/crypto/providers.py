@@ -54,7 +54,7 @@ from appliance.crypto.kek import (
     wrap_aad,
 )
 from appliance.errors import KeyProviderError
-from appliance.settings import Settings
+from appliance.settings import SECRET_ENV_PREFIX, Settings
 
 __all__ = [
     "EnvKeyProvider",
@@ -280,7 +280,7 @@ class EnvKeyProvider(SoftwareKeyProvider):
     def secret(self, name: str) -> str:
         """``VIGATRA_SECRET_<NAME>`` (upper case, ``-`` and ``.`` as ``_``), like the KEK: the weakest store."""
         check_secret_name(name)
-        variable = "VIGATRA_SECRET_" + name.upper().replace("-", "_").replace(".", "_")
+        variable = SECRET_ENV_PREFIX + name.upper().replace("-", "_").replace(".", "_")
         value = os.environ.get(variable)
         if not value:
             raise KeyProviderError(f"env provider: environment variable {variable} is not set")

@@ -5,9 +5,11 @@ SECURITY.md allows secrets in logs only as HMAC fingerprints (:func:`fingerprint
 
 - values the code knows are secret, passed in or registered with :func:`remember_secret` (a bounded,
   process-wide registry: strings cannot be weakly referenced, so the oldest entries fall out);
-- anything shaped like a credential: PEM blocks, JWTs, our API keys (``vgk_<prefix>.<secret>``, the
-  public prefix is kept), values of credential-named headers and fields (Authorization, X-API-Key,
-  CB-ACCESS-SIGN, ``"password": ...``, ``api_key=...``), and runs of 32 or more base64/hex characters.
+- anything shaped like a credential: PEM blocks, JWTs, our API keys (``vgk_<prefix>_<secret>``: the
+  public prefix is kept, ``vgk_<prefix>_[REDACTED]``, so a log still says which key; anything else
+  starting ``vgk_`` becomes ``vgk_[REDACTED]``), values of credential-named headers and fields
+  (Authorization, X-API-Key, CB-ACCESS-SIGN, ``"password": ...``, ``api_key=...``), and runs of 32 or
+  more base64/hex characters.
 
 The last rule over-redacts on purpose: SHA-256 hex digests and UUIDs with their hyphens are
 scrubbed too, so identifiers meant to survive in logs must stay under 32 characters (fingerprints
@@ -48,7 +50,8 @@ def fingerprint(secret: str | bytes, key: bytes) -> str:
 
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.*?(?:-----END [A-Z0-9 ]{1,64}-----|\Z)", re.DOTALL)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}")
-_API_KEY = re.compile(r"\bvgk_(?:([A-Za-z0-9]{1,64})\.)?[^\s\"',;&<>(){}\[\]]*")
+# An API key is vgk_<10 base32 characters>_<secret> (appliance/auth/apikeys.py); the prefix is its public handle.
+_API_KEY = re.compile(r"\bvgk_(?:([a-z2-7]{10})_(?=[^\s\"',;&<>(){}\[\]]))?[^\s\"',;&<>(){}\[\]]*")
 
 # Last name segment that marks a credential: "X-MBX-APIKEY", "CB-ACCESS-SIGN", "client_secret".
 _CREDENTIAL_FIELDS = (
@@ -64,9 +67,16 @@ _ASSIGNMENT = re.compile(
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
 
 
+# A value that is an API key already reduced to its public prefix (optionally after a scheme: "Bearer ").
+_REDUCED_KEY = re.compile(r"(?:[A-Za-z][\w-]*[ \t]+)?vgk_[a-z2-7]{10}_(?:\[REDACTED\])?")
+
+
 def _assignment(match: re.Match[str]) -> str:
     value = match["value"]
     quote = value[0] if value[:1] in ("'", '"') else ""
+    inner = value[1:-1] if quote else value
+    if _REDUCED_KEY.fullmatch(inner) and (inner.endswith(REDACTED) or match.string.startswith(REDACTED, match.end())):
+        return match.group(0)
     return f"{match['name']}{match['sep']}{quote}{REDACTED}{quote}"
 
 
@@ -74,7 +84,7 @@ def _api_key(match: re.Match[str]) -> str:
     if match.string.startswith(REDACTED, match.end()):
         return match.group(0)  # already redacted by an earlier pass
     prefix = match.group(1)
-    return f"vgk_{prefix}.{REDACTED}" if prefix else f"vgk_{REDACTED}"
+    return f"vgk_{prefix}_{REDACTED}" if prefix else f"vgk_{REDACTED}"
 
 
 def _looks_like_path(run: str) -> bool:

@@ -38,8 +38,6 @@ TAG_LEN = 16
 KEY_LEN = 32
 MAX_KEY_VERSION = 2**32 - 1
 SEAL_LIMIT = 2**32 - 1
-# Past this many seals `keys status` should urge a rotation (half the hard limit).
-ROTATE_SOON = 2**31
 
 _PREFIX = struct.Struct(">3sBI")  # magic, format version, key version
 HEADER_LEN = _PREFIX.size + NONCE_LEN

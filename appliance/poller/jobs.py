@@ -93,16 +93,37 @@ def price_tick(appliance: Appliance) -> None:
 
 
 def audit_checkpoint(appliance: Appliance) -> None:
-    """A signed checkpoint of the audit chain, written even when nothing happened."""
-    from appliance.audit.checkpoints import periodic_checkpoint
+    """A signed checkpoint of the audit chain: within ANCHOR_MINUTES of new events, and every
+    audit.checkpoint_minutes even when nothing happened (silence is attested too)."""
+    from appliance.audit.checkpoints import checkpoint_if_due
 
-    periodic_checkpoint(appliance)
+    checkpoint_if_due(appliance, quiet_after=dt.timedelta(minutes=appliance.settings.audit.checkpoint_minutes))
+
+
+def scheduled_backup(appliance: Appliance) -> None:
+    """An encrypted backup into backup.dest, then the oldest scheduled ones beyond backup.retention_count
+    deleted. A failure is logged and audited (by the backup service); the next run tries again."""
+    from appliance.errors import VigatraError
+    from appliance.services.backup import scheduled_backup as run_backup
+
+    try:
+        result = run_backup(appliance.store, appliance.settings, appliance.keys.provider)
+    except VigatraError as exc:
+        log.error("scheduled backup failed: %s", exc.message)
+        return
+    if result is not None:
+        log.info("%s", result.line())
 
 
 def extra_jobs(settings: Settings) -> list[JobSpec]:
+    from appliance.audit.checkpoints import ANCHOR_MINUTES
+
     now = dt.datetime.now(dt.UTC)
-    jobs = [JobSpec("audit_checkpoint", audit_checkpoint, settings.audit.checkpoint_minutes * 60,
-                    now + dt.timedelta(seconds=5))]
+    every = min(settings.audit.checkpoint_minutes, ANCHOR_MINUTES) * 60
+    jobs = [JobSpec("audit_checkpoint", audit_checkpoint, every, now + dt.timedelta(seconds=5))]
+    if settings.backup.dest:
+        jobs.append(JobSpec("scheduled_backup", scheduled_backup, settings.backup.interval_hours * 3600,
+                            now + dt.timedelta(minutes=10)))
     if settings.poller.enabled:
         jobs.append(JobSpec("poll_tick", poll_tick, settings.poller.tick_seconds, now + dt.timedelta(seconds=2)))
         if settings.valuation.enabled:

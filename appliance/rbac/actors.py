@@ -58,16 +58,9 @@ class Actor:
             return False
         return held == "all" or wanted.scope == "flagged"
 
-    def holds_all(self, permissions: set[str] | frozenset[str]) -> bool:
-        return all(self.can(p) for p in permissions)
-
     @property
     def is_authenticated(self) -> bool:
         return self.kind in ("user", "apikey", "system")
-
-    @property
-    def audit_user_id(self) -> int | None:
-        return self.user_id
 
 
 def user_actor(user_id: int, username: str, permissions: frozenset[str]) -> Actor:

@@ -46,7 +46,6 @@ RESOURCES: dict[str, tuple[str, ...]] = {
 }
 # Resources whose reads can be limited to flagged records.
 SCOPED = frozenset({"balances", "transactions", "predictions"})
-DATA_RESOURCES = ("employees", "balances", "transactions", "predictions", "alerts", "audit")
 
 
 @dataclass(frozen=True, order=True)

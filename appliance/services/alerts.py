@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from appliance.errors import Invalid, NotFound
 from appliance.rbac.actors import Actor
+from appliance.services.scope import employee_visible, holdings_visible, without_addresses, without_figures
 from appliance.store.base import utcnow
 from appliance.store.models import (
     Alert,
@@ -332,3 +333,41 @@ def open_count(session: Session) -> int:
     from sqlalchemy import func
 
     return int(session.execute(select(func.count()).select_from(Alert).where(Alert.status.in_(ACTIVE))).scalar_one())
+
+
+# Detail keys that never name what an employee holds. Every other key keeps its place but loses its
+# values for a caller outside the employee's balances scope (fail closed: a new kind of detail with
+# figures is hidden until it is listed here). "message" is a venue's words: shown without addresses.
+# "rule" and "list" name the conduct rule and list that raised the alert (never the listed entry, the
+# records or a figure).
+PLAIN_DETAIL = frozenset({"venue", "error_class", "granted", "fingerprint", "table", "column", "row", "reason",
+                          "rule", "list"})
+TEXT_DETAIL = frozenset({"message"})
+# A trade's or transfer's value (threshold rules): the employee's transaction figures, shown only to a
+# caller who may also read the employee's transactions.
+TRANSACTION_FIGURES = frozenset({"value", "value_source"})
+TRANSACTIONS = "transactions:read"
+
+
+def visible_details(session: Session, actor: Actor, alerts: list[Alert]) -> dict[int, dict[str, Any]]:
+    """Each alert's detail as ``actor`` may see it (scope.holdings_visible; transaction values also need
+    the transactions scope), by alert id."""
+    visible: dict[int | None, bool] = {}
+    trades: dict[int | None, bool] = {}
+    out: dict[int, dict[str, Any]] = {}
+    for alert in alerts:
+        employee_id = alert.employee_id
+        if employee_id not in visible:
+            visible[employee_id] = holdings_visible(session, actor, employee_id)
+        detail = dict(alert.detail or {})
+        if not visible[employee_id]:
+            detail = {k: v if k in PLAIN_DETAIL else without_addresses(v) if k in TEXT_DETAIL and isinstance(v, str)
+                      else without_figures(v) for k, v in detail.items()}
+        elif employee_id is not None and not TRANSACTION_FIGURES.isdisjoint(detail):
+            if employee_id not in trades:
+                trades[employee_id] = actor.scope_for(TRANSACTIONS) is not None and employee_visible(
+                    session, actor, TRANSACTIONS, employee_id)
+            if not trades[employee_id]:
+                detail.update((k, None) for k in TRANSACTION_FIGURES if k in detail)
+        out[alert.id] = detail
+    return out

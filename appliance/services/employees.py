@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from appliance.errors import Conflict, Invalid, NotFound
+from appliance.services.text import CONTROL_MESSAGE, has_control_characters
 from appliance.store.base import utcnow
 from appliance.store.models import Connection, Employee
 
@@ -32,6 +33,11 @@ class EmployeeRow:
 
 
 def _clean(name: str, email: str, department: str, external_id: str | None) -> tuple[str, str, str, str | None]:
+    for key, label, value in (("name", "name", name), ("email", "e-mail", email),
+                              ("department", "department", department),
+                              ("external_id", "external id", external_id or "")):
+        if has_control_characters(value):
+            raise Invalid(f"the {label} {CONTROL_MESSAGE}", field=key)
     name = " ".join(name.split())
     email = email.strip().lower()
     department = " ".join(department.split())
@@ -75,16 +81,6 @@ def get(session: Session, employee_id: int) -> Employee:
     employee = session.get(Employee, employee_id)
     if employee is None:
         raise NotFound("not found")
-    return employee
-
-
-def update_details(session: Session, employee_id: int, *, name: str, email: str, department: str,
-                   external_id: str | None) -> Employee:
-    employee = get(session, employee_id)
-    name, email, department, external = _clean(name, email, department, external_id)
-    _check_unique(session, email, external, exclude=employee.id)
-    employee.name, employee.email, employee.department, employee.external_id = name, email, department, external
-    session.flush()
     return employee
 
 

@@ -3,9 +3,14 @@
 - Deny by default; nobody grants a permission they do not hold (a custom-role manager cannot
   promote themselves), and an API key never carries more than its owner holds.
 - Built-in roles cannot be deleted or edited; the last active Admin cannot be disabled or demoted.
+- Nobody acts on a user or key that holds more than they do: disabling, enabling, setting the roles
+  of, resetting the password of or unlocking a user needs every permission that user holds; rotating
+  or revoking a key is for its owner or a caller holding every permission the key grants, and a
+  rotated secret is shown to the owner only (the operator's CLI aside): a key acts as its owner.
 - Anything that changes who may do what bumps the auth revision in the same transaction; disabling
   a user, changing their password or taking a role away also bumps their token epoch, which kills
-  their sessions, JWTs and API keys in every process.
+  their sessions, JWTs and API keys in every process (a key remembers the epoch it was issued
+  under, ``ApiKey.owner_epoch``; rotating it re-arms it under the current one).
 """
 
 from __future__ import annotations
@@ -83,6 +88,19 @@ def _require_grantable(actor: Actor, permissions: Iterable[str], what: str) -> N
     missing = sorted(p for p in permissions if not actor.can(p))
     if missing:
         raise Forbidden(f"you cannot grant {what} permissions you do not hold: {', '.join(missing)}")
+
+
+def permissions_of(user: User) -> set[str]:
+    return {p.permission for r in user.roles for p in r.permissions}
+
+
+def require_manageable(actor: Actor, user: User, what: str) -> None:
+    """A caller never acts on a user holding a permission the caller lacks (scopes included: a holder
+    of ``balances:read:flagged`` does not hold ``balances:read``)."""
+    missing = sorted(p for p in permissions_of(user) if not actor.can(p))
+    if missing:
+        raise Forbidden(f"you cannot {what} {user.username}: they hold permissions you do not "
+                        f"({', '.join(missing)})")
 
 
 def create_role(session: Session, actor: Actor, *, name: str, permissions: Iterable[str],
@@ -199,6 +217,7 @@ def create_user(session: Session, actor: Actor, settings: AuthSettings, *, usern
 
 def set_roles(session: Session, actor: Actor, user_id: int, role_names: Iterable[str]) -> User:
     user = get_user(session, user_id)
+    require_manageable(actor, user, "change the roles of")
     wanted = {role_by_name(session, name) for name in role_names}
     current = set(user.roles)
     changed = wanted ^ current
@@ -222,6 +241,7 @@ def set_roles(session: Session, actor: Actor, user_id: int, role_names: Iterable
 
 def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> User:
     user = get_user(session, user_id)
+    require_manageable(actor, user, "enable or disable")
     if not active and user.is_active and _active_admin_ids(session) == {user.id}:
         raise Conflict("this is the last active Admin; it cannot be disabled")
     if not active and actor.user_id == user.id:
@@ -236,6 +256,8 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> Us
 
 def set_password(session: Session, user_id: int, new_password: str, settings: AuthSettings, *,
                  must_change: bool = False) -> User:
+    """The user's own password change (the caller proved the current one). Setting someone else's
+    password is :func:`reset_password`."""
     user = get_user(session, user_id)
     check_password_rules(new_password, settings=settings, username=user.username)
     user.password_hash = hash_password(new_password, settings)
@@ -247,10 +269,18 @@ def set_password(session: Session, user_id: int, new_password: str, settings: Au
     return user
 
 
-def clear_lockout(session: Session, user_id: int) -> User:
+def reset_password(session: Session, actor: Actor, user_id: int, new_password: str, settings: AuthSettings
+                   ) -> User:
+    """A one-time password for someone else, to be changed at their next sign-in."""
+    require_manageable(actor, get_user(session, user_id), "reset the password of")
+    return set_password(session, user_id, new_password, settings, must_change=True)
+
+
+def clear_lockout(session: Session, actor: Actor, user_id: int) -> User:
     from appliance.services.login import clear_throttle
 
     user = get_user(session, user_id)
+    require_manageable(actor, user, "unlock")
     user.failed_logins = 0
     user.locked_until = None
     clear_throttle(session, user.username)
@@ -276,6 +306,18 @@ def list_api_keys(session: Session) -> list[ApiKey]:
     return list(session.execute(select(ApiKey).order_by(ApiKey.created_at.desc())).scalars())
 
 
+def key_status(session: Session, key: ApiKey) -> str:
+    """revoked | expired | stale (its owner's epoch moved: rotate it) | active."""
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        return "expired"
+    owner = session.get(User, key.user_id)
+    if owner is None or not owner.is_active or owner.token_epoch != key.owner_epoch:
+        return "stale"
+    return "active"
+
+
 def create_api_key(session: Session, actor: Actor, *, username: str, name: str, role_name: str | None = None,
                    expires_at: dt.datetime | None = None) -> tuple[ApiKey, str]:
     """Returns the key row and the plaintext key, which is shown once and never stored."""
@@ -294,15 +336,17 @@ def create_api_key(session: Session, actor: Actor, *, username: str, name: str, 
     else:
         role = role_by_name(session, role_name)
     role_perms = {p.permission for p in role.permissions}
-    owner_perms = {p.permission for r in owner.roles for p in r.permissions}
+    owner_perms = permissions_of(owner)
     if not role_perms <= owner_perms and not _covered(role_perms, owner_perms):
         raise Forbidden("an API key cannot carry permissions its owner does not hold")
     _require_grantable(actor, role_perms, "the key")
+    if actor.user_id != owner.id:
+        require_manageable(actor, owner, "create an API key for")
     if expires_at is not None and expires_at <= utcnow():
         raise Invalid("the expiry must be in the future", field="expires_at")
     prefix, secret = apikeys.new_prefix(), apikeys.new_secret()
     key = ApiKey(name=name, prefix=prefix, secret_hash=apikeys.hash_secret(secret), user_id=owner.id,
-                 role_id=role.id, created_by=actor.user_id, expires_at=expires_at)
+                 role_id=role.id, created_by=actor.user_id, expires_at=expires_at, owner_epoch=owner.token_epoch)
     session.add(key)
     session.flush()
     bump_revision(session)
@@ -316,30 +360,64 @@ def _covered(wanted: set[str], held: set[str]) -> bool:
     return all(probe.can(p) for p in wanted)
 
 
+def key_permissions(session: Session, key: ApiKey) -> set[str]:
+    """What the key grants: its role's permissions (what it may carry, whatever its owner holds now)."""
+    return {p.permission for p in get_role(session, key.role_id).permissions}
+
+
+def require_key_manageable(session: Session, actor: Actor, key: ApiKey, what: str) -> None:
+    """Acting on a key is for its owner, or for a caller holding every permission the key grants. The owner
+    signed in, that is: another of their keys acts with its own permissions only, so a narrow key cannot
+    rotate its owner's wider one and receive that secret."""
+    if actor.kind == "user" and actor.user_id is not None and actor.user_id == key.user_id:
+        return
+    missing = sorted(p for p in key_permissions(session, key) if not actor.can(p))
+    if missing:
+        raise Forbidden(f"only the key's owner, or someone holding every permission it grants, may {what} it "
+                        f"(you lack {', '.join(missing)})")
+
+
+def secret_shown_to(actor: Actor, key: ApiKey) -> bool:
+    """A key acts as its owner, so a new secret is shown to the owner only; and to the operator's CLI,
+    which holds the KEK and the database anyway."""
+    return actor.kind == "system" or (actor.user_id is not None and actor.user_id == key.user_id)
+
+
 def rotate_api_key(session: Session, actor: Actor, key_ref: str | int, *, overlap_hours: int = 0
-                   ) -> tuple[ApiKey, str]:
-    """New secret under the same id and prefix; the old one keeps working for ``overlap_hours``."""
+                   ) -> tuple[ApiKey, str | None]:
+    """New secret under the same id and prefix; the old one keeps working for ``overlap_hours``.
+
+    Returns the key and the new plaintext key, or None when the caller is not the owner (see
+    :func:`secret_shown_to`): rotated by someone else, the key's current secret dies and its owner
+    rotates it again to get one. A key dead because its owner's epoch moved (password change, role
+    removed, disabled) is re-armed under the current epoch, without an overlap: its old secret is
+    exactly what the epoch change killed.
+    """
     key = get_api_key(session, key_ref)
+    require_key_manageable(session, actor, key, "rotate")
     if key.revoked_at is not None:
         raise Conflict("a revoked key cannot be rotated; create a new one")
     if not 0 <= overlap_hours <= 168:
         raise Invalid("the overlap is 0 to 168 hours", field="overlap_hours")
+    owner = get_user(session, key.user_id)
     secret = apikeys.new_secret()
-    if overlap_hours:
+    if overlap_hours and key.owner_epoch == owner.token_epoch:
         key.previous_secret_hash = key.secret_hash
         key.previous_valid_until = utcnow() + dt.timedelta(hours=overlap_hours)
     else:
         key.previous_secret_hash = None
         key.previous_valid_until = None
     key.secret_hash = apikeys.hash_secret(secret)
+    key.owner_epoch = owner.token_epoch
     key.rotated_at = utcnow()
     session.flush()
     bump_revision(session)
-    return key, apikeys.compose(key.prefix, secret)
+    return key, apikeys.compose(key.prefix, secret) if secret_shown_to(actor, key) else None
 
 
 def revoke_api_key(session: Session, actor: Actor, key_ref: str | int, *, reason: str = "revoked") -> ApiKey:
     key = get_api_key(session, key_ref)
+    require_key_manageable(session, actor, key, "revoke")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoked_reason = reason[:200]

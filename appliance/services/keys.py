@@ -151,10 +151,6 @@ class KeyService:
             self.load(session)
 
     @property
-    def loaded(self) -> bool:
-        return self._sealer is not None
-
-    @property
     def sealer(self) -> Sealer:
         if self._sealer is None:
             raise KeyProviderError("data keys are not loaded")

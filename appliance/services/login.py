@@ -45,7 +45,6 @@ class MfaRequired(Unauthenticated):
 class LoginOutcome:
     user_id: int
     username: str
-    locked_now: bool = False
 
 
 def _account_key(username: str) -> str:

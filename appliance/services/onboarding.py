@@ -17,10 +17,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
 import secrets
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,7 @@ from appliance.errors import (
     VenueAuthError,
     VenueBadData,
     VenueError,
+    VenuePermissionError,
 )
 from appliance.rbac.actors import Actor
 from appliance.services.throttle import locked_row
@@ -74,17 +77,32 @@ def create_link(session: Session, actor: Actor, settings: Settings, employee_id:
     return row, token
 
 
-def link_url(settings: Settings, token: str, fallback_base: str) -> str:
-    """The link to hand out: ``server.public_url``, else the address the admin used.
+def link_url(settings: Settings, token: str) -> str:
+    """The link to hand out, always under :func:`public_base`: never the request's Host header, which
+    anyone can set (``Host: evil.example`` would hand the employee a link to someone else's server)."""
+    return f"{public_base(settings)}/onboard/{token}"
 
-    Behind the TLS front waitress sees plain HTTP, so the request's own URL says http://; a link
-    with http:// would carry the token in clear (or hit the TLS port and fail). Links are https://
-    unless the localhost demo explicitly allows plain HTTP.
-    """
-    base = (settings.server.public_url or fallback_base).rstrip("/")
-    if base.lower().startswith("http://") and not settings.server.dev_allow_insecure_onboarding:
+
+def public_base(settings: Settings) -> str:
+    """``server.public_url``; without one, the localhost demo's own address when it serves onboarding
+    over plain HTTP, else https:// and this machine's name (what `vigatra init` proposes; `vigatra
+    doctor` says to set it). Links are https:// unless the demo explicitly allows plain HTTP: behind
+    the TLS front waitress sees plain HTTP, and an http:// link would carry the token in clear."""
+    server = settings.server
+    base = server.public_url.rstrip("/")
+    if not base and server.dev_allow_insecure_onboarding:
+        base = f"http://{server.host if ':' not in server.host else '[' + server.host + ']'}:{server.port}"
+    if not base:
+        base = default_public_url()
+    if base.lower().startswith("http://") and not server.dev_allow_insecure_onboarding:
         base = "https://" + base[len("http://"):]
-    return f"{base}/onboard/{token}"
+    return base
+
+
+@functools.lru_cache(maxsize=1)
+def default_public_url() -> str:
+    """https:// and this machine's fully qualified name (asked once: the lookup may wait on DNS)."""
+    return f"https://{socket.getfqdn()}"
 
 
 def revoke_link(session: Session, token_id: int) -> OnboardingToken:
@@ -239,6 +257,11 @@ def probe(adapter: VenueAdapter, creds: Credentials, policy: str) -> ProbeOutcom
         return ProbeOutcome(False, False, f"{adapter.name} did not accept this key: check that you copied the key "
                             "and secret correctly (and the passphrase, if any), and that the key is activated.",
                             None, "authentication")
+    except VenuePermissionError as exc:
+        # The key works but the venue refused the permission query: the adapter's message names the
+        # permission to add (e.g. OKX 50120), which is what the employee must do.
+        return ProbeOutcome(False, False, f"{adapter.name} accepted this key but refused to show its permissions: "
+                            f"{exc.message.removeprefix(adapter.id + ': ')}", None, "permission")
     except VenueBadData:
         # Also what a secret in the wrong format looks like (it cannot be used to sign, so the
         # adapter never gets a sensible answer): "try again later" alone would send the employee

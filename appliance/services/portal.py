@@ -46,13 +46,11 @@ def token_hash(token: str) -> str:
 
 
 def portal_url(settings: Settings) -> str:
-    """The appliance's base URL from ``server.public_url`` — never the request's Host header, which a caller
-    chooses — else the configured listening address: https:// unless the localhost demo allows plain HTTP."""
-    host = settings.server.host if ":" not in settings.server.host else f"[{settings.server.host}]"
-    base = (settings.server.public_url or f"http://{host}:{settings.server.port}").rstrip("/")
-    if base.lower().startswith("http://") and not settings.server.dev_allow_insecure_onboarding:
-        base = "https://" + base[len("http://"):]
-    return base
+    """The appliance's base URL, as onboarding links have it: ``server.public_url`` — never the request's
+    Host header, which a caller chooses (see onboarding.public_base)."""
+    from appliance.services.onboarding import public_base
+
+    return public_base(settings)
 
 
 def link_url(settings: Settings, token: str) -> str:

@@ -3,6 +3,8 @@
 A chain provider that answers inconsistently (a balance that does not match the transfers, a block
 it skipped) must not be papered over: the difference opens a coverage gap with reason
 ``inconsistent_data`` and a warning alert, and both stay until a later sync agrees again.
+
+Only completed transfers count: a pending, failed or cancelled one moved nothing (yet).
 """
 
 from __future__ import annotations
@@ -30,13 +32,7 @@ def mismatches(session: Session, connection_id: int, adapter: WalletAdapter, bal
     for balance in balances:
         held[(balance.asset, balance.account)] += balance.amount
     net: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    # Summed by the database: one row per (asset, contract, kind, fee asset), however long the history.
-    rows = session.execute(select(
-        Transaction.asset, Transaction.market, Transaction.kind, Transaction.fee_asset,
-        func.sum(Transaction.amount), func.sum(Transaction.fee_amount)).where(
-        Transaction.connection_id == connection_id, Transaction.orphaned.is_(False)).group_by(
-        Transaction.asset, Transaction.market, Transaction.kind, Transaction.fee_asset))
-    for asset, market, kind, fee_asset, amount, fee_amount in rows:
+    for (asset, market, kind, fee_asset), (amount, fee_amount) in _sums(session, connection_id).items():
         key = (asset, market or "")
         if kind in INBOUND:
             net[key] += Decimal(amount or 0)
@@ -52,13 +48,46 @@ def mismatches(session: Session, connection_id: int, adapter: WalletAdapter, bal
     return out
 
 
+_GROUP = (Transaction.asset, Transaction.market, Transaction.kind, Transaction.fee_asset)
+Group = tuple[str, str | None, str, str | None]  # asset, market (token contract), kind, fee asset
+
+
+def _sums(session: Session, connection_id: int) -> dict[Group, tuple[Decimal, Decimal]]:
+    """Amount and fee totals per (asset, contract, kind, fee asset), exact, of completed transfers only.
+
+    PostgreSQL stores amounts as NUMERIC and sums them exactly: one row per group, however long the
+    history. SQLite stores them as decimal text (Amount), and its SUM() turns text into binary floats
+    (0.06250109000000001): a correct wallet would fail to reconcile, raise an alert and flag an
+    innocent employee. There the rows are added up here, in Decimal.
+    """
+    where = (Transaction.connection_id == connection_id, Transaction.orphaned.is_(False),
+             Transaction.status == "completed")
+    out: dict[Group, tuple[Decimal, Decimal]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        summed = select(*_GROUP, func.sum(Transaction.amount), func.sum(Transaction.fee_amount)).where(
+            *where).group_by(*_GROUP)
+        for asset, market, kind, fee_asset, amount, fee_amount in session.execute(summed):
+            out[(asset, market, kind, fee_asset)] = (amount or Decimal(0), fee_amount or Decimal(0))
+        return out
+    rows = session.execute(select(*_GROUP, Transaction.amount, Transaction.fee_amount).where(*where)
+                           .execution_options(yield_per=5000))
+    for asset, market, kind, fee_asset, amount, fee_amount in rows:
+        group = (asset, market, kind, fee_asset)
+        total, fees = out.get(group, (Decimal(0), Decimal(0)))
+        out[group] = (total + (amount or 0), fees + (fee_amount or 0))
+    return out
+
+
 def _plain(amount: Decimal) -> str:
     return format(amount.normalize(), "f")
 
 
 # Gaps that more data does not fill: an inconsistency closes when a reconciliation agrees again; an
-# unverified market list stays as long as the venue only answers market by market.
-STANDING = (REASON, "unverified_markets")
+# unverified market list stays as long as the venue only answers market by market; a venue limitation (a
+# permission the key lacks, a sub-account the venue serves no records to) closes when the stream reads again;
+# history the API does not reach (or records it serves that are not read yet) closes only when a statement
+# import covers it.
+STANDING = (REASON, "unverified_markets", "venue_limitation", "history_limit", "not_read")
 
 
 def closes(gap: CoverageInterval) -> bool:

@@ -39,6 +39,11 @@ def current_balances(session: Session, actor: Actor, *, permission: str = "balan
     return [(b, c) for b, c in session.execute(_scoped(stmt, actor, permission)).all()]
 
 
+# Transfers that moved funds. Pending, failed and cancelled ones are listed with their status, but never
+# counted: balances, reconciliation and reports count completed ones only.
+COUNTED = Transaction.status == "completed"
+
+
 def _transactions_matching(employee_id: int | None, since: dt.datetime | None, until: dt.datetime | None
                            ) -> Select[Transaction, Connection]:
     stmt = select(Transaction, Connection).join(Connection, Connection.id == Transaction.connection_id)
@@ -66,11 +71,15 @@ def transactions(session: Session, actor: Actor, *, permission: str = "transacti
 
 def iter_transactions(session: Session, actor: Actor, *, permission: str = "transactions:export",
                       employee_id: int | None = None, since: dt.datetime | None = None,
-                      until: dt.datetime | None = None) -> Iterator[tuple[Transaction, Connection]]:
-    """All matching transactions in id order, streamed (constant memory), for exports."""
+                      until: dt.datetime | None = None, completed_only: bool = False
+                      ) -> Iterator[tuple[Transaction, Connection]]:
+    """All matching transactions in id order, streamed (constant memory), for exports (``completed_only``:
+    the movements that happened, for reports that count them)."""
     if employee_id is not None:
         require_employee_visible(session, actor, permission, employee_id)
     stmt = _transactions_matching(employee_id, since, until).order_by(Transaction.id).execution_options(yield_per=1000)
+    if completed_only:
+        stmt = stmt.where(COUNTED)
     for row in session.execute(_scoped(stmt, actor, permission)):
         yield row[0], row[1]
 

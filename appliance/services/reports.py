@@ -64,6 +64,9 @@ def _gaps(session: Session) -> dict[int, list[str]]:
             text = f"{gap.stream} since {start}: {gap.detail}"
         elif gap.reason == "inconsistent_data":
             text = f"{gap.stream} inconsistent since {start}: {gap.detail}"
+        elif gap.reason in ("venue_limitation", "history_limit", "not_read"):
+            until = f" until {gap.end_at.isoformat(timespec='minutes')}" if gap.end_at else ""
+            text = f"{gap.stream} not readable from {start}{until}: {gap.detail}"
         else:
             text = f"{gap.stream} missing since {start} ({gap.reason})"
         out.setdefault(gap.connection_id, []).append(text)
@@ -71,30 +74,48 @@ def _gaps(session: Session) -> dict[int, list[str]]:
 
 
 def holdings_rows(session: Session, actor: Actor, settings: Settings) -> list[list[Any]]:
+    """Every current balance and, for a caller who may export them, every open prediction-market position
+    (``kind`` says which; a position's asset is its market's title, with its market id and outcome)."""
     employees = _employees(session)
     gaps = _gaps(session)
     currency = valuation.currency_of(settings)
-    rows: list[list[Any]] = [["employee_external_id", "employee", "department", "venue", "account", "asset",
-                              "quantity", "as_of", "provenance", *VALUE_COLUMNS, "coverage_gaps"]]
+    rows: list[list[Any]] = [["employee_external_id", "employee", "department", "kind", "venue", "account", "asset",
+                              "market_id", "outcome", "quantity", "as_of", "provenance", *VALUE_COLUMNS,
+                              "coverage_gaps"]]
+
+    def who(connection: Connection) -> list[Any]:
+        employee = employees.get(connection.employee_id)
+        return [employee.external_id if employee else "", employee.name if employee else "",
+                employee.department if employee else ""]
+
     balances = records.current_balances(session, actor, permission="balances:export")
     values = valuation.balance_values(session, settings, [b for b, _c in balances])
     for (balance, connection), value in zip(balances, values, strict=True):
-        employee = employees.get(connection.employee_id)
-        rows.append([employee.external_id if employee else "", employee.name if employee else "",
-                     employee.department if employee else "", connection.label or connection.venue,
-                     connection.address or balance.account, balance.asset, balance.amount,
+        rows.append([*who(connection), "balance", connection.label or connection.venue,
+                     connection.address or balance.account, balance.asset, "", "", balance.amount,
                      balance.observed_until, balance.provenance, *_value_cells(value, currency),
                      "; ".join(gaps.get(connection.id, []))])
+    if actor.scope_for("predictions:export") is None:
+        return rows
+    positions = records.current_positions(session, actor, permission="predictions:export")
+    for (position, connection), value in zip(positions, valuation.position_values(session, settings, positions),
+                                             strict=True):
+        rows.append([*who(connection), "prediction", connection.label or connection.venue,
+                     connection.address or "", position.market_title or position.market_id, position.market_id,
+                     position.outcome, position.size, position.observed_until, "api",
+                     *_value_cells(value, currency), "; ".join(gaps.get(connection.id, []))])
     return rows
 
 
 def transaction_rows(session: Session, actor: Actor, settings: Settings, *, since: dt.datetime | None,
                      until: dt.datetime | None) -> list[list[Any]]:
+    """Completed transactions only: a pending, failed or cancelled transfer moved nothing (the API and the
+    employee page list them with their status)."""
     employees = _employees(session)
     gaps = _gaps(session)
     currency = valuation.currency_of(settings)
     rows: list[list[Any]] = [["employee_external_id", "employee", "date", "venue", "nature", "instrument",
-                              "quantity", "price", "principal_amount", "quote_asset", "fee", "fee_asset",
+                              "quantity", "trade_price", "principal_amount", "quote_asset", "fee", "fee_asset",
                               "venue_transaction_id", "provenance", "orphaned", *VALUE_COLUMNS, "coverage_gaps"]]
     batch: list[tuple[Any, Connection]] = []
 
@@ -110,7 +131,7 @@ def transaction_rows(session: Session, actor: Actor, settings: Settings, *, sinc
         batch.clear()
 
     for tx, connection in records.iter_transactions(session, actor, permission="transactions:export",
-                                                    since=since, until=until):
+                                                    since=since, until=until, completed_only=True):
         batch.append((tx, connection))
         if len(batch) >= 1000:
             flush()

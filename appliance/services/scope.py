@@ -5,11 +5,18 @@ until its ``flagged_until`` (the close time plus ``alerts.flag_window_days`` as 
 "an open or recent alert". Manual alerts are how compliance flags someone on purpose. A record the
 actor may not see is reported exactly like a record that does not exist (NotFound), so scope cannot be
 probed by id.
+
+What an employee holds shows in more places than their balances: a wallet's address, a coverage
+gap's detail ("BTC: balance 0.5 but transfers net 0.4"), the markets a venue was asked about, an
+alert's mismatch figures. All of them follow the scope of ``balances:read``
+(:func:`holdings_visible`); outside it, details keep their shape and lose the figures
+(:func:`without_figures`, :func:`without_addresses`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -58,3 +65,34 @@ def flagging_alerts(session: Session, employee_id: int) -> list[Alert]:
     reason their records are visible."""
     return list(session.execute(select(Alert).where(Alert.employee_id == employee_id, _flagging()).order_by(
         Alert.id.desc())).scalars())
+
+
+HOLDINGS = "balances:read"
+
+
+def holdings_visible(session: Session, actor: Actor, employee_id: int | None) -> bool:
+    """Whether ``actor`` may see what the employee holds (addresses, figures, markets): the scope of
+    balances:read. Records tied to no employee hold nothing of anyone's."""
+    if employee_id is None:
+        return True
+    if actor.scope_for(HOLDINGS) is None:
+        return False
+    return employee_visible(session, actor, HOLDINGS, employee_id)
+
+
+def without_figures(value: Any) -> Any:
+    """The same shape with every value dropped: dicts keep their keys and lists their length."""
+    if isinstance(value, dict):
+        return {k: without_figures(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_figures(v) for v in value]
+    return None
+
+
+# Chain addresses that venue and provider messages may quote: EVM (0x + 40 hex), Bitcoin bech32 and base58.
+_ADDRESS = re.compile(r"\b(?:0x[0-9a-fA-F]{40}|(?:bc|tb|bcrt)1[02-9ac-hj-np-z]{8,87}"
+                      r"|[13][1-9A-HJ-NP-Za-km-z]{25,34})\b")
+
+
+def without_addresses(text: str | None) -> str | None:
+    return _ADDRESS.sub("<address hidden>", text) if text else text

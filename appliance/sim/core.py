@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 PERMISSIONS = ("read", "trade", "transfer", "withdraw")
+TRANSFER_STATUSES = ("ok", "pending", "failed", "cancelled", "rejected")
 
 
 def now_ms() -> int:
@@ -68,7 +69,10 @@ class Transfer:
     address: str
     network: str
     fee: Decimal = Decimal(0)
-    status: str = "ok"  # ok | pending | failed
+    # ok | pending | failed | cancelled | rejected: each venue renders it with its own status vocabulary.
+    # Only an "ok" transfer moved funds (the balances follow it); a pending one may later become any other.
+    status: str = "ok"
+    internal: bool = False  # between two users of the venue (off-chain): no txid, counterparty by uid/email
 
 
 @dataclass
@@ -133,6 +137,7 @@ class Faults:
     timeout_seconds: float = 15.0
     malformed: int = 0  # next N requests answered 200 with a body that is not JSON
     outage: bool = False  # every request answered 503 until cleared
+    clock_offset_seconds: float = 0.0  # the venue's clock runs this far ahead (negative: behind) of ours
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -212,6 +217,10 @@ class VenueSim:
         self.faults = Faults()
         self.keys: dict[str, Key] = {}
         self._ids = itertools.count(1_000_000)
+
+    def server_time_ms(self) -> int:
+        """The venue's clock: ours plus the injected offset (time endpoints and the Date header)."""
+        return now_ms() + int(self.faults.clock_offset_seconds * 1000)
 
     # -- to implement -----------------------------------------------------------------------
     def mint_credentials(self) -> tuple[str, str, str | None, dict[str, Any]]:
@@ -294,19 +303,25 @@ class VenueSim:
         specs = explicit or [{} for _ in range(count)]
         out = []
         for spec, ts in zip(specs, self._spread(len(specs), start_ms), strict=True):
+            status = str(spec.get("status", "ok"))
+            if status not in TRANSFER_STATUSES:
+                raise ValueError(f"unknown transfer status {status!r}")
+            internal = bool(spec.get("internal", False))
             out.append(Transfer(
                 id=self.next_id(), asset=spec.get("asset", rng.choice(["BTC", "ETH", "USDT"])),
                 amount=dec(spec.get("amount", rng.choice(["0.25", "1.5", "100.000001"]))),
-                timestamp=int(spec.get("timestamp", ts)), txid=secrets.token_hex(32),
-                address=spec.get("address", "0x" + secrets.token_hex(20)), network=spec.get("network", "ETH"),
-                fee=dec(spec.get("fee", "0")), status=spec.get("status", "ok")))
+                timestamp=int(spec.get("timestamp", ts)), txid="" if internal else secrets.token_hex(32),
+                address=spec.get("address", "user@example.com" if internal else "0x" + secrets.token_hex(20)),
+                network=spec.get("network", "ETH"), fee=dec(spec.get("fee", "0")), status=status,
+                internal=internal))
         return out
 
     def add_deposits(self, account: Account, count: int, *, start_ms: int | None = None,
                      explicit: list[dict[str, Any]] | None = None) -> list[Transfer]:
         made = self._transfers(count, start_ms, explicit)
         for t in made:
-            account.balances[t.asset] = account.balances.get(t.asset, Decimal(0)) + t.amount
+            if t.status == "ok":
+                self._book(account, t, deposit=True)
         account.deposits.extend(made)
         account.deposits.sort(key=lambda t: (t.timestamp, int(t.id)))
         return made
@@ -315,10 +330,40 @@ class VenueSim:
                         explicit: list[dict[str, Any]] | None = None) -> list[Transfer]:
         made = self._transfers(count, start_ms, explicit)
         for t in made:
-            account.balances[t.asset] = account.balances.get(t.asset, Decimal(0)) - t.amount - t.fee
+            # A withdrawal leaves the balance when it is requested (the venue holds the funds); one that fails or
+            # is cancelled gives them back.
+            if t.status in ("ok", "pending"):
+                self._book(account, t, deposit=False)
         account.withdrawals.extend(made)
         account.withdrawals.sort(key=lambda t: (t.timestamp, int(t.id)))
         return made
+
+    @staticmethod
+    def _book(account: Account, t: Transfer, *, deposit: bool, sign: int = 1) -> None:
+        delta = t.amount if deposit else -(t.amount + t.fee)
+        account.balances[t.asset] = account.balances.get(t.asset, Decimal(0)) + sign * delta
+
+    def settle_transfer(self, account: Account, transfer_id: str, status: str) -> Transfer:
+        """A pending transfer's outcome (the control API): balances follow it as the venue's would."""
+        if status not in TRANSFER_STATUSES or status == "pending":
+            raise ValueError(f"a transfer settles as one of {', '.join(TRANSFER_STATUSES[2:])} or ok")
+        for deposit, items in ((True, account.deposits), (False, account.withdrawals)):
+            for t in items:
+                if t.id != transfer_id:
+                    continue
+                if t.status != "pending":
+                    raise ValueError(f"transfer {transfer_id} is {t.status}, not pending")
+                if deposit and status == "ok":
+                    self._book(account, t, deposit=True)
+                if not deposit and status != "ok":
+                    self._book(account, t, deposit=False, sign=-1)
+                t.status = status
+                self.transfers_changed(account)
+                return t
+        raise KeyError(f"no transfer {transfer_id}")
+
+    def transfers_changed(self, account: Account) -> None:
+        """A transfer's status changed: venues that cache a rendering of the account drop it."""
 
     def stream_ids(self, account: Account, stream: str) -> set[str]:
         """The venue ids an adapter must report for ``stream`` (tests compare against it)."""

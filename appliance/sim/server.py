@@ -11,6 +11,8 @@ Control API (a test tool: it returns secrets on purpose). All bodies are JSON.
 - ``POST /_sim/<venue>/keys/<api_key>/trades``          ``{"count": N}`` or ``{"trades": [{base, quote, side,
   amount, price, fee, fee_asset, timestamp}]}``; likewise ``/deposits`` and ``/withdrawals``
 - ``POST /_sim/<venue>/keys/<api_key>/balances``        ``{"BTC": "1.5"}`` sets balances
+- ``POST /_sim/<venue>/keys/<api_key>/transfers/<id>``  ``{"status": "ok"|"failed"|"cancelled"|"rejected"}``: a
+  pending deposit or withdrawal gets its outcome (balances follow)
 - ``GET  /_sim/<venue>/keys/<api_key>/ledger``          ground truth: balances, trades, deposits, withdrawals
 - ``POST /_sim/<venue>/faults``                         ``{"latency_ms", "error_rate", "burst_429", "retry_after",
   "fail_5xx", "timeouts", "timeout_seconds", "malformed", "outage"}``; ``DELETE`` clears them
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from email.utils import formatdate
 from typing import Any
 
 from werkzeug.wrappers import Request as WsgiRequest
@@ -90,9 +93,13 @@ class SimApp:
         with self.state.lock:
             try:
                 public = market_answer(venue, self.state.prices, req)
-                return public if public is not None else venue.handle(req)
+                response = public if public is not None else venue.handle(req)
             except VenueError as exc:
-                return exc.response
+                response = exc.response
+            # Origin servers with a clock send Date (RFC 9110 section 6.6.1); clients read a venue's time from it
+            # where the venue has no time endpoint. From the venue's clock, so a clock offset fault shows in it.
+            response.headers.setdefault("Date", formatdate(venue.server_time_ms() / 1000, usegmt=True))
+            return response
 
     def _inject(self, venue: VenueSim) -> Response | None:
         f = venue.faults
@@ -195,6 +202,9 @@ class SimApp:
 
                 account.balances[asset] = Decimal(str(amount))
             return Response(200, account.ledger()["balances"])
+        if len(rest) == 2 and rest[0] == "transfers" and method == "POST":
+            settled = venue.settle_transfer(account, rest[1], str(body.get("status", "")))
+            return Response(200, {"id": settled.id, "status": settled.status})
         adders: dict[str, Any] = {"trades": venue.add_trades, "deposits": venue.add_deposits,
                                   "withdrawals": venue.add_withdrawals}
         if len(rest) == 1 and rest[0] in adders and method == "POST":

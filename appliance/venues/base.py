@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from appliance.venues.egress import Egress, EndpointRule
+from appliance.venues.ratelimits import RateLimit
+
+_log = logging.getLogger(__name__)
 
 
 class Stream(enum.StrEnum):
@@ -28,6 +32,16 @@ class Stream(enum.StrEnum):
     FILLS = "fills"  # prediction markets
     SETTLEMENTS = "settlements"
     ACTIVITY = "activity"
+
+
+class TxStatus(enum.StrEnum):
+    """A record's outcome at the venue. Trades and ledger entries are completed when listed; deposits and
+    withdrawals are listed while pending and may end failed or cancelled. Only completed ones moved funds."""
+
+    COMPLETED = "completed"
+    PENDING = "pending"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Kind(enum.StrEnum):
@@ -55,9 +69,6 @@ class Credentials:
         return "Credentials(<redacted>)"
 
     __str__ = __repr__
-
-    def as_fields(self) -> dict[str, str]:
-        return {"api_key": self.api_key, "api_secret": self.api_secret, "passphrase": self.passphrase}
 
     def secrets(self) -> tuple[str, ...]:
         """Every non-empty value, for scrubbing evidence and messages."""
@@ -93,6 +104,9 @@ class Scope:
     verified: bool  # the venue answered a permission query (False: could not be probed)
     evidence: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # What the key will not let us read, in words for the employee (the key is still acceptable): shown at
+    # onboarding, and the matching streams are recorded as coverage gaps by the sync.
+    limitations: tuple[str, ...] = ()
 
     @property
     def escalated(self) -> bool:
@@ -111,6 +125,7 @@ class Scope:
         return {
             "read": self.read, "trade": self.trade, "transfer": self.transfer, "withdraw": self.withdraw,
             "verified": self.verified, "evidence": dict(self.evidence), "notes": list(self.notes),
+            "limitations": list(self.limitations),
         }
 
 
@@ -138,10 +153,13 @@ class TxRecord:
     block_number: int | None = None
     block_hash: str | None = None
     raw: Mapping[str, Any] | None = None
+    status: str = TxStatus.COMPLETED
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:
             raise ValueError("occurred_at must be timezone-aware UTC")
+        if self.status not in set(TxStatus):
+            raise ValueError(f"status must be one of {', '.join(TxStatus)}, got {self.status!r}")
         for name in ("amount", "quote_amount", "price", "fee_amount"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Decimal):
@@ -170,6 +188,11 @@ class Page:
     trades can only be asked for market by market, from a market list the appliance derives, sets
     ``notes["market_list"] = "derived"`` on its last page, and the stream's coverage then carries a
     standing ``unverified_markets`` gap that names the markets read.
+
+    ``notes["coverage_gap"] = {"reason", "detail"}`` (see :func:`coverage_gap`) says the stream cannot be read
+    for this account for a reason no retry fixes (a permission the key lacks, a sub-account the venue serves
+    no records to, a history window the API does not reach): the sync records it as a standing gap, shown on
+    the employee page and in reports, instead of failing the poll.
     """
 
     records: list[TxRecord]
@@ -177,6 +200,36 @@ class Page:
     done: bool
     complete_until: dt.datetime | None = None
     notes: Mapping[str, Any] = field(default_factory=dict)
+    # A long walk's progress (units done, units planned), e.g. history windows of a first sync.
+    progress: tuple[int, int] | None = None
+
+
+def transfer_status(venue: str, table: Mapping[str, TxStatus], value: Any) -> TxStatus:
+    """A venue's transfer status in our terms. One the venue's documentation does not list is held as pending:
+    not counted, and read again at the next run (until the venue reports one we know), never guessed final."""
+    status = table.get(str(value))
+    if status is None:
+        _log.warning("%s: undocumented transfer status %r, held as pending", venue, str(value)[:40])
+        return TxStatus.PENDING
+    return status
+
+
+# Reasons of standing gaps an adapter may declare (Page.notes["coverage_gap"]).
+VENUE_LIMITATION = "venue_limitation"  # the key or account cannot read this stream; closed when it reads again
+HISTORY_LIMIT = "history_limit"  # the API serves no records before this; only a statement import fills it
+NOT_READ = "not_read"  # records the API serves that the adapter does not read yet; a statement import fills it
+
+
+def coverage_gap(reason: str, detail: str, *, start: dt.datetime | None = None,
+                 end: dt.datetime | None = None) -> dict[str, Any]:
+    """A ``Page.notes["coverage_gap"]`` value: a standing gap of this stream, ``start``..``end`` (None: from the
+    start of the stream's coverage / still open)."""
+    note: dict[str, Any] = {"reason": reason, "detail": detail}
+    if start is not None:
+        note["start"] = start.isoformat()
+    if end is not None:
+        note["end"] = end.isoformat()
+    return note
 
 
 class VenueAdapter(ABC):
@@ -196,6 +249,8 @@ class VenueAdapter(ABC):
     can_probe_scope: ClassVar[bool] = True
     # How far back the venue serves history (None: all of it); shown as a coverage caveat.
     history_limit_days: ClassVar[int | None] = None
+    # The venue's documented request limits (applied unless venues.<id>.requests_per_second sets a budget).
+    rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
 
     def __init__(self, egress: Egress) -> None:
         self.egress = egress
@@ -222,6 +277,11 @@ class VenueAdapter(ABC):
     def fetch_positions(self, creds: Credentials) -> list[PositionRecord]:
         """Prediction positions; exchanges and wallets have none."""
         return []
+
+    def cannot_read(self, scope: Scope) -> str:
+        """What the employee must add to a key that cannot read the account, in the venue's own words."""
+        return (f"This {self.name} key cannot read your account. Create a key with read (view) permission, "
+                "following the steps above.")
 
     def regenerate_instructions(self, scope: Scope) -> str:
         """What the employee must do to get a key we can accept, in the venue's own words."""

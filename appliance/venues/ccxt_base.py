@@ -9,18 +9,23 @@
 - The transport is the egress layer's VenueSession, so the allowlist and base_url rewrite apply
   after ccxt has signed.
 - Markets are loaded once per venue with a credential-less instance and shared by all accounts.
-- Every ccxt exception is classified into ``errors.Venue*`` from the ccxt class *and* the venue's
-  own error code, because ccxt's mapping is inconsistent across venues (VENUES.md §0).
+- Every ccxt exception is classified into ``errors.Venue*`` from, in this order: the HTTP status, where the
+  venue documents what a status means (``http_status_errors``: Coinbase's 401 is always an invalid key, whatever
+  the body); the venue's own error code (``error_codes``, which for gRPC-gateway venues include the gRPC status
+  names and numbers, ``GRPC_STATUS_ERRORS``); and last ccxt's class, because ccxt's mapping is inconsistent across
+  venues (VENUES.md §0) and an unrecognised body must not hide a status that says what happened.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
@@ -38,10 +43,43 @@ from appliance.errors import (
 )
 from appliance.venues.base import Credentials, VenueAdapter
 from appliance.venues.egress import Egress, retry_after_seconds
+from appliance.venues.ratelimits import BudgetDeferred, deferring
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# google.rpc.Code, as gRPC-gateway APIs (Coinbase Advanced Trade) send it: {"error": NAME, "code": NUMBER,
+# "message", "details"}. Names and numbers from https://grpc.github.io/grpc/core/md_doc_statuscodes.html.
+_GRPC = {
+    "UNAUTHENTICATED": (16, VenueAuthError),
+    "PERMISSION_DENIED": (7, VenuePermissionError),
+    "RESOURCE_EXHAUSTED": (8, VenueRateLimited),
+    "UNAVAILABLE": (14, VenueTransient),
+    "DEADLINE_EXCEEDED": (4, VenueTransient),
+    "INTERNAL": (13, VenueTransient),
+    "ABORTED": (10, VenueTransient),
+    "UNKNOWN": (2, VenueTransient),
+    "CANCELLED": (1, VenueTransient),
+    "INVALID_ARGUMENT": (3, VenueBadData),
+    "NOT_FOUND": (5, VenueBadData),
+    "FAILED_PRECONDITION": (9, VenueBadData),
+    "OUT_OF_RANGE": (11, VenueBadData),
+    "UNIMPLEMENTED": (12, VenueBadData),
+    "DATA_LOSS": (15, VenueTransient),
+}
+GRPC_STATUS_ERRORS: dict[str, type[VenueError]] = {
+    **{name: cls for name, (_number, cls) in _GRPC.items()},
+    **{f"grpc:{number}": cls for _name, (number, cls) in _GRPC.items()},
+}
+GRPC_NAMES = {number: name for name, (number, _cls) in _GRPC.items()}
+
+# A history walk reads this many windows at once (the shared limiter decides how fast they actually go), and a
+# window request that would wait longer than DEFER_AFTER seconds for the documented budget is left for the next
+# poll instead of holding the poll worker.
+WINDOW_WORKERS = 8
+DEFER_AFTER = 3.0
+U = TypeVar("U")
 
 _market_cache: dict[tuple[str, str], Any] = {}
 _market_lock = threading.Lock()
@@ -93,6 +131,58 @@ class MonotonicNonce:
             return self.last
 
 
+def account_key(creds: Credentials | None) -> str:
+    """An opaque key for per-account request limits: a hash of the API key (never the key itself)."""
+    if creds is None or not creds.api_key:
+        return ""
+    return hashlib.sha256(creds.api_key.encode()).hexdigest()[:16]
+
+
+class WindowPool:
+    """Worker threads for one walk (or one sync, inside ``reusing``), each with its own authenticated client:
+    ccxt clients are not thread-safe, and building one costs more CPU than the request it makes."""
+
+    def __init__(self, adapter: CcxtAdapter, creds: Credentials, workers: int) -> None:
+        self.adapter = adapter
+        self.creds = creds
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{adapter.id}-window")
+        self.local = threading.local()
+
+    def _client(self) -> Any:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.adapter.new_client(self.creds)
+            client.set_markets_from_exchange(self.adapter.markets())
+            self.local.client = client
+        return client
+
+    def run(self, items: Sequence[T], read: Callable[[Any, T], U]) -> list[U | BudgetDeferred]:
+        """``read(client, item)`` for every item, concurrently; each result in item order, or the BudgetDeferred
+        of an item whose request would have waited too long for the documented budget. Any other error is
+        raised (after every started item finished: nothing is left running)."""
+        def task(item: T) -> U | BudgetDeferred:
+            with deferring(DEFER_AFTER):
+                try:
+                    return read(self._client(), item)
+                except BudgetDeferred as deferred:
+                    return deferred
+
+        futures = [self.executor.submit(task, item) for item in items]
+        results: list[U | BudgetDeferred] = []
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, once every worker is done
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return results
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
 class CcxtAdapter(VenueAdapter):
     """Base for exchanges reached through ccxt. Subclasses set the class attributes below."""
 
@@ -103,6 +193,10 @@ class CcxtAdapter(VenueAdapter):
     ccxt_has: ClassVar[Mapping[str, Any]] = {}
     # Venue error codes (as they appear in bodies) -> our error class.
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {}
+    # HTTP statuses whose meaning the venue documents whatever the body says -> our error class; consulted
+    # first. Left empty where a status is shared by several meanings (OKX answers 401 for an invalid key and
+    # for a missing permission; Binance 403 is its firewall, Bybit 403 its IP rate limit).
+    http_status_errors: ClassVar[Mapping[int, type[VenueError]]] = {}
 
     def __init__(self, egress: Egress) -> None:
         super().__init__(egress)
@@ -124,7 +218,8 @@ class CcxtAdapter(VenueAdapter):
         client = cls(config)
         for name, value in self.ccxt_has.items():
             client.has[name] = value
-        client.session = self.egress.session(self.id, self.hosts, self.read_endpoints)
+        client.session = self.egress.session(self.id, self.hosts, self.read_endpoints, self.rate_limits,
+                                             account_key(creds))
         # ccxt logs request headers (API keys) at DEBUG; never let that through.
         client.logger.setLevel(logging.WARNING)
         return client
@@ -144,11 +239,33 @@ class CcxtAdapter(VenueAdapter):
     @contextmanager
     def reusing(self, creds: Credentials) -> Iterator[None]:
         outer = getattr(self._scope, "value", None)
+        outer_pool = getattr(self._scope, "pool", None)
         self._scope.value = (creds, None)
+        self._scope.pool = None
         try:
             yield
         finally:
+            pool = getattr(self._scope, "pool", None)
             self._scope.value = outer  # the client (and the secret it holds) goes with the scope
+            self._scope.pool = outer_pool
+            if pool is not None:
+                pool.close()
+
+    @contextmanager
+    def window_pool(self, creds: Credentials) -> Iterator[WindowPool]:
+        """The worker pool of this sync (kept inside ``reusing(creds)``), or one for this call only."""
+        scope = getattr(self._scope, "value", None)
+        if scope is not None and scope[0] is creds:
+            pool = getattr(self._scope, "pool", None)
+            if pool is None:
+                pool = self._scope.pool = WindowPool(self, creds, WINDOW_WORKERS)
+            yield pool
+            return
+        pool = WindowPool(self, creds, WINDOW_WORKERS)
+        try:
+            yield pool
+        finally:
+            pool.close()
 
     def markets(self) -> Any:
         """A credential-less client holding this venue's markets, loaded once per process."""
@@ -182,6 +299,13 @@ class CcxtAdapter(VenueAdapter):
         secrets = creds.secrets() if creds is not None else ()
         text = self.safe_text(str(exc), secrets)
         code = self.venue_code(str(exc))
+        status = self.http_status(exc, client)
+        by_status = self.http_status_errors.get(status) if status is not None else None
+        if by_status is not None:
+            if by_status is VenueRateLimited:
+                return VenueRateLimited(self.id, f"rate limited ({text})", retry_after=self._retry_after(client),
+                                        venue_code=code)
+            return by_status(self.id, self.describe(by_status, text), venue_code=code)
         if code is not None and code in self.error_codes:
             cls = self.error_codes[code]
             if cls is VenueRateLimited:
@@ -201,6 +325,14 @@ class CcxtAdapter(VenueAdapter):
         if isinstance(exc, (ccxt.NetworkError, ccxt.ExchangeNotAvailable, ccxt.OnMaintenance, ccxt.InvalidNonce)):
             return VenueTransient(self.id, f"venue unavailable ({text})", venue_code=code)
         return VenueTransient(self.id, f"venue error ({text})", venue_code=code)
+
+    @staticmethod
+    def http_status(exc: Exception, client: Any) -> int | None:
+        """The HTTP status of the answer that failed: from the egress session of the client that sent it (ccxt
+        puts it in its message only when no venue handler raised first). None for a request that got no answer
+        (the session forgets the previous status before each request)."""
+        status = getattr(getattr(client, "session", None), "last_status", None)
+        return status if isinstance(status, int) else None
 
     @staticmethod
     def describe(error: type[VenueError], text: str) -> str:

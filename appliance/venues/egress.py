@@ -6,11 +6,17 @@ transport. It sees each request *after* it was signed, and before it leaves:
 1. the host must be one of the venue's production hosts (anything else is refused and logged);
 2. method + path must match the venue's read-only allowlist (orders, withdrawals, transfers and
    key management are refused inside the box, so even a key that could trade cannot be used to);
-3. the per-venue limiter spaces requests (the budget is shared by all accounts of the venue,
-   because venues limit per egress IP) and honours a venue's Retry-After;
+3. the shared limiter spaces requests: the venue's documented limits (``ratelimits``: per egress IP and per
+   account, per endpoint, as each venue publishes them), or one configured budget per venue
+   (``venues.<id>.requests_per_second``) that replaces them; and a venue's Retry-After is honoured by every
+   request to that venue;
 4. scheme and host are replaced by ``venues.<id>.base_url`` when configured (egress gateways,
    simulators) — after signing, so ccxt signs and maps errors exactly as against the real venue;
-5. proxy, timeout and a neutral User-Agent are applied.
+5. proxy, timeout and a neutral User-Agent are applied;
+6. redirects are never followed: ``requests`` follows them inside ``send()``, after the checks above,
+   carrying the signed request and the key headers to wherever the ``Location`` points. A venue
+   that answers with a redirect gets a transient error (logged, and recorded by the sync engine
+   like any failed poll), and nothing is sent to the second address.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from appliance.errors import EgressRefused
-from appliance.settings import Settings
+from appliance.errors import EgressRefused, VenueTransient
+from appliance.settings import VENUE_IDS, Settings, VenueSettings
+from appliance.venues.ratelimits import BudgetDeferred, DocumentedLimits, RateLimit, deferral_deadline
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +58,12 @@ def read(method: str, *patterns: str) -> tuple[EndpointRule, ...]:
 
 
 class VenueLimiter:
-    """A token bucket per venue, plus a "blocked until" set by a venue's Retry-After."""
+    """A token bucket per venue (``rate`` None: no bucket, the documented limits apply), plus a "blocked
+    until" set by a venue's Retry-After."""
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(self, rate: float | None, burst: float | None = None) -> None:
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.capacity = burst if burst is not None else max(1.0, rate or 1.0)
         self.tokens = self.capacity
         self.updated = time.monotonic()
         self.blocked_until = 0.0
@@ -64,17 +72,24 @@ class VenueLimiter:
     def acquire(self, max_wait: float = 120.0) -> float:
         """Wait for a token; returns seconds waited. Raises EgressRefused beyond ``max_wait``."""
         waited = 0.0
+        deadline = deferral_deadline()
         while True:
             with self.lock:
                 now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
                 delay = max(0.0, self.blocked_until - now)
-                if delay == 0.0 and self.tokens >= 1.0:
-                    self.tokens -= 1.0
-                    return waited
-                if delay == 0.0:
-                    delay = (1.0 - self.tokens) / self.rate
+                if self.rate is None:
+                    if delay == 0.0:
+                        return waited
+                else:
+                    self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                    self.updated = now
+                    if delay == 0.0 and self.tokens >= 1.0:
+                        self.tokens -= 1.0
+                        return waited
+                    if delay == 0.0:
+                        delay = (1.0 - self.tokens) / self.rate
+            if deadline is not None and waited + delay > deadline:
+                raise BudgetDeferred("egress", delay)
             if waited + delay > max_wait:
                 raise EgressRefused("egress", f"request budget exhausted (would wait {delay:.0f}s more)")
             time.sleep(delay)
@@ -96,6 +111,7 @@ class Egress:
         self.settings = settings
         self._limiters: dict[str, VenueLimiter] = {}
         self._lock = threading.Lock()
+        self.documented = DocumentedLimits()
 
     def limiter(self, venue_id: str) -> VenueLimiter:
         with self._lock:
@@ -105,11 +121,13 @@ class Egress:
                 self._limiters[venue_id] = limiter
             return limiter
 
-    def venue_rate(self, venue_id: str) -> float:
-        """The request budget of a venue, or of a chain endpoint (chains are configured apart)."""
+    def venue_rate(self, venue_id: str) -> float | None:
+        """The configured request budget of a venue (None: its documented limits apply), or of a chain
+        endpoint (chains are configured apart)."""
         venue = self.settings.venues.get(venue_id)
-        if venue is not None:
-            return venue.requests_per_second
+        if venue is not None or venue_id in VENUE_IDS:
+            rate = (venue or VenueSettings()).requests_per_second
+            return rate if rate > 0 else None
         chain = self.settings.chains.evm.get(venue_id)
         if chain is not None:
             return chain.requests_per_second
@@ -128,8 +146,11 @@ class Egress:
             return [urlsplit(base).netloc]
         return list(production_hosts)
 
-    def session(self, venue_id: str, hosts: Iterable[str], rules: Iterable[EndpointRule]) -> VenueSession:
-        return VenueSession(self, venue_id, tuple(hosts), tuple(rules))
+    def session(self, venue_id: str, hosts: Iterable[str], rules: Iterable[EndpointRule],
+                limits: Iterable[RateLimit] = (), account: str = "") -> VenueSession:
+        """A session for one client: ``limits`` are the venue's documented limits (applied unless a budget is
+        configured), ``account`` an opaque key for per-account limits (a hash of the API key, never the key)."""
+        return VenueSession(self, venue_id, tuple(hosts), tuple(rules), tuple(limits), account)
 
     @property
     def proxies(self) -> dict[str, str] | None:
@@ -140,14 +161,19 @@ class Egress:
 class VenueSession(requests.Session):
     """requests.Session that enforces the egress policy for one venue."""
 
-    def __init__(self, egress: Egress, venue_id: str, hosts: tuple[str, ...], rules: tuple[EndpointRule, ...]
-                 ) -> None:
+    def __init__(self, egress: Egress, venue_id: str, hosts: tuple[str, ...], rules: tuple[EndpointRule, ...],
+                 limits: tuple[RateLimit, ...] = (), account: str = "") -> None:
         super().__init__()
         self.egress = egress
         self.venue_id = venue_id
         self.hosts = hosts
         self.rules = rules
+        self.limits = limits
+        self.account = account
         self.trust_env = False  # proxies come from our settings only, never from the environment
+        # HTTP status of the last answer (None: none yet, or the last request got no answer). Error
+        # classification reads it: several venues say more with the status than with the body.
+        self.last_status: int | None = None
 
     def check(self, method: str, url: str) -> tuple[str, str]:
         parts = urlsplit(url)
@@ -167,9 +193,12 @@ class VenueSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         method_s = method.decode() if isinstance(method, bytes) else method
         url_s = url.decode() if isinstance(url, bytes) else url
-        target, _path = self.check(method_s, url_s)
+        self.last_status = None
+        target, path = self.check(method_s, url_s)
         limiter = self.egress.limiter(self.venue_id)
         limiter.acquire()
+        if limiter.rate is None and self.limits:
+            self.egress.documented.acquire(self.venue_id, self.limits, path, self.account)
         headers = dict(kwargs.pop("headers", None) or {})
         for name in list(headers):
             if name.lower() == "user-agent":
@@ -183,10 +212,27 @@ class VenueSession(requests.Session):
         kwargs["verify"] = True
         kwargs["headers"] = headers
         kwargs["timeout"] = timeout
+        kwargs["allow_redirects"] = False
         response = super().request(method_s, target, **kwargs)
+        self.last_status = response.status_code
+        if response.is_redirect:
+            self._refuse_redirect(method_s, path, response)
         if response.status_code in (429, 418):
             limiter.block_for(retry_after_seconds(response.headers))
         return response
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """Never a redirect to follow, whoever calls ``send()`` (requests' hook for the redirect loop)."""
+        return None
+
+    def _refuse_redirect(self, method: str, path: str, response: requests.Response) -> None:
+        location = urlsplit(response.headers.get("Location", ""))
+        where = location.hostname or "the same host"
+        response.close()
+        log.warning("egress: %s %s of %s answered HTTP %s redirecting to %s; not followed", method.upper(), path,
+                    self.venue_id, response.status_code, where)
+        raise VenueTransient(self.venue_id, f"the venue answered with a redirect (HTTP {response.status_code} to "
+                                            f"{where}); redirects are never followed")
 
 
 def retry_after_seconds(headers: Any, default: float = 30.0) -> float:
@@ -207,13 +253,3 @@ def retry_after_seconds(headers: Any, default: float = 30.0) -> float:
     return default
 
 
-_QUERY = re.compile(r"\?[^\s\"']*")
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove query strings (signatures, keys) and any known secret from a message."""
-    text = _QUERY.sub("?…", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return text

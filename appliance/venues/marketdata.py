@@ -27,6 +27,7 @@ from appliance.errors import VenueBadData
 from appliance.venues import egress
 from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
 from appliance.venues.egress import EndpointRule
+from appliance.venues.ratelimits import RateLimit
 
 # The public market-data paths of each exchange, as ccxt 4.5.90 calls them for fetch_ticker / fetch_ohlcv.
 MARKET_DATA_ENDPOINTS: dict[str, tuple[EndpointRule, ...]] = {
@@ -39,6 +40,26 @@ MARKET_DATA_ENDPOINTS: dict[str, tuple[EndpointRule, ...]] = {
     "okx": egress.read("GET", r"/api/v5/market/(ticker|candles|history-candles)"),
     "kucoin": egress.read("GET", r"/api/v1/market/(stats|candles)"),
     "bitstamp": egress.read("GET", r"/api/v2/(ticker|ohlc)/[a-z0-9]+/"),
+}
+# The venues' documented limits on those paths where the adapter's own limits (``rate_limits``, which apply
+# to market data too) do not cover them: per IP, each endpoint as its page states. (Binance, Binance.US and
+# Bybit count every request in one per-IP window; Coinbase, Kraken and Bitstamp declare their public limits.)
+MARKET_DATA_LIMITS: dict[str, tuple[RateLimit, ...]] = {
+    "okx": (
+        RateLimit(20, 2, path=r"/api/v5/market/ticker",
+                  source="https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-ticker"),
+        RateLimit(40, 2, path=r"/api/v5/market/candles",
+                  source="https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-candlesticks"),
+        RateLimit(20, 2, path=r"/api/v5/market/history-candles",
+                  source="https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-candlesticks-history"),
+    ),
+    # The Public pool: 2,000 weight per 30 s per IP; 24-hour stats weigh 15, klines 3.
+    "kucoin": (RateLimit(2000, 30, path=r"/api/v1/market/(stats|candles)",
+                         weights=((r"/api/v1/market/stats", 15), (r"/api/v1/market/candles", 3)),
+                         source="https://www.kucoin.com/docs-new/rate-limit"),),
+    # Public endpoints: 120 requests a minute.
+    "gemini": (RateLimit(120, 60, path=r"/v1/pubticker/.*|/v2/candles/.*",
+                         source="https://docs.gemini.com/rest-api/#rate-limits"),),
 }
 # Candles one request returns at most (the venue's documented maximum, or ccxt's where it is lower).
 CANDLES_PER_REQUEST: dict[str, int] = {
@@ -89,6 +110,12 @@ class ExchangeMarketData:
     def endpoints(self) -> tuple[EndpointRule, ...]:
         return MARKET_DATA_ENDPOINTS[self.id]
 
+    @property
+    def limits(self) -> tuple[RateLimit, ...]:
+        """The documented limits a market-data request spends (applied unless venues.<id>.requests_per_second
+        sets a budget): the venue's per-IP limits, and those of its market-data endpoints."""
+        return (*self.adapter.rate_limits, *MARKET_DATA_LIMITS.get(self.id, ()))
+
     def client(self) -> Any:
         """This thread's credential-less ccxt client, its session limited to the market-data paths."""
         client = getattr(self._local, "client", None)
@@ -96,7 +123,7 @@ class ExchangeMarketData:
             client = self.adapter.new_client(None)
             client.set_markets_from_exchange(self.adapter.markets())
             # Market data only: this session refuses every other path, signed ones included.
-            client.session = self.adapter.egress.session(self.id, self.adapter.hosts, self.endpoints)
+            client.session = self.adapter.egress.session(self.id, self.adapter.hosts, self.endpoints, self.limits)
             client.number = str  # the venue's decimal strings, untouched
             self._local.client = client
         return client

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request, url_for
-from flask_login import UserMixin
 
 from appliance import __version__
 from appliance.boundary.csrf import csrf_token
@@ -13,13 +12,6 @@ from appliance.boundary.edge import current_state
 
 web_blueprint = Blueprint("web", __name__)
 
-
-class WebUser(UserMixin):
-    """What Flask-Login needs; built from the in-memory auth state, never from a query."""
-
-    def __init__(self, user_id: int, username: str) -> None:
-        self.id = user_id
-        self.username = username
 
 # (endpoint, label, permission) in menu order; an item shows only to actors holding its permission.
 # Holding the permission at any scope shows the item (a flagged-scope reader sees the flagged employees' records).
@@ -51,7 +43,9 @@ def _inject() -> dict[str, Any]:
         for endpoint, label, permission in NAV:
             if endpoint in current_app.view_functions and actor.scope_for(permission) is not None:
                 nav.append({"url": url_for(endpoint), "label": label, "current": request.endpoint == endpoint})
-    return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__}
+    # "password" | "mfa" while the signed-in user owes that first: every page but the account's refuses them.
+    restricted = st.restricted if st is not None else None
+    return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__, "restricted": restricted}
 
 
 from appliance.web import admin, cases, conduct, employees, onboarding, oversight, portal, preclearance, views  # noqa: E402,F401  (register the routes)

@@ -10,14 +10,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
-from appliance.boundary.params import int_arg
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import accepts
 from appliance.errors import Invalid, NotFound, VigatraError
 from appliance.services import alerts as alert_service
 from appliance.services import notifications
-from appliance.services.scope import employee_visible
-from appliance.store.models import Alert, Employee, ListEntry
-from appliance.web import web_blueprint
+from appliance.services.scope import holdings_visible
+from appliance.store.models import Employee, ListEntry
+from appliance.web import forms, web_blueprint
 
 STATUS_TABS = ("open", "investigating", "resolved", "dismissed", "all")
 
@@ -29,13 +29,12 @@ def _employees() -> list[tuple[int, str]]:
 
 @web_blueprint.route("/alerts")
 @requires("alerts:read", action="alerts.list")
-def alerts() -> ResponseReturnValue:
-    status = request.args.get("status") or "open"
-    if status not in STATUS_TABS:
-        status = "open"
+@accepts(query=forms.AlertsQuery, media=("text/html",))
+def alerts(query: forms.AlertsQuery) -> ResponseReturnValue:
+    status = "investigating" if query.status == "assigned" else query.status  # the old name, in bookmarks
     session = db()
     items = alert_service.list_alerts(session, status=None if status == "all" else status, limit=200,
-                                      before_id=int_arg("before"), assigned_to=int_arg("assigned_to"))
+                                      before_id=query.before, assigned_to=query.assigned_to)
     actor = state().actor
     return render_template("alerts.html", alerts=items, status=status, tabs=STATUS_TABS,
                            names=alert_service.names_for(session, items),
@@ -44,23 +43,20 @@ def alerts() -> ResponseReturnValue:
 
 @web_blueprint.route("/alerts", methods=["POST"])
 @requires("alerts:write", action="alerts.create")
-def alerts_create() -> ResponseReturnValue:
+@accepts(form=forms.CaseCreateForm, media=("text/html",))
+def alerts_create(form: forms.CaseCreateForm) -> ResponseReturnValue:
     session = db()
-    form = request.form
-    raw_id = form.get("employee_id", "")
     try:
-        if not raw_id.isdigit():
+        if form.employee_id is None:
             raise Invalid("choose the employee the alert is about", field="employee_id")
-        alert = alert_service.raise_manual(session, state().actor, employee_id=int(raw_id),
-                                           title=form.get("title", ""), reason=form.get("reason", ""),
-                                           severity=form.get("severity") or "warning")
+        alert = alert_service.raise_manual(session, state().actor, employee_id=form.employee_id, title=form.title,
+                                           reason=form.reason, severity=form.severity or "warning")
     except Invalid as exc:
-        back = form.get("back")
-        if back and back.isdigit():
-            return _employee_with_error(int(back), exc)
+        if form.back is not None:
+            return _employee_with_error(form.back, exc)
         return render_template("alerts.html", alerts=[], status="open", tabs=STATUS_TABS,
-                               names=alert_service.names_for(session, []), employees=_employees(), form=form,
-                               error=exc), 400
+                               names=alert_service.names_for(session, []), employees=_employees(),
+                               form=request.form, error=exc), 400
     notifications.alerts_raised(session, appliance().mailer, appliance().settings, [alert.id])
     audit_resource("alerts", alert.id)
     audit_detail(employee_id=alert.employee_id, severity=alert.severity)
@@ -74,12 +70,12 @@ def _employee_with_error(employee_id: int, exc: Invalid) -> ResponseReturnValue:
     return render_employee(employee_id, flag_form=request.form, flag_error=exc, status=400)
 
 
-def _record_links(alert: Alert) -> list[dict[str, Any]]:
+def _record_links(detail: dict[str, Any], employee: int | None) -> list[dict[str, Any]]:
     """The evidence records with a link the reader may follow (scope is checked again there)."""
     out = []
-    for record in (alert.detail or {}).get("records", []):
+    for record in detail.get("records") or []:
         item = dict(record)
-        employee_id = item.get("employee_id") or alert.employee_id
+        employee_id = item.get("employee_id") or employee
         if employee_id and item.get("id"):
             item["url"] = url_for("web.employee_record", employee_id=employee_id, kind=item.get("type", ""),
                                   record_id=item["id"])
@@ -93,22 +89,32 @@ def render_case(alert_id: int, *, form: Any = None, error: VigatraError | None =
     actor = state().actor
     alert = alert_service.get(session, alert_id)
     names = alert_service.names_for(session, [alert])
+    # What the employee holds and trades (records, list entries, figures, addresses) only within the
+    # reader's balances scope; outside it the detail keeps its keys without their values.
+    holdings = holdings_visible(session, actor, alert.employee_id)
+    detail = alert_service.visible_details(session, actor, [alert])[alert.id]
     entries = []
-    for entry in (alert.detail or {}).get("entries", []):
-        row = session.get(ListEntry, entry.get("id"))
+    for entry in (detail.get("entries") or []) if holdings else []:
+        row = session.get(ListEntry, entry.get("id")) if isinstance(entry.get("id"), int) else None
         entries.append({**entry, "list_id": row.list_id if row is not None else None})
-    shows_figures = bool(alert.employee_id) and actor.scope_for("transactions:read") is not None and \
-        employee_visible(session, actor, "transactions:read", alert.employee_id or 0)
+    other = {k: v for k, v in detail.items() if k not in CASE_DETAIL}
     return render_template(
-        "alert.html", alert=alert, names=names, records=_record_links(alert), entries=entries,
+        "alert.html", alert=alert, names=names, detail=detail, holdings=holdings, other_detail=other,
+        records=_record_links(detail, alert.employee_id) if holdings else [], entries=entries,
         notes=alert_service.notes(session, alert.id), history=alert_service.history(session, alert.id),
         evidence=alert_service.evidence(session, alert.id),
         triagers=alert_service.triagers(session) if actor.can("alerts:triage") else [],
-        shows_figures=shows_figures, form=form or {}, error=error, which=which), status
+        form=form or {}, error=error, which=which), status
+
+
+# The detail keys of a rule's alert the case page shows in its own words (the rest shows as a table).
+CASE_DETAIL = frozenset({"rule", "list", "entries", "records", "value", "currency", "threshold", "value_source",
+                         "address", "direction"})
 
 
 @web_blueprint.route("/alerts/<int:alert_id>")
 @requires("alerts:read", action="alerts.view")
+@accepts(media=("text/html",))
 def alert(alert_id: int) -> ResponseReturnValue:
     return render_case(alert_id)
 
@@ -124,15 +130,13 @@ def _case_action(alert_id: int, which: str, action: Any, done: str) -> ResponseR
 
 @web_blueprint.route("/alerts/<int:alert_id>/assign", methods=["POST"])
 @requires("alerts:triage", action="alerts.assign")
-def alert_assign(alert_id: int) -> ResponseReturnValue:
+@accepts(form=forms.AssignForm, media=("text/html",))
+def alert_assign(alert_id: int, form: forms.AssignForm) -> ResponseReturnValue:
     session = db()
-    raw = request.form.get("user_id", "")
 
     def act() -> None:
-        if raw and not raw.isdigit():
-            raise Invalid("choose who works this case", field="user_id")
         before = alert_service.get(session, alert_id).assigned_to
-        alert = alert_service.assign(session, state().actor, alert_id, int(raw) if raw else None)
+        alert = alert_service.assign(session, state().actor, alert_id, form.user_id)
         if alert.assigned_to is not None and alert.assigned_to != before:
             notifications.assigned(session, appliance().mailer, appliance().settings, alert, state().actor.label)
         audit_detail(assigned_to=alert.assigned_to)
@@ -142,9 +146,10 @@ def alert_assign(alert_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/alerts/<int:alert_id>/notes", methods=["POST"])
 @requires("alerts:triage", action="alerts.note")
-def alert_note(alert_id: int) -> ResponseReturnValue:
+@accepts(form=forms.NoteForm, media=("text/html",))
+def alert_note(alert_id: int, form: forms.NoteForm) -> ResponseReturnValue:
     def act() -> None:
-        note = alert_service.add_note(db(), state().actor, alert_id, request.form.get("text", ""))
+        note = alert_service.add_note(db(), state().actor, alert_id, form.text)
         audit_detail(note_id=note.id)
 
     return _case_action(alert_id, "note", act, "Note added.")
@@ -152,10 +157,10 @@ def alert_note(alert_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/alerts/<int:alert_id>/status", methods=["POST"])
 @requires("alerts:triage", action="alerts.status")
-def alert_status(alert_id: int) -> ResponseReturnValue:
+@accepts(form=forms.CaseStatusForm, media=("text/html",))
+def alert_status(alert_id: int, form: forms.CaseStatusForm) -> ResponseReturnValue:
     def act() -> None:
-        alert = alert_service.set_status(db(), state().actor, alert_id, request.form.get("status", ""),
-                                         request.form.get("reason", ""),
+        alert = alert_service.set_status(db(), state().actor, alert_id, form.status, form.reason,
                                          flag_window_days=appliance().settings.alerts.flag_window_days)
         audit_detail(status=alert.status)
 
@@ -164,17 +169,16 @@ def alert_status(alert_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/alerts/<int:alert_id>/evidence", methods=["POST"])
 @requires("alerts:triage", action="alerts.evidence")
-def alert_evidence(alert_id: int) -> ResponseReturnValue:
-    form = request.form
-
+@accepts(form=forms.EvidenceForm, media=("text/html",))
+def alert_evidence(alert_id: int, form: forms.EvidenceForm) -> ResponseReturnValue:
     def act() -> None:
-        kind = form.get("type", "")
-        raw = (form.get("ref_id") or "").strip()
-        if kind != "reference" and not raw.isdigit():
+        kind = form.type
+        raw = form.ref_id.strip()
+        number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+        if kind != "reference" and number is None:
             raise Invalid("give the record's number", field="id")
-        item = alert_service.add_evidence(db(), state().actor, alert_id, type=kind,
-                                          ref_id=int(raw) if raw.isdigit() else None,
-                                          reference=form.get("reference", ""), note=form.get("note", ""))
+        item = alert_service.add_evidence(db(), state().actor, alert_id, type=kind, ref_id=number,
+                                          reference=form.reference, note=form.note)
         audit_detail(evidence_id=item.id, type=item.type)
 
     return _case_action(alert_id, "evidence", act, "Evidence linked.")
@@ -182,13 +186,13 @@ def alert_evidence(alert_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/alerts/<int:alert_id>/triage", methods=["POST"])
 @requires("alerts:triage", action="alerts.triage")
-def alert_triage(alert_id: int) -> ResponseReturnValue:
+@accepts(form=forms.TriageForm, media=("text/html",))
+def alert_triage(alert_id: int, form: forms.TriageForm) -> ResponseReturnValue:
     """The first version's one-step form (take it / resolve / dismiss), kept for bookmarked pages."""
-    status = request.form.get("status", "")
+    status = form.status
 
     def act() -> None:
-        alert_service.triage(db(), state().actor, alert_id, status=status,
-                             resolution=request.form.get("resolution", ""),
+        alert_service.triage(db(), state().actor, alert_id, status=status, resolution=form.resolution,
                              flag_window_days=appliance().settings.alerts.flag_window_days)
         audit_detail(status=status)
 
@@ -197,6 +201,7 @@ def alert_triage(alert_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/<int:employee_id>/records/<kind>/<int:record_id>")
 @requires("employees:read", action="records.view", resource_arg="record_id")
+@accepts(media=("text/html",))
 def employee_record(employee_id: int, kind: str, record_id: int) -> ResponseReturnValue:
     """One transaction, position or balance observation: where an alert's evidence links to. Shown
     under the reader's scope for that kind of record (not visible reads as not found)."""

@@ -9,10 +9,10 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
-from werkzeug.datastructures import MultiDict
 
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import accepts
 from appliance.errors import Conflict, Invalid, VigatraError
 from appliance.services import conduct
 from appliance.services.rules import catalogue, groups, lists
@@ -20,7 +20,7 @@ from appliance.services.rules.common import change_json, describe_audience, hist
 from appliance.services.rules.evaluate import EvaluationResult
 from appliance.services.rules.matching import ENTRY_TYPES
 from appliance.store.models import ConductList, Employee, EmployeeGroup, Rule, UnvaluedRecord
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
 
 Refusal = (Invalid, Conflict)
 
@@ -30,10 +30,14 @@ def _raised(result: EvaluationResult) -> str:
     return f" The history was evaluated again: {n} new alert(s)." if n else " No new alert."
 
 
-def _audience(form: MultiDict[str, str]) -> dict[str, Any]:
-    departments = [d.strip() for d in (form.get("departments") or "").split(",") if d.strip()]
-    group_ids = [int(g) for g in form.getlist("groups") if g.isdigit()]
-    return {"departments": departments, "groups": group_ids}
+def _audience(form: forms.AudienceForm) -> dict[str, Any]:
+    departments = [d.strip() for d in form.departments.split(",") if d.strip()]
+    return {"departments": departments, "groups": list(form.groups)}
+
+
+def _entry(form: forms.EntryForm) -> dict[str, Any]:
+    return {"type": form.type, "value": form.value, "effective_from": form.effective_from or None,
+            "effective_to": form.effective_to or None, "note": form.note}
 
 
 def _group_choices() -> list[EmployeeGroup]:
@@ -65,24 +69,20 @@ def render_lists(*, form: Any = None, error: VigatraError | None = None) -> str:
 
 @web_blueprint.route("/lists")
 @requires("lists:read", action="lists.list")
+@accepts(media=("text/html",))
 def lists_page() -> ResponseReturnValue:
     return render_lists()
 
 
 @web_blueprint.route("/lists", methods=["POST"])
 @requires("lists:write", action="lists.create")
-def lists_create() -> ResponseReturnValue:
-    form = request.form
-    entries = []
-    if (form.get("value") or "").strip():
-        entries.append({"type": form.get("type", ""), "value": form.get("value", ""),
-                        "effective_from": form.get("effective_from") or None,
-                        "effective_to": form.get("effective_to") or None, "note": form.get("note", "")})
+@accepts(form=forms.ListForm, media=("text/html",))
+def lists_create(form: forms.ListForm) -> ResponseReturnValue:
+    entries = [_entry(form)] if form.value.strip() else []
     try:
         row, rules, result = conduct.create_list(
-            db(), appliance(), state().actor, name=form.get("name", ""), kind=form.get("kind", ""), entries=entries,
-            description=form.get("description", ""), applies_to=_audience(form),
-            watch_rule=form.get("watch_rule") == "1")
+            db(), appliance(), state().actor, name=form.name, kind=form.kind, entries=entries,
+            description=form.description, applies_to=_audience(form), watch_rule=form.watch_rule == "1")
     except Refusal as exc:
         return _refused(render_lists, exc)
     audit_resource("lists", row.id)
@@ -105,19 +105,17 @@ def render_list(list_id: int, *, form: Any = None, error: VigatraError | None = 
 
 @web_blueprint.route("/lists/<int:list_id>")
 @requires("lists:read", action="lists.view")
+@accepts(media=("text/html",))
 def list_page(list_id: int) -> ResponseReturnValue:
     return render_list(list_id)
 
 
 @web_blueprint.route("/lists/<int:list_id>/entries", methods=["POST"])
 @requires("lists:write", action="lists.entries_add")
-def list_entry_add(list_id: int) -> ResponseReturnValue:
-    form = request.form
-    entry = {"type": form.get("type", ""), "value": form.get("value", ""),
-             "effective_from": form.get("effective_from") or None, "effective_to": form.get("effective_to") or None,
-             "note": form.get("note", "")}
+@accepts(form=forms.EntryForm, media=("text/html",))
+def list_entry_add(list_id: int, form: forms.EntryForm) -> ResponseReturnValue:
     try:
-        added, result = conduct.add_entries(db(), appliance(), state().actor, list_id, [entry])
+        added, result = conduct.add_entries(db(), appliance(), state().actor, list_id, [_entry(form)])
     except Refusal as exc:
         return _refused(render_list, exc, list_id=list_id)
     audit_detail(entries=[e.id for e in added])
@@ -127,6 +125,7 @@ def list_entry_add(list_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/lists/<int:list_id>/entries/<int:entry_id>/remove", methods=["POST"])
 @requires("lists:write", action="lists.entry_remove", resource_arg="list_id")
+@accepts(form=forms.NoFields, media=("text/html",))
 def list_entry_remove(list_id: int, entry_id: int) -> ResponseReturnValue:
     entry = conduct.remove_entry(db(), appliance(), state().actor, list_id, entry_id)
     audit_detail(entry_id=entry_id)
@@ -136,10 +135,10 @@ def list_entry_remove(list_id: int, entry_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/lists/<int:list_id>/audience", methods=["POST"])
 @requires("lists:write", action="lists.update")
-def list_audience(list_id: int) -> ResponseReturnValue:
+@accepts(form=forms.AudienceForm, media=("text/html",))
+def list_audience(list_id: int, form: forms.AudienceForm) -> ResponseReturnValue:
     try:
-        row, result = conduct.update_list(db(), appliance(), state().actor, list_id,
-                                          applies_to=_audience(request.form))
+        row, result = conduct.update_list(db(), appliance(), state().actor, list_id, applies_to=_audience(form))
     except Refusal as exc:
         return _refused(render_list, exc, list_id=list_id)
     flash(f"List {row.name!r} now applies to {describe_audience(db(), row.applies_to)}.{_raised(result)}", "ok")
@@ -148,26 +147,31 @@ def list_audience(list_id: int) -> ResponseReturnValue:
 
 # -- rules --------------------------------------------------------------------------------------------
 
-def _params(form: MultiDict[str, str]) -> dict[str, Any]:
+def _number(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def _params(form: forms.RuleForm) -> dict[str, Any]:
     """The parameters the rule form sends for its kind (the service validates them)."""
-    kind = form.get("kind", "")
-    assets = [a.strip() for a in (form.get("assets") or "").split(",") if a.strip()]
-    list_id = form.get("list_id", "")
+    kind = form.kind
+    assets = [a.strip() for a in form.assets.split(",") if a.strip()]
+    list_id = _number(form.list_id)
     if kind in ("restricted", "watch"):
-        return {"list_id": int(list_id)} if list_id.isdigit() else {}
+        return {"list_id": list_id} if list_id is not None else {}
     if kind == "holding_period":
-        days = form.get("days", "30").strip()
-        return {"days": int(days) if days.isdigit() else days, "assets": assets,
-                "include_predictions": form.get("include_predictions") == "1"}
+        days = _number(form.days)
+        return {"days": days if days is not None else form.days.strip(), "assets": assets,
+                "include_predictions": form.include_predictions == "1"}
     if kind == "blackout":
-        out: dict[str, Any] = {"start": form.get("start") or None, "end": form.get("end") or None, "assets": assets}
-        if list_id.isdigit():
-            out["list_id"] = int(list_id)
+        out: dict[str, Any] = {"start": form.start or None, "end": form.end or None, "assets": assets}
+        if list_id is not None:
+            out["list_id"] = list_id
         return out
     if kind == "threshold":
-        return {"value": (form.get("value") or "").strip(), "on": form.getlist("on")}
+        return {"value": form.value.strip(), "on": list(form.on)}
     if kind == "new_account":
-        return {"direction": form.get("direction") or "both"}
+        return {"direction": form.direction or "both"}
     return {}
 
 
@@ -186,18 +190,19 @@ def render_rules(*, form: Any = None, error: VigatraError | None = None) -> str:
 
 @web_blueprint.route("/rules")
 @requires("rules:read", action="rules.list")
+@accepts(media=("text/html",))
 def rules_page() -> ResponseReturnValue:
     return render_rules()
 
 
 @web_blueprint.route("/rules", methods=["POST"])
 @requires("rules:write", action="rules.create")
-def rules_create() -> ResponseReturnValue:
-    form = request.form
+@accepts(form=forms.RuleForm, media=("text/html",))
+def rules_create(form: forms.RuleForm) -> ResponseReturnValue:
     try:
-        rule, result = conduct.create_rule(db(), appliance(), state().actor, name=form.get("name", ""),
-                                           kind=form.get("kind", ""), params=_params(form),
-                                           applies_to=_audience(form), severity=form.get("severity") or None)
+        rule, result = conduct.create_rule(db(), appliance(), state().actor, name=form.name, kind=form.kind,
+                                           params=_params(form), applies_to=_audience(form),
+                                           severity=form.severity or None)
     except Refusal as exc:
         return _refused(render_rules, exc)
     audit_resource("rules", rule.id)
@@ -208,6 +213,7 @@ def rules_create() -> ResponseReturnValue:
 
 @web_blueprint.route("/rules/<int:rule_id>")
 @requires("rules:read", action="rules.view")
+@accepts(media=("text/html",))
 def rule_page(rule_id: int) -> ResponseReturnValue:
     session = db()
     rule = catalogue.get(session, rule_id)
@@ -231,8 +237,9 @@ def rule_page(rule_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/rules/<int:rule_id>/enabled", methods=["POST"])
 @requires("rules:write", action="rules.update")
-def rule_enabled(rule_id: int) -> ResponseReturnValue:
-    enabled = request.form.get("enabled") == "1"
+@accepts(form=forms.RuleEnabledForm, media=("text/html",))
+def rule_enabled(rule_id: int, form: forms.RuleEnabledForm) -> ResponseReturnValue:
+    enabled = form.enabled == "1"
     rule, result = conduct.update_rule(db(), appliance(), state().actor, rule_id, enabled=enabled)
     audit_detail(enabled=enabled)
     flash(f"Rule {rule.name!r} {'enabled' if enabled else 'disabled'}.{_raised(result) if enabled else ''}", "ok")
@@ -241,6 +248,7 @@ def rule_enabled(rule_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/rules/<int:rule_id>/evaluate", methods=["POST"])
 @requires("rules:write", action="rules.evaluate")
+@accepts(form=forms.NoFields, media=("text/html",))
 def rule_evaluate(rule_id: int) -> ResponseReturnValue:
     rule: Rule = catalogue.get(db(), rule_id)
     result = conduct.reevaluate(db(), appliance(), rule_ids=[rule.id])
@@ -257,16 +265,17 @@ def render_groups(*, form: Any = None, error: VigatraError | None = None) -> str
 
 @web_blueprint.route("/groups")
 @requires("groups:read", action="groups.list")
+@accepts(media=("text/html",))
 def groups_page() -> ResponseReturnValue:
     return render_groups()
 
 
 @web_blueprint.route("/groups", methods=["POST"])
 @requires("groups:write", action="groups.create")
-def groups_create() -> ResponseReturnValue:
+@accepts(form=forms.GroupForm, media=("text/html",))
+def groups_create(form: forms.GroupForm) -> ResponseReturnValue:
     try:
-        group = conduct.create_group(db(), appliance(), state().actor, name=request.form.get("name", ""),
-                                     description=request.form.get("description", ""))
+        group = conduct.create_group(db(), appliance(), state().actor, name=form.name, description=form.description)
     except Refusal as exc:
         return _refused(render_groups, exc)
     audit_resource("groups", group.id)
@@ -287,14 +296,16 @@ def render_group(group_id: int, *, form: Any = None, error: VigatraError | None 
 
 @web_blueprint.route("/groups/<int:group_id>")
 @requires("groups:read", action="groups.view")
+@accepts(media=("text/html",))
 def group_page(group_id: int) -> ResponseReturnValue:
     return render_group(group_id)
 
 
 @web_blueprint.route("/groups/<int:group_id>/members", methods=["POST"])
 @requires("groups:write", action="groups.members_add")
-def group_members_add(group_id: int) -> ResponseReturnValue:
-    ids = [int(v) for v in request.form.getlist("employee_id") if v.isdigit()]
+@accepts(form=forms.MembersForm, media=("text/html",))
+def group_members_add(group_id: int, form: forms.MembersForm) -> ResponseReturnValue:
+    ids = list(form.employee_id)
     try:
         if not ids:
             raise Invalid("choose at least one employee to add", field="employee_id")
@@ -308,6 +319,7 @@ def group_members_add(group_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/groups/<int:group_id>/members/<int:employee_id>/remove", methods=["POST"])
 @requires("groups:write", action="groups.member_remove", resource_arg="group_id")
+@accepts(form=forms.NoFields, media=("text/html",))
 def group_member_remove(group_id: int, employee_id: int) -> ResponseReturnValue:
     groups.remove_member(db(), state().actor, group_id, employee_id)
     audit_detail(employee_id=employee_id)

@@ -3,23 +3,25 @@ onboarding links, CSV import, offboarding, "sync now"."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import accepts
 from appliance.errors import Invalid, VigatraError
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
-from appliance.services import notifications, onboarding, records, sync
+from appliance.services import notifications, onboarding, records, statements, sync
 from appliance.services.rules import groups
-from appliance.services.scope import employee_visible, flagging_alerts
+from appliance.services.scope import employee_visible, flagging_alerts, holdings_visible
 from appliance.services.valuation import read as valuation
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
 
 
 @web_blueprint.app_template_filter("money")
@@ -31,6 +33,7 @@ def money(value: Decimal | None, currency: str) -> str:
 
 @web_blueprint.route("/employees")
 @requires("employees:read", action="employees.list")
+@accepts(media=("text/html",))
 def employees() -> ResponseReturnValue:
     rows = employee_service.list_rows(db())
     return render_template("employees.html", rows=rows, red_count=sum(1 for r in rows if r.red))
@@ -38,10 +41,10 @@ def employees() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees", methods=["POST"])
 @requires("employees:write", action="employees.create")
-def employees_create() -> ResponseReturnValue:
-    employee = employee_service.create(db(), name=request.form.get("name", ""), email=request.form.get("email", ""),
-                                       department=request.form.get("department", ""),
-                                       external_id=request.form.get("external_id") or None)
+@accepts(form=forms.EmployeeForm, media=("text/html",))
+def employees_create(form: forms.EmployeeForm) -> ResponseReturnValue:
+    employee = employee_service.create(db(), name=form.name, email=form.email, department=form.department,
+                                       external_id=form.external_id or None)
     audit_resource("employees", employee.id)
     flash(f"{employee.name} added.", "ok")
     return redirect(url_for("web.employee", employee_id=employee.id))
@@ -49,8 +52,9 @@ def employees_create() -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/import", methods=["POST"])
 @requires("employees:write", action="employees.import")
-def employees_import() -> ResponseReturnValue:
-    upload = request.files.get("file")
+@accepts(form=forms.ImportForm, media=("text/html",))
+def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
+    upload = form.file
     if upload is None or not upload.filename:
         raise Invalid("choose a CSV file", field="file")
     created = employee_service.import_csv(db(), upload.read())
@@ -59,15 +63,16 @@ def employees_import() -> ResponseReturnValue:
     return redirect(url_for("web.employees"))
 
 
-def render_employee(employee_id: int, *, new_link: str | None = None, flag_form: Any = None,
-                    flag_error: VigatraError | None = None, status: int = 200) -> ResponseReturnValue:
+def render_employee(employee_id: int, *, flag_form: Any = None, flag_error: VigatraError | None = None,
+                    status: int = 200) -> ResponseReturnValue:
     """The employee page. It says why the reader sees the employee's financial records when their
     role limits them to flagged employees (the alerts that flag them, and until when)."""
     session = db()
     actor = state().actor
     person = employee_service.get(session, employee_id)
     conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
-    views = [connection_service.connection_json(session, c) for c in conns]
+    holdings = holdings_visible(session, actor, employee_id)
+    views = [connection_service.connection_json(session, c, holdings=holdings) for c in conns]
     balances = transactions = positions = None
     if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
         balances = records.current_balances(session, actor, employee_id=employee_id)
@@ -90,7 +95,7 @@ def render_employee(employee_id: int, *, new_link: str | None = None, flag_form:
                            transactions=transactions, positions=positions, alerts=alerts,
                            names=alert_service.names_for(session, alerts + flagging), flagging=flagging,
                            flagged_scope=flagged_scope, memberships=memberships,
-                           links=[(link, onboarding.link_state(link)) for link in links], new_link=new_link,
+                           links=[(link, onboarding.link_state(link)) for link in links],
                            mail_enabled=appliance().mailer.enabled, flag_form=flag_form or {},
                            flag_error=flag_error,
                            values=_values(session, balances, transactions, positions)), status
@@ -98,6 +103,7 @@ def render_employee(employee_id: int, *, new_link: str | None = None, flag_form:
 
 @web_blueprint.route("/employees/<int:employee_id>")
 @requires("employees:read", action="employees.view")
+@accepts(media=("text/html",))
 def employee(employee_id: int) -> ResponseReturnValue:
     return render_employee(employee_id)
 
@@ -121,6 +127,7 @@ def _values(session: Any, balances: list[Any] | None, transactions: list[Any] | 
 
 @web_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
 @requires("employees:write", action="employees.offboard")
+@accepts(form=forms.NoFields, media=("text/html",))
 def employee_offboard(employee_id: int) -> ResponseReturnValue:
     person = employee_service.offboard(db(), employee_id)
     flash(f"{person.name} offboarded: polling stopped, records kept.", "ok")
@@ -129,35 +136,70 @@ def employee_offboard(employee_id: int) -> ResponseReturnValue:
 
 @web_blueprint.route("/employees/<int:employee_id>/links", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_create")
-def employee_link(employee_id: int) -> ResponseReturnValue:
+@accepts(form=forms.LinkForm, media=("text/html",))
+def employee_link(employee_id: int, form: forms.LinkForm) -> ResponseReturnValue:
     app = appliance()
     session = db()
-    purpose = request.form.get("purpose", "initial")
+    purpose = form.purpose
     row, token = onboarding.create_link(session, state().actor, app.settings, employee_id, purpose=purpose)
-    url = onboarding.link_url(app.settings, token, request.host_url)
+    url = onboarding.link_url(app.settings, token)
     audit_resource("onboarding", row.id)
     audit_detail(employee_id=employee_id, purpose=purpose, expires_at=row.expires_at.isoformat())
-    if request.form.get("deliver") == "email":
+    if form.deliver == "email":
         person = employee_service.get(session, employee_id)
         notifications.onboarding_link(session, app.mailer, app.settings, to=person.email, name=person.name, url=url,
                                       expires_at=row.expires_at, purpose=purpose)
         audit_detail(emailed=True)
-        flash(f"Onboarding link e-mailed to {person.name} ({person.email}); it leaves once this is saved.", "ok")
-        return redirect(url_for("web.employee", employee_id=employee_id))
-    flash("Onboarding link created. Copy it now: it is shown only once.", "ok")
-    return render_employee(employee_id, new_link=url)
+        if state().actor.can("employees:read"):
+            flash(f"Onboarding link e-mailed to {person.name} ({person.email}); it leaves once this is saved.", "ok")
+            return redirect(url_for("web.employee", employee_id=employee_id))
+        # onboarding:write alone shows no employee detail (not even where the mail went).
+        return render_template("onboarding_link.html", link=None, expires_at=row.expires_at, purpose=purpose,
+                               employee_id=employee_id)
+    # The link and nothing else: creating one needs onboarding:write only, which shows no employee detail.
+    return render_template("onboarding_link.html", link=url, expires_at=row.expires_at, purpose=purpose,
+                           employee_id=employee_id)
 
 
 @web_blueprint.route("/employees/<int:employee_id>/links/<int:link_id>/revoke", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_revoke", resource_arg="link_id")
+@accepts(form=forms.NoFields, media=("text/html",))
 def employee_link_revoke(employee_id: int, link_id: int) -> ResponseReturnValue:
     onboarding.revoke_link(db(), link_id)
     flash("Link revoked.", "ok")
     return redirect(url_for("web.employee", employee_id=employee_id))
 
 
+@web_blueprint.route("/connections/<int:connection_id>/statements", methods=["POST"])
+@requires("connections:write", action="statements.import", resource_arg="connection_id")
+@accepts(form=forms.StatementForm, media=("text/html",))
+def connection_statement(connection_id: int, form: forms.StatementForm) -> ResponseReturnValue:
+    """A statement export (CSV) uploaded for one exchange connection; larger files: ``vigatra import statement``."""
+    upload = form.file
+    if upload is None or not upload.filename:
+        raise Invalid("choose the statement file (CSV) exported from the venue", field="file")
+    result = statements.import_statement(
+        db(), connection_id, upload.read(), file_name=upload.filename, imported_by=state().actor.label,
+        covered_from=_day_bound(form.covered_from, end=False), covered_to=_day_bound(form.covered_to, end=True))
+    row = result.statement_import
+    audit_resource("connections", connection_id)
+    audit_detail(statement_import=row.id, format=row.format, added=result.added, duplicates=result.duplicates,
+                 gaps_closed=result.gaps_closed)
+    flash(" ".join(result.lines()), "ok")
+    return redirect(url_for("web.employee", employee_id=result.employee_id))
+
+
+def _day_bound(day: dt.date | None, *, end: bool) -> dt.datetime | None:
+    """The start or the end (to the second) of a UTC day."""
+    if day is None:
+        return None
+    moment = dt.datetime.combine(day, dt.time.max if end else dt.time.min, dt.UTC)
+    return moment.replace(microsecond=0) if end else moment
+
+
 @web_blueprint.route("/connections/<int:connection_id>/sync", methods=["POST"])
 @requires("connections:write", action="connections.sync_now")
+@accepts(form=forms.NoFields, media=("text/html",))
 def connection_sync(connection_id: int) -> ResponseReturnValue:
     connection = sync.request_sync(db(), connection_id)
     flash("The connection will be polled at the next tick.", "ok")

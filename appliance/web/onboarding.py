@@ -23,10 +23,11 @@ from appliance.audit.writer import AuditRecord, append
 from appliance.boundary.csrf import check_csrf, csrf_token
 from appliance.boundary.edge import appliance, state
 from appliance.boundary.routes import public
+from appliance.boundary.validation import accepts, submitted
 from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests
 from appliance.services import onboarding
 from appliance.venues.base import Credentials, VenueAdapter, WalletAdapter
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
 
 CLAIM_COOKIE = "__Host-vigatra-onboard"
 
@@ -94,7 +95,8 @@ def _refused_page(message: str, status: int, *, retry_after: int | None = None) 
 
 @web_blueprint.route("/onboard/<token>", methods=["GET", "POST"])
 @public(accepts_data=True, action="onboarding.page")
-def onboard(token: str) -> ResponseReturnValue:
+@accepts(query=forms.OnboardQuery, form=forms.OnboardForm, in_view=True, media=("text/html",))
+def onboard(token: str, query: forms.OnboardQuery) -> ResponseReturnValue:
     app = appliance()
     st = state()
     try:
@@ -122,8 +124,12 @@ def onboard(token: str) -> ResponseReturnValue:
     except Conflict as exc:
         return _refused_page(exc.message, 409)
     if request.method in ("GET", "HEAD"):
-        return _get(token, link)
+        return _get(token, link, query.venue)
     check_csrf()
+    try:
+        form = submitted(forms.OnboardForm)
+    except Invalid as exc:
+        return _render(token, link, error=exc.message, status=400)
     cookie = None
     if not link.claimed:
         # The first submission binds the link to this browser (see onboarding.claim).
@@ -134,16 +140,16 @@ def onboard(token: str) -> ResponseReturnValue:
         except Conflict as exc:
             return _refused_page(exc.message, 409)
         link = replace(link, claimed=True)
-    action = request.form.get("action", "key")
+    action = form.action
     if action == "finish":
         with app.store.unit_of_work() as s:
             onboarding.finish(s, link)
             _event("onboarding.finish", outcome="success", status=200, link=link, session_=s)
         response = make_response(render_template("onboard_done.html"), 200)
     elif action == "wallet":
-        response = make_response(_submit_wallet(token, link))
+        response = make_response(_submit_wallet(token, link, form))
     else:
-        response = make_response(_submit_key(token, link))
+        response = make_response(_submit_key(token, link, form))
     if cookie:
         # Lax, not Strict: the employee reopens the link from their (web)mail, a cross-site
         # navigation on which a Strict cookie is not sent, and would be told the link is in use
@@ -153,18 +159,18 @@ def onboard(token: str) -> ResponseReturnValue:
     return response
 
 
-def _get(token: str, link: onboarding.Link) -> ResponseReturnValue:
+def _get(token: str, link: onboarding.Link, venue: str | None) -> ResponseReturnValue:
     app = appliance()
     if not _usable_transport():
         # Opened over plain HTTP by mistake: explain and offer no live form. The token has
         # travelled in clear: audit it.
         _event("onboarding.open_plain_http", outcome="denied", status=200, link=link)
-        return _render(token, link, selected=request.args.get("venue"))
+        return _render(token, link, selected=venue)
     if not link.opened:
         with app.store.unit_of_work() as s:
             if onboarding.note_opened(s, link):
                 _event("onboarding.open", outcome="success", status=200, link=link, session_=s)
-    return _render(token, link, selected=request.args.get("venue"))
+    return _render(token, link, selected=venue)
 
 
 def _now() -> float:
@@ -173,14 +179,14 @@ def _now() -> float:
     return time.time()
 
 
-def _submit_key(token: str, link: onboarding.Link) -> ResponseReturnValue:
+def _submit_key(token: str, link: onboarding.Link, form: forms.OnboardForm) -> ResponseReturnValue:
     app = appliance()
-    venue = request.form.get("venue", "")
+    venue = form.venue
     keyed, _wallets = _venues()
     adapter = next((a for a in keyed if a.id == venue), None)
     if adapter is None:
         return _render(token, link, error="Choose one of the venues listed.", status=400)
-    fields = {f.name: (request.form.get(f.name) or "").strip() for f in adapter.credential_fields}
+    fields = {f.name: str(getattr(form, f.name, "")).strip() for f in adapter.credential_fields}
     missing = [f.label for f in adapter.credential_fields if f.required and not fields.get(f.name)]
     if missing:
         return _render(token, link, selected=venue, error=f"Fill in: {', '.join(missing)}.", status=400)
@@ -202,17 +208,16 @@ def _submit_key(token: str, link: onboarding.Link) -> ResponseReturnValue:
                    status=200 if outcome.accepted else 422)
 
 
-def _submit_wallet(token: str, link: onboarding.Link) -> ResponseReturnValue:
+def _submit_wallet(token: str, link: onboarding.Link, form: forms.OnboardForm) -> ResponseReturnValue:
     app = appliance()
-    chain = request.form.get("chain", "")
+    chain = form.chain
     _keyed, wallets = _venues()
     adapter = next((a for a in wallets if a.id == chain), None)
     if adapter is None:
         return _render(token, link, error="Choose one of the chains listed.", status=400)
     try:
         with app.store.unit_of_work() as s:
-            connection = onboarding.record_wallet(s, link, adapter, request.form.get("address", ""),
-                                                  request.form.get("label", ""))
+            connection = onboarding.record_wallet(s, link, adapter, form.address, form.label)
             _event("onboarding.submit_wallet", outcome="success", status=200, link=link,
                    resource_id=connection.id, session_=s, detail={"chain": chain})
     except (Invalid, Conflict) as exc:

@@ -12,31 +12,33 @@ from flask.typing import ResponseReturnValue
 
 from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_cell, iter_rows
 from appliance.boundary.edge import appliance, audit_detail, db, state
-from appliance.boundary.params import int_arg, time_arg
 from appliance.boundary.routes import requires
+from appliance.boundary.validation import accepts
 from appliance.services import records, reports, sync
 from appliance.services.valuation import read as valuation
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
 
 
 @web_blueprint.route("/audit")
 @requires("audit:read", action="audit.view")
-def audit() -> ResponseReturnValue:
-    flt = AuditFilter(since=time_arg("from"), until=time_arg("to"), user_id=int_arg("user_id"),
-                      resource_type=request.args.get("resource_type") or None,
-                      action=request.args.get("action") or None, after_id=int_arg("after", None, low=0))
+@accepts(query=forms.AuditQuery, media=("text/html",))
+def audit(query: forms.AuditQuery) -> ResponseReturnValue:
+    flt = AuditFilter(since=query.from_, until=query.to, user_id=query.user_id,
+                      resource_type=query.resource_type or None, action=query.action or None,
+                      after_id=query.after)
     rows = []
     for row in iter_rows(db(), flt, batch=100):
         rows.append(dict(zip(CSV_COLUMNS, row, strict=True)))
         if len(rows) == 100:
             break
-    query = {k: v for k, v in request.args.items() if k != "after" and v}
-    return render_template("audit.html", rows=rows, query=query,
+    filters = {k: v for k, v in request.args.items() if k != "after" and v}  # as typed, for the form and links
+    return render_template("audit.html", rows=rows, query=filters,
                            next_after=rows[-1]["id"] if len(rows) == 100 else None)
 
 
 @web_blueprint.route("/predictions")
 @requires("predictions:read", action="predictions.list")
+@accepts(media=("text/html",))
 def predictions() -> ResponseReturnValue:
     session = db()
     rows = records.current_positions(session, state().actor)
@@ -47,6 +49,7 @@ def predictions() -> ResponseReturnValue:
 
 @web_blueprint.route("/reports")
 @requires("reports:read", action="reports.view")
+@accepts(media=("text/html",))
 def reports_page() -> ResponseReturnValue:
     session = db()
     summary = reports.firm_summary(session)
@@ -60,26 +63,32 @@ def reports_page() -> ResponseReturnValue:
 
 @web_blueprint.route("/reports/holdings.csv")
 @requires("reports:export", action="reports.holdings_csv")
+@accepts(media=("text/csv",))
 def reports_holdings() -> ResponseReturnValue:
     actor = state().actor
     if not actor.can("balances:export:flagged"):
         from appliance.errors import Forbidden
 
         raise Forbidden("the holdings report needs balances:export")
-    rows = reports.holdings_rows(db(), actor, appliance().settings)
+    with appliance().store.read() as snapshot:  # a report is as of one moment (one read transaction)
+        rows = reports.holdings_rows(snapshot, actor, appliance().settings)
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-holdings.csv")
 
 
 @web_blueprint.route("/reports/transactions.csv")
 @requires("reports:export", action="reports.transactions_csv")
-def reports_transactions() -> ResponseReturnValue:
+@accepts(query=forms.PeriodQuery, media=("text/csv",))
+def reports_transactions(query: forms.PeriodQuery) -> ResponseReturnValue:
     actor = state().actor
     if not actor.can("transactions:export:flagged"):
         from appliance.errors import Forbidden
 
         raise Forbidden("the transaction report needs transactions:export")
-    rows = reports.transaction_rows(db(), actor, appliance().settings, since=time_arg("from"), until=time_arg("to"))
+    # One read transaction: the report is as of one moment, and PostgreSQL streams rows (a server-side
+    # cursor) only inside a transaction; the request's own reads autocommit statement by statement.
+    with appliance().store.read() as snapshot:
+        rows = reports.transaction_rows(snapshot, actor, appliance().settings, since=query.from_, until=query.to)
     audit_detail(rows=len(rows) - 1)
     return _csv_response(rows, "vigatra-transactions.csv")
 
@@ -96,6 +105,7 @@ def _csv_response(rows: list[list[Any]], filename: str) -> Response:
 
 @web_blueprint.route("/system")
 @requires("system:read", action="system.view")
+@accepts(media=("text/html",))
 def system() -> ResponseReturnValue:
     from appliance.services import mailer
 

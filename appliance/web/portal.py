@@ -21,10 +21,11 @@ from appliance.boundary.authentication import EMPLOYEE_COOKIE
 from appliance.boundary.csrf import check_csrf, csrf_token, employee_csrf_token
 from appliance.boundary.edge import appliance, audit_resource, db, state
 from appliance.boundary.routes import employee_portal, public
-from appliance.errors import Conflict, NotFound, TooManyRequests
+from appliance.boundary.validation import accepts, submitted
+from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests
 from appliance.services import me, portal
 from appliance.services.valuation import read as valuation
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
 
 BIND_COOKIE = "__Host-vigatra-portal-browser"
 SENT = ("If this address belongs to an employee, a sign-in link is on its way. It works for {minutes} minutes, "
@@ -75,6 +76,7 @@ def _page(template: str, status: int = 200, **context: Any) -> Any:
 
 @web_blueprint.route("/me/sign-in", methods=["GET", "POST"])
 @public(accepts_data=True, action="portal.sign_in_page")
+@accepts(form=forms.PortalSignInForm, in_view=True, media=("text/html",))
 def portal_sign_in() -> ResponseReturnValue:
     app = appliance()
     st = state()
@@ -88,8 +90,12 @@ def portal_sign_in() -> ResponseReturnValue:
         return response
     check_csrf()
     portal.count_attempt(app.store, app.settings, st.transport.client_ip)
+    try:
+        form = submitted(forms.PortalSignInForm)
+    except Invalid as exc:
+        return _page("portal_sign_in.html", 400, error=exc.message)
     binding, fresh = _binding()
-    email = (request.form.get("email") or "").strip()[:254]
+    email = form.email.strip()
     with app.store.unit_of_work() as s:
         employee = portal.employee_by_email(s, email)
         if employee is not None and app.mailer.enabled:
@@ -115,6 +121,7 @@ def _link_mail(url: str, minutes: int) -> str:
 
 @web_blueprint.route("/me/sign-in/<token>", methods=["GET", "POST"])
 @public(accepts_data=True, action="portal.sign_in_link")
+@accepts(form=forms.NoFields, in_view=True, media=("text/html",))
 def portal_link(token: str) -> ResponseReturnValue:
     app = appliance()
     st = state()
@@ -126,6 +133,10 @@ def portal_link(token: str) -> ResponseReturnValue:
         return response
     if request.method == "POST":
         check_csrf()
+        try:
+            submitted(forms.NoFields)
+        except Invalid as exc:
+            return _page("portal_sign_in.html", 400, error=exc.message)
     binding, fresh = _binding()
     try:
         with app.store.read() as s:
@@ -167,6 +178,7 @@ def portal_link(token: str) -> ResponseReturnValue:
 
 @web_blueprint.route("/me", methods=["GET"])
 @employee_portal(action="portal.view")
+@accepts(media=("text/html",))
 def portal_home() -> ResponseReturnValue:
     employee_id = state().actor.employee_id
     assert employee_id is not None
@@ -197,6 +209,7 @@ def _portal_extra() -> dict[str, Any]:
 
 @web_blueprint.route("/me/sign-out", methods=["POST"])
 @employee_portal(action="portal.sign_out")
+@accepts(form=forms.NoFields, media=("text/html",))
 def portal_sign_out() -> ResponseReturnValue:
     actor = state().actor
     session_id = int(actor.label.rsplit(":", 1)[1])
@@ -209,16 +222,15 @@ def portal_sign_out() -> ResponseReturnValue:
 
 @web_blueprint.route("/me/preclearances", methods=["POST"])
 @employee_portal(action="portal.preclearance_create")
-def portal_request() -> ResponseReturnValue:
+@accepts(form=forms.PortalRequestForm, media=("text/html",))
+def portal_request(form: forms.PortalRequestForm) -> ResponseReturnValue:
     from flask import flash
 
-    from appliance.errors import Invalid
     from appliance.services import preclearance
 
     employee_id = state().actor.employee_id
     assert employee_id is not None
-    data = {k: request.form.get(k, "").strip() for k in ("asset", "market_id", "venue", "side", "quantity",
-                                                         "notional", "reason")}
+    data = {k: str(v).strip() for k, v in form.model_dump(exclude={"csrf_token"}).items()}
     try:
         ask = preclearance.parse({k: v for k, v in data.items() if v})
         row = preclearance.submit(db(), appliance().settings, state().actor, employee_id, ask, via="portal")
@@ -232,7 +244,8 @@ def portal_request() -> ResponseReturnValue:
 
 @web_blueprint.route("/me/connections", methods=["POST"])
 @employee_portal(action="portal.connection_onboard")
-def portal_connections() -> ResponseReturnValue:
+@accepts(form=forms.PortalConnectionForm, media=("text/html",))
+def portal_connections(form: forms.PortalConnectionForm) -> ResponseReturnValue:
     """Add, replace or fix a connection: the onboarding page, on a one-hour link made for this session."""
     from appliance.settings import VENUE_IDS
 
@@ -240,7 +253,7 @@ def portal_connections() -> ResponseReturnValue:
     assert employee_id is not None
     link_id, token = portal.self_onboarding_link(db(), appliance().settings, state().actor, employee_id)
     audit_resource("onboarding", link_id)
-    venue = request.form.get("venue", "")
+    venue = form.venue
     target = url_for("web.onboard", token=token)
     if venue in VENUE_IDS:
         target += f"?venue={venue}"

@@ -5,23 +5,33 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from typing import Literal
+from urllib.parse import urlsplit
 
 import pyotp
 from flask import flash, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import login_user, logout_user
 
 from appliance.audit.writer import AuditRecord
+from appliance.auth.state import UserState
 from appliance.boundary.csrf import check_csrf
 from appliance.boundary.edge import appliance, auth_changed, db, state
 from appliance.boundary.routes import public, signed_in
+from appliance.boundary.validation import Answer, accepts, submitted
 from appliance.errors import Invalid, TooManyRequests, Unauthenticated, VigatraError
 from appliance.services import identity
 from appliance.services import login as login_service
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unreachable"]
+    scheduler: str
 
 
 @public()
+@accepts(returns=Health, also=((503, Health),))
 def health() -> ResponseReturnValue:
     """Liveness for load balancers and systemd: no auth, no data."""
     app = appliance()
@@ -38,9 +48,30 @@ def health() -> ResponseReturnValue:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    r"""Where to go after signing in: a path on this site, or the start page.
+
+    Browsers drop tabs and newlines anywhere in a URL, strip leading control characters and spaces,
+    and read a backslash as a slash, so ``/\t/evil.example`` or ``/\evil.example`` are
+    ``//evil.example`` to them: another site. Those characters are removed first, then only a path
+    with no scheme and no host is accepted.
+    """
+    if not target:
+        return url_for("web.home")
+    cleaned = "".join(ch for ch in target if ch >= " " and ch not in "\x7f\\")
+    parts = urlsplit(cleaned)
+    if cleaned.startswith("/") and not cleaned.startswith("//") and not parts.scheme and not parts.netloc:
+        return cleaned
     return url_for("web.home")
+
+
+def _after_sign_in(user: UserState, target: str | None) -> str:
+    """A user who owes a password change or an MFA enrolment goes straight to the form for it: every
+    other page refuses them until then (the start page included)."""
+    if user.must_change_password:
+        return url_for("web.account")
+    if appliance().settings.auth.mfa_required and not user.mfa_enabled:
+        return url_for("web.account_mfa")
+    return _safe_next(target)
 
 
 def _security_event(action: str, *, outcome: str, user_id: int | None = None, username: str = "",
@@ -55,24 +86,30 @@ def _security_event(action: str, *, outcome: str, user_id: int | None = None, us
 
 @web_blueprint.route("/login", methods=["GET", "POST"])
 @public(accepts_data=True)
-def login() -> ResponseReturnValue:
-    next_url = request.args.get("next")
+@accepts(query=forms.LoginQuery, form=forms.LoginForm, in_view=True, media=("text/html",))
+def login(query: forms.LoginQuery) -> ResponseReturnValue:
+    next_url = query.next
     if request.method == "GET":
         if state().actor.is_authenticated:
-            return redirect(_safe_next(next_url))
+            signed_in_as = appliance().auth.user(state().actor.user_id or 0)
+            return redirect(_after_sign_in(signed_in_as, next_url) if signed_in_as else _safe_next(next_url))
         return render_template("login.html", next=next_url, error=None, mfa=False)
     check_csrf()
     app = appliance()
     st = state()
-    username = (request.form.get("username") or "").strip()
     if not st.transport.credentials_ok:
-        return render_template("login.html", next=next_url, username=username, mfa=False,
+        return render_template("login.html", next=next_url, mfa=False,
                                error="Passwords are accepted over HTTPS only. Use the appliance's https:// address."
                                ), 403
     try:
+        form = submitted(forms.LoginForm)
+    except Invalid as exc:
+        return render_template("login.html", next=next_url, mfa=False, error=exc.message), 400
+    username = form.username.strip()
+    try:
         outcome = login_service.login(
-            app.store, app.settings.auth, username=username, password=request.form.get("password") or "",
-            ip=st.transport.client_ip, totp_code=request.form.get("totp") or None,
+            app.store, app.settings.auth, username=username, password=form.password,
+            ip=st.transport.client_ip, totp_code=form.totp or None,
             open_totp_secret=lambda s, user: app.keys.open_text(
                 s, user.totp_secret_sealed, table="users", column="totp_secret_sealed", row_id=user.id))
     except login_service.MfaRequired:
@@ -99,15 +136,13 @@ def login() -> ResponseReturnValue:
     session.update({"sid": secrets.token_urlsafe(24), "uid": user.id, "ep": user.epoch, "iat": now, "seen": now,
                     "csrf": secrets.token_urlsafe(32)})
     session.permanent = True
-    from appliance.web import WebUser
-
-    login_user(WebUser(user.id, user.username))
     _security_event("login.success", outcome="success", user_id=user.id, status=302)
-    return redirect(_safe_next(next_url))
+    return redirect(_after_sign_in(user, next_url))
 
 
 @web_blueprint.route("/logout", methods=["POST"])
 @signed_in(action="logout", while_restricted=True)
+@accepts(form=forms.NoFields, media=("text/html",))
 def logout() -> ResponseReturnValue:
     import datetime as dt
 
@@ -118,7 +153,6 @@ def logout() -> ResponseReturnValue:
             hours=appliance().settings.auth.session_absolute_hours)
         login_service.revoke_session(db(), session_id=sid, user_id=actor.user_id, expires_at=expires)
         auth_changed()
-    logout_user()
     session.clear()
     flash("You are signed out.", "ok")
     return redirect(url_for("web.login"))
@@ -126,6 +160,7 @@ def logout() -> ResponseReturnValue:
 
 @web_blueprint.route("/")
 @signed_in(action="home.view")
+@accepts(media=("text/html",))
 def home() -> ResponseReturnValue:
     actor = state().actor
     return render_template("home.html", has_any=bool(actor.permissions))
@@ -133,6 +168,7 @@ def home() -> ResponseReturnValue:
 
 @web_blueprint.route("/account")
 @signed_in(action="account.view", while_restricted=True)
+@accepts(media=("text/html",))
 def account() -> ResponseReturnValue:
     user = identity.get_user(db(), state().actor.user_id or 0)
     return render_template("account.html", user=user, restricted=state().restricted,
@@ -141,17 +177,18 @@ def account() -> ResponseReturnValue:
 
 @web_blueprint.route("/account/password", methods=["POST"])
 @signed_in(action="account.password_change", while_restricted=True)
-def account_password() -> ResponseReturnValue:
+@accepts(form=forms.PasswordForm, media=("text/html",))
+def account_password(form: forms.PasswordForm) -> ResponseReturnValue:
     from appliance.auth.passwords import verify_password
 
     app = appliance()
     session_ = db()
     user = identity.get_user(session_, state().actor.user_id or 0)
-    ok, _ = verify_password(user.password_hash, request.form.get("current_password") or "", app.settings.auth)
+    ok, _ = verify_password(user.password_hash, form.current_password, app.settings.auth)
     if not ok:
         raise Invalid("the current password is not right", field="current_password")
-    new = request.form.get("new_password") or ""
-    if new != (request.form.get("confirm_password") or ""):
+    new = form.new_password
+    if new != form.confirm_password:
         raise Invalid("the two new passwords differ", field="confirm_password")
     identity.set_password(session_, user.id, new, app.settings.auth)
     auth_changed()
@@ -163,6 +200,7 @@ def account_password() -> ResponseReturnValue:
 
 @web_blueprint.route("/account/mfa", methods=["GET"])
 @signed_in(action="account.mfa_view", while_restricted=True)
+@accepts(media=("text/html",))
 def account_mfa() -> ResponseReturnValue:
     import segno
 
@@ -181,6 +219,7 @@ def account_mfa() -> ResponseReturnValue:
 
 @web_blueprint.route("/account/mfa/start", methods=["POST"])
 @signed_in(action="account.mfa_start", while_restricted=True)
+@accepts(form=forms.NoFields, media=("text/html",))
 def account_mfa_start() -> ResponseReturnValue:
     app = appliance()
     session_ = db()
@@ -196,7 +235,8 @@ def account_mfa_start() -> ResponseReturnValue:
 
 @web_blueprint.route("/account/mfa", methods=["POST"])
 @signed_in(action="account.mfa_enrol", while_restricted=True)
-def account_mfa_confirm() -> ResponseReturnValue:
+@accepts(form=forms.MfaCodeForm, media=("text/html",))
+def account_mfa_confirm(form: forms.MfaCodeForm) -> ResponseReturnValue:
     from appliance.auth.state import bump_revision
 
     app = appliance()
@@ -206,7 +246,7 @@ def account_mfa_confirm() -> ResponseReturnValue:
         raise Invalid("start the enrolment first")
     secret = app.keys.open_text(session_, user.totp_secret_sealed, table="users", column="totp_secret_sealed",
                                 row_id=user.id)
-    if not login_service.verify_totp(session_, user, request.form.get("code") or "", secret):
+    if not login_service.verify_totp(session_, user, form.code, secret):
         flash("That code is not right; check the time on your phone and try again.", "error")
         return redirect(url_for("web.account_mfa"))
     user.mfa_enabled = True

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives for real, when it is missing: Chromium (+ driver) for the
 # browser tests, nginx for the TLS front, SoftHSM2 for the PKCS#11 provider, the PostgreSQL server
-# binaries, systemd-analyze and shellcheck for the packaging checks, and anvil (npm) for EVM.
+# binaries, systemd-analyze, shellcheck and minisign for the packaging checks, and anvil (npm) for EVM.
 # Debian/Ubuntu. Runs apt-get as root, or through sudo when available.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +21,11 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# The release signature's compatibility check (tests/packaging/test_signing.py) and the install tests'
+# user accounts and network namespace (util-linux unshare, passwd's useradd).
+command -v minisign >/dev/null 2>&1 || need+=(minisign)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v useradd >/dev/null 2>&1 || need+=(passwd)
 
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

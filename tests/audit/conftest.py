@@ -47,13 +47,12 @@ def record(i: int, **fields: Any) -> AuditRecord:
 
 def add_events(store: Store, count: int, *, start: int = 0, **fields: Any) -> list[int]:
     with store.unit_of_work() as session:
-        events = append(session, [record(start + i, **fields) for i in range(count)])
-        return [e.id for e in events]
+        return append(session, [record(start + i, **fields) for i in range(count)])
 
 
 def add_records(store: Store, records: Sequence[AuditRecord]) -> list[int]:
     with store.unit_of_work() as session:
-        return [e.id for e in append(session, list(records))]
+        return append(session, list(records))
 
 
 def checkpoint(store: Store, signer: Signer, kind: str = "periodic", now: dt.datetime | None = None) -> int:

@@ -93,6 +93,28 @@ def test_reads_and_changes_fail_closed(limited: Any, db_url: str, pg_cluster: An
     assert b"Visible Before" not in page.data
 
 
+def test_a_refused_browser_request_keeps_none_of_its_session_changes(limited: Any, db_url: str,
+                                                                    pg_cluster: Any) -> None:
+    """Sign-out clears the session and revokes it; with the audit trail down it answers 503, its revocation
+    is rolled back, and the browser's cookie is not touched either (no Set-Cookie on the refusal)."""
+    client = create_app(limited.appliance).test_client()
+    client.get("/login", base_url="https://localhost")
+    with client.session_transaction(base_url="https://localhost") as session:
+        csrf = session["csrf"]
+    signed_in = client.post("/login", base_url="https://localhost", data={
+        "username": "alice", "password": limited.personas["alice"].password, "csrf_token": csrf})
+    assert signed_in.status_code == 302
+    with client.session_transaction(base_url="https://localhost") as session:
+        sid, csrf = session["sid"], session["csrf"]
+    _block_audit_writes(limited, db_url, pg_cluster)
+    refused = client.post("/logout", data={"csrf_token": csrf}, base_url="https://localhost")
+    assert refused.status_code == 503
+    assert "Set-Cookie" not in refused.headers
+    with client.session_transaction(base_url="https://localhost") as session:
+        assert session["sid"] == sid
+    assert not limited.appliance.auth.session_revoked(sid)
+
+
 def token_over_https(client: Any, ta: Any, name: str) -> str:
     response = client.post("/api/v1/auth/token", json={"username": name, "password": ta.personas[name].password},
                            base_url="https://localhost")

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from coincurve import PrivateKey
 
 from appliance.settings import settings_from_mapping
 from appliance.venues.base import Page, TxRecord
 from appliance.venues.chains.addresses import b58check_encode
 from appliance.venues.chains.bitcoin import BitcoinAdapter
 from appliance.venues.chains.evm import EvmAdapter
-from appliance.venues.chains.secp256k1 import N, compress, scalar_base_multiply
 from appliance.venues.egress import Egress
 from tests.support.anvil import anvil  # noqa: F401  (the fixture)
 from tests.support.sim import RunningSim
@@ -60,9 +60,9 @@ ZPUB, TPUB, VPUB = 0x04B24746, 0x043587CF, 0x045F1CEB
 def fresh_xpub(version: int = ZPUB) -> str:
     """A random account-level extended public key, so each test has a wallet of its own in the
     session-wide simulator."""
-    point = scalar_base_multiply(secrets.randbelow(N - 1) + 1)
+    public_key = PrivateKey().public_key.format(compressed=True)
     payload = (version.to_bytes(4, "big") + bytes([3]) + secrets.token_bytes(4) + (0x80000000).to_bytes(4, "big")
-               + secrets.token_bytes(32) + compress(point))
+               + secrets.token_bytes(32) + public_key)
     return b58check_encode(payload)
 
 

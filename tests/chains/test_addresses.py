@@ -16,7 +16,7 @@ from appliance.venues.chains.addresses import (
     validate_bitcoin,
     validate_evm_address,
 )
-from appliance.venues.chains.ripemd160 import hash160
+from appliance.venues.chains.primitives import hash160
 from tests.chains.conftest import TPUB, VPUB, ZPUB, fresh_xpub
 
 # -- EVM ---------------------------------------------------------------------------------------

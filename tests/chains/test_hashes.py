@@ -1,26 +1,36 @@
-"""Keccak-256 (Ethereum), RIPEMD-160 and the secp256k1 arithmetic, against published vectors and
-independent implementations (hashlib's SHA3-256 shares Keccak's permutation; ``cryptography`` derives
-public keys from private scalars)."""
+"""Keccak-256 (Ethereum), RIPEMD-160 and BIP-32 public derivation on secp256k1, against published
+vectors and an independent implementation (``cryptography`` derives the public keys of BIP-32's private
+derivation); a missing library stops start-up with one clear line."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from appliance.venues.chains.keccak import keccak256, sha3_256
-from appliance.venues.chains.ripemd160 import hash160, ripemd160, ripemd160_pure
-from appliance.venues.chains.secp256k1 import (
+from appliance.venues.chains import primitives
+from appliance.venues.chains.primitives import (
+    HARDENED,
     DerivationError,
     N,
-    add_points,
-    compress,
-    decompress,
     derive_public_child,
-    is_on_curve,
-    scalar_base_multiply,
+    hash160,
+    keccak256,
+    parse_public_key,
+    ripemd160,
 )
+
+
+def _compressed(scalar: int) -> bytes:
+    """The compressed public key of a private scalar, computed by ``cryptography`` (not coincurve)."""
+    return ec.derive_private_key(scalar, ec.SECP256K1()).public_key().public_bytes(
+        Encoding.X962, PublicFormat.CompressedPoint)
 
 
 @pytest.mark.parametrize(("data", "digest"), [
@@ -42,9 +52,8 @@ def test_keccak_function_selectors(signature: str, selector: str) -> None:
 
 
 @pytest.mark.parametrize("length", [0, 1, 55, 135, 136, 137, 271, 272, 1000])
-def test_sponge_matches_hashlib_sha3_across_block_boundaries(length: int) -> None:
+def test_keccak256_is_not_sha3_256(length: int) -> None:
     data = bytes(range(256)) * 4
-    assert sha3_256(data[:length]) == hashlib.sha3_256(data[:length]).digest()
     assert keccak256(data[:length]) != hashlib.sha3_256(data[:length]).digest()  # different padding
 
 
@@ -56,46 +65,49 @@ def test_sponge_matches_hashlib_sha3_across_block_boundaries(length: int) -> Non
     (b"1234567890" * 8, "9b752e45573d4b39f4dbd3323cab82bf63326bfb"),
 ])
 def test_ripemd160_vectors(data: bytes, digest: str) -> None:
-    assert ripemd160_pure(data).hex() == digest
     assert ripemd160(data).hex() == digest
-
-
-def test_ripemd160_pure_matches_openssl_when_available() -> None:
-    try:
-        hashlib.new("ripemd160")
-    except ValueError:
-        pytest.skip("this OpenSSL has no RIPEMD-160: the pure implementation is the one in use")
-    for length in (0, 55, 56, 63, 64, 65, 119, 120, 200):
-        data = bytes(range(length % 256)) * (1 + length // 256)
-        assert ripemd160_pure(data) == hashlib.new("ripemd160", data).digest()
 
 
 def test_hash160_of_the_generator_point() -> None:
     # HASH160 of the compressed generator (private key 1): the payload of 1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMH.
-    g = compress(scalar_base_multiply(1))
-    assert hash160(g).hex() == "751e76e8199196d454941c45d1b3a323f1433bd6"
+    assert hash160(_compressed(1)).hex() == "751e76e8199196d454941c45d1b3a323f1433bd6"
 
 
 @pytest.mark.parametrize("scalar", [1, 2, 3, 0xDEADBEEF, 2**128 + 12345, N - 1])
-def test_scalar_multiplication_matches_cryptography(scalar: int) -> None:
-    theirs = ec.derive_private_key(scalar, ec.SECP256K1()).public_key().public_numbers()
-    ours = scalar_base_multiply(scalar)
-    assert ours == (theirs.x, theirs.y)
-    assert is_on_curve(ours)
-    assert decompress(compress(ours)) == ours
-
-
-def test_point_addition_matches_scalar_addition() -> None:
-    a, b = 0x1234567890ABCDEF, 0xFEDCBA0987654321
-    assert add_points(scalar_base_multiply(a), scalar_base_multiply(b)) == scalar_base_multiply(a + b)
-    assert add_points(scalar_base_multiply(a), scalar_base_multiply(N - a)) is None  # P + (-P)
+@pytest.mark.parametrize("index", [0, 1, 7, HARDENED - 1])
+def test_public_derivation_matches_private_derivation(scalar: int, index: int) -> None:
+    """CKDpub(K, c, i) is the public key of CKDpriv(k, c, i) = (I_L + k) mod n (BIP-32), the latter
+    computed with ``cryptography``."""
+    chain_code = hashlib.sha256(scalar.to_bytes(32, "big")).digest()
+    parent = _compressed(scalar)
+    digest = hmac.new(chain_code, parent + index.to_bytes(4, "big"), hashlib.sha512).digest()
+    child_scalar = (int.from_bytes(digest[:32], "big") + scalar) % N
+    assert derive_public_child(parent, chain_code, index) == (_compressed(child_scalar), digest[32:])
 
 
 def test_public_derivation_refuses_hardened_indexes_and_bad_keys() -> None:
-    key = compress(scalar_base_multiply(7))
+    key = _compressed(7)
     with pytest.raises(DerivationError, match="hardened"):
-        derive_public_child(key, bytes(32), 0x80000000)
-    with pytest.raises(DerivationError):
-        decompress(b"\x02" + (5).to_bytes(32, "big"))  # x = 5 is not on secp256k1
-    with pytest.raises(DerivationError):
-        decompress(b"\x04" + bytes(32))
+        derive_public_child(key, bytes(32), HARDENED)
+    with pytest.raises(DerivationError, match="not on secp256k1"):
+        parse_public_key(b"\x02" + (5).to_bytes(32, "big"))  # x = 5 is not on secp256k1
+    with pytest.raises(DerivationError, match="not a compressed public key"):
+        parse_public_key(b"\x04" + bytes(32))
+    with pytest.raises(DerivationError, match="out of range"):
+        parse_public_key(b"\x02" + (2**256 - 1).to_bytes(32, "big"))
+
+
+def test_the_known_answers_hold() -> None:
+    primitives.check()
+
+
+def test_a_missing_library_stops_serve_with_one_line(tmp_path: Path) -> None:
+    blocked = "import sys; sys.modules['Crypto'] = None; sys.modules['Crypto.Hash'] = None\n"
+    script = blocked + "from appliance.cli.main import main\nmain(['--config', sys.argv[1], 'serve', '--port', '0'])\n"
+    config = tmp_path / "vigatra.yaml"
+    config.write_text(f"data_dir: {tmp_path}\n")
+    result = subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 1, result.stderr
+    assert "cannot load Crypto" in result.stderr and "pycryptodome" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

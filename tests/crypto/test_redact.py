@@ -61,7 +61,15 @@ def test_ordinary_text_survives() -> None:
 
 
 def test_api_key_prefix_is_kept_for_diagnosis() -> None:
-    assert redact("key vgk_ab12cd.Zx9-secret_part used") == f"key vgk_ab12cd.{REDACTED} used"
+    from appliance.auth import apikeys
+
+    prefix, secret = apikeys.new_prefix(), apikeys.new_secret()
+    key = apikeys.compose(prefix, secret)
+    assert redact(f"key {key} used") == f"key vgk_{prefix}_{REDACTED} used"
+    for line in (f"X-API-Key: {key}", f"Authorization: Bearer {key}", f'{{"api_key": "{key}"}}'):
+        out = redact(line)
+        assert secret not in out and f"vgk_{prefix}_{REDACTED}" in out, out
+    assert redact("vgk_ab12cd.Zx9-secret_part") == f"vgk_{REDACTED}"  # not a key's shape: nothing is kept
 
 
 def test_given_secrets_and_their_encodings_are_removed() -> None:

@@ -143,11 +143,12 @@ def test_routes_lists_method_path_permission(tmp_path: Path, kek_env: str) -> No
 
 
 def test_doctor_reports_in_plain_words(tmp_path: Path, kek_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    config, _ = init(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", kek_env)
-    good = run("--config", str(config), "doctor")
+    config, _ = init(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", kek_env, "--public-url",
+                     "https://vigatra.example.internal")
+    good = run("--config", str(config), "doctor", "--skip-network")
     assert good.exit_code == 0, good.output
     assert "key provider" in good.output
     monkeypatch.delenv(kek_env)
-    bad = run("--config", str(config), "doctor")
+    bad = run("--config", str(config), "doctor", "--skip-network")
     assert bad.exit_code == 1
     assert "PROBLEM" in bad.output

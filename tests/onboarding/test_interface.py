@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from appliance.errors import ConfigError
 from appliance.serve import check_bind
+from appliance.services.onboarding import default_public_url
 from appliance.store.models import Employee
 from tests.onboarding.conftest import audit_rows, new_employee, new_link, run_cli, write_config
 from tests.support.app import test_settings as settings_for
@@ -46,7 +47,8 @@ def test_onboard_link_prints_a_working_url(ota: Any, tmp_path: Path, https: Any)
 
     default = run_cli(write_config(ota, tmp_path / "plain.yaml"), "onboard", "link", "--employee", str(employee_id))
     assert default.exit_code == 0
-    assert re.search(r"^onboarding url: https://127\.0\.0\.1:8080/onboard/\S+$", default.output, re.M)
+    # No public_url: this machine's name over https (what vigatra init proposes), never the bind address.
+    assert re.search(rf"^onboarding url: {re.escape(default_public_url())}/onboard/\S+$", default.output, re.M)
     assert "server.public_url" in default.output  # the hint, on stderr
 
     missing = run_cli(config, "onboard", "link", "--employee", "99999")

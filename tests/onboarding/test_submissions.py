@@ -199,3 +199,18 @@ def test_no_secret_in_any_audit_row(ota: Any, page: Page, sim: RunningSim) -> No
     for key in keys:
         for secret in secrets_of(key):
             assert secret not in text
+
+
+@pytest.mark.parametrize("change", [{"api_key": "AK\x00EY"}, {"api_secret": "x" * 10_001}, {"bogus": "1"},
+                                    {"action": "steal"}])
+def test_a_malformed_submission_is_refused_on_the_page_and_stores_nothing(ota: Any, page: Page, sim: RunningSim,
+                                                                         change: dict[str, str]) -> None:
+    """The form is checked against its schema (web/forms.py) once the TLS and CSRF gates passed: a NUL, an
+    oversized secret, an unknown field or an unknown step is named on the page, and nothing is stored."""
+    form = {**key_form(page.csrf, "kraken", sim.create_key("kraken", ["read"])), **change}
+    response = page.client.post(page.url, data=form)
+    assert response.status_code == 400, response.text[:300]
+    field = next(iter(change))
+    assert field in response.text
+    assert connections(ota) == []
+    assert not [k for k in ("AK\x00EY",) if k in audit_text(audit_rows(ota))]

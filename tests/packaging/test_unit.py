@@ -19,7 +19,7 @@ from tests.packaging.tools import REPO, UNIT, require_tool
 HARDENING = {
     "NoNewPrivileges": "yes",
     "ProtectSystem": "strict",
-    "ReadWritePaths": "/var/lib/vigatra",
+    "ReadWritePaths": "/var/lib/vigatra -/var/backups/vigatra",
     "ProtectHome": "yes",
     "PrivateTmp": "yes",
     "PrivateDevices": "yes",
@@ -73,7 +73,7 @@ def test_unit_has_every_hardening_directive() -> None:
 
 def test_unit_runs_serve_as_vigatra_from_opt() -> None:
     found = directives(UNIT.read_text())
-    assert found["ExecStart"] == ["/opt/vigatra/bin/vigatra --config /etc/vigatra/vigatra.yaml serve"]
+    assert found["ExecStart"] == ["/opt/vigatra/current/bin/vigatra --config /etc/vigatra/vigatra.yaml serve"]
     assert found["Type"] in (["simple"], ["exec"])
 
 
@@ -112,8 +112,8 @@ def test_unit_and_dropins_verify_offline(dropin: str, tmp_path: Path) -> None:
     """`systemd-analyze verify` needs no running systemd; it wants the ExecStart binary to exist,
     so the unit is installed the way install.sh does it: under a prefix, here a stub."""
     analyze = require_tool("systemd-analyze", "systemd")
-    (tmp_path / "bin").mkdir()
-    stub = tmp_path / "bin" / "vigatra"
+    (tmp_path / "current" / "bin").mkdir(parents=True)
+    stub = tmp_path / "current" / "bin" / "vigatra"
     stub.write_text("#!/bin/sh\n")
     stub.chmod(0o755)
     unit = tmp_path / "vigatra.service"

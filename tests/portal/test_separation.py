@@ -116,3 +116,40 @@ def test_an_employee_reads_only_their_own_records_on_every_portal_route(ta: Any,
     assert [t["asset"] for t in mine] == ["ERINCOIN"]
     assert erin.get("/api/v1/me/holdings").get_json()["holdings"][0]["asset"] == "ERINCOIN"
     assert [r["asset"] for r in erin.get("/api/v1/me/preclearances").get_json()["preclearances"]] == ["ERINCOIN"]
+
+
+def test_every_portal_form_refuses_an_unknown_field(ta: Any, flask_app: Any, two: dict[str, Any]) -> None:
+    from appliance.boundary.validation import schema_of
+
+    erin = signed_in(flask_app, ta, two["erin"])
+    tried = 0
+    for call in calls(flask_app):
+        spec = schema_of(flask_app.view_functions[call.row.endpoint])
+        if call.row.permission != EMPLOYEE or spec is None or spec.form is None or call.method != "POST":
+            continue
+        if call.row.endpoint == "web.portal_sign_out":
+            continue  # would end the session under test
+        before = audit_count(ta)
+        response = erin.post(call.path, data={"csrf_token": csrf_of(erin), "zz_not_a_field": "1"})
+        assert response.status_code == 400, (call.path, response.status_code)
+        assert "zz_not_a_field" in response.get_data(as_text=True), call.path
+        assert audit_count(ta) - before == 1
+        tried += 1
+    assert tried >= 2
+
+
+def test_every_portal_api_route_refuses_unknown_input(ta: Any, flask_app: Any, two: dict[str, Any]) -> None:
+    erin = signed_in(flask_app, ta, two["erin"])
+    headers = {"X-CSRF-Token": csrf_of(erin)}
+    tried = 0
+    for call in calls(flask_app):
+        if call.row.permission != EMPLOYEE or not call.path.startswith("/api/v1/"):
+            continue
+        response = erin.open(call.path, method=call.method, query_string={"zz_not_a_parameter": "1"},
+                             json={} if call.method != "GET" else None, headers=headers)
+        assert response.status_code == 400 and "zz_not_a_parameter" in response.get_data(as_text=True), call.path
+        if call.method == "POST":
+            response = erin.open(call.path, method="POST", json={"zz_not_a_field": 1}, headers=headers)
+            assert response.status_code == 400 and "zz_not_a_field" in response.get_data(as_text=True), call.path
+        tried += 1
+    assert tried >= 9

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from appliance.store.base import Base
 from appliance.store.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
@@ -32,6 +32,41 @@ def test_downgrade_then_upgrade_again(empty_db_url: str) -> None:
         downgrade(engine, "base")
         assert current_revision(engine) is None
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        upgrade(engine)
+        assert schema_drift(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_transfer_status_migration_keeps_stored_values(empty_db_url: str) -> None:
+    """0023 adds columns to ``transactions``: on SQLite a table rebuild would drop the old table, and its
+    implicit DELETE cascades to transaction_values — every stored value gone. Rows survive both ways."""
+    engine = make_engine(empty_db_url)
+    rows = (
+        "INSERT INTO employees (id, name, email, department, status, created_at) "
+        "VALUES (1, 'Ada', 'ada@example.com', '', 'active', '2024-01-01 00:00:00')",
+        "INSERT INTO connections (id, employee_id, kind, venue, label, status, status_reason, address, "
+        "key_fingerprint, scope_verified, consecutive_failures, created_at, updated_at) VALUES "
+        "(1, 1, 'exchange', 'binance', '', 'active', '', '', '', TRUE, 0, '2024-01-01 00:00:00', "
+        "'2024-01-01 00:00:00')",
+        "INSERT INTO transactions (id, connection_id, stream, venue_tx_id, kind, occurred_at, asset, amount, "
+        "market, provenance, orphaned, created_at) VALUES (1, 1, 'deposits', 'd1', 'deposit', "
+        "'2024-01-01 00:00:00', 'BTC', 1, '', 'api', FALSE, '2024-01-01 00:00:00')",
+        "INSERT INTO transaction_values (transaction_id, currency, value, source, route, reason, attempts, "
+        "updated_at) VALUES (1, 'USD', 42000, 'kraken', '', '', 1, '2024-01-01 00:00:00')",
+    )
+    try:
+        upgrade(engine, "0018")
+        with engine.begin() as conn:
+            for row in rows:
+                conn.execute(text(row))
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT status FROM transactions")).scalar_one() == "completed"
+            assert conn.execute(text("SELECT count(*) FROM transaction_values")).scalar_one() == 1
+        downgrade(engine, "0018")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM transaction_values")).scalar_one() == 1
         upgrade(engine)
         assert schema_drift(engine) == []
     finally:

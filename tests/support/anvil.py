@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import requests
 
-from appliance.venues.chains.keccak import keccak256
+from appliance.venues.chains.primitives import keccak256
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".tools" / "node_modules" / ".bin"

@@ -55,11 +55,11 @@ def sta(sta_factory: Callable[..., TestAppliance]) -> TestAppliance:
 
 
 def onboard(sta: Any, sim: RunningSim, venue: str, permissions: list[str] | None = None,
-            history: dict[str, int] | None = None) -> tuple[int, dict[str, Any]]:
-    """Create a key in the simulator, a link for a new employee, probe the key and store it as the
-    onboarding page does. Returns (connection id, the simulator's key)."""
+            history: dict[str, int] | None = None, key: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """Create a key in the simulator (or use ``key``), a link for a new employee, probe the key and store it as
+    the onboarding page does. Returns (connection id, the simulator's key)."""
     app = sta.appliance
-    key = sim.create_key(venue, permissions or ["read"], history=history)
+    key = key or sim.create_key(venue, permissions or ["read"], history=history)
     with app.store.unit_of_work() as session:
         person = employees.create(session, name=f"E {key['api_key'][:6]}",
                                   email=f"{key['api_key'][:12].replace('/', '-')}@example.com")

@@ -30,9 +30,13 @@ HOUR = dt.timedelta(hours=1)
 
 
 def coverage(sta: Any, connection_id: int, kind: str) -> list[CoverageInterval]:
+    """The connection's intervals of ``kind``, less the standing ones a venue's documentation implies (history
+    its API does not reach: OKX serves three months of fills; records it serves that are not read yet: Coinbase
+    app trades), which no outage opens or closes."""
     with sta.store.read() as session:
         return detached(session, list(session.execute(select(CoverageInterval).where(
-            CoverageInterval.connection_id == connection_id, CoverageInterval.kind == kind)
+            CoverageInterval.connection_id == connection_id, CoverageInterval.kind == kind,
+            CoverageInterval.reason.not_in(("history_limit", "not_read")))
             .order_by(CoverageInterval.stream, CoverageInterval.id)).scalars()))
 
 

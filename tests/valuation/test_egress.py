@@ -85,6 +85,32 @@ def test_the_market_data_session_refuses_everything_but_market_data(sta: Any, si
     assert market.client().apiKey in ("", None) and market.client().secret in ("", None)
 
 
+# One path of each market-data endpoint, as ccxt asks them.
+MARKET_DATA_PATHS = {
+    "binance": ("/api/v3/ticker/24hr", "/api/v3/klines"), "binanceus": ("/api/v3/ticker/24hr", "/api/v3/klines"),
+    "bybit": ("/v5/market/tickers", "/v5/market/kline"),
+    "coinbase": ("/api/v3/brokerage/market/products/BTC-USD/ticker",
+                 "/api/v3/brokerage/market/products/BTC-USD/candles"),
+    "kraken": ("/0/public/Ticker", "/0/public/OHLC"), "gemini": ("/v1/pubticker/btcusd", "/v2/candles/btcusd/1hr"),
+    "okx": ("/api/v5/market/ticker", "/api/v5/market/candles", "/api/v5/market/history-candles"),
+    "kucoin": ("/api/v1/market/stats", "/api/v1/market/candles"),
+    "bitstamp": ("/api/v2/ticker/btcusd/", "/api/v2/ohlc/btcusd/"),
+}
+
+
+def test_market_data_requests_spend_the_venues_documented_limits(sta: Any) -> None:
+    """With no configured budget (the default), only the documented limits space requests: every market-data
+    endpoint must be under one, or the pricing job would ask a venue as fast as it answers."""
+    assert set(MARKET_DATA_PATHS) == set(MARKET_DATA_ENDPOINTS)
+    for venue, paths in MARKET_DATA_PATHS.items():
+        market = ExchangeMarketData(sta.appliance.venues.get(venue))
+        assert market.client().session.limits == market.limits
+        for path in paths:
+            assert any(rule.matches("GET", path) for rule in market.endpoints), f"{venue} {path}"
+            limits = [limit for limit in market.limits if limit.applies(path) and not limit.per_account]
+            assert limits and all(limit.source for limit in limits), f"{venue} {path}: no documented limit"
+
+
 def test_a_sync_makes_no_market_data_request(sta: Any, sim: RunningSim) -> None:
     cid, key = onboard(sta, sim, "kraken", history={"trades": 2, "deposits": 1, "withdrawals": 1})
     set_balances(sim, "kraken", key["api_key"], {"BTC": "1"})

@@ -65,15 +65,21 @@ def test_reports_export_values_and_unpriced_with_the_reason(sta: Any, sim: Runni
     assert Decimal(btc["value"]) == (Decimal(btc["quantity"]) * Decimal(btc["price"])).quantize(Decimal("0.01"))
     assert ada["value"] == "unpriced" and ada["price"] == ""
     assert ada["unpriced_reason"].startswith("no price for ADA in USD")
-    transactions = list(csv.DictReader(io.StringIO(client.get("/reports/transactions.csv").get_data(as_text=True))))
+    report = client.get("/reports/transactions.csv").get_data(as_text=True)
+    header = next(csv.reader(io.StringIO(report)))
+    assert len(header) == len(set(header)), "no column named twice (the trade's own price is trade_price)"
+    transactions = list(csv.DictReader(io.StringIO(report)))
     assert transactions
     for row in transactions:
         if row["value"] == "unpriced":
             assert row["unpriced_reason"], row
         else:
             assert Decimal(row["price"]) > 0 and row["price_source"] and row["unpriced_reason"] == ""
-            assert Decimal(row["value"]) == (Decimal(row["quantity"]) * Decimal(row["price"])).quantize(Decimal("0.01"))
+            assert Decimal(row["value"]) == (Decimal(row["quantity"]) * Decimal(row["price"])).quantize(
+                Decimal("0.01"))
     assert all(row["currency"] == "USD" for row in transactions)
+    trades = [row for row in transactions if row["nature"] in ("buy", "sell")]
+    assert trades and all(Decimal(row["trade_price"]) > 0 for row in trades)
 
 
 def test_the_predictions_page_values_each_position(sta: Any, sim: RunningSim) -> None:
@@ -83,3 +89,10 @@ def test_the_predictions_page_values_each_position(sta: Any, sim: RunningSim) ->
     login_session(client, sta, "alice")
     page = client.get("/predictions").get_data(as_text=True)
     assert "Value (USD)" in page and page.count("data-value=") == 2
+    holdings = list(csv.DictReader(io.StringIO(client.get("/reports/holdings.csv").get_data(as_text=True))))
+    positions = [row for row in holdings if row["kind"] == "prediction"]
+    assert len(positions) == 2, "the holdings report carries prediction positions too"
+    for row in positions:
+        assert row["venue"] and row["market_id"] and row["outcome"] in ("yes", "no")
+        assert row["currency"] == "USD" and row["price_source"] == "kalshi"
+        assert Decimal(row["value"]) == (Decimal(row["quantity"]) * Decimal(row["price"])).quantize(Decimal("0.01"))

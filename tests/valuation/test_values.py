@@ -85,6 +85,8 @@ def test_a_trade_at_10_37_is_priced_from_the_candle_that_contains_it(sta: Any, s
     (item,) = [t for t in body["transactions"] if t["id"] == tx.id]
     assert Decimal(item["value"]) == Decimal("0.25") * close and item["price_source"] == "kraken"
     assert item["priced_at"] == candle_open.isoformat().replace("+00:00", "Z")
+    # the valuation's price beside the trade's own: neither hides the other
+    assert Decimal(item["price"]) == close and Decimal(item["trade_price"]) == Decimal("40000")
 
 
 def test_a_cross_rate_through_usdt_is_recorded_as_such(sta: Any, sim: RunningSim) -> None:
@@ -278,3 +280,4 @@ def test_a_bitcoin_wallet_is_valued_from_the_configured_exchanges(sta_factory: A
     else:  # the first source in the order with a candle for that hour (Kraken keeps only 720 of them)
         assert transfer["price_route"] == f"BTC/USD {transfer['price_source']} candle 1h"
         assert Decimal(transfer["value"]) == Decimal(transfer["amount"]) * Decimal(transfer["price"])
+        assert transfer["trade_price"] is None, "a transfer has no trade price of its own"

@@ -22,7 +22,7 @@ from appliance.venues.exchanges.binance import HISTORY_WINDOW_MS, BinanceAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
-from tests.venues.helpers import creds_of, drain
+from tests.venues.helpers import creds_of, drain, pages
 
 EMPTY = {"trades": 0, "deposits": 0, "withdrawals": 0}
 
@@ -133,7 +133,10 @@ def test_markets_derived_from_holdings_and_recorded(sim: RunningSim, adapter: Bi
     records, page = drain(adapter, creds, "trades")
     assert page.notes["markets"] == ["BTC/USDT"]  # SOL never held nor moved: SOL/BTC not asked
     assert {r.market for r in records} == {"BTC/USDT"}
-    assert {q["symbol"] for q in queries(sim, "/api/v3/myTrades")} == {"BTCUSDT"}
+    mine = [dict(parse_qsl(r["query"])) for r in sim.requests_log("binance")
+            if r["path"] == "/api/v3/myTrades"
+            and {k.lower(): v for k, v in r["headers"].items()}.get("x-mbx-apikey") == api_key]
+    assert {q["symbol"] for q in mine} == {"BTCUSDT"}  # this key's queries (other tests share the simulator)
 
     sim.control("POST", f"binance/keys/{api_key}/deposits", {"deposits": [{"asset": "SOL", "amount": "2"}]})
     records, page = drain(adapter, creds, "trades", page.cursor)
@@ -178,13 +181,21 @@ def test_history_walks_90_day_windows_with_a_day_of_overlap(sim: RunningSim, ada
     key = sim.create_key("binance", ["read"], history={"trades": 0, "deposits": 3, "withdrawals": 2})
     api_key, creds = key["api_key"], creds_of(key)
     sim.control("DELETE", "requests")
-    deposits, page = drain(adapter, creds, "deposits")
-    asked = queries(sim, "/sapi/v1/capital/deposit/hisrec")
+    walked = pages(adapter, creds, "deposits")
+    deposits, page = [r for p in walked for r in p.records], walked[-1]
+    # The first run reads every window from Binance's opening to now (concurrently, newest first): no hole.
+    asked = sorted(queries(sim, "/sapi/v1/capital/deposit/hisrec"), key=lambda q: int(q["startTime"]))
     assert int(asked[0]["startTime"]) == int(adapter.history_start.timestamp() * 1000)
     assert all(int(q["endTime"]) - int(q["startTime"]) < HISTORY_WINDOW_MS for q in asked)
     assert all(int(b["startTime"]) == int(a["endTime"]) + 1 for a, b in itertools.pairwise(asked))
     assert len(deposits) == 3
     assert page.complete_until is not None
+    # Newest first: the first page already covers up to now, and the coverage grows back page by page.
+    assert walked[0].complete_until == page.complete_until
+    starts = [p.notes["complete_from"] for p in walked]
+    assert starts == sorted(starts, reverse=True)
+    assert starts[-1] == adapter.history_start.isoformat()
+    assert all(p.progress is not None for p in walked[:-1])
     assert all(r.occurred_at.tzinfo is dt.UTC for r in deposits)
 
     sim.control("POST", f"binance/keys/{api_key}/deposits", {"count": 1})  # indexed an hour in the past

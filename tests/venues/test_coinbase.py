@@ -101,7 +101,8 @@ def test_stale_or_misbound_jwt_is_refused(sim: RunningSim, case: str) -> None:
     }[case]()
     response = get(sim, PERMISSIONS_PATH, token)
     assert response.status_code == 401
-    assert response.text == "Unauthorized"
+    # Advanced Trade's documented error: the gRPC gateway status (docs/VENUES-SOURCES.md, Coinbase).
+    assert response.json() == {"error": "UNAUTHENTICATED", "code": 16, "message": "Unauthorized", "details": []}
 
 
 def test_markets_stay_public_and_transaction_summary_is_refused(sim: RunningSim, registry: VenueRegistry) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 import ccxt
 import pytest
 
-from appliance.errors import EgressRefused, VenueAuthError, VenuePermissionError, VenueTransient
+from appliance.errors import EgressRefused, VenueAuthError, VenueTransient
 from appliance.venues.exchanges.kraken import KrakenAdapter
 from appliance.venues.registry import VenueRegistry
 from appliance.venues.scope_policy import decide
 from tests.support.sim import RunningSim
-from tests.venues.helpers import creds_of
+from tests.venues.helpers import creds_of, drain
 
 VENUE = "kraken"
 
@@ -101,20 +101,52 @@ def test_permission_allowlist_fails_closed(sim: RunningSim, registry: VenueRegis
     assert "Withdraw" in decision.message
 
 
-def test_key_without_ledger_permission_cannot_read(sim: RunningSim, registry: VenueRegistry) -> None:
+def test_krakens_read_only_recipe_is_accepted_with_the_ledger_as_a_gap(sim: RunningSim,
+                                                                       registry: VenueRegistry) -> None:
+    """Finding 5: Kraken's guide for read-only monitoring is Query Funds + Query Open/Closed Orders & Trades
+    (docs: API key permissions). That key is accepted; its ledger streams are a standing gap, named at onboarding."""
+    adapter = adapter_of(registry)
+    key = sim.create_key(VENUE, ["read"], history={"trades": 3, "deposits": 2, "withdrawals": 1})
+    sim.control("POST", f"{VENUE}/keys/{key['api_key']}/permission_strings",
+                {"permissions": ["query-funds", "query-open-trades", "query-closed-trades"]})
+    creds = creds_of(key)
+    scope = adapter.probe_scope(creds)
+    assert scope.read_only
+    decision = decide(adapter, scope, "reject")
+    assert decision.accepted and decision.verified
+    assert "Query Ledger Entries" in decision.message and "deposits and withdrawals" in decision.message
+    trades, _ = drain(adapter, creds, "trades")
+    assert len(trades) == 3  # trades are read
+    for stream in ("deposits", "withdrawals"):
+        page = adapter.fetch_transactions(creds, stream, {})  # the venue refuses Ledgers: a gap, not a failure
+        assert page.done and not page.records
+        assert page.notes["coverage_gap"]["reason"] == "venue_limitation"
+        assert "Query Ledger Entries" in page.notes["coverage_gap"]["detail"]
+
+
+def test_unlisted_read_only_permissions_are_reported_as_what_they_are(sim: RunningSim,
+                                                                     registry: VenueRegistry) -> None:
     adapter = adapter_of(registry)
     key = sim.create_key(VENUE, ["read"])
-    entry = sim_key(sim, key)
-    entry.permissions = set()
-    entry.extra["permissions"] = ["query-funds", "query-closed-trades"]
+    sim.control("POST", f"{VENUE}/keys/{key['api_key']}/permission_strings",
+                {"permissions": ["query-funds", "query-open-trades", "query-closed-trades", "query-ledger",
+                                 "export-data", "access-websockets"]})
     scope = adapter.probe_scope(creds_of(key))
-    assert scope.read is False
-    assert not scope.escalated
-    assert any("query-ledger" in n for n in scope.notes)
-    assert not decide(adapter, scope, "accept_unverified").accepted
-    with pytest.raises(VenuePermissionError) as caught:  # the venue enforces it per method
-        adapter.fetch_transactions(creds_of(key), "deposits", {})
-    assert caught.value.venue_code == "EGeneral:Permission denied"
+    assert scope.read_only and not scope.limitations
+    assert any(n.startswith("Export Data") and "read-only" in n for n in scope.notes)
+    assert any("Access WebSocket API" in n for n in scope.notes)
+    assert decide(adapter, scope, "reject").accepted
+
+
+def test_key_that_cannot_read_is_told_exactly_what_to_add(sim: RunningSim, registry: VenueRegistry) -> None:
+    adapter = adapter_of(registry)
+    key = sim.create_key(VENUE, ["read"])
+    sim.control("POST", f"{VENUE}/keys/{key['api_key']}/permission_strings", {"permissions": ["query-ledger"]})
+    scope = adapter.probe_scope(creds_of(key))
+    assert scope.read is False and not scope.escalated
+    decision = decide(adapter, scope, "accept_unverified")
+    assert not decision.accepted
+    assert "Query Funds" in decision.message and "Query Open Orders & Trades" in decision.message
 
 
 def test_deposit_and_withdraw_status_need_permissions_we_refuse(sim: RunningSim, registry: VenueRegistry) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl
 
 import ccxt
 import pytest
@@ -122,20 +123,26 @@ def test_pages_inside_one_window_and_across_windows(sim: RunningSim, kucoin: Any
     ids = [r.venue_tx_id for r in records]
     assert len(ids) == len(set(ids)) == 1105
     assert set(ids) == sim.app.state.venues["kucoin"].stream_ids(account_of(sim, "kucoin", key["api_key"]), "trades")
-    assert set(cursor) == {"start"}
-    assert now_ms() - cursor["start"] < DAY_MS + 60_000
+    assert {"until", "back", "floor"} <= set(cursor)
+    assert now_ms() - cursor["until"] < 60_000
+    assert cursor["back"] == cursor["floor"]  # the first sync walked back to the year's start
+    sim.control("DELETE", "requests")
     again, _ = drain(kucoin, creds, "trades", cursor)
     assert {r.venue_tx_id for r in again} <= set(ids)  # the overlap re-reads, it never invents
+    (asked,) = {int(q["startAt"]) for q in (dict(parse_qsl(e["query"])) for e in sim.requests_log("kucoin"))
+                if "startAt" in q}
+    assert asked == cursor["until"] - DAY_MS  # the next run starts a day behind the last one's end
 
 
-def test_window_cursor_walks_forward(sim: RunningSim, kucoin: Any) -> None:
+def test_first_sync_walks_back_a_year_newest_first(sim: RunningSim, kucoin: Any) -> None:
     key = sim.create_key("kucoin", ["read"], history=EMPTY)
     creds = creds_of(key)
     page = kucoin.fetch_transactions(creds, "deposits", {})
     assert not page.done
-    assert page.cursor["page"] == 1
-    assert page.cursor["start"] - (page.cursor["until"] - 365 * DAY_MS) == 7 * DAY_MS
-    assert page.complete_until is not None
+    done, total = page.progress
+    assert total == -(-365 * DAY_MS // (7 * DAY_MS)) and done == 16
+    assert page.complete_until is not None  # the newest windows first: complete up to now at once
+    assert page.cursor["back"] == page.cursor["run_end"] - 16 * 7 * DAY_MS + 1
 
 
 def test_deposits_are_identified_by_wallet_tx_id(sim: RunningSim, kucoin: Any) -> None:

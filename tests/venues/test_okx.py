@@ -41,8 +41,8 @@ def test_deleted_key_50119_is_authentication_although_ccxt_says_exchange_error(
     assert caught.value.venue_code == "50119"
 
 
-def test_50120_and_frozen_key_classify_as_authentication(okx: Any) -> None:
-    for code in ("50119", "50120", "50100"):
+def test_deleted_and_frozen_key_classify_as_authentication(okx: Any) -> None:
+    for code in ("50119", "50100"):
         body = json.dumps({"msg": "API key problem", "code": code, "data": []})
         error = okx.classify(ccxt.ExchangeError("okx " + body), None)
         assert isinstance(error, VenueAuthError), code

@@ -22,6 +22,10 @@ that does not verify, a concurrent export — removes what was written and claim
 
 If events were purged before any incremental export covered them, the next incremental export
 declares the hole (``purged_gap``, signed in its manifest) instead of silently breaking the series.
+Likewise after a backup restore set the trail back: the next incremental export declares each restore
+(``restores``: backup, restored head, replaced head, the events no longer in the trail), and the
+verifier accepts the fork between it and the exports written before the restore only with that
+declaration, and reports both.
 The format's names live in :mod:`.manifest`; :mod:`.writer` writes exports, :mod:`.verifier` reads
 them back (with no database: on the regulator's machine).
 """

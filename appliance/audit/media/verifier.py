@@ -206,12 +206,16 @@ def verify_export(path: Path | str, *, public_key_pem: str | None = None) -> Exp
 class MediaReport:
     exports: list[ExportSummary]
     series: list[ExportSummary]
+    # What a reader must know beyond "valid": each backup restore the series declares, and the exports
+    # written before a restore whose later events the appliance no longer holds.
+    notes: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         out = [summary.line() for summary in self.exports]
         if len(self.series) > 1:
             out.append(f"series of {len(self.series)} incremental exports links without a gap: events "
                        f"{self.series[0].after_event_id + 1}..{self.series[-1].through_event_id}")
+        out.extend(self.notes)
         rows = sum(s.rows for s in self.exports)
         out.append(f"audit export valid: {len(self.exports)} export(s), {rows} rows")
         return out
@@ -224,16 +228,55 @@ def verify_media(path: Path | str, *, public_key_pem: str | None = None) -> Medi
         raise VerifyFailed(f"{folder} is not a directory")
     if (folder / MANIFEST_NAME).exists():
         single = verify_export(folder, public_key_pem=public_key_pem)
-        return MediaReport([single], [single] if single.mode == "incremental" else [])
+        series = [single] if single.mode == "incremental" else []
+        return MediaReport([single], series, tuple(_restore_notes(series, [])))
     found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
                    and (p / MANIFEST_NAME).exists())
     if not found:
         raise VerifyFailed(f"{folder} holds no audit export ({MANIFEST_NAME} not found)")
     exports = [verify_export(p, public_key_pem=public_key_pem) for p in found]
-    return MediaReport(exports, _check_series(exports))
+    series, superseded = _check_series(exports)
+    return MediaReport(exports, series, tuple(_restore_notes(series, superseded)))
 
 
-def _check_series(exports: list[ExportSummary]) -> list[ExportSummary]:
+def _restores(summary: ExportSummary) -> list[dict[str, Any]]:
+    value = summary.manifest.get("restores")
+    return list(value) if isinstance(value, list) else []
+
+
+def _links(before: ExportSummary, after: ExportSummary) -> bool:
+    gap = after.manifest.get("purged_gap")
+    if gap:
+        return (int(gap["from_event_id"]) == before.through_event_id + 1
+                and int(gap["through_event_id"]) == after.after_event_id)
+    return after.after_event_id == before.through_event_id and after.first_prev_hash == before.last_hash
+
+
+def _continuing(before: ExportSummary, followers: list[ExportSummary]) -> tuple[ExportSummary, list[ExportSummary]]:
+    """Which of several exports following ``before`` the series continues with, and the others.
+
+    Two exports may follow one only when a backup restore set the trail back: the export written
+    after the restore declares it (signed), and the other branch was written before the restore.
+    The series continues with the latest declaring export; every other branch is superseded.
+    """
+    if len(followers) == 1:
+        return followers[0], []
+    declaring = sorted((f for f in followers if _restores(f)), key=lambda f: str(f.manifest["created_at"]))
+    plain = [f for f in followers if not _restores(f)]
+    names = ", ".join(f.path.name for f in followers)
+    if not declaring or len(plain) > 1:
+        raise VerifyFailed(f"{names} all claim to follow {before.path.name}, and no backup restore explains it")
+    chosen = declaring[-1]
+    restored_at = min(str(r.get("restored_at", "")) for r in _restores(chosen))
+    for other in [*plain, *declaring[:-1]]:
+        if str(other.manifest["created_at"]) > restored_at:
+            raise VerifyFailed(f"{other.path.name} follows {before.path.name} but was written after the restore "
+                               f"{chosen.path.name} declares: the series was forked")
+    return chosen, [f for f in followers if f is not chosen]
+
+
+def _check_series(exports: list[ExportSummary]) -> tuple[list[ExportSummary], list[list[ExportSummary]]]:
+    """The series (in order) and the branches a declared restore superseded (each in order)."""
     appliances = {str(s.manifest["appliance_id"]) for s in exports}
     if len(appliances) > 1:
         raise VerifyFailed(f"the exports come from different appliances: {', '.join(sorted(appliances))}")
@@ -243,35 +286,61 @@ def _check_series(exports: list[ExportSummary]) -> list[ExportSummary]:
                            "pass --public-key with the appliance's key")
     incremental = [s for s in exports if s.mode == "incremental"]
     if not incremental:
-        return []
+        return [], []
     by_sha = {s.manifest_sha256: s for s in incremental}
-    followers: dict[str, ExportSummary] = {}
+    followers: dict[str, list[ExportSummary]] = {}
     for s in incremental:
         if s.previous in by_sha:
-            other = followers.get(s.previous)
-            if other is not None:
-                raise VerifyFailed(f"{s.path.name} and {other.path.name} both claim to follow "
-                                   f"{by_sha[s.previous].path.name}")
-            followers[s.previous] = s
+            followers.setdefault(str(s.previous), []).append(s)
     starts = [s for s in incremental if s.previous not in by_sha]
     if len(starts) != 1:
         names = ", ".join(s.path.name for s in starts)
         raise VerifyFailed(f"the series is broken: {names} do not follow any export here — an export between "
                            "them is missing or was replaced")
     ordered = [starts[0]]
-    while ordered[-1].manifest_sha256 in followers:
-        ordered.append(followers[ordered[-1].manifest_sha256])
-    if len(ordered) != len(incremental):
-        raise VerifyFailed("the incremental exports do not form one series")
-    for before, after in itertools.pairwise(ordered):
-        gap = after.manifest.get("purged_gap")
-        if gap:
-            linked = (int(gap["from_event_id"]) == before.through_event_id + 1
-                      and int(gap["through_event_id"]) == after.after_event_id)
-        else:
-            linked = after.after_event_id == before.through_event_id and after.first_prev_hash == before.last_hash
-        if not linked:
-            raise VerifyFailed(f"{after.path.name} does not continue {before.path.name}: the series has a gap "
-                               f"after event {before.through_event_id}", event_id=before.through_event_id + 1)
-    return ordered
+    superseded: list[list[ExportSummary]] = []
 
+    def branch(first: ExportSummary) -> list[ExportSummary]:
+        chain = [first]
+        while chain[-1].manifest_sha256 in followers:
+            nxt = followers[chain[-1].manifest_sha256]
+            if len(nxt) > 1:
+                raise VerifyFailed(f"exports superseded by a restore fork again after {chain[-1].path.name}")
+            chain.append(nxt[0])
+        return chain
+
+    while ordered[-1].manifest_sha256 in followers:
+        chosen, others = _continuing(ordered[-1], followers[ordered[-1].manifest_sha256])
+        superseded += [branch(other) for other in others]
+        ordered.append(chosen)
+    if len(ordered) + sum(len(b) for b in superseded) != len(incremental):
+        raise VerifyFailed("the incremental exports do not form one series")
+    for chain, start in [(ordered, None), *((b, by_sha.get(str(b[0].previous))) for b in superseded)]:
+        pairs = list(itertools.pairwise(chain if start is None else [start, *chain]))
+        for before, after in pairs:
+            if not _links(before, after):
+                raise VerifyFailed(f"{after.path.name} does not continue {before.path.name}: the series has a gap "
+                                   f"after event {before.through_event_id}", event_id=before.through_event_id + 1)
+    return ordered, superseded
+
+
+def _restore_notes(series: list[ExportSummary], superseded: list[list[ExportSummary]]) -> list[str]:
+    """Plain sentences for the regulator: what each declared restore did, and which exports it superseded."""
+    notes: list[str] = []
+    for summary in series:
+        for restore in _restores(summary):
+            head = restore["restored_head"]
+            lost = restore.get("not_in_trail")
+            text = (f"{summary.path.name} declares (signed) that the appliance's database was restored on "
+                    f"{restore.get('restored_at')} from backup {restore.get('backup_id')} made "
+                    f"{restore.get('backup_created_at')}: the trail continues from event {head['last_event_id']} "
+                    f"(hash {str(head['last_hash'])[:16]}...)")
+            if lost:
+                text += (f"; events {lost['from_event_id']}..{lost['through_event_id']} of the replaced database are "
+                         "not in the appliance's trail any more (event ids after the restore are new events)")
+            notes.append(text)
+    for chain in superseded:
+        span = f"events {chain[0].after_event_id + 1}..{chain[-1].through_event_id}"
+        notes.append(f"superseded by that restore, still valid as written: {', '.join(e.path.name for e in chain)} "
+                     f"({span}, written before the restore)")
+    return notes

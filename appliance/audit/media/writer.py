@@ -97,10 +97,17 @@ class _Plan:
     until: dt.datetime | None
     previous_manifest: str | None
     purged_gap: dict[str, int] | None
+    restores: tuple[dict[str, Any], ...] = ()
 
 
 def latest_series_export(session: Session) -> dict[str, Any] | None:
     """Detail of the newest incremental export checkpoint (the series' predecessor), if any."""
+    found = _latest_series_checkpoint(session)
+    return found[1] if found is not None else None
+
+
+def _latest_series_checkpoint(session: Session) -> tuple[int, dict[str, Any]] | None:
+    """(checkpoint id, detail) of the newest incremental export."""
     after: int | None = None
     while True:
         stmt = select(AuditCheckpoint).where(AuditCheckpoint.kind == "export").order_by(AuditCheckpoint.id.desc())
@@ -111,10 +118,43 @@ def latest_series_export(session: Session) -> dict[str, Any] | None:
             with contextlib.suppress(ValueError):
                 detail = detail_of(row)
                 if detail.get("mode") == "incremental":
-                    return detail
+                    return int(row.id), detail
         if len(rows) < 100:
             return None
         after = int(rows[-1].id)
+
+
+def restores_since(session: Session, checkpoint_id: int) -> tuple[dict[str, Any], ...]:
+    """What each backup restore after checkpoint ``checkpoint_id`` declared (its signed ``restore``
+    checkpoint, services/restore.py): the next incremental export repeats it in its signed manifest.
+
+    A restore sets the trail back to the backup's head: the events the replaced database held after
+    it are not in the appliance any more, and exports written before the restore may hold them. The
+    declaration says which (``not_in_trail``), so a reader of the media sees the gap and its cause.
+    """
+    rows = session.execute(select(AuditCheckpoint).where(AuditCheckpoint.kind == "restore",
+                                                         AuditCheckpoint.id > checkpoint_id)
+                           .order_by(AuditCheckpoint.id)).scalars().all()
+    declared: list[dict[str, Any]] = []
+    for row in rows:
+        detail = detail_of(row)
+        restored = detail.get("restored_head") or {}
+        replaced = detail.get("replaced_head")
+        lost = None
+        if replaced and int(replaced["last_event_id"]) > int(restored["last_event_id"]):
+            lost = {"from_event_id": int(restored["last_event_id"]) + 1,
+                    "through_event_id": int(replaced["last_event_id"])}
+        declared.append({
+            "restored_at": format_timestamp(row.created_at),
+            "backup_id": detail.get("backup_id"), "backup_created_at": detail.get("backup_created_at"),
+            "backup_manifest_sha256": detail.get("backup_manifest_sha256"),
+            "restored_head": {"last_event_id": int(restored["last_event_id"]),
+                              "last_hash": str(restored["last_hash"])},
+            "replaced_head": ({"last_event_id": int(replaced["last_event_id"]), "last_hash": str(replaced["last_hash"])}
+                              if replaced else None),
+            "not_in_trail": lost,
+        })
+    return tuple(declared)
 
 
 def _purge_anchor(session: Session) -> str:
@@ -141,7 +181,9 @@ def _plan(session: Session, since: dt.datetime | None, until: dt.datetime | None
     head = session.execute(select(AuditChainHead).where(AuditChainHead.id == HEAD_ID)).scalar_one()
     purged, last = int(head.purged_through_id), int(head.last_id)
     if since is None and until is None:
-        previous = latest_series_export(session)
+        latest = _latest_series_checkpoint(session)
+        previous = latest[1] if latest is not None else None
+        restores = restores_since(session, latest[0] if latest is not None else 0)
         after = int(previous["through_event_id"]) if previous else 0
         gap = None
         if after < purged:
@@ -152,7 +194,7 @@ def _plan(session: Session, since: dt.datetime | None, until: dt.datetime | None
             raise VerifyFailed(f"event {after} no longer has the hash the previous export recorded: the chain was "
                                "rewritten; run `vigatra audit verify`", event_id=after)
         return _Plan("incremental", after, last, first_prev, None, None,
-                     str(previous["manifest_sha256"]) if previous else None, gap)
+                     str(previous["manifest_sha256"]) if previous else None, gap, restores)
     if since is not None and until is not None and until <= since:
         raise Invalid("--to must be later than --from", field="to")
     flt = AuditFilter(since=since, until=until, after_id=purged)
@@ -265,6 +307,8 @@ def _manifest(appliance_id: str, signer: Signer, plan: _Plan, stream: _Stream, c
         "columns": list(CSV_COLUMNS),
         "files": files,
     }
+    if plan.restores:  # only exports after a restore carry it: every other manifest is as before
+        manifest["restores"] = list(plan.restores)
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 

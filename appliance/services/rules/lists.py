@@ -27,7 +27,7 @@ from appliance.store.base import utcnow
 from appliance.store.models import ConductList, ListEntry
 
 LIST_KINDS = ("restricted", "watch")
-MAX_ENTRIES_PER_CALL = 5000
+MAX_ENTRIES_PER_CALL = 1000  # api/conduct_schemas.MAX_ENTRIES: larger lists are added in batches
 ENTRY_FIELDS = frozenset({"type", "value", "effective_from", "effective_to", "note"})
 
 

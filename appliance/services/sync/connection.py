@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +57,6 @@ class _Start:
 
 
 def sync_connection(app: Appliance, connection_id: int) -> SyncOutcome:
-    started_cpu = time.thread_time()
     try:
         start = _start(app, connection_id)
     except DBAPIError as exc:  # the lease stays ours until the next cycle gives it back (release_stale_leases)
@@ -118,8 +116,6 @@ def sync_connection(app: Appliance, connection_id: int) -> SyncOutcome:
         outcome.ok, outcome.error_class, outcome.message = False, "internal", type(exc).__name__
         record_failure(app, connection_id, VenueError(venue, f"internal error ({type(exc).__name__})"),
                         adapter.streams)
-    finally:
-        outcome.cpu_ms = (time.thread_time() - started_cpu) * 1000
     return outcome
 
 

@@ -10,7 +10,8 @@ What it reproduces, because the adapter and ccxt depend on it:
   account-level ``canTrade``/``canWithdraw`` as true even for read-only keys (the trap in VENUES.md §1).
 - ``myTrades`` needs a symbol and pages by ``fromId`` (ascending, at most 1000, ``fromId`` not combinable
   with a time range, a time range at most 24 h); deposit and withdrawal history take at most 90 days per
-  request, newest first, paged by ``offset``.
+  request, newest first, paged by ``offset``, with the documented status codes (pending ones without a
+  ``completeTime``). Sources: docs/VENUES-SOURCES.md.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ _FLAGS_BY_PERMISSION = {
 _ALL_FLAGS = ("enableReading", "enableSpotAndMarginTrading", "enableWithdrawals", "enableInternalTransfer",
               "enableMargin", "enableFutures", "permitsUniversalTransfer", "enableVanillaOptions",
               "enableFixApiTrade", "enableFixReadOnly", "enablePortfolioMarginTrading")
-_DEPOSIT_STATUS = {"ok": 1, "pending": 0, "failed": 7}
-_WITHDRAW_STATUS = {"ok": 6, "pending": 4, "failed": 5}
+# docs: Deposit History (supporting network): 0 pending, 6 credited but cannot withdraw, 7 wrong deposit,
+# 8 waiting user confirm, 1 success, 2 rejected. Withdraw History: 0 email sent, 1 cancelled, 2 awaiting
+# approval, 3 rejected, 4 processing, 5 failure, 6 completed.
+_DEPOSIT_STATUS = {"ok": 1, "pending": 0, "failed": 7, "rejected": 2, "cancelled": 2}
+_WITHDRAW_STATUS = {"ok": 6, "pending": 4, "failed": 5, "rejected": 3, "cancelled": 1}
 
 Handler = Callable[[Request, dict[str, str], Key], Any]
 
@@ -77,7 +81,11 @@ class BinanceSim(VenueSim):
         super().__init__(state)
         # Binance.US may not serve apiRestrictions (VENUES.md §2): tests set a 404 or an error body here.
         self.restrictions_answer: Response | None = None
-        self._public: dict[str, Callable[[dict[str, str]], Any]] = {"/api/v3/exchangeInfo": self.exchange_info}
+        self._public: dict[str, Callable[[dict[str, str]], Any]] = {
+            "/api/v3/exchangeInfo": self.exchange_info,
+            # Check Server Time (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/general-endpoints)
+            "/api/v3/time": lambda _params: {"serverTime": self.server_time_ms()},
+        }
         self._private: dict[str, Handler] = {
             "/sapi/v1/account/apiRestrictions": self.api_restrictions,
             "/api/v3/account": self.account,
@@ -286,19 +294,22 @@ class BinanceSim(VenueSim):
         return {
             "id": t.id, "amount": fmt(t.amount, 8), "coin": t.asset, "network": t.network,
             "status": _DEPOSIT_STATUS.get(t.status, 0), "address": t.address, "addressTag": "", "txId": t.txid,
-            "insertTime": t.timestamp, "completeTime": t.timestamp + 60_000, "transferType": 0,
-            "confirmTimes": "12/12", "unlockConfirm": 0, "walletType": 0,
+            "insertTime": t.timestamp, "transferType": 1 if t.internal else 0,
+            "confirmTimes": "12/12" if t.status == "ok" else "1/12", "unlockConfirm": 0, "walletType": 0,
         }
 
     def render_withdrawal(self, t: Transfer) -> dict[str, Any]:
         applied = dt.datetime.fromtimestamp(t.timestamp // 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        completed = dt.datetime.fromtimestamp(t.timestamp // 1000 + 120, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return {
+        row: dict[str, Any] = {
             "id": t.id, "amount": fmt(t.amount, 8), "transactionFee": fmt(t.fee or Decimal(0), 8), "coin": t.asset,
             "status": _WITHDRAW_STATUS.get(t.status, 4), "address": t.address, "txId": t.txid,
-            "applyTime": applied, "network": t.network, "transferType": 0, "info": "", "confirmNo": 12,
-            "walletType": 0, "txKey": "", "completeTime": completed,
+            "applyTime": applied, "network": t.network, "transferType": 1 if t.internal else 0, "info": "",
+            "confirmNo": 12 if t.status == "ok" else 0, "walletType": 0, "txKey": "",
         }
+        if t.status == "ok":  # a withdrawal has a completion time only once it completed
+            row["completeTime"] = dt.datetime.fromtimestamp(t.timestamp // 1000 + 120, dt.UTC).strftime(
+                "%Y-%m-%d %H:%M:%S")
+        return row
 
     def stream_ids(self, account: Account, stream: str) -> set[str]:
         if stream == "trades":

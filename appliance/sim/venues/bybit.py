@@ -13,6 +13,14 @@ What it reproduces, because the adapter and ccxt depend on it:
   30 days per deposit/withdrawal query, withdrawals on-chain only unless ``withdrawType=2``.
 - Rate limiting as retCode 10006 on HTTP 200 with ``X-Bapi-Limit-Reset-Timestamp`` (Bybit sends no
   Retry-After).
+- Transfers with the documented statuses (Enums: depositStatus, withdrawStatus); a deposit that is not yet a
+  success has no ``successAt`` (""). Internal (off-chain) deposits from another Bybit user are served by
+  ``/v5/asset/deposit/query-internal-record`` (``createdTime`` in seconds, status 1 processing / 2 success /
+  3 failed), not by the on-chain deposit records.
+- A sub-account key (``/_sim/bybit/keys/<key>/sub_account``) reports ``isMaster: false`` and is refused the
+  withdrawal records ("Can query by the master UID's api key only"); the code it gets is not documented, so the
+  sim answers the documented generic permission error 10005.
+Sources: docs/VENUES-SOURCES.md.
 """
 
 from __future__ import annotations
@@ -37,8 +45,10 @@ ASSET_WINDOW_MS = 30 * DAY_MS
 OFF_CHAIN_NETWORK = "INTERNAL"  # sim convention: a withdrawal to another Bybit user (withdrawType 1)
 _ALNUM = string.ascii_letters + string.digits
 _KEY_FORMAT = re.compile(r"[A-Za-z0-9]{18}")
-_DEPOSIT_STATUS = {"ok": 3, "pending": 2, "failed": 4}
-_WITHDRAW_STATUS = {"ok": "success", "pending": "Pending", "failed": "Fail"}
+_DEPOSIT_STATUS = {"ok": 3, "pending": 2, "failed": 4, "rejected": 4, "cancelled": 4}
+_INTERNAL_DEPOSIT_STATUS = {"ok": 2, "pending": 1, "failed": 3, "rejected": 3, "cancelled": 3}
+_WITHDRAW_STATUS = {"ok": "success", "pending": "Pending", "failed": "Fail", "rejected": "Reject",
+                    "cancelled": "CancelByUser"}
 _READABLE_SECTIONS = {
     "ContractTrade": ["Order", "Position"], "Spot": ["SpotTrade"], "Wallet": ["AccountTransfer", "SubMemberTransfer"],
     "Options": ["OptionsTrade"], "Derivatives": ["DerivativesTrade"], "Exchange": ["ExchangeHistory"],
@@ -81,8 +91,25 @@ class BybitSim(VenueSim):
             "/v5/asset/transfer/query-account-coins-balance": self.coins_balance,
             "/v5/execution/list": self.executions,
             "/v5/asset/deposit/query-record": self.deposits,
+            "/v5/asset/deposit/query-internal-record": self.internal_deposits,
             "/v5/asset/withdraw/query-record": self.withdrawals,
         }
+
+    def control(self, segs: list[str], method: str, body: dict[str, Any]) -> Response | None:
+        if len(segs) == 3 and segs[0] == "keys" and segs[2] == "sub_account" and method == "POST":
+            key = self.keys.get(segs[1])
+            if key is None:
+                return Response(404, {"error": "unknown api key"})
+            key.extra["sub_account"] = bool(body.get("sub", True))
+            return Response(200, {"sub_account": key.extra["sub_account"]})
+        return None
+
+    def stream_ids(self, account: Any, stream: str) -> set[str]:
+        if stream == "deposits":
+            return {t.id for t in account.deposits if not t.internal}
+        if stream == "internal_deposits":
+            return {t.id for t in account.deposits if t.internal}
+        return super().stream_ids(account, stream)
 
     # -- keys and transport ------------------------------------------------------------------------
     def mint_credentials(self) -> tuple[str, str, str | None, dict[str, Any]]:
@@ -102,6 +129,13 @@ class BybitSim(VenueSim):
         if req.method != "GET":
             raise bybit_error(10017, "request path not found or request method is invalid", status=404)
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.path == "/v5/market/time":
+            # Get Bybit Server Time (https://bybit-exchange.github.io/docs/v5/market/time): seconds and nanoseconds
+            # as strings, and the envelope's own "time" in ms.
+            ms = self.server_time_ms()
+            body = envelope({"timeSecond": str(ms // 1000), "timeNano": str(ms * 1_000_000)})
+            body["time"] = ms
+            return Response(200, body)
         if req.path == "/v5/market/instruments-info":
             return Response(200, envelope(self.instruments(params)))
         handler = self._private.get(req.path)
@@ -160,8 +194,9 @@ class BybitSim(VenueSim):
             "secret": "", "permissions": sections, "ips": ["*"], "type": 1, "deadlineDay": 90,
             "expiredAt": iso(key.created_at + 90 * DAY_MS), "createdAt": iso(key.created_at), "unified": 0,
             "uta": 1, "userID": key.extra["user_id"], "inviterID": 0, "vipLevel": "No VIP", "mktMakerLevel": "0",
-            "affiliateID": 0, "rsaPublicKey": "", "isMaster": True, "parentUid": "0", "kycLevel": "LEVEL_DEFAULT",
-            "kycRegion": "",
+            "affiliateID": 0, "rsaPublicKey": "", "isMaster": not key.extra.get("sub_account"),
+            "parentUid": str(key.extra["user_id"] - 1) if key.extra.get("sub_account") else "0",
+            "kycLevel": "LEVEL_DEFAULT", "kycRegion": "",
         }
 
     def account_info(self, params: dict[str, str], key: Key) -> dict[str, Any]:
@@ -218,33 +253,51 @@ class BybitSim(VenueSim):
         return {"nextPageCursor": cursor, "category": category, "list": rows}
 
     def deposits(self, params: dict[str, str], key: Key) -> dict[str, Any]:
-        items = [t for t in key.account.deposits if not params.get("coin") or t.asset == params["coin"]]
+        items = [t for t in key.account.deposits
+                 if not t.internal and (not params.get("coin") or t.asset == params["coin"])]
         start, end = self.window(params, ASSET_WINDOW_MS)
         page, cursor = self.page(items, start, end, self.limit(params, 50, self.page_limits["deposits"]), params)
         return {"rows": [{
             "id": t.id, "coin": t.asset, "chain": t.network, "amount": fmt(t.amount), "txID": t.txid,
             "status": _DEPOSIT_STATUS.get(t.status, 0), "toAddress": t.address, "tag": "", "depositFee": "",
-            "successAt": str(t.timestamp), "confirmations": "64", "txIndex": "0", "blockHash": "",
-            "batchReleaseLimit": "-1", "depositType": "0", "fromAddress": "", "taxDepositRecordsId": "0",
-            "taxStatus": 0,
+            "successAt": str(t.timestamp) if t.status == "ok" else "", "confirmations": "64", "txIndex": "0",
+            "blockHash": "", "batchReleaseLimit": "-1", "depositType": "0", "fromAddress": "",
+            "taxDepositRecordsId": "0", "taxStatus": 0,
+        } for t in page], "nextPageCursor": cursor}
+
+    def internal_deposits(self, params: dict[str, str], key: Key) -> dict[str, Any]:
+        """docs: Get Internal Deposit Records (off-chain): 30 days a query (default the last 30), limit 1-50."""
+        items = [t for t in key.account.deposits
+                 if t.internal and (not params.get("coin") or t.asset == params["coin"])
+                 and (not params.get("txID") or params["txID"] == f"int-{t.id}")]
+        start, end = self.window(params, ASSET_WINDOW_MS)
+        page, cursor = self.page(items, start, end, self.limit(params, 50, 50), params)
+        return {"rows": [{
+            "id": t.id, "amount": fmt(t.amount), "type": 1, "coin": t.asset,
+            "address": t.address[:4] + "***@example.com", "status": _INTERNAL_DEPOSIT_STATUS.get(t.status, 1),
+            "createdTime": str(t.timestamp // 1000), "fromMemberId": "118027304", "txID": f"int-{t.id}",
+            "complianceStatus": 0, "taxDepositRecordsId": "0", "taxStatus": 0,
         } for t in page], "nextPageCursor": cursor}
 
     def withdrawals(self, params: dict[str, str], key: Key) -> dict[str, Any]:
+        if key.extra.get("sub_account"):
+            raise bybit_error(10005, "Permission denied, please check your API key permissions.")
         kind = params.get("withdrawType", "0")
         if kind not in ("0", "1", "2"):
             raise bybit_error(10001, "params error: withdrawType is invalid")
         items = [t for t in key.account.withdrawals
                  if (not params.get("coin") or t.asset == params["coin"])
-                 and (kind == "2" or (t.network == OFF_CHAIN_NETWORK) == (kind == "1"))]
+                 and (kind == "2" or (t.network == OFF_CHAIN_NETWORK or t.internal) == (kind == "1"))]
         start, end = self.window(params, ASSET_WINDOW_MS)
         page, cursor = self.page(items, start, end, self.limit(params, 50, self.page_limits["withdrawals"]), params)
         return {"rows": [self.render_withdrawal(t) for t in page], "nextPageCursor": cursor}
 
     @staticmethod
     def render_withdrawal(t: Transfer) -> dict[str, Any]:
-        off_chain = t.network == OFF_CHAIN_NETWORK
+        off_chain = t.network == OFF_CHAIN_NETWORK or t.internal
+        failed = t.status in ("failed", "rejected", "cancelled")  # docs: txID "" for failed or cancelled ones
         return {
-            "withdrawId": t.id, "txID": "" if off_chain else t.txid, "withdrawType": 1 if off_chain else 0,
+            "withdrawId": t.id, "txID": "" if off_chain or failed else t.txid, "withdrawType": 1 if off_chain else 0,
             "coin": t.asset, "chain": "" if off_chain else t.network, "amount": fmt(t.amount),
             "withdrawFee": fmt(t.fee), "status": _WITHDRAW_STATUS.get(t.status, "Pending"), "toAddress": t.address,
             "tag": "", "createTime": str(t.timestamp), "updateTime": str(t.timestamp + 60_000),

@@ -7,15 +7,21 @@ Wire facts it keeps (VENUES.md §3, §0.2, Appendix A.8):
   Coinbase does: signature with the key's public key, ``kid == sub == key name``, ``iss`` "cdp" or
   "coinbase-cloud" (``aud`` not required), ``nbf``/``exp`` (120 s), and ``uri`` = METHOD + " " +
   production host + path without query (the client signs the production URL, not ours).
-- Any authentication failure is HTTP 401 with the plain-text body ``Unauthorized``.
-- Scopes View / Trade / Transfer; ``GET /api/v3/brokerage/key_permissions`` reports them. A read
-  without View is ``PERMISSION_DENIED`` (403).
+- Errors as the API reference documents them (docs/VENUES-SOURCES.md, Coinbase): Advanced Trade (v3) answers with
+  its gRPC gateway's status body ``{"error": "UNAUTHENTICATED", "code": 16, "message", "details": []}`` (401; an
+  invalid, revoked or expired key), ``PERMISSION_DENIED``/7 (403; a scope the key lacks), ``RESOURCE_EXHAUSTED``/8
+  (429); the App API (v2) with ``{"errors": [{"id", "message"}]}``. ``auth_error_style = "text"`` answers a bare
+  ``Unauthorized`` instead, as ccxt users have seen it (ccxt/ccxt#21596, #23987).
+- Scopes View / Trade / Transfer; ``GET /api/v3/brokerage/key_permissions`` reports them (plus ``can_receive``,
+  documented since 2026, false here).
 - One CDP key sees one portfolio; wallets (accounts) are per currency and share one uuid between v3
   ``/brokerage/accounts`` and v2 ``/accounts/{id}/transactions``.
 - Fills page newest first by an opaque ``cursor``; v2 transactions page by ``starting_after`` with
-  ``order`` asc|desc and at most 100 per page. Crypto deposits and withdrawals are v2 ``send``
-  transactions (positive = received, negative = sent, fee in ``network``); fiat ones are
-  ``fiat_deposit`` / ``fiat_withdrawal``; each fill also books an ``advanced_trade_fill`` per wallet.
+  ``order`` asc|desc and at most 100 per page. Crypto deposits are ``receive`` and withdrawals ``send``
+  transactions (the docs now restrict ``send`` to sends; negative amount, fee in ``network``); fiat ones are
+  ``fiat_deposit`` / ``fiat_withdrawal``; each fill also books an ``advanced_trade_fill`` per wallet. A transfer's
+  ``status`` is ``completed``, ``pending``, ``failed`` or ``canceled`` (and ``network.status`` ``confirmed`` or
+  ``pending``).
 - The sim never executes orders or sends: a permitted mutating call is answered as invalid.
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 import time
@@ -50,12 +57,14 @@ ISSUERS = frozenset({"cdp", "coinbase-cloud"})
 NAMESPACE = uuid.UUID("6f1c3c4e-3a61-4d7e-9a43-7f0f1d2c9b10")
 
 
-def unauthorized() -> VenueError:
-    return VenueError(401, "Unauthorized")
+# gRPC status name -> number (google.rpc.Code), as the gateway puts both in its error body.
+GRPC_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
+              "INTERNAL": 13, "UNAVAILABLE": 14, "UNAUTHENTICATED": 16}
 
 
 def v3_error(status: int, code: str, message: str) -> VenueError:
-    return VenueError(status, {"error": code, "error_details": message, "message": message})
+    """Advanced Trade's documented error body: the gRPC gateway status."""
+    return VenueError(status, {"error": code, "code": GRPC_CODES.get(code, 2), "message": message, "details": []})
 
 
 def v2_error(status: int, code: str, message: str) -> VenueError:
@@ -112,6 +121,27 @@ class CoinbaseSim(VenueSim):
     def __init__(self, state: Any) -> None:
         super().__init__(state)
         self._v2: dict[str, tuple[tuple[int, int, int], dict[str, list[V2Tx]]]] = {}
+        # "grpc": the documented v3 error body; "text": the bare "Unauthorized" seen in the wild.
+        self.auth_error_style = "grpc"
+
+    def transfers_changed(self, account: Account) -> None:
+        self._v2.pop(account.id, None)
+
+    def unauthorized(self, req: Request) -> VenueError:
+        if self.auth_error_style == "text":
+            return VenueError(401, "Unauthorized")
+        if req.path.startswith("/v2/"):
+            return v2_error(401, "authentication_error", "invalid signature")
+        return v3_error(401, "UNAUTHENTICATED", "Unauthorized")
+
+    def control(self, segs: list[str], method: str, body: dict[str, Any]) -> Response | None:
+        if segs == ["auth_error_style"] and method == "POST":
+            style = str(body.get("style", "grpc"))
+            if style not in ("grpc", "text"):
+                raise ValueError("style is grpc or text")
+            self.auth_error_style = style
+            return Response(200, {"auth_error_style": style})
+        return None
 
     def mint_credentials(self) -> tuple[str, str, str | None, dict[str, Any]]:
         private = ec.generate_private_key(ec.SECP256R1())
@@ -122,8 +152,8 @@ class CoinbaseSim(VenueSim):
                                  "user_id": str(uuid.uuid4())}
 
     def rate_limit_response(self, retry_after: int) -> Response:
-        return Response(429, {"errors": [{"id": "rate_limit_exceeded", "message": "Too many requests"}]},
-                        {"Retry-After": str(retry_after)})
+        body = {"error": "RESOURCE_EXHAUSTED", "code": 8, "message": "Too many requests", "details": []}
+        return Response(429, body, {"Retry-After": str(retry_after)})
 
     def stream_ids(self, account: Account, stream: str) -> set[str]:
         if stream == "trades":
@@ -137,6 +167,12 @@ class CoinbaseSim(VenueSim):
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         query = {k: v for k, v in parse_qs(req.query, keep_blank_values=True).items()}
+        if req.method == "GET" and req.path == "/api/v3/brokerage/time":
+            # Get Server Time, public (https://docs.cdp.coinbase.com/api-reference/advanced-trade-api/rest-api/public/
+            # get-server-time): ExtendedTimestamp, the epoch values as strings (int64 in JSON).
+            ms = self.server_time_ms()
+            iso = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            return Response(200, {"iso": iso, "epochSeconds": str(ms // 1000), "epochMillis": str(ms)})
         if req.method == "GET" and req.path == "/api/v3/brokerage/market/products":
             return Response(200, self.products(query))
         key = self.authenticate(req)
@@ -167,7 +203,8 @@ class CoinbaseSim(VenueSim):
         raise (v2_error(404, "not_found", "Not found") if v2 else v3_error(404, "NOT_FOUND", "Not found"))
 
     def authenticate(self, req: Request) -> Key:
-        """Verify the CDP JWT exactly as Coinbase does; every failure is a bare 401."""
+        """Verify the CDP JWT exactly as Coinbase does; every failure is a 401 (see ``unauthorized``)."""
+        unauthorized = functools.partial(self.unauthorized, req)
         auth = req.header("Authorization")
         if not auth.startswith("Bearer "):
             raise unauthorized()
@@ -215,7 +252,7 @@ class CoinbaseSim(VenueSim):
     @staticmethod
     def key_permissions(key: Key) -> dict[str, Any]:
         return {"can_view": "read" in key.permissions, "can_trade": "trade" in key.permissions,
-                "can_transfer": bool(key.permissions & {"transfer", "withdraw"}),
+                "can_transfer": bool(key.permissions & {"transfer", "withdraw"}), "can_receive": False,
                 "portfolio_uuid": key.extra["portfolio_uuid"], "portfolio_type": "DEFAULT"}
 
     @staticmethod
@@ -356,7 +393,9 @@ class CoinbaseSim(VenueSim):
 
     def funding_tx(self, account: Account, tr: Transfer, kind: str) -> V2Tx:
         wallet, ident = wallet_id(account, tr.asset), tx_id(kind, tr.id)
-        status = {"ok": "completed", "pending": "pending", "failed": "failed"}.get(tr.status, "pending")
+        status = {"ok": "completed", "pending": "pending", "failed": "failed", "rejected": "failed",
+                  "cancelled": "canceled"}.get(tr.status, "pending")
+        chain_status = "confirmed" if tr.status == "ok" else "pending"
         body: dict[str, Any] = {"id": ident, "status": status, "created_at": iso(tr.timestamp, 0),
                                 "updated_at": iso(tr.timestamp, 0), "resource": "transaction",
                                 "resource_path": f"/v2/accounts/{wallet}/transactions/{ident}",
@@ -365,13 +404,13 @@ class CoinbaseSim(VenueSim):
             amount = tr.amount if kind == "deposit" else -tr.amount
             body.update(type=f"fiat_{kind}", amount={"amount": fmt(amount), "currency": tr.asset})
         elif kind == "deposit":
-            body.update(type="send", amount={"amount": fmt(tr.amount), "currency": tr.asset},
-                        network={"status": "confirmed", "hash": tr.txid, "network_name": tr.network.lower()},
+            body.update(type="receive", amount={"amount": fmt(tr.amount), "currency": tr.asset},
+                        network={"status": chain_status, "hash": tr.txid, "network_name": tr.network.lower()},
                         **{"from": {"resource": "address", "address": tr.address, "currency": tr.asset}})
         else:
             body.update(type="send", amount={"amount": fmt(-(tr.amount + tr.fee)), "currency": tr.asset},
                         idem=str(uuid.uuid5(NAMESPACE, f"idem:{tr.id}")),
-                        network={"status": "confirmed", "hash": tr.txid, "network_name": tr.network.lower(),
+                        network={"status": chain_status, "hash": tr.txid, "network_name": tr.network.lower(),
                                  "transaction_fee": {"amount": fmt(tr.fee), "currency": tr.asset},
                                  "transaction_amount": {"amount": fmt(tr.amount), "currency": tr.asset}},
                         to={"resource": "address", "address": tr.address, "currency": tr.asset})

@@ -196,11 +196,21 @@ class GeminiSim(VenueSim):
         return [self.render_trade(t) for t in page]
 
     def transfers(self, account: Account, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """docs: List Past Transfers: completed ("Complete"; a deposit credited ahead is "Advanced") and pending
+        ones; the endpoint "does not currently show cancelled advances, returned outgoing wires or ACH
+        transactions, or other exceptional transaction circumstances": failed or cancelled ones are not listed."""
         limit = self.limit(payload, "limit_transfers", TRANSFERS_DEFAULT, TRANSFERS_MAX)
-        merged = sorted([("Deposit", t) for t in account.deposits] + [("Withdrawal", t) for t in account.withdrawals],
+        shown = [("Deposit", t) for t in account.deposits] + [("Withdrawal", t) for t in account.withdrawals]
+        merged = sorted([(k, t) for k, t in shown if t.status in ("ok", "pending")],
                         key=lambda kt: (kt[1].timestamp, int(kt[1].id)))
         page = oldest_first_page(merged, [t.timestamp for _, t in merged], payload, limit)
         return [self.render_transfer(kind, t) for kind, t in page]
+
+    def stream_ids(self, account: Account, stream: str) -> set[str]:
+        if stream in ("deposits", "withdrawals"):
+            items = account.deposits if stream == "deposits" else account.withdrawals
+            return {t.id for t in items if t.status in ("ok", "pending")}
+        return super().stream_ids(account, stream)
 
     @staticmethod
     def limit(payload: dict[str, Any], name: str, default: int, maximum: int) -> int:
@@ -221,7 +231,7 @@ class GeminiSim(VenueSim):
 
     @staticmethod
     def render_transfer(kind: str, t: Transfer) -> dict[str, Any]:
-        status = {"ok": "Complete", "pending": "Pending", "failed": "Failed"}.get(t.status, "Pending")
+        status = "Pending" if t.status == "pending" else "Complete"
         out: dict[str, Any] = {"type": kind, "status": status, "timestampms": t.timestamp, "eid": int(t.id),
                                "currency": t.asset, "amount": fmt(t.amount)}
         if t.asset in FIAT:

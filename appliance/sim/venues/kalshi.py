@@ -351,6 +351,9 @@ class KalshiSim(VenueSim):
         path = req.path[len(PREFIX):]
         query = {k: v[-1] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
         parts = path.strip("/").split("/")
+        if req.method == "GET" and path == "/exchange/status":
+            # Get Exchange Status, public (https://docs.kalshi.com/python-sdk/models/ExchangeStatus).
+            return Response(200, {"exchange_active": True, "trading_active": True})
         if req.method == "GET" and len(parts) == 2 and parts[0] in ("markets", "events", "series"):
             return Response(200, self.public(parts[0], parts[1]))
         key = self.authenticate(req)

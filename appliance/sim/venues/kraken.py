@@ -10,6 +10,8 @@ Wire facts it keeps (VENUES.md §4, Appendix A.2):
   deposit/withdraw permissions, which is why the adapter reads deposits from the ledger).
 - ``GetApiKeyInfo`` lists the key's permission strings; ``TradesHistory`` and ``Ledgers`` page 50
   results newest first with ``start`` (exclusive) / ``end`` (inclusive) as timestamps or ids, plus ``ofs``.
+  Which method needs which permission follows Kraken's "API key permissions" guide (Query Funds: Balance,
+  BalanceEx, TradeBalance; Query Open/Closed Orders & Trades: TradesHistory...; Query Ledger Entries: Ledgers).
 - Asset ids carry Kraken's X/Z prefixes (``XXBT``, ``ZUSD``); amounts are decimal strings padded to
   the asset's decimals; times are float seconds.
 - The sim never executes orders or withdrawals: a permitted mutating call is answered as invalid.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -201,6 +204,12 @@ class KrakenSim(VenueSim):
 
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
+        if req.method == "GET" and req.path == "/0/public/Time":
+            # Get Server Time (https://docs.kraken.com/api-reference/market-data/get-server-time): unixtime in
+            # seconds and an RFC 1123 string with a two-digit year, as in the documented example.
+            seconds = self.server_time_ms() // 1000
+            stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%a, %d %b %y %H:%M:%S +0000")
+            return self.ok({"unixtime": seconds, "rfc1123": stamp})
         if req.method == "GET" and req.path == "/0/public/Assets":
             return self.ok(self.assets())
         if req.method == "GET" and req.path == "/0/public/AssetPairs":
@@ -254,9 +263,25 @@ class KrakenSim(VenueSim):
 
     @staticmethod
     def permission_strings(key: Key) -> list[str]:
-        """Kraken's strings for the key; ``extra["permissions"]`` adds raw strings (tests of new ones)."""
+        """Kraken's strings for the key; ``extra["permissions"]`` adds raw strings (tests of new ones), and
+        ``extra["exact_permissions"]`` (``/_sim/kraken/keys/<key>/permission_strings``) replaces them all, for keys
+        made exactly as a guide says (Kraken's read-only recipe has no query-ledger)."""
+        if "exact_permissions" in key.extra:
+            return list(key.extra["exact_permissions"])
         granted = [p for name, grants in GRANTS.items() if name in key.permissions for p in grants]
         return granted + [p for p in key.extra.get("permissions", []) if p not in granted]
+
+    def control(self, segs: list[str], method: str, body: dict[str, Any]) -> Response | None:
+        if len(segs) == 3 and segs[0] == "keys" and segs[2] == "permission_strings" and method == "POST":
+            key = self.keys.get(segs[1])
+            if key is None:
+                return Response(404, {"error": "unknown api key"})
+            key.extra["exact_permissions"] = [str(p) for p in body.get("permissions", [])]
+            return Response(200, {"permissions": key.extra["exact_permissions"]})
+        return None
+
+    def transfers_changed(self, account: Account) -> None:
+        self._books.pop(account.id, None)
 
     # -- public -----------------------------------------------------------------------------
     def assets(self) -> dict[str, Any]:

@@ -33,7 +33,10 @@ from appliance.sim.core import Account, Key, Request, Response, Trade, Transfer,
 
 WINDOW_MS = 7 * 86_400_000
 _PERMISSIONS = {"read": "General", "trade": "Spot", "transfer": "InnerTransfer", "withdraw": "Transfer"}
-_STATUS = {"ok": "SUCCESS", "pending": "PROCESSING", "failed": "FAILURE"}
+# docs: Get Deposit History / Get Withdrawal History: PROCESSING, WALLET_PROCESSING, SUCCESS, FAILURE (a
+# cancelled withdrawal ends as FAILURE: KuCoin has no cancelled status).
+_STATUS = {"ok": "SUCCESS", "pending": "PROCESSING", "failed": "FAILURE", "rejected": "FAILURE",
+           "cancelled": "FAILURE"}
 
 
 def _fail(status: int, code: str, msg: str) -> VenueError:
@@ -63,6 +66,9 @@ class KucoinSim(VenueSim):
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.method == "GET" and req.path == "/api/v1/timestamp":
+            # Get Server Time (https://www.kucoin.com/docs/rest/spot-trading/market-data/get-server-time): ms in data.
+            return Response(200, {"code": "200000", "msg": "success", "data": self.server_time_ms()})
         if req.method == "GET" and req.path == "/api/v2/symbols":
             return self._ok(self._symbols())
         route = _ROUTES.get((req.method, req.path))

@@ -6,7 +6,9 @@ Wire facts served here (VENUES.md §6, Appendix A.4):
   creation), ``OK-ACCESS-TIMESTAMP`` (ISO-8601 UTC with milliseconds, within 30 s of server time) and
   ``OK-ACCESS-SIGN = base64(HMAC-SHA256(secret, timestamp + METHOD + path?query + body))``.
 - Errors are ``{"code": "<5 digits>", "msg": ..., "data": []}``; authentication failures are HTTP 401. A deleted
-  key answers ``50119 API key doesn't exist``, which ccxt maps to a bare ExchangeError.
+  key answers ``50119 API key doesn't exist``, which ccxt maps to a bare ExchangeError. A key without Read (every
+  endpoint served here documents "Permission: Read") answers ``50120 API key doesn't have permission to use this
+  function``, also with HTTP 401.
 - Permissions: ``account/config`` reports ``perm`` as a comma-separated subset of ``read_only``, ``trade`` and
   ``withdraw``. Every OKX key can read. OKX has no separate transfer permission: funds transfer
   (``POST /api/v5/asset/transfer``) needs Trade, so our abstract "transfer" shows up as ``trade``.
@@ -34,8 +36,12 @@ from appliance.sim.core import Account, Key, Request, Response, Trade, Transfer,
 DAY_MS = 86_400_000
 _ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 _CHAINS = {"ETH": "ERC20", "BTC": "Bitcoin", "TRX": "TRC20", "SOL": "Solana"}
-_DEPOSIT_STATE = {"ok": "2", "pending": "0", "failed": "12"}
-_WITHDRAWAL_STATE = {"ok": "2", "pending": "1", "failed": "-1"}
+# docs: Get deposit history, state: 0 waiting for confirmation, 1 deposit credited, 2 deposit successful, 8 pending
+# (temporary suspension), 11 address blacklisted, 12 account or deposit frozen, 13 sub-account interception,
+# 14 KYC limit, 17 travel rule. Get withdrawal history, state: -3 cancelling, -2 cancelled, -1 failed, 0 waiting,
+# 1 withdrawing, 2 success, 7 approved, 10 waiting transfer, 4/5/6/8/9/12 manual review, 15-17 validation.
+_DEPOSIT_STATE = {"ok": "2", "pending": "0", "failed": "11", "rejected": "11", "cancelled": "11"}
+_WITHDRAWAL_STATE = {"ok": "2", "pending": "1", "failed": "-1", "rejected": "-1", "cancelled": "-2"}
 
 
 def _fail(status: int, code: str, msg: str) -> VenueError:
@@ -65,12 +71,17 @@ class OkxSim(VenueSim):
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         params = dict(parse_qsl(req.query, keep_blank_values=True))
+        if req.method == "GET" and req.path == "/api/v5/public/time":
+            # Get system time (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-system-time): ts, ms, a string.
+            return self._ok([{"ts": str(self.server_time_ms())}])
         if req.method == "GET" and req.path == "/api/v5/public/instruments":
             return self._ok(self._instruments(params))
         route = _ROUTES.get((req.method, req.path))
         key = self.authenticate(req)
         if route is None:
             raise VenueError(404, {"msg": "Not Found", "code": "404"})
+        if "read" not in key.permissions:
+            raise _fail(401, "50120", "API key doesn't have permission to use this function")
         return self._ok(route(self, key, params))
 
     @staticmethod

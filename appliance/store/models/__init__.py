@@ -15,7 +15,7 @@ from appliance.store.models.conduct import (
 )
 from appliance.store.models.connections import Connection, CoverageInterval, SyncCursor
 from appliance.store.models.employees import Employee, OnboardingToken
-from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, Transaction
+from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition, StatementImport, Transaction
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
 from appliance.store.models.mail import MailOutbox
@@ -61,6 +61,7 @@ __all__ = [
     "RolePermission",
     "Rule",
     "Setting",
+    "StatementImport",
     "SyncCursor",
     "Transaction",
     "TransactionValue",

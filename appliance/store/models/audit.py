@@ -45,7 +45,7 @@ class AuditCheckpoint(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    # periodic | export | purge
+    # periodic | export | purge | rekey | backup | restore
     kind: Mapped[str] = mapped_column(String(16))
     last_event_id: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))

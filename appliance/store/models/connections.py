@@ -70,6 +70,9 @@ class SyncCursor(Base):
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="RESTRICT"), primary_key=True)
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
     cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # How far a long walk (a first sync over history windows) has got: {"done": n, "total": m, "at": iso}.
+    # None once the stream is caught up. Shown on the employee page.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -1,7 +1,8 @@
 """What employees hold and did: balance observations, transactions, prediction positions.
 
 All three are append-only for the sync engine: a sync adds rows and advances validity times,
-it never deletes.
+it never deletes. The one field a later sync changes is a transfer's ``status``: a pending deposit or
+withdrawal is updated when the venue reports its outcome (completed, failed or cancelled), once.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from appliance.store.base import Amount, Base, Id, UTCDateTime, utcnow
@@ -62,13 +63,49 @@ class Transaction(Base):
     price: Mapped[Decimal | None] = mapped_column(Amount, default=None)
     fee_asset: Mapped[str | None] = mapped_column(String(64), default=None)
     fee_amount: Mapped[Decimal | None] = mapped_column(Amount, default=None)
-    # api | chain | csv | manual
+    # api | chain | csv | manual | statement (imported from a venue's statement export: see statement_import_id)
     provenance: Mapped[str] = mapped_column(String(16), default="api")
+    # completed | pending | failed | cancelled (TRANSFER_STATUSES). Only completed rows count in balances,
+    # reconciliation and reports; a pending row is updated when the venue reports its outcome.
+    status: Mapped[str] = mapped_column(String(16), default="completed", server_default="completed")
+    status_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    statement_import_id: Mapped[int | None] = mapped_column(
+        ForeignKey("statement_imports.id", ondelete="RESTRICT"), default=None)
     # Chains: the block the row came from; set orphaned when a reorg drops it (never rewritten).
     block_number: Mapped[int | None] = mapped_column(Id, default=None)
     block_hash: Mapped[str | None] = mapped_column(String(80), default=None)
     orphaned: Mapped[bool] = mapped_column(Boolean, default=False)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+TRANSFER_STATUSES = ("completed", "pending", "failed", "cancelled")
+# The only transition a sync makes: from pending to an outcome (a venue that reports a final status never
+# reports another one for the same record; if it does, the first outcome stays and the sync says so).
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class StatementImport(Base):
+    """One statement file imported for a connection: what it was, who imported it, what it added.
+
+    The records it added carry ``provenance = "statement"`` and point here; records it held that were
+    already stored (synced from the API, or an earlier import) were skipped and counted."""
+
+    __tablename__ = "statement_imports"
+    __table_args__ = (Index("ix_statement_imports_connection", "connection_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="RESTRICT"))
+    # coinbase_transactions | kraken_ledgers | kraken_trades | binance_trades | binance_transactions ...
+    format: Mapped[str] = mapped_column(String(40))
+    file_name: Mapped[str] = mapped_column(String(255), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    covered_from: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    covered_to: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    imported_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -98,6 +98,9 @@ class ApiKey(Base):
     rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The owner's token epoch when this secret was issued: a password change, a role removed or a
+    # disable moves the owner's epoch and the key stops answering until it is rotated.
+    owner_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
     def __repr__(self) -> str:
         return f"<ApiKey {self.id} {self.name!r} prefix={self.prefix}>"

@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from appliance.errors import Invalid
-from appliance.venues.chains.keccak import keccak256
-from appliance.venues.chains.ripemd160 import hash160
-from appliance.venues.chains.secp256k1 import DerivationError, decompress, derive_public_child
+from appliance.venues.chains.primitives import (
+    DerivationError,
+    derive_public_child,
+    hash160,
+    keccak256,
+    parse_public_key,
+)
 
 # --------------------------------------------------------------------------------------------
 # EVM
@@ -368,7 +372,7 @@ def _validate_extended(value: str, payload: bytes, net: Network, field: str) -> 
     depth = payload[4]
     chain_code, key = payload[13:45], payload[45:78]
     try:
-        decompress(key)
+        parse_public_key(key)
     except DerivationError as exc:
         raise Invalid(f"Not a valid extended public key: {exc}.", field=field) from None
     xpub = ExtendedPublicKey(value, net.name, net.xpub_versions[version], depth, chain_code, key)

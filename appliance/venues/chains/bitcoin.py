@@ -37,7 +37,7 @@ from appliance.settings import BitcoinSettings
 from appliance.venues import egress as egress_rules
 from appliance.venues.base import Balance, Kind, Page, Stream, TxRecord, WalletAdapter
 from appliance.venues.chains.addresses import BitcoinTarget, validate_bitcoin
-from appliance.venues.chains.secp256k1 import DerivationError
+from appliance.venues.chains.primitives import DerivationError
 from appliance.venues.chains.transport import raise_for_http, send
 from appliance.venues.egress import BITCOIN_EGRESS_ID, Egress
 

@@ -7,7 +7,7 @@ path (``https://mainnet.infura.io/v3/<key>``).
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 import requests
 
@@ -49,6 +49,3 @@ def raise_for_http(venue: str, response: requests.Response) -> None:
         raise VenueTransient(venue, f"HTTP {status} {text}".strip())
     raise VenueBadData(venue, f"HTTP {status} {text}".strip(), venue_code=str(status))
 
-
-def bad_json(venue: str, what: str) -> NoReturn:
-    raise VenueBadData(venue, f"{what} is not valid JSON")

@@ -9,8 +9,17 @@ parameters we choose (``fromId``, the 90-day windows), and the venue's decimal s
 - Trades: ``myTrades`` needs a symbol. Each run first derives the markets to ask about (both sides among
   the assets held, recently deposited or withdrawn, or seen before), then walks each market by ``fromId``.
   ``Page.notes["markets"]`` lists the markets covered.
-- Deposits/withdrawals: the venue serves at most 90 days per request, newest first, paged by ``offset``;
-  each run walks the windows forward from the last completed instant minus a day (late-indexed rows).
+- Deposits/withdrawals: the venue serves at most 90 days per request, newest first, paged by ``offset``.
+  The windows are walked by ``venues.windows`` (a first sync newest first and concurrently, within Binance's
+  documented limits; later runs forward from the last run's end minus a day, for late-indexed rows).
+- Transfer status (docs: Deposit History / Withdraw History, supporting network): deposit ``status`` 1 success and
+  6 credited are completed, 0 pending and 8 waiting for the user's confirmation are pending, 7 wrong deposit and
+  2 rejected are failed; withdrawal ``status`` 6 is completed, 0 email sent, 2 awaiting approval and 4 processing
+  are pending, 1 is cancelled, 3 rejected and 5 failure are failed. A pending transfer is read again on every run
+  until it has an outcome.
+- Limits (docs: General info, LIMITS; the endpoints' "Request Weight"): 6,000 request weight a minute per IP;
+  ``account``, ``myTrades`` and ``exchangeInfo`` weigh 20, the wallet endpoints 1; withdraw history is limited to
+  10 requests a second.
 - Error codes are classified from Binance's own code: ccxt turns -2015 into DDoSProtection once an
   instance has authenticated, and -2008 into ExchangeError off the production URL (VENUES.md §1).
 """
@@ -25,8 +34,22 @@ from typing import Any, ClassVar
 
 from appliance.errors import VenueAuthError, VenueBadData, VenueError, VenueRateLimited, VenueTransient
 from appliance.venues import egress
-from appliance.venues.base import Balance, CredentialField, Credentials, GuideStep, Kind, Page, Scope, Stream, TxRecord
+from appliance.venues.base import (
+    Balance,
+    CredentialField,
+    Credentials,
+    GuideStep,
+    Kind,
+    Page,
+    Scope,
+    Stream,
+    TxRecord,
+    TxStatus,
+    transfer_status,
+)
 from appliance.venues.ccxt_base import CcxtAdapter, scrub_evidence, to_decimal
+from appliance.venues.ratelimits import RateLimit
+from appliance.venues.windows import WindowedStream, walk
 
 DAY_MS = 24 * 3600 * 1000
 HISTORY_WINDOW_MS = 90 * DAY_MS  # deposit/withdrawal history: at most 90 days per request
@@ -39,6 +62,11 @@ TRADE_FLAGS = ("enableSpotAndMarginTrading", "enableMargin", "enableFutures", "e
 TRANSFER_FLAGS = ("enableInternalTransfer", "permitsUniversalTransfer")
 WITHDRAW_FLAGS = ("enableWithdrawals",)
 READ_FLAGS = ("enableReading", "enableFixReadOnly")
+DEPOSIT_STATUS = {"1": TxStatus.COMPLETED, "6": TxStatus.COMPLETED, "0": TxStatus.PENDING, "8": TxStatus.PENDING,
+                  "7": TxStatus.FAILED, "2": TxStatus.FAILED}
+WITHDRAWAL_STATUS = {"6": TxStatus.COMPLETED, "0": TxStatus.PENDING, "2": TxStatus.PENDING, "4": TxStatus.PENDING,
+                     "1": TxStatus.CANCELLED, "3": TxStatus.FAILED, "5": TxStatus.FAILED}
+LIMITS_DOC = "https://developers.binance.com/docs/binance-spot-api-docs/rest-api/limits"
 # What the employee sees in Binance's API Management for each flag.
 FLAG_LABELS = {
     "enableSpotAndMarginTrading": "Enable Spot & Margin Trading",
@@ -131,6 +159,11 @@ class BinanceAdapter(CcxtAdapter):
                   "below."),
     )
     streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
+    rate_limits = (
+        RateLimit(6000, 60, weights=((r"/api/v3/(account|myTrades|exchangeInfo)", 20),), source=LIMITS_DOC),
+        RateLimit(10, 1, path=r"/sapi/v1/capital/withdraw/history", per_account=True,
+                  source="https://developers.binance.com/docs/wallet/capital/withdraw-history"),
+    )
     # Binance opened in July 2017: no history exists before, so the first run starts there.
     history_start: ClassVar[dt.datetime] = dt.datetime(2017, 7, 1, tzinfo=dt.UTC)
 
@@ -244,22 +277,19 @@ class BinanceAdapter(CcxtAdapter):
 
     def history_page(self, creds: Credentials, cursor: dict[str, Any], method: str,
                      parse: Callable[[Any, Mapping[str, Any]], TxRecord]) -> Page:
-        """One request of a forward walk over <= 90-day windows, each paged by offset."""
-        if "run_end" not in cursor:
-            until = cursor.get("until")
-            start = until - HISTORY_LOOKBACK_MS if until is not None else ms_from(self.history_start)
-            cursor = {"until": until, "start": start, "run_end": now_ms(), "offset": 0}
-        start, run_end, offset = int(cursor["start"]), int(cursor["run_end"]), int(cursor["offset"])
-        end = min(start + HISTORY_WINDOW_MS - 1, run_end)
-        client = self.client(creds)
-        rows = self.call(getattr(client, method), {"startTime": start, "endTime": end, "offset": offset,
-                                                   "limit": HISTORY_PAGE}, creds=creds)
-        records = [parse(client, row) for row in rows]
-        if len(rows) == HISTORY_PAGE:
-            return Page(records, {**cursor, "offset": offset + len(rows)}, done=False)
-        if end >= run_end:
-            return Page(records, {"until": run_end}, done=True, complete_until=utc_from_ms(run_end))
-        return Page(records, {**cursor, "start": end + 1, "offset": 0}, done=False, complete_until=utc_from_ms(end))
+        """One batch of <= 90-day windows (``venues.windows``), each read to its end by ``offset``."""
+        def read(client: Any, start: int, end: int) -> list[TxRecord]:
+            records, offset = [], 0
+            while True:
+                rows = self.call(getattr(client, method), {"startTime": start, "endTime": end, "offset": offset,
+                                                           "limit": HISTORY_PAGE}, creds=creds)
+                records += [parse(client, row) for row in rows]
+                if len(rows) < HISTORY_PAGE:
+                    return records
+                offset += len(rows)
+
+        spec = WindowedStream(HISTORY_WINDOW_MS, ms_from(self.history_start), read, HISTORY_LOOKBACK_MS)
+        return walk(self, creds, cursor, spec)
 
     # -- records -----------------------------------------------------------------------------------
     def trade_record(self, client: Any, market: Mapping[str, Any], row: Mapping[str, Any]) -> TxRecord:
@@ -276,15 +306,18 @@ class BinanceAdapter(CcxtAdapter):
         return TxRecord(
             stream=Stream.DEPOSITS, venue_tx_id=str(row.get("id") or row["txId"]), kind=Kind.DEPOSIT,
             occurred_at=utc_from_ms(row["insertTime"]), asset=client.safe_currency_code(row["coin"]),
-            amount=self.number(row.get("amount")), raw=dict(row))
+            amount=self.number(row.get("amount")), raw=dict(row),
+            status=transfer_status(self.id, DEPOSIT_STATUS, row.get("status")))
 
     def withdrawal_record(self, client: Any, row: Mapping[str, Any]) -> TxRecord:
+        # applyTime is set from the request on; completeTime only once it completed (absent while pending).
         applied = dt.datetime.strptime(row["applyTime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
         asset = client.safe_currency_code(row["coin"])
         return TxRecord(
             stream=Stream.WITHDRAWALS, venue_tx_id=str(row["id"]), kind=Kind.WITHDRAWAL, occurred_at=applied,
             asset=asset, amount=self.number(row.get("amount")), fee_asset=asset,
-            fee_amount=to_decimal(row.get("transactionFee")), raw=dict(row))
+            fee_amount=to_decimal(row.get("transactionFee")), raw=dict(row),
+            status=transfer_status(self.id, WITHDRAWAL_STATUS, row.get("status")))
 
     def number(self, value: Any) -> Decimal:
         parsed = to_decimal(value)

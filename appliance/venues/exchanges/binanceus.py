@@ -18,6 +18,7 @@ import ccxt
 from appliance.errors import VenueRateLimited, VenueTransient
 from appliance.venues.base import Credentials, GuideStep, Scope
 from appliance.venues.exchanges.binance import BinanceAdapter
+from appliance.venues.ratelimits import RateLimit
 
 _NOT_FOUND = re.compile(r"\s404\s")  # ccxt: "<id> GET <url> 404 Not Found <body>"
 
@@ -37,6 +38,11 @@ class BinanceUsAdapter(BinanceAdapter):
         GuideStep("Leave withdrawals and transfers unticked.", warning=True),
         GuideStep("Copy the API Key and the Secret Key (the secret is shown only once) and paste them below."),
     )
+    # docs.binance.us, Rate limits: 1,200 request weight a minute per IP (the weights are Binance's).
+    rate_limits = (RateLimit(1200, 60, weights=((r"/api/v3/(account|myTrades|exchangeInfo)", 10),),
+                             source="https://docs.binance.us/#limits"),
+                   RateLimit(10, 1, path=r"/sapi/v1/capital/withdraw/history", per_account=True,
+                             source="https://docs.binance.us/#get-crypto-withdrawal-history-user_data"))
     # Binance.US opened in September 2019.
     history_start: ClassVar[dt.datetime] = dt.datetime(2019, 9, 1, tzinfo=dt.UTC)
 

@@ -45,6 +45,7 @@ from appliance.venues.base import (
     TxRecord,
 )
 from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ratelimits import RateLimit
 
 PAGE = 1000
 NO_PERMISSION = "No permission found"
@@ -72,6 +73,9 @@ class BitstampAdapter(CcxtAdapter):
         *egress.read("POST", r"/api/v2/cancel_order/"),
     )
     can_probe_scope = False  # transfer and withdraw cannot be tested without moving funds
+    # docs: "Request limits": 400 requests a second, and by default 10,000 requests per 10 minutes (per client).
+    rate_limits = (RateLimit(400, 1, source="https://www.bitstamp.net/api/#section/Request-limits"),
+                   RateLimit(10_000, 600, source="https://www.bitstamp.net/api/#section/Request-limits"))
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {
         **dict.fromkeys(("API0001", "API0005", "API0006", "API0008", "API0011", "API0012", "API0013", "API0014",
                          "API0015", "API0016"), VenueAuthError),

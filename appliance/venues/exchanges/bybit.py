@@ -7,9 +7,20 @@
 - ccxt would call query-api and ``/v5/account/info`` itself before the first private call to learn
   the account mode; the options below preset it (Unified) so no hidden calls leave the box.
 - Trades: ``/v5/execution/list`` with ``category=spot`` (ccxt's default is linear, which misses spot),
-  at most 7 days per query and two years back; deposits and withdrawals at most 30 days per query
-  (withdrawals with ``withdrawType=2``: on-chain and internal). Each run walks the windows forward
-  from the last completed instant minus a day, following ``nextPageCursor`` within a window.
+  at most 7 days per query and two years back (older trades are a standing ``history_limit`` gap: only Bybit's
+  own exports reach them); on-chain deposits (``/v5/asset/deposit/query-record``), internal (off-chain)
+  deposits from other Bybit users (``/v5/asset/deposit/query-internal-record``, its own stream) and withdrawals
+  (``withdrawType=2``: on-chain and internal) at most 30 days per query. The windows are walked by
+  ``venues.windows`` (a first sync newest first and concurrently), following ``nextPageCursor`` within a window.
+- Withdrawal records are served to the master account's key only (docs: Get Withdrawal Records): a sub-account
+  key (query-api ``isMaster`` false) is told so at onboarding, and its withdrawals stream is a standing
+  ``venue_limitation`` gap instead of a failing request.
+- Transfer status (docs: Enums, depositStatus / withdrawStatus; internal deposits: 1 processing, 2 success,
+  3 failed): see the tables below. A deposit with ``depositType`` 50 is never credited (failed). A pending
+  deposit has no ``successAt`` yet: it is recorded at the time it was first seen, and takes Bybit's time when
+  it completes.
+- Limits (docs: Rate Limit Rules): 600 requests per 5 s per IP; per account and endpoint: execution list 50/s,
+  wallet balance 50/s, funding coins balance 5/s, deposit records 100/min, withdrawal records 300/min.
 - Rate limits arrive as retCode 10006 on HTTP 200 with ``X-Bapi-Limit-Reset-Timestamp``, not Retry-After.
 """
 
@@ -31,8 +42,25 @@ from appliance.errors import (
     VenueTransient,
 )
 from appliance.venues import egress
-from appliance.venues.base import Balance, CredentialField, Credentials, GuideStep, Kind, Page, Scope, Stream, TxRecord
+from appliance.venues.base import (
+    HISTORY_LIMIT,
+    VENUE_LIMITATION,
+    Balance,
+    CredentialField,
+    Credentials,
+    GuideStep,
+    Kind,
+    Page,
+    Scope,
+    Stream,
+    TxRecord,
+    TxStatus,
+    coverage_gap,
+    transfer_status,
+)
 from appliance.venues.ccxt_base import CcxtAdapter, scrub_evidence, to_decimal
+from appliance.venues.ratelimits import RateLimit
+from appliance.venues.windows import WindowedStream, walk
 
 DAY_MS = 24 * 3600 * 1000
 TRADES_WINDOW_MS = 7 * DAY_MS
@@ -47,6 +75,26 @@ TRANSFER_ITEMS = ("AccountTransfer", "SubMemberTransfer", "SubMemberTransferList
 # Sections that grant nothing beyond reading even on a read-write key.
 HARMLESS_SECTIONS = ("Affiliate",)
 _QUOTES = ("USDT", "USDC", "USDE", "BTC", "ETH", "EUR", "BRL", "DAI", "MNT", "TRY", "PLN", "USD")
+INTERNAL_DEPOSITS = "internal_deposits"
+DEPOSIT_STATUS = {
+    "3": TxStatus.COMPLETED, "10012": TxStatus.COMPLETED, "70012": TxStatus.COMPLETED,
+    "0": TxStatus.PENDING, "1": TxStatus.PENDING, "2": TxStatus.PENDING, "7": TxStatus.PENDING,
+    "10011": TxStatus.PENDING, "70013": TxStatus.PENDING,
+    "4": TxStatus.FAILED, "70011": TxStatus.FAILED,  # failed; rolled back after a chain reorganisation
+}
+INTERNAL_DEPOSIT_STATUS = {"2": TxStatus.COMPLETED, "1": TxStatus.PENDING, "3": TxStatus.FAILED}
+WITHDRAW_STATUS = {
+    "success": TxStatus.COMPLETED, "BlockchainConfirmed": TxStatus.COMPLETED,
+    "SecurityCheck": TxStatus.PENDING, "Pending": TxStatus.PENDING, "MoreInformationRequired": TxStatus.PENDING,
+    "Unknown": TxStatus.PENDING,
+    "CancelByUser": TxStatus.CANCELLED, "Reject": TxStatus.FAILED, "Fail": TxStatus.FAILED,
+}
+NEVER_CREDITED_DEPOSIT_TYPE = "50"
+LIMITS_DOC = "https://bybit-exchange.github.io/docs/v5/rate-limit"
+SUB_ACCOUNT_WITHDRAWALS = (
+    "This key belongs to a Bybit sub-account. Bybit gives withdrawal records only to a key of the master account, "
+    "so this account's withdrawals are shown as a coverage gap. To include them, create the read-only key on the "
+    "master account instead.")
 
 
 @dataclass(frozen=True)
@@ -60,6 +108,7 @@ class Walk:
     rows_key: str
     page_size: int
     parse: Callable[[Any, Mapping[str, Any]], TxRecord]
+    gap: Mapping[str, Any] | None = None
 
 
 def now_ms() -> int:
@@ -88,7 +137,16 @@ class BybitAdapter(CcxtAdapter):
         r"/v5/asset/transfer/query-account-coins-balance",
         r"/v5/execution/list",
         r"/v5/asset/deposit/query-record",
+        r"/v5/asset/deposit/query-internal-record",
         r"/v5/asset/withdraw/query-record",
+    )
+    rate_limits = (
+        RateLimit(600, 5, source=LIMITS_DOC),
+        RateLimit(50, 1, path=r"/v5/execution/list", per_account=True, source=LIMITS_DOC),
+        RateLimit(50, 1, path=r"/v5/account/wallet-balance", per_account=True, source=LIMITS_DOC),
+        RateLimit(5, 1, path=r"/v5/asset/transfer/query-account-coins-balance", per_account=True, source=LIMITS_DOC),
+        RateLimit(100, 60, path=r"/v5/asset/deposit/query-record", per_account=True, source=LIMITS_DOC),
+        RateLimit(300, 60, path=r"/v5/asset/withdraw/query-record", per_account=True, source=LIMITS_DOC),
     )
     ccxt_options: ClassVar[Mapping[str, Any]] = {
         "fetchMarkets": {"types": ["spot"]}, "defaultType": "spot",
@@ -129,7 +187,7 @@ class BybitAdapter(CcxtAdapter):
                   "will be asked for a new one. Confirm with your 2FA, then copy the API Key and API Secret "
                   "below."),
     )
-    streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
+    streams = (Stream.TRADES, Stream.DEPOSITS, INTERNAL_DEPOSITS, Stream.WITHDRAWALS)
     history_limit_days = TRADES_HISTORY_DAYS
 
     # -- scope -------------------------------------------------------------------------------------
@@ -145,10 +203,11 @@ class BybitAdapter(CcxtAdapter):
         wallet = list(perms.get("Wallet") or [])
         evidence = scrub_evidence(dict(info), creds.secrets())
         notes = [f"Bybit expires this key at {info['expiredAt']}."] if info.get("expiredAt") else []
+        limitations = (SUB_ACCOUNT_WITHDRAWALS,) if info.get("isMaster") is False else ()
         read_only = info.get("readOnly")
         if read_only == 1:
             return Scope(read=True, trade=False, transfer=False, withdraw="Withdraw" in wallet, verified=True,
-                         evidence=evidence, notes=tuple(notes))
+                         evidence=evidence, notes=tuple(notes), limitations=limitations)
         if read_only != 0:
             notes.append(f"Bybit reported readOnly={read_only!r}; the key's rights are unknown.")
             return Scope(read=True, trade=None, transfer=None, withdraw=None, verified=True, evidence=evidence,
@@ -193,42 +252,66 @@ class BybitAdapter(CcxtAdapter):
 
     # -- history -----------------------------------------------------------------------------------
     def fetch_transactions(self, creds: Credentials, stream: str, cursor: Mapping[str, Any]) -> Page:
+        asset_floor = ms_from(ASSET_HISTORY_START)
         if stream == Stream.TRADES:
-            walk = Walk("privateGetV5ExecutionList", {"category": "spot"}, TRADES_WINDOW_MS,
-                        now_ms() - TRADES_HISTORY_DAYS * DAY_MS, "list", 100, self.trade_record)
+            floor = int(cursor.get("floor") or now_ms() - TRADES_HISTORY_DAYS * DAY_MS)
+            gap = coverage_gap(HISTORY_LIMIT, "Bybit's API serves the last two years of trades; older ones are only in "
+                               "Bybit's own trade history export",
+                               start=ASSET_HISTORY_START, end=utc_from_ms(floor))
+            walk_spec = Walk("privateGetV5ExecutionList", {"category": "spot"}, TRADES_WINDOW_MS, floor, "list", 100,
+                             self.trade_record, gap)
         elif stream == Stream.DEPOSITS:
-            walk = Walk("privateGetV5AssetDepositQueryRecord", {}, ASSET_WINDOW_MS, ms_from(ASSET_HISTORY_START),
-                        "rows", 50, self.deposit_record)
+            walk_spec = Walk("privateGetV5AssetDepositQueryRecord", {}, ASSET_WINDOW_MS, asset_floor, "rows", 50,
+                             self.deposit_record)
+        elif stream == INTERNAL_DEPOSITS:
+            walk_spec = Walk("privateGetV5AssetDepositQueryInternalRecord", {}, ASSET_WINDOW_MS, asset_floor, "rows",
+                             50, self.internal_deposit_record)
         elif stream == Stream.WITHDRAWALS:
-            walk = Walk("privateGetV5AssetWithdrawQueryRecord", {"withdrawType": 2}, ASSET_WINDOW_MS,
-                        ms_from(ASSET_HISTORY_START), "rows", 50, self.withdrawal_record)
+            if not self.call(self.is_master, creds, cursor, creds=creds):
+                # A sub-account key: Bybit serves withdrawal records to the master key only.
+                return Page([], {"master": False}, True, notes={"coverage_gap": coverage_gap(
+                    VENUE_LIMITATION, "Bybit gives withdrawal records only to a key of the master account; this "
+                    "is a sub-account key")})
+            walk_spec = Walk("privateGetV5AssetWithdrawQueryRecord", {"withdrawType": 2}, ASSET_WINDOW_MS,
+                             asset_floor, "rows", 50, self.withdrawal_record)
         else:
             raise ValueError(f"{self.id} has no {stream!r} stream")
         # Venue requests are classified inside; the outer call() turns parsing surprises into VenueBadData.
-        return self.call(self.window_page, creds, dict(cursor), walk, creds=creds)
+        page = self.call(self.window_page, creds, dict(cursor), walk_spec, creds=creds)
+        if stream == Stream.WITHDRAWALS and page.done:
+            page.cursor["master"] = True
+        return page
 
-    def window_page(self, creds: Credentials, cursor: dict[str, Any], walk: Walk) -> Page:
-        """One request of a forward walk over windows of ``walk.span``, each paged by ``nextPageCursor``."""
-        if "run_end" not in cursor:
-            until = cursor.get("until")
-            start = max(until - LOOKBACK_MS, walk.floor) if until is not None else walk.floor
-            cursor = {"until": until, "start": start, "run_end": now_ms(), "page": ""}
-        start, run_end, page = int(cursor["start"]), int(cursor["run_end"]), str(cursor.get("page") or "")
-        end = min(start + walk.span - 1, run_end)
-        request = {**walk.params, "startTime": start, "endTime": end, "limit": walk.page_size}
-        if page:
-            request["cursor"] = page
-        client = self.client(creds)
-        response = self.call(getattr(client, walk.method), request, creds=creds)
-        result = response.get("result") or {}
-        rows = result.get(walk.rows_key) or []
-        records = [walk.parse(client, row) for row in rows]
-        next_page = result.get("nextPageCursor") or ""
-        if rows and next_page:
-            return Page(records, {**cursor, "page": next_page}, done=False)
-        if end >= run_end:
-            return Page(records, {"until": run_end}, done=True, complete_until=utc_from_ms(run_end))
-        return Page(records, {**cursor, "start": end + 1, "page": ""}, done=False, complete_until=utc_from_ms(end))
+    def is_master(self, creds: Credentials, cursor: Mapping[str, Any]) -> bool:
+        """Whether the key belongs to the master account (remembered in the cursor: a key never changes account)."""
+        if "master" in cursor:
+            return bool(cursor["master"])
+        info = self.call(self.client(creds).privateGetV5UserQueryApi, creds=creds).get("result") or {}
+        return info.get("isMaster") is not False
+
+    def window_page(self, creds: Credentials, cursor: dict[str, Any], walk_spec: Walk) -> Page:
+        """One batch of windows of ``walk_spec.span`` (``venues.windows``), each paged by ``nextPageCursor``."""
+        def read(client: Any, start: int, end: int) -> list[TxRecord]:
+            records: list[TxRecord] = []
+            page = ""
+            while True:
+                request = {**walk_spec.params, "startTime": start, "endTime": end, "limit": walk_spec.page_size}
+                if page:
+                    request["cursor"] = page
+                response = self.call(getattr(client, walk_spec.method), request, creds=creds)
+                result = response.get("result") or {}
+                rows = result.get(walk_spec.rows_key) or []
+                records += [walk_spec.parse(client, row) for row in rows]
+                page = result.get("nextPageCursor") or ""
+                if not rows or not page:
+                    return records
+
+        master = cursor.pop("master", None)
+        spec = WindowedStream(walk_spec.span, walk_spec.floor, read, LOOKBACK_MS, gap=walk_spec.gap)
+        page = walk(self, creds, cursor, spec)
+        if master is not None and not page.done:
+            page.cursor["master"] = master
+        return page
 
     # -- records -----------------------------------------------------------------------------------
     def trade_record(self, client: Any, row: Mapping[str, Any]) -> TxRecord:
@@ -244,17 +327,39 @@ class BybitAdapter(CcxtAdapter):
     def deposit_record(self, client: Any, row: Mapping[str, Any]) -> TxRecord:
         asset = client.safe_currency_code(row["coin"])
         fee = to_decimal(row.get("depositFee"))
+        status = transfer_status(self.id, DEPOSIT_STATUS, row.get("status"))
+        if str(row.get("depositType", "")) == NEVER_CREDITED_DEPOSIT_TYPE:
+            status = TxStatus.FAILED  # blocked by an account or compliance restriction: never credited
         return TxRecord(
             stream=Stream.DEPOSITS, venue_tx_id=str(row.get("id") or row["txID"]), kind=Kind.DEPOSIT,
-            occurred_at=utc_from_ms(row["successAt"]), asset=asset, amount=self.number(row.get("amount")),
-            fee_asset=asset if fee is not None else None, fee_amount=fee, raw=dict(row))
+            occurred_at=self.time_or_now(row.get("successAt")), asset=asset, amount=self.number(row.get("amount")),
+            fee_asset=asset if fee is not None else None, fee_amount=fee, raw=dict(row), status=status)
+
+    def internal_deposit_record(self, client: Any, row: Mapping[str, Any]) -> TxRecord:
+        """An off-chain deposit from another Bybit user; ``createdTime`` is in seconds (docs example)."""
+        created = str(row.get("createdTime") or "")
+        occurred = (utc_from_ms(int(created) * 1000) if created.isdigit() and len(created) <= 10
+                    else self.time_or_now(created))
+        return TxRecord(
+            stream=INTERNAL_DEPOSITS, venue_tx_id=str(row["id"]), kind=Kind.DEPOSIT, occurred_at=occurred,
+            asset=client.safe_currency_code(row["coin"]), amount=self.number(row.get("amount")), raw=dict(row),
+            status=transfer_status(self.id, INTERNAL_DEPOSIT_STATUS, row.get("status")))
 
     def withdrawal_record(self, client: Any, row: Mapping[str, Any]) -> TxRecord:
         asset = client.safe_currency_code(row["coin"])
         return TxRecord(
             stream=Stream.WITHDRAWALS, venue_tx_id=str(row["withdrawId"]), kind=Kind.WITHDRAWAL,
             occurred_at=utc_from_ms(row["createTime"]), asset=asset, amount=self.number(row.get("amount")),
-            fee_asset=asset, fee_amount=to_decimal(row.get("withdrawFee")), raw=dict(row))
+            fee_asset=asset, fee_amount=to_decimal(row.get("withdrawFee")), raw=dict(row),
+            status=transfer_status(self.id, WITHDRAW_STATUS, row.get("status")))
+
+    @staticmethod
+    def time_or_now(value: Any) -> dt.datetime:
+        """Bybit's ms time; a pending record has none yet ("" or "0"): the time it was first seen stands in."""
+        text = str(value or "")
+        if text.isdigit() and int(text) > 0:
+            return utc_from_ms(text)
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     @staticmethod
     def split_symbol(client: Any, market_id: str) -> tuple[str, str | None, str]:

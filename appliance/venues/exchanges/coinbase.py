@@ -14,6 +14,14 @@
   we do not need).
 - ccxt's own account lookup (used only by its transfer and withdraw helpers) is pointed at v2
   ``/accounts``, which is not on the allowlist: such an attempt is refused on its very first request.
+- Errors: Advanced Trade answers with its gRPC gateway's status body ``{"error": "UNAUTHENTICATED", "code": 16,
+  "message", "details"}`` (and, seen in the wild, a bare ``Unauthorized`` text); the App API (v2) with
+  ``{"errors": [{"id", "message"}]}``. The HTTP status decides first (401: the key is invalid or revoked, 403: it
+  lacks a scope, 429: rate limit), then the gRPC status name or number, then the v2 id. An unrecognised body on
+  a 401 is still an invalid key: the connection turns red in the same poll.
+- Transfer statuses (v2 ``status``): ``completed``; ``pending``, ``waiting_for_signature``,
+  ``waiting_for_clearing`` (pending); ``failed``, ``expired`` (failed); ``canceled``. A pending transaction is
+  read again on every run until it has an outcome (each wallet resumes before its oldest pending one).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from appliance.errors import (
 )
 from appliance.venues import egress
 from appliance.venues.base import (
+    NOT_READ,
     Balance,
     CredentialField,
     Credentials,
@@ -44,13 +53,29 @@ from appliance.venues.base import (
     Scope,
     Stream,
     TxRecord,
+    TxStatus,
+    coverage_gap,
+    transfer_status,
 )
-from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ccxt_base import GRPC_NAMES, GRPC_STATUS_ERRORS, CcxtAdapter, to_decimal
+from appliance.venues.ratelimits import RateLimit
 
 FILLS_PAGE = 250
 ACCOUNTS_PAGE = 250
 TRANSACTIONS_PAGE = 100
 KNOWN_FLAGS = ("can_view", "can_trade", "can_transfer")
+# Trades made in the Coinbase app (simple buy, sell, convert) are App API transactions of types buy, sell and trade,
+# not Advanced Trade fills; this adapter reads fills only, so the trades stream says so (the transaction history
+# report holds them: a statement import closes the gap).
+APP_TRADES_GAP = coverage_gap(NOT_READ, "Coinbase app buys, sells and converts (App API transaction types buy, sell "
+                              "and trade) are not read as trades yet, only Advanced Trade fills; import the "
+                              "transaction history report to record them")
+# Flags that grant nothing over funds: "receive inbound payments" (key_permissions, 2026) only lets payments in.
+HARMLESS_FLAGS = ("can_receive",)
+# v2 transaction status -> ours (docs: Coinbase App API, Transactions: "Currently available statuses").
+STATUSES = {"completed": TxStatus.COMPLETED, "pending": TxStatus.PENDING, "waiting_for_signature": TxStatus.PENDING,
+            "waiting_for_clearing": TxStatus.PENDING, "failed": TxStatus.FAILED, "expired": TxStatus.FAILED,
+            "canceled": TxStatus.CANCELLED, "cancelled": TxStatus.CANCELLED}
 DEPOSIT_TYPES = frozenset({"fiat_deposit"})
 WITHDRAWAL_TYPES = frozenset({"fiat_withdrawal"})
 CRYPTO_TYPES = frozenset({"send", "receive"})  # the sign of the amount gives the direction
@@ -92,7 +117,20 @@ class CoinbaseAdapter(CcxtAdapter):
     ccxt_options: ClassVar[Mapping[str, Any]] = {"fetchAccounts": "fetchAccountsV2"}
     ccxt_has: ClassVar[Mapping[str, Any]] = {"fetchCurrencies": False}
     streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
+    # docs: Advanced Trade API Rate Limits (private 30 requests/s per user, public 10/s per IP); Coinbase App
+    # Rate Limiting (10,000 requests an hour per key).
+    rate_limits = (
+        RateLimit(30, 1, path=r"/api/v3/brokerage/(?!market/).*", per_account=True,
+                  source="https://docs.cdp.coinbase.com/advanced-trade/docs/rest-api-rate-limits"),
+        RateLimit(10, 1, path=r"/api/v3/brokerage/market/.*",
+                  source="https://docs.cdp.coinbase.com/advanced-trade/docs/rest-api-rate-limits"),
+        RateLimit(10_000, 3600, path=r"/v2/.*", per_account=True,
+                  source="https://docs.cdp.coinbase.com/coinbase-app/docs/rate-limiting"),
+    )
+    http_status_errors: ClassVar[Mapping[int, type[VenueError]]] = {
+        401: VenueAuthError, 403: VenuePermissionError, 429: VenueRateLimited}
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {
+        **GRPC_STATUS_ERRORS,
         "PERMISSION_DENIED": VenuePermissionError,
         "invalid_scope": VenuePermissionError,  # ccxt: AuthenticationError; the key works, the scope is missing
         "authentication_error": VenueAuthError,
@@ -132,7 +170,8 @@ class CoinbaseAdapter(CcxtAdapter):
         if not isinstance(response, dict) or "can_view" not in response:
             raise VenueBadData(self.id, "key_permissions did not list the key's permissions")
         # A permission flag we do not know that is on fails closed.
-        unknown = sorted(k for k, v in response.items() if k.startswith("can_") and k not in KNOWN_FLAGS and v)
+        unknown = sorted(k for k, v in response.items()
+                         if k.startswith("can_") and k not in KNOWN_FLAGS + HARMLESS_FLAGS and v)
         transfer = response.get("can_transfer") is True or bool(unknown)
         secrets = creds.secrets()
         evidence = {k: v for k, v in response.items() if not (isinstance(v, str) and any(s in v for s in secrets))}
@@ -150,14 +189,23 @@ class CoinbaseAdapter(CcxtAdapter):
                 "Then submit the new key.")
 
     def venue_code(self, message: str) -> str | None:
-        """Coinbase errors come as v3 ``{"error": CODE}`` or v2 ``{"errors": [{"id": CODE}]}``."""
+        """v3: the gRPC status name (``error``), else its number (``code``, as ``grpc:N``); v3 order errors:
+        ``error`` too; v2: ``errors[0].id``."""
         body = _JSON_TAIL.search(message)
+        parsed = None
         if body:
             try:
                 parsed = json.loads(body.group(0))
             except ValueError:
                 parsed = None
-            errors = parsed.get("errors") if isinstance(parsed, dict) else None
+        if isinstance(parsed, dict):
+            name = parsed.get("error")
+            if isinstance(name, str) and name:
+                return name
+            number = parsed.get("code")
+            if isinstance(number, int) and not isinstance(number, bool) and number in GRPC_NAMES:
+                return f"grpc:{number}"
+            errors = parsed.get("errors")
             if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("id"):
                 return str(errors[0]["id"])
         return super().venue_code(message)
@@ -217,7 +265,8 @@ class CoinbaseAdapter(CcxtAdapter):
             return Page(records, {"since": cursor.get("since"), "until": until, "page": following,
                                   "newest": newest, "started": started}, False)
         since = newest or cursor.get("since")
-        return Page(records, {"since": since} if since else {}, True, complete_until=dt.datetime.fromisoformat(started))
+        return Page(records, {"since": since} if since else {}, True, complete_until=dt.datetime.fromisoformat(started),
+                    notes={"coverage_gap": APP_TRADES_GAP})
 
     def fill_record(self, f: Mapping[str, Any]) -> TxRecord:
         base, quote, symbol = self.market_of(str(f.get("product_id", "")))
@@ -240,7 +289,13 @@ class CoinbaseAdapter(CcxtAdapter):
         return base, quote, f"{base}/{quote}"
 
     def funding_page(self, creds: Credentials, stream: str, cursor: dict[str, Any]) -> Page:
-        """A run lists the wallets, then reads each wallet's new v2 transactions, one page per request."""
+        """A run lists the wallets, then reads each wallet's new v2 transactions, one page per request.
+
+        ``after[wallet]``: the last transaction read. ``hold[wallet]``: where the wallet's oldest pending
+        transaction of this stream sits (the id just before it; "" for the wallet's start). The next run resumes
+        a wallet at its hold rather than after the last transaction, so a pending one is read again until it has
+        an outcome; each run recomputes the holds from what it reads.
+        """
         started = cursor.setdefault("started", now_iso())
         after: dict[str, str] = dict(cursor.get("after", {}))
         if "queue" not in cursor:
@@ -248,12 +303,16 @@ class CoinbaseAdapter(CcxtAdapter):
             found = [*cursor.get("found", []), *(str(a["uuid"]) for a in accounts if a.get("uuid"))]
             if following:
                 return Page([], {**cursor, "listing": following, "found": found}, False)
-            cursor = {"after": after, "queue": found, "started": started}
+            cursor = {"after": after, "resume": {**after, **dict(cursor.get("hold", {}))}, "hold": {},
+                      "queue": found, "started": started}
             return self.end_of_run([], cursor)
         wallet = cursor["queue"][0]
+        hold: dict[str, str] = dict(cursor.get("hold", {}))
+        first = cursor.get("reading") != wallet
+        start_after = (cursor.get("resume") or {}).get(wallet, "") if first else after.get(wallet, "")
         request: dict[str, Any] = {"account_id": wallet, "limit": TRANSACTIONS_PAGE, "order": "asc"}
-        if wallet in after:
-            request["starting_after"] = after[wallet]
+        if start_after:
+            request["starting_after"] = start_after
         client = self.client(creds)
         try:
             response = self.call(client.v2PrivateGetAccountsAccountIdTransactions, request, creds=creds)
@@ -265,23 +324,29 @@ class CoinbaseAdapter(CcxtAdapter):
         if not isinstance(data, list):
             raise VenueBadData(self.id, "transactions response without data")
         records = []
+        previous = start_after
         for tx in data:
             if not isinstance(tx, dict) or not tx.get("id"):
                 raise VenueBadData(self.id, "a transaction without an id")
-            after[wallet] = str(tx["id"])
             record = self.funding_record(stream, tx)
             if record is not None:
                 records.append(record)
+                if record.status == TxStatus.PENDING and wallet not in hold:
+                    hold[wallet] = previous
+            previous = after[wallet] = str(tx["id"])
         more = bool((response.get("pagination") or {}).get("next_uri")) and bool(data)
-        cursor = {**cursor, "after": after, "queue": cursor["queue"] if more else cursor["queue"][1:]}
+        queue = cursor["queue"] if more else cursor["queue"][1:]
+        cursor = {**cursor, "after": after, "hold": hold, "queue": queue, "reading": wallet if more else None}
         return self.end_of_run(records, cursor)
 
     @staticmethod
     def end_of_run(records: list[TxRecord], cursor: dict[str, Any]) -> Page:
         if cursor["queue"]:
             return Page(records, cursor, False)
-        return Page(records, {"after": cursor["after"]}, True,
-                    complete_until=dt.datetime.fromisoformat(cursor["started"]))
+        following = {"after": cursor["after"]}
+        if cursor.get("hold"):
+            following["hold"] = cursor["hold"]
+        return Page(records, following, True, complete_until=dt.datetime.fromisoformat(cursor["started"]))
 
     def funding_record(self, stream: str, tx: Mapping[str, Any]) -> TxRecord | None:
         """The transaction as a deposit or withdrawal of ``stream``, or None (trades, rewards, other stream)."""
@@ -303,4 +368,5 @@ class CoinbaseAdapter(CcxtAdapter):
             stream=stream, venue_tx_id=str(tx["id"]), kind=Kind.DEPOSIT if incoming else Kind.WITHDRAWAL,
             occurred_at=parse_time(tx.get("created_at")), asset=asset,
             amount=sent if (outgoing and sent is not None) else abs(signed),
-            fee_asset=asset if fee is not None else None, fee_amount=fee, raw=dict(tx))
+            fee_asset=asset if fee is not None else None, fee_amount=fee, raw=dict(tx),
+            status=transfer_status(self.id, STATUSES, str(tx.get("status") or "").lower()))

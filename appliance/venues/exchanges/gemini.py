@@ -13,14 +13,21 @@
   NotSupported). Both trades and transfers page forward from a ``timestamp`` (inclusive, ms): each
   page is the oldest batch at or after it; a (time, id) watermark drops what was already returned.
 - ``has['fetchCurrencies']`` is off: ccxt would otherwise scrape exchange.gemini.com for currencies.
+- Transfer status (docs: List Past Transfers): ``Complete``, and ``Advanced`` (a deposit credited ahead: "when
+  deposits show as Advanced or Complete they are available for trading") are completed, ``Pending`` pending; the
+  endpoint does not list cancelled advances or returned wires. A pending transfer is read again on every run.
+- Limits (docs: Rate Limits; List Past Transfers): private endpoints 600 requests a minute; ``/v1/transfers`` one
+  request per 5 seconds per account. One sync reads each page of transfers once and shares it between the
+  deposits and withdrawals streams and the trades' planning (they ask for the same pages).
 - Nonces must increase per key; every fresh ccxt client takes them from one process-wide counter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from appliance.errors import (
@@ -42,12 +49,18 @@ from appliance.venues.base import (
     Scope,
     Stream,
     TxRecord,
+    TxStatus,
+    transfer_status,
 )
 from appliance.venues.ccxt_base import CcxtAdapter, MonotonicNonce, to_decimal
+from appliance.venues.ratelimits import RateLimit
 
 TRADES_PAGE = 500
 TRANSFERS_PAGE = 50
 KNOWN_ROLES = ("isAuditor", "isTrader", "isFundManager")
+STATUSES = {"Complete": TxStatus.COMPLETED, "Advanced": TxStatus.COMPLETED, "Pending": TxStatus.PENDING,
+            "Cancelled": TxStatus.CANCELLED, "Canceled": TxStatus.CANCELLED, "Failed": TxStatus.FAILED}
+LIMITS_DOC = "https://docs.gemini.com/rest-api/#rate-limits"
 
 
 _nonce = MonotonicNonce()
@@ -89,6 +102,12 @@ class GeminiAdapter(CcxtAdapter):
     )
     ccxt_has: ClassVar[Mapping[str, Any]] = {"fetchCurrencies": False}
     streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
+    rate_limits = (
+        RateLimit(600, 60, path=r"/v1/(roles|balances|mytrades|transfers)", per_account=True, source=LIMITS_DOC),
+        RateLimit(1, 5, path=r"/v1/transfers", per_account=True,
+                  source="https://developer.gemini.com/trading/rest-api/fund-management/list-past-transfers"),
+        RateLimit(120, 60, path=r"/v1/symbols.*", source=LIMITS_DOC),
+    )
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {
         "InvalidApiKey": VenueAuthError,
         "InvalidSignature": VenueAuthError,
@@ -194,14 +213,37 @@ class GeminiAdapter(CcxtAdapter):
             return self.transfers_page(creds, stream, dict(cursor))
         raise VenueBadData(self.id, f"stream {stream!r} is not served by this adapter")
 
+    @contextlib.contextmanager
+    def reusing(self, creds: Credentials) -> Iterator[None]:
+        outer = getattr(self._scope, "transfers", None)
+        self._scope.transfers = (creds, {})
+        try:
+            with super().reusing(creds):
+                yield
+        finally:
+            self._scope.transfers = outer
+
     def transfers(self, creds: Credentials, mark: list[int] | None) -> list[Mapping[str, Any]]:
+        """One page of /v1/transfers from ``mark``'s time. Gemini allows one such request per 5 s: within a sync
+        (``reusing``) each page is asked for once, whichever stream asks first."""
+        since = mark[0] if mark else 0
+        scope = getattr(self._scope, "transfers", None)
+        cache = scope[1] if scope is not None and scope[0] is creds else None
+        if cache is not None and since in cache:
+            return cache[since]
         client = self.client(creds)
-        request = {"timestamp": mark[0] if mark else 0, "limit_transfers": TRANSFERS_PAGE}
-        return self.rows(self.call(client.privatePostV1Transfers, request, creds=creds), "transfers")
+        request = {"timestamp": since, "limit_transfers": TRANSFERS_PAGE}
+        rows = self.rows(self.call(client.privatePostV1Transfers, request, creds=creds), "transfers")
+        if cache is not None:
+            cache[since] = rows
+        return rows
 
     def transfers_page(self, creds: Credentials, stream: str, cursor: dict[str, Any]) -> Page:
+        """Transfers after ``mark`` (time, eid). A pending transfer of this stream holds the next run's start just
+        before it (``hold``), so it is read again until it has an outcome."""
         started = cursor.get("started") or now_iso()
-        mark = cursor.get("mark")
+        mark = cursor.get("hold") or cursor.get("mark") if "started" not in cursor else cursor.get("mark")
+        hold = cursor.get("run_hold")
         rows = self.transfers(creds, mark)
         wanted = "Deposit" if stream == Stream.DEPOSITS else "Withdrawal"
         records, new_mark = [], mark
@@ -211,13 +253,18 @@ class GeminiAdapter(CcxtAdapter):
                 continue
             new_mark = list(at)
             if row.get("type") == wanted:
-                records.append(self.transfer_record(stream, row))
+                record = self.transfer_record(stream, row)
+                records.append(record)
+                if record.status == TxStatus.PENDING and hold is None:
+                    hold = [at[0], at[1] - 1]
         if len(rows) >= TRANSFERS_PAGE and new_mark != mark:
-            return Page(records, {"mark": new_mark, "started": started}, False)
+            return Page(records, {"mark": new_mark, "started": started, "run_hold": hold}, False)
         # A full page that did not move the watermark is 50 transfers within one millisecond.
         notes = {"gaps": ["transfers"]} if len(rows) >= TRANSFERS_PAGE else {}
-        return Page(records, {"mark": new_mark} if new_mark else {}, True,
-                    complete_until=dt.datetime.fromisoformat(started), notes=notes)
+        following: dict[str, Any] = {"mark": new_mark} if new_mark else {}
+        if hold is not None:
+            following["hold"] = hold
+        return Page(records, following, True, complete_until=dt.datetime.fromisoformat(started), notes=notes)
 
     def transfer_record(self, stream: str, row: Mapping[str, Any]) -> TxRecord:
         amount, asset = to_decimal(row.get("amount")), self.code(row.get("currency"))
@@ -228,7 +275,8 @@ class GeminiAdapter(CcxtAdapter):
             stream=stream, venue_tx_id=str(row["eid"]),
             kind=Kind.DEPOSIT if stream == Stream.DEPOSITS else Kind.WITHDRAWAL,
             occurred_at=utc_ms(row["timestampms"]), asset=asset, amount=abs(amount),
-            fee_asset=self.code(row.get("feeCurrency")) if fee is not None else None, fee_amount=fee, raw=dict(row))
+            fee_asset=self.code(row.get("feeCurrency")) if fee is not None else None, fee_amount=fee, raw=dict(row),
+            status=transfer_status(self.id, STATUSES, row.get("status")))
 
     def trades_page(self, creds: Credentials, cursor: dict[str, Any]) -> Page:
         """A run: balances, then transfers since the last run (currencies), then one market per page."""

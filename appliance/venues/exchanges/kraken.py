@@ -1,9 +1,15 @@
 """Kraken spot through ccxt.
 
 - Scope comes from ``POST /0/private/GetApiKeyInfo`` (the key's permission strings), judged with an
-  allowlist: only the query permissions are acceptable; anything else, known or not, is escalation.
+  allowlist: only read permissions are acceptable; anything else, known or not, is escalation. Kraken's own
+  recipe for read-only monitoring (docs: API key permissions, "Read-only monitoring dashboard") is Query Funds plus
+  Query Open and Query Closed Orders & Trades: that key is accepted. Deposits and withdrawals come from the ledger,
+  which needs Query Ledger Entries; without it they are a standing ``venue_limitation`` gap, and the employee is
+  told which permission adds them. Other read-only permissions (Export Data, Access WebSocket API) are accepted
+  and reported as what they are: read-only, unused here.
 - Deposits and withdrawals come from the ledger (``Ledgers`` with ``type=deposit|withdrawal``), because
-  ``DepositStatus`` and ``WithdrawStatus`` need the Deposit/Withdraw Funds permissions we reject.
+  ``DepositStatus`` and ``WithdrawStatus`` need the Deposit/Withdraw Funds permissions we reject. Kraken books a
+  ledger entry once funds move, so every ledger record is completed.
 - ``TradesHistory`` and ``Ledgers`` return 50 entries newest first; a run pins ``end`` to the newest id
   it saw first and walks ``ofs``, so entries arriving mid-run do not shift pages; the next run starts
   after that id (``start`` is exclusive).
@@ -29,6 +35,7 @@ from appliance.errors import (
 )
 from appliance.venues import egress
 from appliance.venues.base import (
+    VENUE_LIMITATION,
     Balance,
     CredentialField,
     Credentials,
@@ -38,12 +45,28 @@ from appliance.venues.base import (
     Scope,
     Stream,
     TxRecord,
+    coverage_gap,
 )
 from appliance.venues.ccxt_base import CcxtAdapter, MonotonicNonce, to_decimal
+from appliance.venues.ratelimits import RateLimit
 
-# Permission strings a read-only key may hold, and the ones it needs for a complete sync.
-READ_ONLY = frozenset({"query-funds", "query-open-trades", "query-closed-trades", "query-ledger", "export-data"})
-NEEDED = (("query-funds",), ("query-open-trades", "query-closed-trades"), ("query-ledger",))
+# Permission strings a read-only key may hold (docs: GetApiKeyInfo; API key permissions), what they are called in
+# Kraken's API settings, and the ones a key needs to be worth storing (balances and trades).
+READ_LABELS = {
+    "query-funds": "Query Funds", "query-open-trades": "Query Open Orders & Trades",
+    "query-closed-trades": "Query Closed Orders & Trades", "query-ledger": "Query Ledger Entries",
+}
+# Read-only permissions the appliance does not use: accepted, and reported as what they are.
+UNUSED_READ = {
+    "export-data": "Export Data (creates downloadable exports of the account's history: read-only, not used here)",
+}
+READ_ONLY = frozenset(READ_LABELS) | frozenset(UNUSED_READ)
+NEEDED = (("query-funds",), ("query-open-trades", "query-closed-trades"))
+LEDGER = "query-ledger"
+WITHOUT_LEDGER = (
+    "This key has no Query Ledger Entries permission. Kraken lists deposits and withdrawals only in the ledger, so "
+    "they will be shown as a coverage gap (balances and trades are read). To include them, edit the key on Kraken "
+    "(Settings → API) and tick Data: Query ledger entries — it only adds reading.")
 TRADE = frozenset({"modify-trades", "cancel-trades"})
 TRANSFER = frozenset({"deposit-funds", "earn-funds"})
 WITHDRAW = frozenset({"withdraw-funds"})
@@ -54,6 +77,12 @@ SUFFIX_ACCOUNTS = {"F": "earn", "B": "earn", "S": "staked", "M": "rewards", "P":
 
 
 _nonce = MonotonicNonce()
+
+
+def websocket_permission(permission: str) -> bool:
+    """Kraken's Access WebSocket API permission (GetWebSocketsToken): a token that carries the key's other
+    permissions and nothing more, so read-only with a read-only key. Its exact string is undocumented."""
+    return "websocket" in permission
 
 
 def danger_of(permission: str) -> str:
@@ -80,6 +109,14 @@ class KrakenAdapter(CcxtAdapter):
         *egress.read("GET", r"/0/public/(Assets|AssetPairs)"),
         *egress.read("POST", r"/0/private/(GetApiKeyInfo|BalanceEx|TradesHistory|Ledgers)"),
     )
+    # docs: Rate Limits, REST API: a per-account counter, ceiling 15 decaying 0.33/s (Starter tier, the lowest);
+    # ledger and trade history queries cost 2, other calls 1. Public endpoints: about one call a second per IP.
+    rate_limits = (
+        RateLimit(15, 15 / 0.33, path=r"/0/private/.*", per_account=True, bucket=True,
+                  weights=((r"/0/private/(Ledgers|QueryLedgers|TradesHistory|QueryTrades)", 2),),
+                  source="https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits"),
+        RateLimit(1, 1, path=r"/0/public/.*", source="https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits"),
+    )
     streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {
         "EAPI:Invalid key": VenueAuthError,
@@ -102,7 +139,8 @@ class KrakenAdapter(CcxtAdapter):
         GuideStep("Sign in to kraken.com and open Settings → API, then choose Create API key."),
         GuideStep("Give the key a name you will recognise, e.g. 'compliance read-only'."),
         GuideStep("Under Funds tick only Query. Under Orders & trades tick Query open orders & trades and "
-                  "Query closed orders & trades. Under Data tick Query ledger entries."),
+                  "Query closed orders & trades (Kraken's own recipe for read-only monitoring). Under Data also "
+                  "tick Query ledger entries: Kraken lists deposits and withdrawals only in the ledger."),
         GuideStep("Leave Deposit, Withdraw, Create & modify orders, Cancel & close orders and every Earn "
                   "permission unticked: a key with any of them is refused.", warning=True),
         GuideStep("Leave the nonce window at 0 and the key without an expiry date, then Generate key."),
@@ -122,16 +160,22 @@ class KrakenAdapter(CcxtAdapter):
         if not isinstance(permissions, list):
             raise VenueBadData(self.id, "GetApiKeyInfo did not list the key's permissions")
         held = {str(p) for p in permissions}
-        unknown = held - READ_ONLY - TRADE - TRANSFER - WITHDRAW
-        dangers = {danger_of(p) for p in held - READ_ONLY}
+        websocket = {p for p in held if websocket_permission(p)}
+        dangerous = held - READ_ONLY - websocket
+        unknown = dangerous - TRADE - TRANSFER - WITHDRAW
+        dangers = {danger_of(p) for p in dangerous}
         notes = [f"unrecognised permission {p!r} treated as {danger_of(p)}" for p in sorted(unknown)]
-        missing = [" or ".join(group) for group in NEEDED if not set(group) & held]
+        notes += [f"{UNUSED_READ[p]}." for p in sorted(held & set(UNUSED_READ))]
+        notes += [f"{p}: Access WebSocket API (a token carrying this key's own permissions: read-only here, not used)."
+                  for p in sorted(websocket)]
+        missing = [" or ".join(READ_LABELS[p] for p in group) for group in NEEDED if not set(group) & held]
         if missing:
             notes.append("missing read permissions: " + ", ".join(missing))
+        limitations = (WITHOUT_LEDGER,) if LEDGER not in held and not missing else ()
         evidence = {k: v for k, v in result.items() if k not in NOT_EVIDENCE}
         return Scope(read=not missing, trade="trade" in dangers, transfer="transfer" in dangers,
                      withdraw="withdraw" in dangers, verified=True, evidence=self.scrubbed(evidence, creds),
-                     notes=tuple(notes))
+                     notes=tuple(notes), limitations=limitations)
 
     @staticmethod
     def scrubbed(evidence: dict[str, Any], creds: Credentials) -> dict[str, Any]:
@@ -147,6 +191,13 @@ class KrakenAdapter(CcxtAdapter):
                 "Query open orders & trades and Query closed orders & trades, and Data: Query ledger entries "
                 "ticked. Leave Deposit, Withdraw, Create & modify orders, Cancel & close orders and Earn "
                 "unticked, then submit the new key.")
+
+    def cannot_read(self, scope: Scope) -> str:
+        """Which permissions a key that cannot read must add, in Kraken's words."""
+        held = set(scope.evidence.get("permissions") or [])
+        missing = [" or ".join(READ_LABELS[p] for p in group) for group in NEEDED if not set(group) & held]
+        return (f"This Kraken key cannot read your account: it needs {' and '.join(missing)}. In Kraken open "
+                "Settings → API, edit the key and tick those (reading only), then submit it again.")
 
     # -- balances -----------------------------------------------------------------------------
     def fetch_balances(self, creds: Credentials) -> list[Balance]:
@@ -177,8 +228,17 @@ class KrakenAdapter(CcxtAdapter):
                                      build=self.trade_record)
         if stream in (Stream.DEPOSITS, Stream.WITHDRAWALS):
             ledger_type = "deposit" if stream == Stream.DEPOSITS else "withdrawal"
-            return self.history_page(creds, cursor, method="Ledgers", key="ledger", params={"type": ledger_type},
-                                     build=lambda txid, entry: self.funding_record(stream, txid, entry))
+            try:
+                return self.history_page(creds, cursor, method="Ledgers", key="ledger", params={"type": ledger_type},
+                                         build=lambda txid, entry: self.funding_record(stream, txid, entry))
+            except VenuePermissionError as exc:
+                if exc.venue_code != "EGeneral:Permission denied":
+                    raise
+                # The key was accepted without Query Ledger Entries (Kraken's read-only recipe): a standing gap,
+                # closed by the first run after the permission is added (the walk then starts from the beginning).
+                return Page([], {}, True, notes={"coverage_gap": coverage_gap(
+                    VENUE_LIMITATION, f"Kraken lists {stream} only in the ledger, and this key has no Query Ledger "
+                    "Entries permission")})
         raise VenueBadData(self.id, f"stream {stream!r} is not served by this adapter")
 
     def history_page(self, creds: Credentials, cursor: Mapping[str, Any], *, method: str, key: str,

@@ -12,8 +12,13 @@
   for spot symbols only, without the ticker (fee) call. None of those paths is on the allowlist, so a ccxt
   upgrade that starts calling them fails loudly as EgressRefused instead of sending a signed request.
 - History: fills, deposits and withdrawals are served per time window of at most 7 days, newest first, paged
-  with ``currentPage``. We walk windows forward from ``history_limit_days`` ago; each window's end is fixed before
-  it is read, so paging inside it cannot shift.
+  with ``currentPage``. The windows are walked by ``venues.windows`` (a first sync newest first, concurrently)
+  back to ``history_limit_days`` ago; each window's end is fixed before it is read, so paging inside it cannot
+  shift. What is older is a standing ``history_limit`` gap (only KuCoin's own exports reach it).
+- Transfer status (docs: Get Deposit History / Get Withdrawal History): ``SUCCESS`` completed; ``PROCESSING``,
+  ``WALLET_PROCESSING``, ``REVIEW`` (and ``WAIT_TRM_MGT``) pending; ``FAILURE`` failed.
+- Limits (docs: Rate Limit): weights per 30 s per account: Management pool 2,000 (accounts 5, api-key 20,
+  deposits 5, withdrawals 20), Spot pool 4,000 (fills 10); Public pool 2,000 per IP (symbols 4).
 - Classic account only: trades of high-frequency (HF) accounts live behind ``/api/v1/hf/fills``, which needs a
   symbol per query; this adapter does not read them.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -36,6 +41,7 @@ from appliance.errors import (
 )
 from appliance.venues import egress
 from appliance.venues.base import (
+    HISTORY_LIMIT,
     Balance,
     CredentialField,
     Credentials,
@@ -45,8 +51,13 @@ from appliance.venues.base import (
     Scope,
     Stream,
     TxRecord,
+    TxStatus,
+    coverage_gap,
+    transfer_status,
 )
 from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ratelimits import RateLimit
+from appliance.venues.windows import WindowedStream, utc_from_ms, walk
 
 DAY_MS = 86_400_000
 WINDOW_MS = 7 * DAY_MS
@@ -61,6 +72,11 @@ _TRADE = {"Spot", "Margin", "Futures", "Earn", "Trade", "Options", "LeadtradeFut
 _TRANSFER = {"InnerTransfer"}
 _WITHDRAW = {"Transfer", "Withdrawal", "Withdraw"}  # KuCoin's "Transfer" is the withdrawal permission
 _PARSE_ERRORS = (KeyError, TypeError, ValueError, InvalidOperation, AttributeError, IndexError)
+STATUSES = {"SUCCESS": TxStatus.COMPLETED, "PROCESSING": TxStatus.PENDING, "WALLET_PROCESSING": TxStatus.PENDING,
+            "REVIEW": TxStatus.PENDING, "WAIT_TRM_MGT": TxStatus.PENDING, "FAILURE": TxStatus.FAILED}
+KUCOIN_OPENED = dt.datetime(2017, 9, 15, tzinfo=dt.UTC)
+LIMITS_DOC = "https://www.kucoin.com/docs-new/rate-limit"
+_MANAGEMENT = r"/api/v1/(accounts|user/api-key|deposits|withdrawals)"
 
 
 def _when(ms: Any) -> dt.datetime:
@@ -96,6 +112,12 @@ class KucoinAdapter(CcxtAdapter):
     }
     streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
     history_limit_days = HISTORY_DAYS
+    rate_limits = (
+        RateLimit(2000, 30, path=_MANAGEMENT, per_account=True, source=LIMITS_DOC,
+                  weights=((r"/api/v1/(user/api-key|withdrawals)", 20),)),
+        RateLimit(4000, 30, path=r"/api/v1/fills", per_account=True, weights=((r".*", 10),), source=LIMITS_DOC),
+        RateLimit(2000, 30, path=r"/api/v2/symbols", weights=((r".*", 4),), source=LIMITS_DOC),
+    )
 
     credential_fields = (
         CredentialField("api_key", "API key", "Shown by KuCoin after you create the key (24 letters and digits)."),
@@ -167,36 +189,35 @@ class KucoinAdapter(CcxtAdapter):
     def fetch_transactions(self, creds: Credentials, stream: str, cursor: Mapping[str, Any]) -> Page:
         if stream not in self.streams:
             raise ValueError(f"{self.id} does not serve the {stream!r} stream")
-        now = int(time.time() * 1000)
-        start = int(cursor.get("start") or now - HISTORY_DAYS * DAY_MS)
-        until = int(cursor.get("until") or now)
-        page = int(cursor.get("page") or 1)
-        if start >= until:
-            return Page([], {"start": start}, True, _when(until))
-        end = min(start + WINDOW_MS, until)
-        params: dict[str, Any] = {"startAt": start, "endAt": end - 1, "currentPage": page, "pageSize": PAGE}
-        client = self.client(creds)
-        method: Callable[..., Any]
-        if stream == Stream.TRADES:
-            params["tradeType"] = "TRADE"
-            method, parse = client.privateGetFills, self._fill
-        elif stream == Stream.DEPOSITS:
-            method, parse = client.privateGetDeposits, self._deposit
-        else:
-            method, parse = client.privateGetWithdrawals, self._withdrawal
-        response = self.call(method, params, creds=creds)
-        try:
-            data = response["data"]
-            records = [parse(row) for row in data["items"]]
-            total_pages = int(data["totalPage"])
-        except _PARSE_ERRORS:
-            raise VenueBadData(self.id, f"unexpected {stream} page") from None
+        method, parse = {Stream.TRADES: ("privateGetFills", self._fill),
+                         Stream.DEPOSITS: ("privateGetDeposits", self._deposit),
+                         Stream.WITHDRAWALS: ("privateGetWithdrawals", self._withdrawal)}[Stream(stream)]
+        extra = {"tradeType": "TRADE"} if stream == Stream.TRADES else {}
+
+        def read(client: Any, start: int, end: int) -> list[TxRecord]:
+            records: list[TxRecord] = []
+            page = 1
+            while True:
+                params: dict[str, Any] = {**extra, "startAt": start, "endAt": end, "currentPage": page,
+                                          "pageSize": PAGE}
+                response = self.call(getattr(client, method), params, creds=creds)
+                try:
+                    data = response["data"]
+                    records += [parse(row) for row in data["items"]]
+                    total_pages = int(data["totalPage"])
+                except _PARSE_ERRORS:
+                    raise VenueBadData(self.id, f"unexpected {stream} page") from None
+                if page >= total_pages:
+                    return records
+                page += 1
+
+        floor = int(cursor.get("floor") or time.time() * 1000 - HISTORY_DAYS * DAY_MS)
+        gap = coverage_gap(HISTORY_LIMIT, f"KuCoin's {stream} are read for the last {HISTORY_DAYS} days (7 days a "
+                           "query); older ones are in KuCoin's own exports", start=KUCOIN_OPENED,
+                           end=utc_from_ms(floor))
         notes = TRADES_NOTES if stream == Stream.TRADES else {}
-        if page < total_pages:
-            return Page(records, {"start": start, "until": until, "page": page + 1}, False, _when(start), notes)
-        if end < until:
-            return Page(records, {"start": end, "until": until, "page": 1}, False, _when(end), notes)
-        return Page(records, {"start": until - OVERLAP_MS}, True, _when(until), notes)
+        spec = WindowedStream(WINDOW_MS, floor, read, OVERLAP_MS, notes=notes, gap=gap)
+        return walk(self, creds, cursor, spec)
 
     # -- parsing -------------------------------------------------------------------------------
     def _fill(self, row: dict[str, Any]) -> TxRecord:
@@ -214,10 +235,12 @@ class KucoinAdapter(CcxtAdapter):
         return TxRecord(
             stream=Stream.DEPOSITS, venue_tx_id=str(venue_id), kind=Kind.DEPOSIT, occurred_at=_when(row["createdAt"]),
             asset=row["currency"], amount=_dec(row["amount"]), fee_asset=row["currency"],
-            fee_amount=to_decimal(row.get("fee")), raw=row)
+            fee_amount=to_decimal(row.get("fee")), raw=row,
+            status=transfer_status(self.id, STATUSES, row.get("status")))
 
     def _withdrawal(self, row: dict[str, Any]) -> TxRecord:
         return TxRecord(
             stream=Stream.WITHDRAWALS, venue_tx_id=str(row["id"]), kind=Kind.WITHDRAWAL,
             occurred_at=_when(row["createdAt"]), asset=row["currency"], amount=_dec(row["amount"]),
-            fee_asset=row["currency"], fee_amount=to_decimal(row.get("fee")), raw=row)
+            fee_asset=row["currency"], fee_amount=to_decimal(row.get("fee")), raw=row,
+            status=transfer_status(self.id, STATUSES, row.get("status")))

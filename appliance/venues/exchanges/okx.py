@@ -3,8 +3,16 @@
 - Scope: ``GET /api/v5/account/config`` → ``perm``, a comma-separated subset of ``read_only``, ``trade``,
   ``withdraw``. Accepted only when it is exactly {read_only}. OKX has no separate transfer permission: funds
   transfer needs Trade, so ``trade`` also means transfer. Unknown values count as escalation.
-- ccxt maps ``50119 API key doesn't exist`` (deleted key, or a key of another OKX region) and ``50120`` to a bare
-  ExchangeError; we classify from the venue code (authentication).
+- ccxt maps ``50119 API key doesn't exist`` (deleted key, or a key of another OKX region) to a bare ExchangeError;
+  we classify it from the venue code (authentication). ``50120`` ("API key doesn't have permission to use this
+  function") is a permission error, not an invalid key: the message names the permission to add (Read: every
+  endpoint read here requires it). OKX answers both with HTTP 401, so the code decides, not the status.
+- Transfer status (docs: Get deposit history ``state``, Get withdrawal history ``state``): deposits 2 successful
+  and 1 credited are completed, 0, 8, 12-14, 17 pending, 11 (address blacklisted) failed; withdrawals 2 success
+  completed, -2 cancelled, -1 failed, every other documented state (-3 cancelling, 0, 1, 4-10, 12, 15-17) pending.
+  A pending transfer is read again on every run until it has an outcome.
+- Limits (docs: each endpoint's "Rate Limit", per user ID): config 5/2 s, balance 10/2 s, funding balances 6/s,
+  fills-history 10/2 s, deposit and withdrawal history 6/s; instruments 20/2 s per IP.
 - load_markets: spot instruments only, and ``fetchCurrencies`` off (it is a signed call on OKX).
 - Balances: trading account plus funding account. History: ``fills-history`` (last 3 months, pages by
   ``billId``), ``deposit-history`` and ``withdrawal-history`` (pages by ``ts``), each newest first, 100 rows a page.
@@ -29,6 +37,7 @@ from appliance.errors import (
 )
 from appliance.venues import egress
 from appliance.venues.base import (
+    HISTORY_LIMIT,
     Balance,
     CredentialField,
     Credentials,
@@ -38,8 +47,12 @@ from appliance.venues.base import (
     Scope,
     Stream,
     TxRecord,
+    TxStatus,
+    coverage_gap,
+    transfer_status,
 )
 from appliance.venues.ccxt_base import CcxtAdapter, to_decimal
+from appliance.venues.ratelimits import RateLimit
 
 PAGE = 100
 # A deposit or withdrawal can be listed a little after its ``ts``; each run re-reads this much behind the
@@ -48,6 +61,18 @@ OVERLAP_MS = 86_400_000
 # Coverage caveat carried by every trades page: spot fills only, and only as far back as fills-history goes.
 FILLS_NOTES = {"inst_type": "SPOT", "history_days": 90}
 _KNOWN_PERMS = {"read_only", "trade", "withdraw"}
+DEPOSIT_STATE = {
+    "2": TxStatus.COMPLETED, "1": TxStatus.COMPLETED,
+    **dict.fromkeys(("0", "8", "12", "13", "14", "17"), TxStatus.PENDING),
+    "11": TxStatus.FAILED,
+}
+WITHDRAWAL_STATE = {
+    "2": TxStatus.COMPLETED, "-2": TxStatus.CANCELLED, "-1": TxStatus.FAILED,
+    **dict.fromkeys(("-3", "0", "1", "4", "5", "6", "7", "8", "9", "10", "12", "15", "16", "17"), TxStatus.PENDING),
+}
+MISSING_PERMISSION = "50120"
+OKX_OPENED = dt.datetime(2017, 1, 1, tzinfo=dt.UTC)
+_DOC = "https://www.okx.com/docs-v5/en/"
 _PARSE_ERRORS = (KeyError, TypeError, ValueError, InvalidOperation, AttributeError, IndexError)
 
 
@@ -82,13 +107,39 @@ class OkxAdapter(CcxtAdapter):
     ccxt_has = {"fetchCurrencies": False}  # OKX currencies are a signed call (VENUES.md §0.1)
     error_codes: ClassVar[Mapping[str, type[VenueError]]] = {
         **dict.fromkeys(("50100", "50101", "50103", "50104", "50105", "50106", "50107", "50111", "50112", "50113",
-                         "50114", "50119", "50120", "50008"), VenueAuthError),
+                         "50114", "50119", "50008"), VenueAuthError),
         "50110": VenuePermissionError,  # the key's IP allow-list does not include us
+        MISSING_PERMISSION: VenuePermissionError,  # the key lacks a permission (Read) this request needs
         "50011": VenueRateLimited,
         **dict.fromkeys(("50001", "50004", "50005", "50013", "50026", "50102"), VenueTransient),
     }
     streams = (Stream.TRADES, Stream.DEPOSITS, Stream.WITHDRAWALS)
     history_limit_days = 90  # fills-history: the last 3 months
+    rate_limits = (
+        RateLimit(20, 2, path=r"/api/v5/public/instruments", source=_DOC + "#public-data-rest-api-get-instruments"),
+        RateLimit(5, 2, path=r"/api/v5/account/config", per_account=True,
+                  source=_DOC + "#trading-account-rest-api-get-account-configuration"),
+        RateLimit(10, 2, path=r"/api/v5/account/balance", per_account=True,
+                  source=_DOC + "#trading-account-rest-api-get-balance"),
+        RateLimit(6, 1, path=r"/api/v5/asset/balances", per_account=True,
+                  source=_DOC + "#funding-account-rest-api-get-balance"),
+        RateLimit(10, 2, path=r"/api/v5/trade/fills-history", per_account=True,
+                  source=_DOC + "#order-book-trading-trade-get-transaction-details-last-3-months"),
+        RateLimit(6, 1, path=r"/api/v5/asset/deposit-history", per_account=True,
+                  source=_DOC + "#funding-account-rest-api-get-deposit-history"),
+        RateLimit(6, 1, path=r"/api/v5/asset/withdrawal-history", per_account=True,
+                  source=_DOC + "#funding-account-rest-api-get-withdrawal-history"),
+    )
+
+    def classify(self, exc: Exception, creds: Credentials | None, client: Any = None) -> VenueError:
+        error = super().classify(exc, creds, client)
+        if error.venue_code == MISSING_PERMISSION:
+            return VenuePermissionError(self.id, (
+                "this key does not have the permission OKX requires for this request (OKX error 50120). In OKX open "
+                "Profile → API, edit this key and tick Read — the only permission the appliance needs: it reads "
+                "balances, trades, deposits and withdrawals. Leave Trade and Withdraw unticked."),
+                venue_code=MISSING_PERMISSION)
+        return error
 
     credential_fields = (
         CredentialField("api_key", "API key", "Shown by OKX after you create the key (five groups of letters and "
@@ -177,9 +228,16 @@ class OkxAdapter(CcxtAdapter):
         top = max([int(cursor.get("top") or 0), *(int(r.venue_tx_id) for r in records)])
         if len(rows) < PAGE or len(fresh) < len(rows):
             newest = max(boundary, top)
-            return Page(records, {"boundary": str(newest)} if newest else {}, True, _when(started), FILLS_NOTES)
-        return Page(records, {"boundary": str(boundary), "after": str(rows[-1]["billId"]), "top": str(top),
-                              "started": started}, False, notes=FILLS_NOTES)
+            floor = int(cursor.get("floor") or started - self.history_limit_days * 86_400_000)
+            notes = {**FILLS_NOTES, "coverage_gap": coverage_gap(
+                HISTORY_LIMIT, "OKX's API serves the last three months of fills; older trades are only in OKX's "
+                "own statement exports", start=OKX_OPENED, end=_when(floor))}
+            following = {"boundary": str(newest), "floor": floor} if newest else {"floor": floor}
+            return Page(records, following, True, _when(started), notes)
+        following = {"boundary": str(boundary), "after": str(rows[-1]["billId"]), "top": str(top), "started": started}
+        if cursor.get("floor"):
+            following["floor"] = cursor["floor"]
+        return Page(records, following, False, notes=FILLS_NOTES)
 
     def _transfers_page(self, creds: Credentials, cursor: Mapping[str, Any], stream: str) -> Page:
         """Walk deposit/withdrawal history newest first by ``ts`` (OKX's ``after`` = strictly older than).
@@ -192,6 +250,8 @@ class OkxAdapter(CcxtAdapter):
         id_field = "depId" if deposits else "wdId"
         newest = int(cursor.get("newest") or 0)
         stop = newest - OVERLAP_MS if newest else 0
+        if cursor.get("pending") is not None:
+            stop = min(stop, int(cursor["pending"]))  # re-read a pending transfer until it has an outcome
         started = int(cursor.get("started") or _now_ms())
         after_ts = cursor.get("after_ts")
         seen = set(cursor.get("seen") or ())
@@ -208,9 +268,16 @@ class OkxAdapter(CcxtAdapter):
         except _PARSE_ERRORS:
             raise VenueBadData(self.id, f"unexpected {stream} row") from None
         top = max([int(cursor.get("top") or 0), *times])
+        pending = [int(r.occurred_at.timestamp() * 1000) for r in records if r.status == TxStatus.PENDING]
+        if cursor.get("pending_run") is not None:
+            pending.append(int(cursor["pending_run"]))
+        pending_run = min(pending) if pending else None
         if len(rows) < PAGE or min(times) < stop:
             latest = max(newest, top)
-            return Page(records, {"newest": latest} if latest else {}, True, _when(started))
+            following: dict[str, Any] = {"newest": latest} if latest else {}
+            if pending_run is not None:
+                following["pending"] = pending_run
+            return Page(records, following, True, _when(started))
         oldest = min(times)
         notes: dict[str, Any] = {}
         if not records and after_ts is not None and oldest == int(after_ts):
@@ -221,7 +288,8 @@ class OkxAdapter(CcxtAdapter):
         if after_ts is not None and oldest == int(after_ts):
             edge |= seen
         return Page(records, {"newest": newest, "after_ts": oldest, "seen": sorted(edge), "top": top,
-                              "started": started}, False, notes=notes)
+                              "started": started, "pending": cursor.get("pending"), "pending_run": pending_run},
+                    False, notes=notes)
 
     # -- parsing -------------------------------------------------------------------------------
     def _rows(self, response: Any) -> list[dict[str, Any]]:
@@ -250,7 +318,8 @@ class OkxAdapter(CcxtAdapter):
         return TxRecord(
             stream=stream, venue_tx_id=str(row[id_field]), kind=Kind.DEPOSIT if deposit else Kind.WITHDRAWAL,
             occurred_at=_when(row["ts"]), asset=row["ccy"], amount=_dec(row["amt"]),
-            fee_asset=(row.get("feeCcy") or row["ccy"]) if fee is not None else None, fee_amount=fee, raw=row)
+            fee_asset=(row.get("feeCcy") or row["ccy"]) if fee is not None else None, fee_amount=fee, raw=row,
+            status=transfer_status(self.id, DEPOSIT_STATE if deposit else WITHDRAWAL_STATE, row.get("state")))
 
 
 def _scrubbed(value: Any, creds: Credentials) -> Any:

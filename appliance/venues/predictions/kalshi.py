@@ -80,6 +80,7 @@ from appliance.venues.predictions import (
     utc_from_iso,
     utc_from_seconds,
 )
+from appliance.venues.ratelimits import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -220,15 +221,20 @@ class KalshiAdapter(VenueAdapter):
                   "paste the whole .key file into the form below."),
     )
 
+    # docs: Rate Limits and Tiers — Basic tier: 20 reads a second (per member).
+    rate_limits = (RateLimit(20, 1, per_account=True,
+                             source="https://docs.kalshi.com/getting_started/rate_limits"),)
+
     # -- plumbing -------------------------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        return self.egress.session(self.id, self.hosts, self.read_endpoints)
+    def _session(self, creds: Credentials | None = None) -> requests.Session:
+        account = hashlib.sha256(creds.api_key.encode()).hexdigest()[:16] if creds is not None else ""
+        return self.egress.session(self.id, self.hosts, self.read_endpoints, self.rate_limits, account)
 
     def _signed(self, creds: Credentials, path: str, params: Mapping[str, Any] | None = None) -> Any:
         key_id, key = load_key(creds)
         full = PREFIX + path
         try:
-            with self._session() as session:
+            with self._session(creds) as session:
                 return http_get(self.id, session, f"https://{HOST}{full}", params=params,
                                 auth=KalshiSigner(key_id, key, full), read_error=read_error)
         except EgressRefused:

@@ -54,6 +54,7 @@ from appliance.venues.predictions import (
     to_decimal,
     utc_from_seconds,
 )
+from appliance.venues.ratelimits import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ MAX_POSITION_PAGES = 200
 GAMMA_BATCH = 50  # condition ids per Gamma request (the URL must stay under ~8 KB)
 CDN_LAG = dt.timedelta(minutes=5)
 
+RATE_LIMITS_DOC = "https://docs.polymarket.com/api-reference/rate-limits"
 # Every activity type except TRADE (served by /v2/trades). TIP is opt-in and named on purpose.
 ACTIVITY_TYPES = ("SPLIT", "MERGE", "REDEEM", "REWARD", "CONVERSION", "MIGRATION", "YIELD", "MAKER_REBATE",
                   "TAKER_REBATE", "REFERRAL_REWARD", "DEPOSIT", "WITHDRAWAL", "TIP")
@@ -85,7 +87,7 @@ _meta_lock = threading.Lock()
 
 def eip55(lower_hex: str) -> str:
     """EIP-55 mixed-case checksum form of 40 lower-case hex digits (without 0x)."""
-    from appliance.venues.chains.keccak import keccak256
+    from appliance.venues.chains.primitives import keccak256
 
     digest = keccak256(lower_hex.encode("ascii")).hex()
     return "0x" + "".join(c.upper() if c.isalpha() and int(digest[i], 16) >= 8 else c
@@ -147,9 +149,17 @@ class PolymarketAdapter(WalletAdapter):
                           "for a typo and copy it again from your Polymarket profile.", field="address")
         return "0x" + body.lower()
 
+    # docs: Rate Limits (Cloudflare throttling, sliding windows) — Data API: 1,000 requests per 10 s, /trades 200,
+    # /positions and /closed-positions 150.
+    rate_limits = (
+        RateLimit(1000, 10, source=RATE_LIMITS_DOC),
+        RateLimit(200, 10, path=r"(/v2)?/trades", source=RATE_LIMITS_DOC),
+        RateLimit(150, 10, path=r"(/v2)?/(closed-)?positions", source=RATE_LIMITS_DOC),
+    )
+
     # -- plumbing -------------------------------------------------------------------------------
     def _session(self) -> requests.Session:
-        return self.egress.session(self.id, self.hosts, self.read_endpoints)
+        return self.egress.session(self.id, self.hosts, self.read_endpoints, self.rate_limits)
 
     def _get(self, host: str, path: str, params: Mapping[str, Any] | Sequence[tuple[str, str]]) -> Any:
         with self._session() as session:

@@ -16,7 +16,7 @@ import appliance.store.base
 
 
 revision: str = '0018'
-down_revision: str | None = '0003'
+down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

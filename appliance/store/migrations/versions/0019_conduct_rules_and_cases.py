@@ -5,7 +5,7 @@ Existing alerts: the status ``assigned`` becomes ``investigating`` (assignment i
 flagged 30 days after it closed (the window before it became a setting).
 
 Revision ID: 0019
-Revises: 0018
+Revises: 0023
 Create Date: 2026-12-06 12:59:05.054955
 """
 
@@ -21,7 +21,7 @@ import appliance.store.base
 
 
 revision: str = '0019'
-down_revision: str | None = '0018'
+down_revision: str | None = '0023'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
