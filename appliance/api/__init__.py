@@ -13,7 +13,9 @@ from appliance.api import (  # noqa: E402,F401  (the routes)
     auth,
     employees,
     lists,
+    me,
     openapi,
     oversight,
+    preclearance,
     rules,
 )

@@ -22,10 +22,11 @@ from appliance.services.rules.matching import ENTRY_TYPES
 
 ListKind = Literal["restricted", "watch"]
 EntryType = Literal["asset", "venue", "market_text", "market_category", "market_id"]
-RuleKind = Literal["restricted", "watch", "holding_period", "blackout", "threshold", "new_account"]
+RuleKind = Literal["restricted", "watch", "holding_period", "blackout", "threshold", "new_account",
+                   "preclearance_required"]
 Severity = Literal["info", "warning", "critical"]
 CaseStatus = Literal["open", "investigating", "resolved", "dismissed"]
-EvidenceType = Literal["transaction", "position", "balance", "alert", "reference"]
+EvidenceType = Literal["transaction", "position", "balance", "alert", "reference", "preclearance"]
 ThresholdOn = Literal["trade", "transfer", "position", "holding"]
 
 for _declared, _served in ((EntryType, ENTRY_TYPES), (RuleKind, catalogue.KINDS), (Severity, catalogue.SEVERITIES),
@@ -258,7 +259,8 @@ class RuleParams(Schema):
     - holding_period: ``days`` (default 30), ``assets``?, ``include_predictions``?;
     - blackout: ``start``, ``end``, ``assets``?, ``list_id``? (neither: every asset);
     - threshold: ``value`` (in the base currency), ``on``? (default all four), ``currency``? (the base currency);
-    - new_account: ``direction``? (both or outgoing).
+    - new_account: ``direction``? (both or outgoing);
+    - preclearance_required: ``exempt_below``? (base currency), ``exempt_assets``?, ``include_predictions``?.
     """
 
     model_config = example(list_id=1)
@@ -274,6 +276,9 @@ class RuleParams(Schema):
     on: list[ThresholdOn] | None = Field(default=None, max_length=4)
     currency: Annotated[str, Text(16)] | None = None
     direction: Literal["both", "outgoing"] | None = None
+    exempt_below: Annotated[str, Text(64)] | int | None = Field(
+        default=None, description="preclearance_required: trades below this value need no request.")
+    exempt_assets: list[Annotated[str, Text(64)]] | None = Field(default=None, max_length=1000)
 
 
 class RuleCreate(Schema):

@@ -20,7 +20,7 @@ from appliance.boundary.routes import requires
 from appliance.boundary.validation import NoInput, accepts
 from appliance.services import connections as connection_service
 from appliance.services import employees as employee_service
-from appliance.services import records
+from appliance.services import preclearance_match, records
 from appliance.services.scope import holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.store.models import Employee
@@ -119,8 +119,9 @@ def employee_transactions(employee_id: int, query: s.TransactionQuery) -> Respon
                                 until=query.to, limit=query.limit, before_id=query.before)
     settings = appliance().settings
     values = valuation.transaction_values(session, settings, [t for t, _c in rows])
+    outcomes = preclearance_match.outcomes_of(session, "transaction", [t.id for t, _c in rows])
     return respond({"currency": valuation.currency_of(settings),
-                    "transactions": [transaction_json(t, c, values[t.id]) for t, c in rows],
+                    "transactions": [transaction_json(t, c, values[t.id], outcomes.get(t.id)) for t, c in rows],
                     "next_before": rows[-1][0].id if rows else None})
 
 
@@ -142,11 +143,17 @@ def employee_transaction(employee_id: int, transaction_id: int) -> ResponseRetur
         raise NotFound("not found")
     settings = appliance().settings
     values = valuation.transaction_values(session, settings, [rows[0][0]])
-    return respond({"currency": valuation.currency_of(settings), **transaction_json(*rows[0], values[transaction_id])})
+    outcome = preclearance_match.outcomes_of(session, "transaction", [transaction_id]).get(transaction_id)
+    return respond({"currency": valuation.currency_of(settings),
+                    **transaction_json(*rows[0], values[transaction_id], outcome)})
 
 
-def transaction_json(t: Any, c: Any, value: valuation.Value) -> dict[str, Any]:
+def transaction_json(t: Any, c: Any, value: valuation.Value, preclearance: Any = None) -> dict[str, Any]:
+    """A transaction; ``preclearance`` is how post-trade matching judged it (``{"status", "request_id"}``;
+    null for what is not a trade, or not matched yet)."""
     return {
+        "preclearance": ({"status": preclearance.status, "request_id": preclearance.request_id}
+                         if preclearance is not None else None),
         "id": t.id, "connection_id": c.id, "venue": c.venue, "stream": t.stream, "venue_tx_id": t.venue_tx_id,
         "kind": t.kind, "occurred_at": json_value(t.occurred_at), "asset": t.asset, "amount": json_value(t.amount),
         "market": t.market, "quote_asset": t.quote_asset, "quote_amount": json_value(t.quote_amount),

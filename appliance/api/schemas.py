@@ -184,6 +184,13 @@ class TransactionQuery(Schema):
     before: Id | None = Field(default=None, description="Only transactions with a smaller id (the next page).")
 
 
+class PreclearanceOutcome(Answer):
+    """How post-trade matching judged a trade (docs/PRECLEARANCE.md)."""
+
+    status: Literal["matched", "over_quantity", "outside_window", "no_request"]
+    request_id: int | None
+
+
 class TransactionOut(Valued):
     """A transaction: ``price`` is the valuation's (in the answer's currency), ``trade_price`` the trade's own."""
 
@@ -212,6 +219,8 @@ class TransactionOut(Valued):
                                                "is updated when the venue reports its outcome.")
     status_changed_at: Timestamp | None = Field(description="When a pending transaction got its outcome.")
     statement_import_id: int | None = Field(description="The statement import that added it (provenance statement).")
+    preclearance: PreclearanceOutcome | None = Field(description="How post-trade matching judged it (null: not a "
+                                                                 "trade, or not matched yet).")
 
 
 class TransactionList(Answer):

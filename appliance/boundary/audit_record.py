@@ -18,7 +18,7 @@ from flask import Request
 
 from appliance.audit.writer import AuditRecord
 from appliance.boundary.edge import RequestState
-from appliance.boundary.routes import PUBLIC, SIGNED_IN
+from appliance.boundary.routes import EMPLOYEE, PUBLIC, SIGNED_IN
 from appliance.rbac.permissions import parse
 
 USER_AGENT_LIMIT = 300
@@ -40,6 +40,8 @@ def resource_of(permission: str) -> str:
     """The audit resource_type a route's permission implies ("" for public routes)."""
     if permission == SIGNED_IN:
         return "account"
+    if permission == EMPLOYEE:
+        return "portal"
     return "" if permission == PUBLIC else parse(permission).resource
 
 
@@ -54,6 +56,8 @@ def _resource_id(st: RequestState, req: Request, resource_type: str) -> str:
         if arg is not None and arg in view_args:
             return str(view_args[arg])
     # A collection (list, create) or the actor's own account: never leave the field empty.
+    if resource_type == "portal" and st.actor.employee_id is not None:
+        return str(st.actor.employee_id)
     return str(st.actor.user_id) if resource_type == "account" else "*"
 
 
@@ -64,6 +68,8 @@ def request_record(st: RequestState, req: Request, status: int) -> AuditRecord:
         resource_type = resource_of(spec.permission) if spec is not None else ""
     action = st.audit_action or (spec.action if spec is not None else None) or req.endpoint or "unknown"
     detail = st.audit_detail or {}
+    if st.actor.employee_id is not None:
+        detail = {**detail, "employee_id": st.actor.employee_id}
     if req.args:
         detail = {**detail, "query": sorted(req.args.keys())}  # names only: values may be sensitive
     actor = st.actor

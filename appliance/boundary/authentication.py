@@ -28,6 +28,8 @@ from appliance.store.base import utcnow
 
 log = logging.getLogger(__name__)
 
+# The employee portal's session cookie: its own cookie, never the dashboard's session.
+EMPLOYEE_COOKIE = "__Host-vigatra-employee"
 QUERY_CREDENTIALS = frozenset({"api_key", "apikey", "key", "token", "access_token", "jwt", "password", "secret"})
 
 
@@ -75,6 +77,22 @@ def authenticate(app: Appliance, st: RequestState) -> None:
             _authenticate_jwt(app, st, presented)
         return
     _authenticate_session(app, st)
+    if st.actor.kind == "anonymous" and request.cookies.get(EMPLOYEE_COOKIE):
+        _authenticate_employee(app, st, request.cookies[EMPLOYEE_COOKIE])
+
+
+def _authenticate_employee(app: Appliance, st: RequestState, token: str) -> None:
+    """An employee's portal session (one indexed read; ended sessions and offboarded employees fail)."""
+    from appliance.rbac.actors import portal_actor
+    from appliance.services import portal
+
+    found = portal.session_for(app.store, app.settings, token)
+    if found is None:
+        return
+    if not st.transport.credentials_ok:
+        raise Forbidden("the employee portal is served over TLS only")
+    st.actor = portal_actor(found.employee_id, found.session_id)
+    st.credential = "employee_session"
 
 
 def _revoke_leaked_key(app: Appliance, st: RequestState, key: str, why: str) -> None:

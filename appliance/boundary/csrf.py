@@ -7,6 +7,7 @@ onboarding page refuses a non-TLS body before anything reads it).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 
@@ -25,6 +26,20 @@ def csrf_token() -> str:
         token = secrets.token_urlsafe(32)
         session["csrf"] = token
     return str(token)
+
+
+def employee_csrf_token(session_token: str) -> str:
+    """The CSRF token of an employee portal session: derived from its cookie (which a cross-site page
+    cannot read), so it works on the API too, where no browser session exists."""
+    return hashlib.sha256(b"vigatra-portal-csrf:" + session_token.encode()).hexdigest()[:43]
+
+
+def check_employee_csrf(session_token: str) -> None:
+    sent = request.form.get(FORM_FIELD) or request.headers.get(HEADER, "")
+    expected = employee_csrf_token(session_token)
+    if sent and hmac.compare_digest(expected, str(sent)):
+        return
+    check_csrf()
 
 
 def check_csrf() -> None:

@@ -65,6 +65,8 @@ def error_response(exc: VigatraError) -> Response:
         resp.status_code = status
     else:
         if isinstance(exc, Unauthenticated) and request.method == "GET":
+            if request.path == "/me" or request.path.startswith("/me/"):
+                return redirect(url_for("web.portal_sign_in"))  # type: ignore[return-value]
             return redirect(url_for("web.login", next=request.path))  # type: ignore[return-value]
         resp = Response(render_template("error.html", status=status, message=exc.message), status=status,
                         mimetype="text/html")

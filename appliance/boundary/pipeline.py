@@ -26,10 +26,10 @@ from flask import Flask, Response, current_app, g, request
 from appliance.audit.writer import append
 from appliance.boundary import authentication
 from appliance.boundary.audit_record import request_record
-from appliance.boundary.csrf import check_csrf
+from appliance.boundary.csrf import check_csrf, check_employee_csrf
 from appliance.boundary.edge import SAFE_METHODS, RequestState, appliance, current_state
 from appliance.boundary.headers import REQUEST_ID_KEY, TLS_KEY
-from appliance.boundary.routes import PUBLIC, SIGNED_IN, spec_for
+from appliance.boundary.routes import EMPLOYEE, PUBLIC, SIGNED_IN, spec_for
 from appliance.boundary.transport import inspect
 from appliance.crypto import register_request_id_tag
 from appliance.errors import Forbidden, Unauthenticated, Unavailable
@@ -72,12 +72,23 @@ def _begin() -> None:
     # Public routes that take input (sign-in, onboarding) check their own CSRF token after their own gates.
     if st.credential == "session" and st.write and (st.spec is None or st.spec.permission != PUBLIC):
         check_csrf()
+    elif st.credential == "employee_session" and st.write and (st.spec is None or st.spec.permission != PUBLIC):
+        check_employee_csrf(request.cookies.get(authentication.EMPLOYEE_COOKIE, ""))
 
 
 def _authorise(st: RequestState) -> None:
     spec = st.spec
     if spec is None or spec.permission == PUBLIC:
         return
+    if spec.permission == EMPLOYEE:
+        # The portal takes an employee session only; the dashboard takes none.
+        if st.actor.employee_id is None:
+            if st.actor.is_authenticated:
+                raise Forbidden("this is the employee portal: dashboard credentials are not accepted here")
+            raise Unauthenticated("sign in to the portal with the link you were sent")
+        return
+    if st.actor.employee_id is not None:
+        raise Forbidden("an employee portal session cannot use the dashboard")
     if not st.actor.is_authenticated:
         raise Unauthenticated("sign in first")
     if st.restricted and not spec.while_restricted:
@@ -98,7 +109,9 @@ def _finish(response: Response) -> Response:
     app = appliance()
     # An authenticated request, and any request whose credential was refused (a forged token, a revoked
     # key, a replayed session, a credential in the URL): one event each, the refusal as outcome "denied".
-    audited = st.actor.is_authenticated or st.refusal is not None
+    # Employee sessions are audited like users on every route they reach (their own, or a refusal).
+    audited = st.actor.is_authenticated or st.refusal is not None or (
+        st.actor.employee_id is not None and st.spec is not None and st.spec.permission != PUBLIC)
     try:
         if st.write:
             session = st.db

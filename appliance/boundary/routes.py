@@ -5,6 +5,8 @@ marks the few routes anyone may call (login, health, static files, onboarding by
 ``@signed_in`` marks pages any logged-in user may see (home, their own account, logout) — these
 show nothing that needs a permission; ``@signed_in(while_restricted=True)`` marks the few a user may
 still use while they owe a password change or an MFA enrolment (the pages that settle it, and sign-out).
+``@employee_portal`` marks the employee portal's routes: only an employee session passes them, and an
+employee session passes nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from appliance.rbac.permissions import parse
 
 PUBLIC = "public"
 SIGNED_IN = "signed-in"
+# The employee portal: an employee session only (a dashboard user, API key or token is refused).
+EMPLOYEE = "employee-session"
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Flask's own endpoints that are public by nature.
@@ -55,6 +59,15 @@ def public(*, accepts_data: bool = False, action: str | None = None) -> Callable
 def signed_in(*, action: str | None = None, while_restricted: bool = False) -> Callable[[F], F]:
     def mark(fn: F) -> F:
         fn.vigatra_route = RouteSpec(SIGNED_IN, action, while_restricted=while_restricted)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def employee_portal(*, action: str | None = None, resource_arg: str | None = None) -> Callable[[F], F]:
+    """Routes of the employee portal (/me, /api/v1/me/...): an employee session only."""
+    def mark(fn: F) -> F:
+        fn.vigatra_route = RouteSpec(EMPLOYEE, action, resource_arg)  # type: ignore[attr-defined]
         return fn
 
     return mark

@@ -168,9 +168,17 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
         conduct.create_rule(session, app, actor, name="Quarter-end blackout", kind="blackout",
                             applies_to={"groups": [team.id]}, params={
                                 "start": today.replace(day=1).isoformat(), "end": today.isoformat()})
+        # Pre-clearance: trades from now on need an approval (the seeded history predates the rule).
+        conduct.create_rule(session, app, actor, name="Ask before you trade", kind="preclearance_required")
+        from appliance.services import portal
+
+        _link, token = portal.create_link(session, actor, settings, person_ids[0], channel="printed")
+        portal_link = portal.link_url(settings, token)
     # One employee's key will be revoked at the venue: the poller turns it red within one cycle.
     revoked = next(k for k in sim.state.venues["bitstamp"].keys.values())
     revoked.revoked = True
     return app, logins, (f"{len(person_ids)} employees, {connected} exchange connections (Hedy's Bitstamp key is "
                          "revoked at the venue: watch it turn red); the conduct rules on the Lists and Rules "
-                         "pages raise alerts as the first polls come in")
+                         "pages raise alerts as the first polls come in\n"
+                         f"  employee portal for {DEMO_EMPLOYEES[0][0]} (15 minutes, once): {portal_link}\n"
+                         "  (more: vigatra employee portal-link --employee ID)")

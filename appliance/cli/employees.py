@@ -1,4 +1,4 @@
-"""`vigatra employee ...` and `vigatra onboard link`."""
+"""`vigatra employee ...` (with `employee portal-link`) and `vigatra onboard link`."""
 
 from __future__ import annotations
 
@@ -78,6 +78,24 @@ def employee_offboard(employee_id: int) -> None:
     with audited("employees.offboard", resource_type="employees", resource_id=employee_id) as (session, _info):
         employees.offboard(session, employee_id)
     click.echo(f"employee {employee_id} offboarded")
+
+
+@employee.command("portal-link")
+@click.option("--employee", "employee_id", required=True, type=int)
+@handle_errors
+def employee_portal_link(employee_id: int) -> None:
+    """A one-time sign-in link to the employee portal (15 minutes, one use, bound to the first browser that
+    opens it); prints `portal url: <url>`. For sites without e-mail: hand it to the employee yourself."""
+    from appliance.services import portal
+
+    settings = cli_state().settings()
+    with audited("portal.link_create", resource_type="portal",
+                 detail={"employee_id": employee_id, "channel": "printed"}) as (session, info):
+        row, token = portal.create_link(session, cli_actor(), settings, employee_id, channel="printed")
+        info["resource_id"] = row.id
+    click.echo(f"portal url: {portal.link_url(settings, token)}")
+    if not settings.server.public_url:
+        click.echo("note: set server.public_url so links name the address employees can reach", err=True)
 
 
 @click.group()

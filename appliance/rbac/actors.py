@@ -39,6 +39,7 @@ class Actor:
     user_id: int | None = None
     api_key_id: int | None = None
     permissions: frozenset[str] = frozenset()
+    employee_id: int | None = None  # an employee signed in to the portal (never with a permission)
     _grants: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,4 +86,11 @@ def employee_actor(employee_id: int) -> Actor:
     return Actor("employee", f"employee:{employee_id}")
 
 
-__all__ = ["ANONYMOUS", "Actor", "Permission", "api_key_actor", "employee_actor", "system_actor", "user_actor"]
+def portal_actor(employee_id: int, session_id: int) -> Actor:
+    """An employee signed in to the portal: a kind of its own, with no permission at all (a dashboard
+    route's guard refuses it; only routes marked ``@employee_portal`` accept it)."""
+    return Actor("employee", f"employee:{employee_id}:session:{session_id}", employee_id=employee_id)
+
+
+__all__ = ["ANONYMOUS", "Actor", "Permission", "api_key_actor", "employee_actor", "portal_actor", "system_actor",
+           "user_actor"]

@@ -11,7 +11,8 @@ Default roles (built in, cannot be deleted):
   employee groups they apply to, sees every employee's name and
   connection health (and may ask for a connection to be synced now), sees balances / transactions /
   predictions only where flagged, runs and exports reports, generates onboarding links, and reads
-  and exports the whole audit trail —
+  and exports the whole audit trail, and works the pre-clearance queue (requests on an employee's
+  behalf, decisions) —
   compliance officers are the people who hand the trail to a regulator, and the trail holds no
   financial data. They do not manage users, roles, keys or settings.
 - Viewer: read-only summaries: employee list with connection status, firm-wide reports and which
@@ -41,6 +42,7 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     "onboarding": ("write",),
     "reports": ("read", "export"),
     "system": ("read",),
+    "preclearance": ("read", "write", "decide"),
 }
 # Resources whose reads can be limited to flagged records.
 SCOPED = frozenset({"balances", "transactions", "predictions"})
@@ -102,6 +104,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
         "balances:read:flagged", "transactions:read:flagged", "predictions:read:flagged",
         "balances:export:flagged", "transactions:export:flagged", "predictions:export:flagged",
         "reports:read", "reports:export", "audit:read", "audit:export", "system:read",
+        "preclearance:read", "preclearance:write", "preclearance:decide",
     )),
     VIEWER: ("Read-only summaries: employee list and status, firm-wide reports, the conduct rules.", (
         "employees:read", "connections:read", "reports:read", "rules:read",

@@ -39,7 +39,7 @@ STATUSES = ("open", "investigating", "resolved", "dismissed")
 ACTIVE = ("open", "investigating")
 CLOSED = ("resolved", "dismissed")
 SEVERITIES = ("info", "warning", "critical")
-EVIDENCE_TYPES = ("transaction", "position", "balance", "alert", "reference")
+EVIDENCE_TYPES = ("transaction", "position", "balance", "alert", "reference", "preclearance")
 MAX_NOTE = 10000
 DEFAULT_FLAG_WINDOW_DAYS = 30
 
@@ -261,6 +261,11 @@ def _belongs(session: Session, alert: Alert, kind: str, ref_id: int) -> bool:
         other = session.get(Alert, ref_id)
         return other is not None and other.id != alert.id and (
             alert.employee_id is None or other.employee_id == alert.employee_id)
+    if kind == "preclearance":
+        from appliance.store.models import PreclearanceRequest
+
+        request = session.get(PreclearanceRequest, ref_id)
+        return request is not None and (alert.employee_id is None or request.employee_id == alert.employee_id)
     model: Any = {"transaction": Transaction, "position": PredictionPosition, "balance": BalanceSnapshot}[kind]
     row = session.execute(select(Connection.employee_id).join(model, model.connection_id == Connection.id).where(
         model.id == ref_id)).scalar_one_or_none()

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from appliance.rbac.actors import Actor
-from appliance.services import notifications
+from appliance.services import notifications, preclearance_match
 from appliance.services.context import Appliance
 from appliance.services.rules import catalogue, groups, lists
 from appliance.services.rules.common import known_venues
@@ -97,6 +97,8 @@ def remove_entry(session: Session, app: Appliance, actor: Actor, list_id: int, e
 def create_rule(session: Session, app: Appliance, actor: Actor, **fields: Any) -> tuple[Rule, EvaluationResult]:
     rule = catalogue.create(session, actor, base_currency=base_currency(app.settings), **fields)
     result = reevaluate(session, app, rule_ids=[rule.id]) if rule.enabled else EvaluationResult()
+    if rule.enabled and rule.kind == "preclearance_required":
+        result.alert_ids.extend(preclearance_match.evaluate_rule(session, app.settings, rule))
     return rule, result
 
 
@@ -106,6 +108,8 @@ def update_rule(session: Session, app: Appliance, actor: Actor, rule_id: int, **
     rule = catalogue.update(session, actor, rule_id, base_currency=base_currency(app.settings), **fields)
     changed = rule.version != before
     result = reevaluate(session, app, rule_ids=[rule.id]) if rule.enabled and changed else EvaluationResult()
+    if rule.enabled and changed and rule.kind == "preclearance_required":
+        result.alert_ids.extend(preclearance_match.evaluate_rule(session, app.settings, rule))
     return rule, result
 
 
@@ -154,7 +158,10 @@ def evaluate_connection(app: Appliance, connection_id: int) -> EvaluationResult:
         if not has_new_records(session, connection_id):
             return EvaluationResult()
     with app.store.queued_unit_of_work() as session:
+        # Post-trade matching first: it reads what is new from the evaluation mark that evaluate_new moves.
+        matched = preclearance_match.match_connection(session, app.settings, connection_id)
         result = evaluate_new(session, valuer(app), connection_id, app.rule_cache)
+        result.alert_ids.extend(preclearance_match.raise_alerts(session, app.settings, matched))
         notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)
     return result
 

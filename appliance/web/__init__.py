@@ -18,6 +18,7 @@ web_blueprint = Blueprint("web", __name__)
 NAV: tuple[tuple[str, str, str], ...] = (
     ("web.employees", "Employees", "employees:read"),
     ("web.alerts", "Alerts", "alerts:read"),
+    ("web.preclearance_queue", "Pre-clearance", "preclearance:read"),
     ("web.lists_page", "Lists", "lists:read"),
     ("web.rules_page", "Rules", "rules:read"),
     ("web.groups_page", "Groups", "groups:read"),
@@ -47,4 +48,15 @@ def _inject() -> dict[str, Any]:
     return {"actor": actor, "nav": nav, "csrf_token": csrf_token, "version": __version__, "restricted": restricted}
 
 
-from appliance.web import admin, cases, conduct, employees, onboarding, oversight, sso, views  # noqa: E402,F401  (register the routes)
+from appliance.web import (  # noqa: E402,F401  (register the routes)
+    admin,
+    cases,
+    conduct,
+    employees,
+    onboarding,
+    oversight,
+    portal,
+    preclearance,
+    sso,
+    views,
+)

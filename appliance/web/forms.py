@@ -305,3 +305,32 @@ class OnboardForm(Form):
     chain: Annotated[str, Text(32)] = ""
     address: Annotated[str, Text(200)] = ""
     label: Annotated[str, Text(200)] = ""
+
+
+# -- the employee portal and pre-clearance ------------------------------------------------------------
+
+class PortalSignInForm(Form):
+    email: Annotated[str, Text(254)] = ""
+
+
+class PortalRequestForm(Form):
+    asset: Annotated[str, Text(64)] = ""
+    market_id: Annotated[str, Text(500)] = ""
+    venue: Annotated[str, Text(32)] = ""
+    side: Annotated[str, Text(8)] = ""
+    quantity: Annotated[str, Text(40)] = ""
+    notional: Annotated[str, Text(40)] = ""
+    reason: Annotated[str, Text(2000)] = ""
+
+
+class PortalConnectionForm(Form):
+    venue: Annotated[str, Text(32)] = ""
+
+
+class PreclearanceQueueQuery(Filters):
+    employee_id: Id | None = None
+
+
+class PreclearanceDecisionForm(Form):
+    decision: Literal["approve", "deny"] = "deny"
+    comment: Annotated[str, Text(2000)] = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.boundary.routes import PUBLIC, SIGNED_IN, RouteRow, route_table
+from appliance.boundary.routes import EMPLOYEE, PUBLIC, SIGNED_IN, RouteRow, route_table
 from appliance.rbac.actors import user_actor
 from appliance.rbac.permissions import BUILTIN_ROLES
 
@@ -47,7 +47,7 @@ def allowed(row: RouteRow, roles: tuple[str, ...] | None) -> bool:
     """Whether an actor with ``roles`` (None: anonymous) passes the route's guard."""
     if row.permission == PUBLIC:
         return True
-    if roles is None:
+    if roles is None or row.permission == EMPLOYEE:  # the employee portal takes no dashboard credential
         return False
     if row.permission == SIGNED_IN:
         return True

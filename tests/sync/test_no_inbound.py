@@ -1,6 +1,7 @@
 """No inbound write surface: venues never push to us, and the only routes that take data from
 someone who is neither signed in nor holding an API key are the login form, the token endpoint and
-the onboarding page (which itself needs a valid one-time token)."""
+the onboarding page (which itself needs a valid one-time token), and the employee portal's sign-in pages
+(an e-mail address to send a link to, or a valid one-time link)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from appliance.store.models import Connection, Employee
 from tests.support.routes import calls
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-ANONYMOUS_INPUT = {("POST", "/login"), ("POST", "/api/v1/auth/token"), ("POST", "/onboard/<token>")}
+# The portal's sign-in pages: asking for a link by e-mail address, and using a one-time link.
+ANONYMOUS_INPUT = {("POST", "/login"), ("POST", "/api/v1/auth/token"), ("POST", "/onboard/<token>"),
+                   ("POST", "/me/sign-in"), ("POST", "/me/sign-in/<token>")}
 # Single sign-on: the OpenID provider sends the browser back with a one-time code (a GET, refused unless its
 # state matches the one this browser's session holds). A browser redirect, not a push from a venue.
 SSO_RETURN = "/login/oidc/callback"

@@ -8,6 +8,11 @@
 | blackout | ``{"start", "end", "assets"?: [...], "list_id"?}`` (neither: every asset) | rule_breach, critical |
 | threshold | ``{"value", "on"?: [...]}`` (trade, transfer, position, holding), base currency | rule_breach, warning |
 | new_account | ``{"direction"?: "both" or "outgoing"}`` | watch, info |
+| preclearance_required | ``{"exempt_below"?, "exempt_assets"?, "include_predictions"?}`` | rule_breach, warning |
+
+A preclearance_required rule judges the outcome post-trade matching recorded for each trade and new
+prediction position (services/preclearance_match.py) — no request, over the approved quantity, outside
+the window — for records from the rule's creation on (nothing could have been cleared under it before).
 
 Severities of the last four can be set per rule; restricted is always critical and watch always info.
 """
@@ -28,16 +33,18 @@ from appliance.services.rules.matching import SYMBOL
 from appliance.store.base import utcnow
 from appliance.store.models import ConductList, Rule
 
-KINDS = ("restricted", "watch", "holding_period", "blackout", "threshold", "new_account")
+KINDS = ("restricted", "watch", "holding_period", "blackout", "threshold", "new_account", "preclearance_required")
 SEVERITIES = ("info", "warning", "critical")
 DEFAULT_SEVERITY = {"restricted": "critical", "watch": "info", "holding_period": "warning", "blackout": "critical",
-                    "threshold": "warning", "new_account": "info"}
+                    "threshold": "warning", "new_account": "info", "preclearance_required": "warning"}
 FIXED_SEVERITY = frozenset({"restricted", "watch"})
 ALERT_KIND = {"restricted": "rule_breach", "holding_period": "rule_breach", "blackout": "rule_breach",
-              "threshold": "rule_breach", "watch": "watch", "new_account": "watch"}
+              "threshold": "rule_breach", "watch": "watch", "new_account": "watch",
+              "preclearance_required": "rule_breach"}
 THRESHOLD_ON = ("trade", "transfer", "position", "holding")
 LABELS = {"restricted": "Restricted list", "watch": "Watch list", "holding_period": "Holding period",
-          "blackout": "Blackout window", "threshold": "Value threshold", "new_account": "Undisclosed account"}
+          "blackout": "Blackout window", "threshold": "Value threshold", "new_account": "Undisclosed account",
+          "preclearance_required": "Pre-clearance required"}
 
 
 def _int(value: Any, field: str, low: int, high: int) -> int:
@@ -79,6 +86,7 @@ def clean_params(session: Session, kind: str, params: Any) -> dict[str, Any]:
         "blackout": {"start", "end", "assets", "list_id"},
         "threshold": {"value", "on", "currency"},
         "new_account": {"direction"},
+        "preclearance_required": {"exempt_below", "exempt_assets", "include_predictions"},
     }[kind]
     unknown = sorted(set(params) - allowed)
     if unknown:
@@ -129,10 +137,33 @@ def clean_params(session: Session, kind: str, params: Any) -> dict[str, Any]:
                 raise Invalid("params.currency must be a currency code", field="params.currency")
             out["currency"] = params["currency"].strip().upper()
         return out
+    if kind == "preclearance_required":
+        return _preclearance_params(params)
     direction = params.get("direction", "both")
     if direction not in ("both", "outgoing"):
         raise Invalid("params.direction must be both or outgoing", field="params.direction")
     return {"direction": direction}
+
+
+def _preclearance_params(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    raw = params.get("exempt_below")
+    if raw is not None:
+        try:
+            value = Decimal(str(raw)) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else None
+        except InvalidOperation:
+            value = None
+        if value is None or not value.is_finite() or value <= 0:
+            raise Invalid("params.exempt_below must be a positive amount in the base currency, e.g. \"500\"",
+                          field="params.exempt_below")
+        out["exempt_below"] = format(value, "f")
+    if params.get("exempt_assets"):
+        out["exempt_assets"] = _assets(params["exempt_assets"])
+    flag = params.get("include_predictions", True)
+    if not isinstance(flag, bool):
+        raise Invalid("params.include_predictions must be true or false", field="params.include_predictions")
+    out["include_predictions"] = flag
+    return out
 
 
 def _severity(kind: str, value: Any) -> str:
@@ -265,6 +296,15 @@ def describe(rule: Rule, list_names: dict[int, str] | None = None) -> str:
         return f"trades in {what or 'any asset'} from {p.get('start')} to {p.get('end')}"
     if rule.kind == "threshold":
         return f"{', '.join(p.get('on') or [])} over {p.get('value')} {p.get('currency', '')}".strip()
+    if rule.kind == "preclearance_required":
+        exempt = []
+        if p.get("exempt_below"):
+            exempt.append(f"below {p['exempt_below']}")
+        if p.get("exempt_assets"):
+            exempt.append(", ".join(p["exempt_assets"]))
+        what = "trades" + (" and new prediction positions" if p.get("include_predictions", True) else "")
+        return (f"{what} without a matching approval (no request, over the quantity, outside the window)"
+                + (f"; exempt: {'; '.join(exempt)}" if exempt else ""))
     return ("transfers " + ("to" if p.get("direction") == "outgoing" else "to or from")
             + " an address the employee never connected")
 

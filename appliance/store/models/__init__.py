@@ -19,6 +19,7 @@ from appliance.store.models.holdings import BalanceSnapshot, PredictionPosition,
 from appliance.store.models.identity import ApiKey, Role, RolePermission, User, UserRole
 from appliance.store.models.keys import KeyVersion
 from appliance.store.models.mail import MailOutbox
+from appliance.store.models.portal import EmployeeSession, EmployeeSignInLink, PreclearanceMatch, PreclearanceRequest
 from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
 from appliance.store.models.system import PollCycle, Setting, StoreProbe
 
@@ -41,6 +42,8 @@ __all__ = [
     "Employee",
     "EmployeeGroup",
     "EmployeeGroupMember",
+    "EmployeeSession",
+    "EmployeeSignInLink",
     "EvaluationMark",
     "KeyVersion",
     "ListEntry",
@@ -48,6 +51,8 @@ __all__ = [
     "MailOutbox",
     "OnboardingToken",
     "PollCycle",
+    "PreclearanceMatch",
+    "PreclearanceRequest",
     "PredictionPosition",
     "PriceCandleDay",
     "PriceObservation",

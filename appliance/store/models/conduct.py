@@ -97,7 +97,7 @@ class Rule(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    # restricted | watch | holding_period | blackout | threshold | new_account
+    # restricted | watch | holding_period | blackout | threshold | new_account | preclearance_required
     kind: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     applies_to: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
