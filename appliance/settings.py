@@ -322,6 +322,18 @@ class ValuationSettings:
 
 
 @dataclass(frozen=True)
+class DisplaySettings:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "The firm's time zone (an IANA name such as Europe/London or America/New_York): every page shows times "
+        "in it, with the UTC time on hover; exports and the API keep UTC."))
+    large_trade_value: int = field(default=10000, metadata=_doc(
+        "A trade worth at least this much in valuation.currency is listed among the firm's recent large trades.",
+        min=1, max=10**12))
+    large_trade_days: int = field(default=30, metadata=_doc(
+        "How far back the recent large trades reach, in days.", min=1, max=366))
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("/var/lib/vigatra"), metadata=_doc(
         "Directory holding the SQLite database and runtime state. Owned by the service user, mode 0700."))
@@ -347,6 +359,8 @@ class Settings:
         "Self-custody wallets: the chain endpoints the customer configures."))
     valuation: ValuationSettings = field(default_factory=ValuationSettings, metadata=_doc(
         "Values in the firm's currency: where prices come from and how long they are kept."))
+    display: DisplaySettings = field(default_factory=DisplaySettings, metadata=_doc(
+        "How the dashboard shows times and which trades it calls large."))
     # Where the settings came from, for messages and `vigatra doctor`; not a configuration key.
     source: str = field(default="defaults", metadata={"internal": True})
 
@@ -571,6 +585,18 @@ def _cross_check(settings: Settings, source: str) -> None:
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)
+    _check_time_zone(settings.display.time_zone, source)
+
+
+def _check_time_zone(name: str, source: str) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _bad(("display", "time_zone"), source,
+                   f"{name!r} is not a time zone this machine knows (an IANA name such as Europe/London; the "
+                   "tzdata package provides them)") from None
 
 
 def _check_valuation(valuation: ValuationSettings, source: str) -> None:

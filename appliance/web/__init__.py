@@ -9,9 +9,11 @@ from flask_login import UserMixin
 
 from appliance import __version__
 from appliance.boundary.csrf import csrf_token
-from appliance.boundary.edge import current_state
+from appliance.boundary.edge import appliance, current_state
+from appliance.web import display
 
 web_blueprint = Blueprint("web", __name__)
+display.install(web_blueprint, lambda: appliance().settings.display.time_zone)
 
 
 class WebUser(UserMixin):

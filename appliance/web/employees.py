@@ -3,7 +3,6 @@ onboarding links, CSV import, offboarding, "sync now"."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from flask import flash, redirect, render_template, url_for
@@ -20,13 +19,6 @@ from appliance.services import onboarding, records, sync
 from appliance.services.scope import employee_visible, holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
-
-
-@web_blueprint.app_template_filter("money")
-def money(value: Decimal | None, currency: str) -> str:
-    """A value rounded to the currency's minor unit, with thousands separators (values.html)."""
-    shown = valuation.rounded(value, currency)
-    return "" if shown is None else f"{shown:,}"
 
 
 @web_blueprint.route("/employees")
