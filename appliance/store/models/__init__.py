@@ -10,6 +10,7 @@ from appliance.store.models.identity import ApiKey, Role, RolePermission, User, 
 from appliance.store.models.keys import KeyVersion
 from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
 from appliance.store.models.system import PollCycle, Setting
+from appliance.store.models.values import EmployeeValue, EmployeeValueDay, FirmAssetValue, FirmValueDay
 
 __all__ = [
     "Alert",
@@ -23,6 +24,10 @@ __all__ = [
     "CoverageInterval",
     "CurrentPrice",
     "Employee",
+    "EmployeeValue",
+    "EmployeeValueDay",
+    "FirmAssetValue",
+    "FirmValueDay",
     "KeyVersion",
     "LoginThrottle",
     "OnboardingToken",

@@ -13,7 +13,11 @@ from appliance.store.base import Base, Id, UTCDateTime, utcnow
 
 class Alert(Base):
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_employee_status", "employee_id", "status"),)
+    __table_args__ = (
+        Index("ix_alerts_employee_status", "employee_id", "status"),
+        # Open alerts by severity and age (the overview), employees with open alerts (the employees list).
+        Index("ix_alerts_status_created", "status", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employees.id", ondelete="RESTRICT"), default=None)
