@@ -14,8 +14,8 @@ from appliance.boundary.validation import accepts
 from appliance.errors import Invalid
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
+from appliance.services import directory, onboarding, records, sync
 from appliance.services import employees as employee_service
-from appliance.services import onboarding, records, sync
 from appliance.services.scope import employee_visible, holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
@@ -23,10 +23,16 @@ from appliance.web import forms, web_blueprint
 
 @web_blueprint.route("/employees")
 @requires("employees:read", action="employees.list")
-@accepts(media=("text/html",))
-def employees() -> ResponseReturnValue:
-    rows = employee_service.list_rows(db())
-    return render_template("employees.html", rows=rows, red_count=sum(1 for r in rows if r.red))
+@accepts(query=forms.EmployeesQuery, media=("text/html",))
+def employees(query: forms.EmployeesQuery) -> ResponseReturnValue:
+    session = db()
+    currency = valuation.currency_of(appliance().settings)
+    reader = directory.reader_for(state().actor, currency)
+    search = directory.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort)
+    page = directory.list_page(session, search, reader, page=query.page)
+    red_total = directory.count(session, directory.Search(red="yes"), reader)
+    return render_template("employees.html", page=page, search=search, reader=reader, currency=currency,
+                           red_total=red_total, filtered=search != directory.Search(sort=search.sort))
 
 
 @web_blueprint.route("/employees", methods=["POST"])

@@ -78,6 +78,15 @@ class LinkForm(Form):
 
 # -- oversight ---------------------------------------------------------------------------------------
 
+class EmployeesQuery(Filters):
+    q: Annotated[str, Text(200)] | None = None
+    status: Literal["active", "offboarded"] | None = None
+    red: Literal["yes", "no"] | None = None
+    alerts: Literal["yes", "no"] | None = None
+    sort: Literal["name", "-name", "department", "-department", "status", "-status", "added", "-added"] = "name"
+    page: Annotated[int, Whole(1, 1_000_000)] = 1
+
+
 class AlertsQuery(Filters):
     status: Literal["open", "assigned", "resolved", "dismissed", "all"] = "open"
     before: Id | None = None
