@@ -28,6 +28,15 @@ from appliance.services.valuation import read as valuation
 UTC_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 LOCAL_FORMAT = "%Y-%m-%d %H:%M"
 SMALLEST = Decimal("0.00000001")
+Stamp = dt.datetime | str  # a stored time, or the ISO text an API serialiser made of one
+
+
+def aware(value: dt.datetime | str) -> dt.datetime:
+    """A stored time as an aware UTC datetime: naive values are UTC as the store keeps them, and the ISO text
+    the API's serialisers give (``...Z``) is read back."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 @functools.cache
@@ -35,55 +44,48 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-def local(value: dt.datetime, tz_name: str) -> dt.datetime:
+def local(value: Stamp, tz_name: str) -> dt.datetime:
     """``value`` (aware; naive values are UTC as the store keeps them) in the firm's time zone."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(zone(tz_name))
+    return aware(value).astimezone(zone(tz_name))
 
 
-def utc_text(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).strftime(UTC_FORMAT)
+def utc_text(value: Stamp) -> str:
+    return aware(value).astimezone(dt.UTC).strftime(UTC_FORMAT)
 
 
-def iso_utc(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def iso_utc(value: Stamp) -> str:
+    return aware(value).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def time_text(value: dt.datetime, tz_name: str) -> str:
+def time_text(value: Stamp, tz_name: str) -> str:
     """The one way a time reads on a page: ``2026-12-12 14:05 CET``."""
     shown = local(value, tz_name)
     return f"{shown.strftime(LOCAL_FORMAT)} {shown.strftime('%Z') or tz_name}"
 
 
-def day_text(value: dt.datetime, tz_name: str) -> str:
+def day_text(value: Stamp, tz_name: str) -> str:
     return local(value, tz_name).strftime("%Y-%m-%d")
 
 
-def _element(value: dt.datetime, text: str) -> Markup:
+def _element(value: Stamp, text: str) -> Markup:
     return Markup('<time datetime="{}" title="{}">{}</time>').format(iso_utc(value), utc_text(value), text)
 
 
-def when(value: dt.datetime | None, tz_name: str, missing: str = "") -> Markup:
+def when(value: Stamp | None, tz_name: str, missing: str = "") -> Markup:
     if value is None:
         return escape(missing)
     return _element(value, time_text(value, tz_name))
 
 
-def day(value: dt.datetime | None, tz_name: str, missing: str = "") -> Markup:
+def day(value: Stamp | None, tz_name: str, missing: str = "") -> Markup:
     if value is None:
         return escape(missing)
     return _element(value, day_text(value, tz_name))
 
 
-def ago_text(value: dt.datetime, now: dt.datetime | None = None) -> str:
+def ago_text(value: Stamp, now: dt.datetime | None = None) -> str:
     """"just now", "5 minutes ago", "3 hours ago", "2 days ago"; "in 5 minutes" for a future time."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
+    value = aware(value)
     seconds = int(((now or dt.datetime.now(dt.UTC)) - value).total_seconds())
     future = seconds < 0
     seconds = abs(seconds)
@@ -97,7 +99,7 @@ def ago_text(value: dt.datetime, now: dt.datetime | None = None) -> str:
     return "just now"  # unreachable: seconds >= 60 matched a minute
 
 
-def ago(value: dt.datetime | None, missing: str = "never") -> Markup:
+def ago(value: Stamp | None, missing: str = "never") -> Markup:
     if value is None:
         return escape(missing)
     return _element(value, ago_text(value))
@@ -124,7 +126,7 @@ def amount_text(value: Decimal) -> str:
     if size >= 1:
         return _grouped(value, 6)
     if size < SMALLEST / 2:
-        return f"{'-' if value < 0 else ''}< {SMALLEST}"
+        return f"{'-' if value < 0 else ''}< {SMALLEST:f}"
     return _grouped(value, 8)
 
 
@@ -167,9 +169,9 @@ def price(value: Decimal | None) -> Markup:
     return Markup('<span class="qty" title="{}">{}</span>').format(exact, shown)
 
 
-def money(value: Decimal | None, currency: str) -> str:
+def money(value: Decimal | int | None, currency: str) -> str:
     """A value rounded to the currency's minor unit, with thousands separators."""
-    shown = valuation.rounded(value, currency)
+    shown = valuation.rounded(None if value is None else Decimal(value), currency)
     return "" if shown is None else f"{shown:,}"
 
 
@@ -198,6 +200,7 @@ def install(blueprint: Any, tz_of: Any) -> None:
     blueprint.add_app_template_filter(lambda v, missing="": when(v, tz_of(), missing), "when")
     blueprint.add_app_template_filter(lambda v, missing="": day(v, tz_of(), missing), "day")
     blueprint.add_app_template_filter(ago, "ago")
+    blueprint.add_app_template_filter(lambda v: "" if v is None else utc_text(v), "utc")  # inside attributes
     blueprint.add_app_template_filter(amount, "amount")
     blueprint.add_app_template_filter(price, "price")
     blueprint.add_app_template_filter(money, "money")

@@ -14,7 +14,7 @@ from appliance.boundary.edge import appliance, audit_detail, db, state
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
 from appliance.services import alerts as alert_service
-from appliance.services import records, reports, sync
+from appliance.services import directory, records, reports, sync
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
 
@@ -26,7 +26,14 @@ def alerts(query: forms.AlertsQuery) -> ResponseReturnValue:
     status = query.status
     items = alert_service.list_alerts(db(), status=None if status == "all" else status, limit=200,
                                       before_id=query.before)
-    return render_template("alerts.html", alerts=items, status=status)
+    return render_template("alerts.html", alerts=items, status=status, names=_employee_names(items))
+
+
+def _employee_names(items: list[Any]) -> dict[int, str]:
+    """The employees' names where the reader may see who they are (employees:read); ids otherwise."""
+    if not state().actor.can("employees:read"):
+        return {}
+    return directory.employee_names(db(), (getattr(i, "employee_id", None) for i in items))
 
 
 @web_blueprint.route("/alerts/<int:alert_id>")
@@ -34,7 +41,7 @@ def alerts(query: forms.AlertsQuery) -> ResponseReturnValue:
 @accepts(media=("text/html",))
 def alert(alert_id: int) -> ResponseReturnValue:
     found = alert_service.get(db(), alert_id)
-    return render_template("alert.html", alert=found,
+    return render_template("alert.html", alert=found, names=_employee_names([found]),
                            detail=alert_service.visible_details(db(), state().actor, [found])[found.id])
 
 
@@ -62,7 +69,8 @@ def audit(query: forms.AuditQuery) -> ResponseReturnValue:
         if len(rows) == 100:
             break
     filters = {k: v for k, v in request.args.items() if k != "after" and v}  # as typed, for the form and links
-    return render_template("audit.html", rows=rows, query=filters,
+    users = directory.user_names(db(), (r["user_id"] for r in rows if isinstance(r["user_id"], int)))
+    return render_template("audit.html", rows=rows, query=filters, users=users,
                            next_after=rows[-1]["id"] if len(rows) == 100 else None)
 
 
@@ -74,6 +82,7 @@ def predictions() -> ResponseReturnValue:
     rows = records.current_positions(session, state().actor)
     settings = appliance().settings
     return render_template("predictions.html", rows=rows, currency=valuation.currency_of(settings),
+                           names=_employee_names([c for _p, c in rows]),
                            values=valuation.position_values(session, settings, rows))
 
 
