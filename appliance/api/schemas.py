@@ -102,6 +102,20 @@ class EmployeeList(Answer):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next employees; null after the last.")
 
 
+class Overview(Answer):
+    alerts_open: int | None = Field(description="Open and assigned alerts; null when the caller may not see alerts.")
+    connections_red: int | None = Field(
+        description="Connections broken or waiting for re-onboarding; null when the caller may not see connections.")
+    value_total: DecimalText | None = Field(
+        description="What the firm's employees hold, in `currency`, at the last valuation; null when the caller "
+                    "may not see everyone's balances, or nothing was valued yet.")
+    currency: str
+    generated_at: Timestamp
+    panels: dict[str, dict[str, Any]] = Field(
+        description="Each panel the caller may see, by key, with its figures (times in UTC, amounts as decimal "
+                    "strings).")
+
+
 class CoverageGap(Answer):
     stream: str
     kind: str
