@@ -34,6 +34,14 @@ def flagged_employee_ids_query() -> Select[Any]:
         Alert.status.in_(("open", "assigned")), Alert.resolved_at >= since)).distinct())
 
 
+def flagging_alerts(session: Session, employee_id: int) -> list[Alert]:
+    """The alerts that make ``employee_id`` flagged now (what a flagged-scope reader is told)."""
+    since = utcnow() - FLAG_WINDOW
+    return list(session.execute(select(Alert).where(Alert.employee_id == employee_id).where(or_(
+        Alert.status.in_(("open", "assigned")), Alert.resolved_at >= since)).order_by(Alert.id.desc()).limit(10))
+        .scalars())
+
+
 def visible_scope(actor: Actor, permission: str) -> str:
     """'all' or 'flagged'; raises NotFound when the actor holds neither (callers guard earlier)."""
     scope = actor.scope_for(permission)

@@ -87,6 +87,17 @@ class EmployeesQuery(Filters):
     page: Annotated[int, Whole(1, 1_000_000)] = 1
 
 
+class EmployeePageQuery(Filters):
+    """The employee page's transaction filters (days of the firm's calendar) and page."""
+
+    venue: Annotated[str, Text(32)] | None = None
+    asset: Annotated[str, Text(64)] | None = None
+    kind: Annotated[str, Text(32)] | None = None
+    from_: Annotated[str, Text(10)] | None = Field(default=None, alias="from", description="A day, 2026-12-01.")
+    to: Annotated[str, Text(10)] | None = Field(default=None, description="A day, included.")
+    before: Id | None = None
+
+
 class AlertsQuery(Filters):
     status: Literal["open", "assigned", "resolved", "dismissed", "all"] = "open"
     before: Id | None = None

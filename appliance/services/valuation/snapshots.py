@@ -179,6 +179,14 @@ def record_values(app: Appliance, *, now: dt.datetime | None = None) -> Recorded
     return Recorded(len(people), len(valued.by_asset), valued.firm, today)
 
 
+def history(session: Session, employee_id: int, currency: str, days: int = 90) -> list[EmployeeValueDay]:
+    """An employee's recorded value per day, the last ``days`` days, oldest first."""
+    since = utcnow().date() - dt.timedelta(days=days)
+    return list(session.execute(select(EmployeeValueDay).where(
+        EmployeeValueDay.employee_id == employee_id, EmployeeValueDay.currency == currency,
+        EmployeeValueDay.day >= since).order_by(EmployeeValueDay.day)).scalars())
+
+
 def upsert(session: Session, model: type[Any], rows: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE on either database."""
     if not rows:
