@@ -15,8 +15,10 @@ no query of the firm's data) measured in the same run:
   page 20, red connections only, open alerts only (page 3), newest first on page 150 — every request picks the
   next variant;
 - the employees API: a batch of 100, a search, and the next batch after a cursor;
-- an employee page (connections, balances, the newest 100 transactions with values, alerts), a different
-  employee each time.
+- an employee page (connections, balances, the newest 50 transactions with values, the value history, alerts), a
+  different employee each time;
+- the overview (``/``) and its API (``/api/v1/overview``): every panel the role may see (alerts by severity and
+  age, red connections, coverage, value held, activity per day over 30 days).
 
 Usage: .venv/bin/python bench/bench_dashboard.py [--employees 10000] [--connections 5] [--transactions 2000000]
        [--requests 200] [--databases sqlite postgresql]
@@ -54,7 +56,18 @@ def note(text: str) -> None:
 def seed(app: Any, employees: int, per_employee: int, transactions: int) -> None:
     from sqlalchemy import insert, text
 
-    from appliance.store.models import Alert, BalanceSnapshot, Connection, Employee, EmployeeValue, Transaction
+    from appliance.store.models import (
+        Alert,
+        BalanceSnapshot,
+        Connection,
+        CoverageInterval,
+        Employee,
+        EmployeeValue,
+        EmployeeValueDay,
+        FirmAssetValue,
+        FirmValueDay,
+        Transaction,
+    )
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     connections = employees * per_employee
@@ -81,6 +94,21 @@ def seed(app: Any, employees: int, per_employee: int, transactions: int) -> None
         session.execute(insert(EmployeeValue), [{
             "employee_id": n, "currency": "USD", "balances": Decimal(n * 37 % 500_000), "positions": Decimal(0),
             "balances_unpriced": 0, "positions_unpriced": 0, "as_of": now} for n in range(1, employees + 1)])
+        session.execute(insert(EmployeeValueDay), [{
+            "employee_id": n, "currency": "USD", "day": now.date() - dt.timedelta(days=d),
+            "balances": Decimal(n * 37 % 500_000 + d), "positions": Decimal(0), "balances_unpriced": 0,
+            "positions_unpriced": 0, "as_of": now} for n in range(1, employees + 1) for d in range(0, 90, 3)])
+        session.execute(insert(FirmValueDay), [{
+            "currency": "USD", "day": now.date() - dt.timedelta(days=d), "balances": Decimal(2_500_000_000 + d * 1000),
+            "positions": Decimal(0), "balances_unpriced": 0, "positions_unpriced": 0, "employees": employees,
+            "as_of": now} for d in range(90)])
+        session.execute(insert(FirmAssetValue), [{
+            "currency": "USD", "kind": "asset", "asset": a, "amount": Decimal(1000 + k),
+            "value": Decimal(10**8 * (k + 1)),
+            "unpriced": 0, "reason": "", "holders": employees // 2, "as_of": now} for k, a in enumerate(ASSETS)])
+        session.execute(insert(CoverageInterval), [{
+            "connection_id": c, "stream": "trades", "kind": "gap", "start_at": now - dt.timedelta(hours=c % 48),
+            "reason": "auth"} for c in range(100, connections + 1, 100)])
         if app.store.dialect == "postgresql":  # explicit ids: move the sequences past them
             for table in ("employees", "connections"):
                 session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
@@ -183,7 +211,8 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> list[tuple[
             api = ["/api/v1/employees?limit=100", "/api/v1/employees?q=trading&limit=100",
                    f"/api/v1/employees?limit=100&cursor={cursor}"]
             people = [f"/employees/{pick.randint(1, args.employees)}" for _ in range(args.requests)]
-            pages = {"account page (baseline)": (browser, ["/account"]),
+            pages = {"account page (baseline)": (browser, ["/account"]), "overview /": (browser, ["/"]),
+                     "overview API": (api_client, ["/api/v1/overview"]),
                      "employees list (8 variants)": (browser, lists),
                      "employees API (3 variants, bearer token)": (api_client, api),
                      "employee page (a different one each time)": (browser, people)}
