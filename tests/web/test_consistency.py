@@ -98,3 +98,12 @@ def test_alerts_show_employee_names_and_the_audit_trail_usernames(client: Any, t
     assert "<time datetime=" in alerts
     audit = client.get("/audit").get_data(as_text=True)
     assert ">alice<" in audit
+
+
+def test_no_inline_style_the_csp_would_block_and_a_favicon() -> None:
+    for path in TEMPLATES.glob("**/*.html"):
+        assert not re.search(r"\sstyle=|<style", path.read_text()), f"{path.name}: use a class in app.css"
+    base = (TEMPLATES / "base.html").read_text()
+    assert 'rel="icon"' in base
+    css = (TEMPLATES.parent / "static" / "app.css").read_text()
+    assert "@media print" in css
