@@ -31,7 +31,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("web.employees", "Employees", "employees:read"),
     ("web.alerts", "Alerts", "alerts:read"),
     ("web.predictions", "Predictions", "predictions:read"),
-    ("web.reports", "Reports", "reports:read"),
+    ("web.reports_page", "Reports", "reports:read"),
     ("web.audit", "Audit", "audit:read"),
     ("web.users", "Users", "users:read"),
     ("web.roles", "Roles", "roles:read"),

@@ -51,7 +51,7 @@ def bar_chart(points: Sequence[tuple[str, Number]], *, title: str, desc: str, un
         width = (step * 8 / 10).quantize(Decimal("0.1"))
         body.append(Markup('<rect class="chart-bar" x="{}" y="{}" width="{}" height="{}"><title>{}: {}{}</title>'
                            "</rect>").format(x, PAD_TOP + plot_h - h, width, h, label, f"{value:,}", unit))
-        if n % label_every == 0 or n == len(points) - 1:
+        if n % label_every == 0 or (n == len(points) - 1 and n % label_every > label_every // 2):
             body.append(Markup('<text class="chart-label" x="{}" y="{}" text-anchor="middle">{}</text>').format(
                 (x + width / 2).quantize(Decimal("0.1")), HEIGHT - 6, label))
     return _frame(chart_id, title, desc, body, top_label if top_label is not None else f"{top:,}")
@@ -72,7 +72,7 @@ def line_chart(points: Sequence[tuple[str, Number]], *, title: str, desc: str, u
         coords.append(f"{x},{y}")
         body.append(Markup('<circle class="chart-point" cx="{}" cy="{}" r="3"><title>{}: {}{}</title></circle>')
                     .format(x, y, label, value, unit))
-        if n % label_every == 0 or n == len(points) - 1:
+        if n % label_every == 0 or (n == len(points) - 1 and n % label_every > label_every // 2):
             body.append(Markup('<text class="chart-label" x="{}" y="{}" text-anchor="middle">{}</text>').format(
                 x, HEIGHT - 6, label))
     line = Markup('<polyline class="chart-line" points="{}"/>').format(" ".join(coords)) if len(coords) > 1 \

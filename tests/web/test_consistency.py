@@ -107,3 +107,8 @@ def test_no_inline_style_the_csp_would_block_and_a_favicon() -> None:
     assert 'rel="icon"' in base
     css = (TEMPLATES.parent / "static" / "app.css").read_text()
     assert "@media print" in css
+
+
+def test_reports_is_in_the_menu(client: Any, ta: Any) -> None:
+    login_session(client, ta, "victor")
+    assert re.search(r'<nav class="main"[^>]*>.*href="/reports"', client.get("/").get_data(as_text=True), re.S)
