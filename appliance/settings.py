@@ -326,11 +326,6 @@ class DisplaySettings:
     time_zone: str = field(default="UTC", metadata=_doc(
         "The firm's time zone (an IANA name such as Europe/London or America/New_York): every page shows times "
         "in it, with the UTC time on hover; exports and the API keep UTC."))
-    large_trade_value: int = field(default=10000, metadata=_doc(
-        "A trade worth at least this much in valuation.currency is listed among the firm's recent large trades.",
-        min=1, max=10**12))
-    large_trade_days: int = field(default=30, metadata=_doc(
-        "How far back the recent large trades reach, in days.", min=1, max=366))
 
 
 @dataclass(frozen=True)
@@ -360,7 +355,7 @@ class Settings:
     valuation: ValuationSettings = field(default_factory=ValuationSettings, metadata=_doc(
         "Values in the firm's currency: where prices come from and how long they are kept."))
     display: DisplaySettings = field(default_factory=DisplaySettings, metadata=_doc(
-        "How the dashboard shows times and which trades it calls large."))
+        "How the pages show times."))
     # Where the settings came from, for messages and `vigatra doctor`; not a configuration key.
     source: str = field(default="defaults", metadata={"internal": True})
 
