@@ -148,9 +148,11 @@ def test_a_killed_node_s_leases_are_taken_over_when_they_expire(sta: Any, sim: R
             assert until.timestamp() - 0.05 <= min(after_kill) <= until.timestamp() + 8, (cid, after_kill, until)
             assert done[cid] <= until + dt.timedelta(seconds=lease), (cid, done[cid], until)
     finally:
+        # Lease takeover is the subject here; a graceful stop has its own tests (SIGTERM in tests/sync).
         for server in servers:
             if server.process.poll() is None:
-                server.stop()
+                server.process.kill()
+                server.process.wait(timeout=30)
     for cid, api_key in keys.items():
         for stream in ("trades", "deposits", "withdrawals"):
             stored = stored_ids(sta, cid, stream)

@@ -40,12 +40,21 @@ def _next(value: str) -> str:
     return "/login?next=" + quote(value, safe="")
 
 
+def _refused_outright(target: str, response: Any) -> bool:
+    """A query carrying a control character may be refused as bad input (400, no Location at all): that
+    sends nobody anywhere either. Any other answer must be a redirect."""
+    has_control = any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in target)
+    return has_control and response.status_code == 400 and "Location" not in response.headers
+
+
 def test_a_signed_in_user_is_never_sent_off_site(client: Any, ta: Any) -> None:
     login_session(client, ta, "alice")
     off_site = []
     for target in BYPASSES:
         response = client.get(_next(target))
-        assert response.status_code == 302
+        if _refused_outright(target, response):
+            continue
+        assert response.status_code == 302, repr(target)
         if urlsplit(browser_target(response.headers["Location"])).hostname != "localhost":
             off_site.append(f"{target!r} -> {response.headers['Location']!r}")
     assert off_site == []
@@ -62,7 +71,9 @@ def test_signing_in_never_sends_anyone_off_site(client: Any, ta: Any) -> None:
         client.get("/login")
         response = client.post(_next(target), data={"username": "victor", "password": ta.personas["victor"].password,
                                                      "csrf_token": csrf_of(client)})
-        assert response.status_code == 302, target
+        if _refused_outright(target, response):
+            continue
+        assert response.status_code == 302, repr(target)
         assert urlsplit(browser_target(response.headers["Location"])).hostname == "localhost", repr(target)
         client.post("/logout", data={"csrf_token": csrf_of(client)})
 
