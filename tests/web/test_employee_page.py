@@ -18,11 +18,12 @@ NOW = utcnow().replace(microsecond=0)
 
 
 def seed(ta: Any) -> None:
+    now = utcnow().replace(microsecond=0)
     with ta.store.unit_of_work() as session:
         session.execute(insert(Employee), [{"id": 1, "name": "Ada Lovelace", "email": "ada@firm.example"}])
         session.execute(insert(Connection), [
             {"id": 1, "employee_id": 1, "kind": "exchange", "venue": "kraken", "status": "active",
-             "last_success_at": NOW - dt.timedelta(minutes=5)},
+             "last_success_at": now - dt.timedelta(minutes=5)},
             {"id": 2, "employee_id": 1, "kind": "exchange", "venue": "binance", "status": "broken",
              "last_error_class": "authentication", "last_error": '{"code":-2015,"msg":"Invalid API-key"}'}])
         session.execute(insert(Transaction), [{
