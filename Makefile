@@ -24,7 +24,7 @@ dev-venv: $(VENV)/.dev
 
 ## The main job: the appliance with simulators and seeded data on http://127.0.0.1:8080/login
 demo: $(VENV)/.runtime
-	$(VENV)/bin/vigatra demo
+	$(VENV)/bin/vigatra demo $(if $(PORT),--port $(PORT)) $(DEMO_ARGS)
 
 ## Lint, types, layer contracts and the whole suite (SQLite + PostgreSQL + browser + TLS + HSM + EVM).
 test: $(VENV)/.dev test-tools lint typecheck contracts pytest

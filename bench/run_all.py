@@ -34,6 +34,9 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "valuation": (["bench/bench_valuation.py"],
                   ["bench/bench_valuation.py", "--employees", "500", "--trades", "5000", "--databases", "sqlite",
                    "--repeat", "1"]),
+    "dashboard": (["bench/bench_dashboard.py"],
+                  ["bench/bench_dashboard.py", "--employees", "300", "--transactions", "5000", "--requests", "10",
+                   "--databases", "sqlite"]),
 }
 
 

@@ -19,8 +19,8 @@ from appliance.boundary.params import MAX_ID
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import NoInput, accepts
 from appliance.services import connections as connection_service
+from appliance.services import employee_list, preclearance_match, records
 from appliance.services import employees as employee_service
-from appliance.services import preclearance_match, records
 from appliance.services.scope import holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.store.models import Employee
@@ -41,11 +41,21 @@ def employee_json(employee: Employee, row: employee_service.EmployeeRow | None =
 
 @api_blueprint.route("/employees", methods=["GET"])
 @requires("employees:read", action="employees.list")
-@accepts(returns=s.EmployeeList)
-def list_employees() -> ResponseReturnValue:
-    """Every monitored employee with the health of their connections."""
-    rows = employee_service.list_rows(db())
-    return respond({"employees": [employee_json(r.employee, r) for r in rows]})
+@accepts(query=s.EmployeeQuery, returns=s.EmployeeList, errors=(400, 403))
+def list_employees(query: s.EmployeeQuery) -> ResponseReturnValue:
+    """Monitored employees with the health of their connections: searched, filtered, sorted, in batches of
+    `limit` (follow `next_cursor`)."""
+    currency = valuation.currency_of(appliance().settings)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort)
+    reader = employee_list.reader_for(state().actor, currency)
+    found = employee_list.list_after(db(), search, reader, cursor=query.cursor, limit=query.limit)
+    return respond({"employees": [listed_json(r) for r in found.rows], "total": found.total, "currency": currency,
+                    "next_cursor": found.next_cursor})
+
+
+def listed_json(row: employee_list.ListedEmployee) -> dict[str, Any]:
+    return {**employee_json(row.employee, row), "open_alerts": row.open_alerts, "value": json_value(row.value),
+            "unpriced": row.unpriced, "value_as_of": json_value(row.value_as_of)}
 
 
 @api_blueprint.route("/employees", methods=["POST"])

@@ -12,12 +12,37 @@ from appliance.api import schemas as s
 from appliance.api.common import json_value, respond
 from appliance.api.values import value_json
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
-from appliance.boundary.routes import requires
+from appliance.boundary.routes import requires, signed_in
 from appliance.boundary.validation import NoInput, accepts
 from appliance.services import employees as employee_service
 from appliance.services import metrics, onboarding, records, sync
 from appliance.services.roster import sync as roster_sync
 from appliance.services.valuation import read as valuation
+from appliance.store.base import utcnow
+
+
+def plain(value: Any) -> Any:
+    """A panel's figures as JSON: Decimals as strings, times as UTC ISO text, containers walked."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return json_value(value)
+
+
+@api_blueprint.route("/overview", methods=["GET"])
+@signed_in(action="overview.view")
+@accepts(returns=s.Overview)
+def overview_json() -> ResponseReturnValue:
+    """The overview's figures: the panels the caller may see, and the headline numbers."""
+    from appliance.services import overview
+
+    settings = appliance().settings
+    built = overview.collect(db(), state().actor, settings)
+    top = overview.headline(built)
+    return respond({"alerts_open": top.get("alerts_open"), "connections_red": top.get("connections_red"),
+                    "value_total": json_value(top.get("value_total")), "currency": valuation.currency_of(settings),
+                    "generated_at": json_value(utcnow()), "panels": {b.panel.key: plain(b.data) for b in built}})
 
 
 def position_json(p: Any, c: Any, value: valuation.Value) -> dict[str, Any]:

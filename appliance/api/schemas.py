@@ -72,8 +72,49 @@ class EmployeeWithHealth(Employee):
     red: bool = Field(description="A connection is broken or needs re-onboarding.")
 
 
+class EmployeeQuery(Schema):
+    q: Annotated[str, Text(200)] | None = Field(
+        default=None, description="Employees whose name, e-mail or department contains this (any case).")
+    status: Literal["active", "offboarded"] | None = None
+    red: Literal["yes", "no"] | None = Field(
+        default=None, description="yes: only employees with a broken connection or one needing re-onboarding.")
+    alerts: Literal["yes", "no"] | None = Field(
+        default=None, description="yes: only employees with an open alert (needs alerts:read).")
+    sort: Literal["name", "-name", "department", "-department", "status", "-status", "added", "-added"] = Field(
+        default="name", description="The order; a leading - reverses it.")
+    limit: Annotated[int, Whole(1, 1000)] = 100
+    cursor: Annotated[str, Text(400)] | None = Field(
+        default=None, description="The next_cursor of the previous answer (same search and sort).")
+
+
+class ListedEmployee(EmployeeWithHealth):
+    open_alerts: int | None = Field(description="Open or assigned alerts; null when the caller may not see alerts.")
+    value: DecimalText | None = Field(
+        description="What the employee holds, in `currency`, at the last valuation; null when the caller may not "
+                    "see everyone's holdings or nothing was valued yet.")
+    unpriced: int = Field(description="Holdings left out of `value` for want of a price.")
+    value_as_of: Timestamp | None
+
+
 class EmployeeList(Answer):
-    employees: list[EmployeeWithHealth]
+    employees: list[ListedEmployee]
+    total: int = Field(description="Employees matching the search (all pages).")
+    currency: str
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next employees; null after the last.")
+
+
+class Overview(Answer):
+    alerts_open: int | None = Field(description="Open and assigned alerts; null when the caller may not see alerts.")
+    connections_red: int | None = Field(
+        description="Connections broken or waiting for re-onboarding; null when the caller may not see connections.")
+    value_total: DecimalText | None = Field(
+        description="What the firm's employees hold, in `currency`, at the last valuation; null when the caller "
+                    "may not see everyone's balances, or nothing was valued yet.")
+    currency: str
+    generated_at: Timestamp
+    panels: dict[str, dict[str, Any]] = Field(
+        description="Each panel the caller may see, by key, with its figures (times in UTC, amounts as decimal "
+                    "strings).")
 
 
 class CoverageGap(Answer):

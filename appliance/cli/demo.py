@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import uuid
@@ -23,13 +24,26 @@ import click
 
 from appliance.cli.common import handle_errors
 
-DEMO_EMPLOYEES = (
-    ("Ada Lovelace", "ada@example.com", "Research"),
-    ("Grace Hopper", "grace@example.com", "Trading"),
-    ("Alan Turing", "alan@example.com", "Engineering"),
-    ("Katherine Johnson", "katherine@example.com", "Risk"),
-    ("Hedy Lamarr", "hedy@example.com", "Trading"),
-)
+FIRST = ("Ada", "Grace", "Alan", "Katherine", "Hedy", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia",
+         "Ken", "Margaret", "Dennis", "Shafi", "Tim", "Sophie", "Leslie", "Anita", "Vint")
+LAST = ("Lovelace", "Hopper", "Turing", "Johnson", "Lamarr", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus",
+        "Perlman", "Thompson", "Hamilton", "Ritchie", "Goldwasser", "Berners-Lee", "Wilson", "Lamport", "Borg", "Cerf")
+DEPARTMENTS = ("Trading", "Research", "Portfolio Management", "Sales", "Operations", "Technology",
+               "Legal & Compliance")
+DEMO_SIZE = 40
+# Exchanges the demo's employees connect (the simulators'), and what each account holds and trades.
+DEMO_VENUES = ("coinbase", "kraken", "binance", "bybit", "okx", "gemini", "kucoin", "bitstamp")
+DEMO_ASSETS = ("BTC", "ETH", "SOL", "USDT")
+
+
+def demo_employees() -> list[tuple[str, str, str]]:
+    """~40 people across the firm's departments: name, e-mail, department (the same every run)."""
+    out = []
+    for n in range(DEMO_SIZE):
+        first, last = FIRST[n % len(FIRST)], LAST[(n * 7 + n // len(FIRST)) % len(LAST)]
+        email = f"{first}.{last}".lower().replace("-", "") + "@firm.example"
+        out.append((f"{first} {last}", email, DEPARTMENTS[(n * 3) % len(DEPARTMENTS)]))
+    return out
 DEMO_ROLES = (("admin", "Admin"), ("compliance", "Compliance"), ("viewer", "Viewer"))
 
 
@@ -56,18 +70,19 @@ def _free_port(host: str) -> int:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback only).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where to keep the demo data (default: a temp dir).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where to keep the demo (an empty or new directory; never deleted). Default: a temporary one.")
+@click.option("--keep", is_flag=True, help="Keep the temporary directory on exit (it is removed otherwise).")
 @handle_errors
-def demo(host: str, port: int, data_dir: str | None) -> None:
-    """Run the appliance with simulators and seeded data until Ctrl-C."""
+def demo(host: str, port: int, data_dir: str | None, keep: bool) -> None:
+    """Run the appliance with simulators and seeded data until Ctrl-C.
+
+    The directory holds data/ (the database), kek.key (the demo's key-encryption key, outside data/) and
+    vigatra.yaml, a config other commands can use while the demo runs or after: vigatra --config DIR/vigatra.yaml
+    status."""
     import ipaddress
 
     from appliance.errors import ConfigError
-    from appliance.logs import configure
-    from appliance.serve import run
-    from appliance.settings import VENUE_IDS, settings_from_mapping
-    from appliance.store.migrate import upgrade
-    from appliance.store.session import engine_from_settings
 
     try:
         if not ipaddress.ip_address(host).is_loopback:
@@ -75,28 +90,52 @@ def demo(host: str, port: int, data_dir: str | None) -> None:
     except ValueError:
         if host != "localhost":
             raise ConfigError("the demo binds loopback only (it accepts onboarding over plain HTTP)") from None
-    configure(level="INFO")
+    named = data_dir is not None
     directory = Path(data_dir).absolute() if data_dir else Path(tempfile.mkdtemp(prefix="vigatra-demo-"))
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if (directory / "vigatra.db").exists():
-        raise ConfigError(f"{directory} already holds a demo database; choose an empty --data-dir")
+    if (directory / "data").exists() or (directory / "kek.key").exists():
+        raise ConfigError(f"{directory} already holds a demo; choose an empty --data-dir")
+    try:
+        _run_demo(host, port, directory, named, keep)
+    finally:
+        if not named and not keep:
+            shutil.rmtree(directory, ignore_errors=True)
+            click.echo(f"Removed the demo's temporary directory {directory} (--keep keeps it).")
+
+
+def _run_demo(host: str, port: int, directory: Path, named: bool, keep: bool) -> None:
+    import yaml
+
+    from appliance.logs import configure
+    from appliance.serve import run
+    from appliance.settings import VENUE_IDS, settings_from_mapping
+    from appliance.store.migrate import upgrade
+    from appliance.store.session import engine_from_settings
+
+    configure(level="INFO")
     if port == 0:
         port = _free_port(host)
     sim_url, sim = _start_sim()
-    kek_var = f"VIGATRA_DEMO_KEK_{uuid.uuid4().hex[:8].upper()}"
-    os.environ[kek_var] = base64.b64encode(secrets.token_bytes(32)).decode()
+    kek = directory / "kek.key"
+    fd = os.open(kek, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "w") as out:
+        out.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     raw: dict[str, Any] = {
-        "data_dir": str(directory),
+        "data_dir": str(directory / "data"),
         "appliance_id": f"demo-{uuid.uuid4()}",
         "server": {"host": host, "port": port, "public_url": f"http://{host}:{port}",
                    "dev_allow_insecure_onboarding": True},
-        "keys": {"provider": "env", "env_var": kek_var},
+        "keys": {"provider": "file", "file_path": str(kek)},
         "venues": {v: {"base_url": f"{sim_url}/{v}", "requests_per_second": 50, "poll_interval_minutes": 1}
                    for v in VENUE_IDS},
         "chains": {"bitcoin": {"enabled": True, "esplora_url": f"{sim_url}/esplora/api", "network": "mainnet"}},
         "poller": {"tick_seconds": 10, "interval_minutes": 1},
         "audit": {"checkpoint_minutes": 5},
     }
+    (directory / "data").mkdir(mode=0o700)
+    config = directory / "vigatra.yaml"
+    config.write_text("# Written by `vigatra demo`: use it with `vigatra --config " + str(config) + " ...`.\n"
+                      + yaml.safe_dump(raw, sort_keys=False))
     settings = settings_from_mapping(raw, env={}, source="vigatra demo")
     engine = engine_from_settings(settings)
     upgrade(engine)
@@ -106,10 +145,12 @@ def demo(host: str, port: int, data_dir: str | None) -> None:
     def ready(url: str) -> None:
         click.echo("")
         click.echo(f"Vigatra demo is running at {url}/login")
-        click.echo(f"  data dir: {directory} (throwaway)")
+        kept = "yours, kept" if named else "kept (--keep)" if keep else "temporary, removed on exit"
+        click.echo(f"  directory: {directory} ({kept})")
+        click.echo(f"  config for other commands: vigatra --config {config} status")
         click.echo(f"  venue simulators: {sim_url}/ (control API under /_sim/)")
         for username, role, password in logins:
-            click.echo(f"  login {username:<11} ({role:<10}) password: {password}")
+            click.echo(f"login {username} ({role}) password: {password}")
         click.echo(f"  {seeded}")
         click.echo("Press Ctrl-C to stop.")
 
@@ -133,25 +174,35 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
             password = generate_password()
             identity.create_user(session, actor, settings.auth, username=username, password=password, roles=[role])
             logins.append((username, role, password))
-        people = [employees.create(session, name=n, email=e, department=d) for n, e, d in DEMO_EMPLOYEES]
+        people = [employees.create(session, name=n, email=e, department=d) for n, e, d in demo_employees()]
         person_ids = [p.id for p in people]
     app.open()
-    # Each demo employee onboards a read-only key or two through the real path: probe, then seal.
-    plan = {0: ["coinbase", "kraken"], 1: ["binance", "bybit"], 2: ["okx"], 3: ["gemini", "kucoin"], 4: ["bitstamp"]}
+    # Most employees onboard a read-only key or two through the real path (probe, then seal); the accounts hold
+    # plausible sums (a few hundred to a few hundred thousand dollars) and traded at the simulators' own prices.
+    import random
+
+    rng = random.Random(22)  # noqa: S311 (the same plausible firm every run; nothing secret)
     connected = 0
     fingerprint_key = app.keys.derive("fingerprint")
-    for index, venues in plan.items():
+    revoked = None
+    for index, person_id in enumerate(person_ids):
+        if index % 5 == 4:
+            continue  # a few employees have not connected anything yet
+        venues = rng.sample(DEMO_VENUES, 2 if index % 3 == 0 else 1)
         with app.store.unit_of_work() as session:
-            row, _token = onboarding.create_link(session, actor, settings, person_ids[index])
+            row, _token = onboarding.create_link(session, actor, settings, person_id)
             link = onboarding.Link(row.id, row.employee_id, row.purpose, False, row.expires_at)
         for venue in venues:
-            key = sim.state.venues[venue].create_key(["read"], history={"trades": 12, "deposits": 4, "withdrawals": 2})
+            simulated = sim.state.venues[venue]
+            key = simulated.create_key(["read"], history={"trades": 0, "deposits": 0, "withdrawals": 0})
+            _fill_account(sim, simulated, key.account, rng)
             adapter = app.venues.get(venue)
             creds = Credentials(key.api_key, key.api_secret, key.passphrase or "")
             outcome = onboarding.probe(adapter, creds, "accept_unverified")
             with app.store.unit_of_work() as session:
                 onboarding.record_key_submission(session, app.keys, link, adapter, creds, outcome, fingerprint_key)
             connected += 1
+            revoked = revoked or (key if index == 7 else None)
     # Conduct rules to see at work: a restricted list (SOL trades raise critical alerts at the first polls),
     # a watch list for the trading desk, a 30-day holding period and a deal team blacked out this month.
     from appliance.services import conduct
@@ -175,10 +226,40 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
         _link, token = portal.create_link(session, actor, settings, person_ids[0], channel="printed")
         portal_link = portal.link_url(settings, token)
     # One employee's key will be revoked at the venue: the poller turns it red within one cycle.
-    revoked = next(k for k in sim.state.venues["bitstamp"].keys.values())
-    revoked.revoked = True
-    return app, logins, (f"{len(person_ids)} employees, {connected} exchange connections (Hedy's Bitstamp key is "
-                         "revoked at the venue: watch it turn red); the conduct rules on the Lists and Rules "
-                         "pages raise alerts as the first polls come in\n"
-                         f"  employee portal for {DEMO_EMPLOYEES[0][0]} (15 minutes, once): {portal_link}\n"
+    if revoked is not None:
+        revoked.revoked = True
+    first = demo_employees()[0][0]
+    return app, logins, (f"{len(person_ids)} employees in {len(DEPARTMENTS)} departments, {connected} exchange "
+                         "connections (one key is revoked at the venue: watch it turn red); the conduct rules on "
+                         "the Lists and Rules pages raise alerts as the first polls come in\n"
+                         f"  employee portal for {first} (15 minutes, once): {portal_link}\n"
                          "  (more: vigatra employee portal-link --employee ID)")
+
+
+def _fill_account(sim: Any, venue: Any, account: Any, rng: Any) -> None:
+    """Balances worth a few hundred to a few hundred thousand dollars, and trades at the simulators' prices."""
+    import time
+    from decimal import Decimal
+
+    now_ms = int(time.time() * 1000)
+    wealth = Decimal(int(10 ** rng.uniform(2.5, 5.6)))  # dollars
+    held = rng.sample(DEMO_ASSETS, rng.randint(1, 3))
+    account.balances.clear()
+    for n, asset in enumerate(held):
+        share = wealth * Decimal(rng.choice((50, 30, 20)) if n else 60) / 100
+        usd = sim.state.prices.usd(asset, now_ms)
+        places = Decimal("0.01") if asset == "USDT" else Decimal("0.000001")
+        account.balances[asset] = (share / Decimal(str(usd))).quantize(places)
+    trades = []
+    for _ in range(rng.randint(3, 8)):
+        base, quote = rng.choice([m for m in venue.markets if m[1] == "USDT"] or list(venue.markets))
+        at = now_ms - rng.randint(2, 30 * 24) * 3_600_000  # the last month: a first pricing run of seconds
+        price = sim.state.prices.price(venue.id, base, quote, at)
+        notional = Decimal(rng.choice((250, 500, 1200, 2500, 4000, 9000, 15000)))
+        amount = (notional / price).quantize(Decimal("0.0001"))
+        trades.append({"base": base, "quote": quote, "price": str(price), "amount": str(amount),
+                       "side": rng.choice(("buy", "sell")), "at": at})
+    trades.sort(key=lambda t: t["at"])
+    for spec in trades:
+        venue.add_trades(account, 1, start_ms=spec.pop("at"), explicit=[spec])
+

@@ -58,7 +58,8 @@ def _transactions_matching(employee_id: int | None, since: dt.datetime | None, u
 
 def transactions(session: Session, actor: Actor, *, permission: str = "transactions:read",
                  employee_id: int | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-                 limit: int = 500, before_id: int | None = None) -> list[tuple[Transaction, Connection]]:
+                 limit: int = 500, before_id: int | None = None, venue: str | None = None,
+                 asset: str | None = None, kind: str | None = None) -> list[tuple[Transaction, Connection]]:
     if employee_id is not None:
         require_employee_visible(session, actor, permission, employee_id)
     if not 1 <= limit <= 5000:
@@ -66,6 +67,12 @@ def transactions(session: Session, actor: Actor, *, permission: str = "transacti
     stmt = _transactions_matching(employee_id, since, until).order_by(Transaction.id.desc()).limit(limit)
     if before_id is not None:
         stmt = stmt.where(Transaction.id < before_id)
+    if venue:
+        stmt = stmt.where(Connection.venue == venue)
+    if asset:
+        stmt = stmt.where(Transaction.asset == asset)
+    if kind:
+        stmt = stmt.where(Transaction.kind == kind)
     return [(t, c) for t, c in session.execute(_scoped(stmt, actor, permission)).all()]
 
 

@@ -58,6 +58,7 @@ def _cross_check(settings: Settings, source: str) -> None:
     if not settings.data_dir.is_absolute():
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)
+    _check_time_zone(settings.display.time_zone, source)
     _check_directory(settings, source)
     _check_roster(settings, source)
 
@@ -138,6 +139,17 @@ def _check_preclearance(pc: PreclearanceSettings, source: str) -> None:
         if not value.is_finite() or value <= 0:
             raise _bad(("preclearance", "auto_approve_below"), source,
                        f"must be a positive amount, got {pc.auto_approve_below!r}")
+
+
+def _check_time_zone(name: str, source: str) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _bad(("display", "time_zone"), source,
+                   f"{name!r} is not a time zone this machine knows (an IANA name such as Europe/London; the "
+                   "tzdata package provides them)") from None
 
 
 def _check_valuation(valuation: ValuationSettings, source: str) -> None:

@@ -37,6 +37,7 @@ from appliance.settings.sections import (
     BackupSettings,
     ChainSettings,
     DatabaseSettings,
+    DisplaySettings,
     EgressSettings,
     KeySettings,
     LoggingSettings,
@@ -85,6 +86,8 @@ class Settings:
         "Self-custody wallets: the chain endpoints the customer configures."))
     valuation: ValuationSettings = field(default_factory=ValuationSettings, metadata=_doc(
         "Values in the firm's currency: where prices come from and how long they are kept."))
+    display: DisplaySettings = field(default_factory=DisplaySettings, metadata=_doc(
+        "How the pages show times."))
     portal: PortalSettings = field(default_factory=PortalSettings, metadata=_doc(
         "The employee portal (/me): sign-in links and sessions."))
     preclearance: PreclearanceSettings = field(default_factory=PreclearanceSettings, metadata=_doc(

@@ -357,9 +357,15 @@ class ValuationSettings:
         "Transactions one pricing run values at most (the rest at the next run).", min=100, max=10_000_000))
 
 
+@dataclass(frozen=True)
+class DisplaySettings:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "The firm's time zone (an IANA name such as Europe/London or America/New_York): every page shows times "
+        "in it, with the UTC time on hover; exports and the API keep UTC."))
 
 
 def _bad(path: tuple[str, ...], source: str, why: str) -> ConfigError:
     return ConfigError(f"configuration key '{'.'.join(path)}' in {source}: {why}")
+
 
 

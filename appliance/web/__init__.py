@@ -8,9 +8,14 @@ from flask import Blueprint, request, url_for
 
 from appliance import __version__
 from appliance.boundary.csrf import csrf_token
-from appliance.boundary.edge import current_state
+from appliance.boundary.edge import appliance, current_state
+from appliance.web import charts, display, words
 
 web_blueprint = Blueprint("web", __name__)
+display.install(web_blueprint, lambda: appliance().settings.display.time_zone)
+web_blueprint.add_app_template_global(charts.bar_chart, "bar_chart")
+web_blueprint.add_app_template_global(charts.line_chart, "line_chart")
+web_blueprint.app_context_processor(lambda: {"status_words": words.STATUS_WORDS, "error_words": words.ERROR_WORDS})
 
 
 # (endpoint, label, permission) in menu order; an item shows only to actors holding its permission.

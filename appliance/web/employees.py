@@ -4,6 +4,7 @@ onboarding links, CSV import, offboarding, "sync now"."""
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
@@ -16,28 +17,28 @@ from appliance.boundary.validation import accepts
 from appliance.errors import Invalid, VigatraError
 from appliance.services import alerts as alert_service
 from appliance.services import connections as connection_service
+from appliance.services import employee_list, notifications, onboarding, records, statements, sync
 from appliance.services import employees as employee_service
-from appliance.services import notifications, onboarding, records, statements, sync
 from appliance.services.roster import sync as roster_sync
 from appliance.services.rules import groups
 from appliance.services.scope import employee_visible, flagging_alerts, holdings_visible
 from appliance.services.valuation import read as valuation
+from appliance.services.valuation.snapshots import history as valuation_history
 from appliance.web import forms, web_blueprint
-
-
-@web_blueprint.app_template_filter("money")
-def money(value: Decimal | None, currency: str) -> str:
-    """A value rounded to the currency's minor unit, with thousands separators (values.html)."""
-    shown = valuation.rounded(value, currency)
-    return "" if shown is None else f"{shown:,}"
 
 
 @web_blueprint.route("/employees")
 @requires("employees:read", action="employees.list")
-@accepts(media=("text/html",))
-def employees() -> ResponseReturnValue:
-    rows = employee_service.list_rows(db())
-    return render_template("employees.html", rows=rows, red_count=sum(1 for r in rows if r.red))
+@accepts(query=forms.EmployeesQuery, media=("text/html",))
+def employees(query: forms.EmployeesQuery) -> ResponseReturnValue:
+    session = db()
+    currency = valuation.currency_of(appliance().settings)
+    reader = employee_list.reader_for(state().actor, currency)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort)
+    page = employee_list.list_page(session, search, reader, page=query.page)
+    red_total = employee_list.count(session, employee_list.Search(red="yes"), reader)
+    return render_template("employees.html", page=page, search=search, reader=reader, currency=currency,
+                           red_total=red_total, filtered=search != employee_list.Search(sort=search.sort))
 
 
 @web_blueprint.route("/employees", methods=["POST"])
@@ -71,22 +72,30 @@ def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
     return redirect(url_for("web.employees"))
 
 
-def render_employee(employee_id: int, *, flag_form: Any = None, flag_error: VigatraError | None = None,
-                    status: int = 200) -> ResponseReturnValue:
+TRANSACTIONS_PAGE = 50
+
+
+def render_employee(employee_id: int, *, query: forms.EmployeePageQuery | None = None, flag_form: Any = None,
+                    flag_error: VigatraError | None = None, status: int = 200) -> ResponseReturnValue:
     """The employee page. It says why the reader sees the employee's financial records when their
     role limits them to flagged employees (the alerts that flag them, and until when)."""
+    query = query or forms.EmployeePageQuery()
     session = db()
     actor = state().actor
+    settings = appliance().settings
     person = employee_service.get(session, employee_id)
     conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
     holdings = holdings_visible(session, actor, employee_id)
     views = [connection_service.connection_json(session, c, holdings=holdings) for c in conns]
     balances = transactions = positions = None
+    since, until = _days(query.from_, query.to, settings.display.time_zone)
     if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
         balances = records.current_balances(session, actor, employee_id=employee_id)
     if actor.can("transactions:read:flagged") and employee_visible(session, actor, "transactions:read",
                                                                   employee_id):
-        transactions = records.transactions(session, actor, employee_id=employee_id, limit=100)
+        transactions = records.transactions(session, actor, employee_id=employee_id, limit=TRANSACTIONS_PAGE,
+                                            before_id=query.before, since=since, until=until, venue=query.venue,
+                                            asset=query.asset, kind=query.kind)
     if actor.can("predictions:read:flagged") and employee_visible(session, actor, "predictions:read", employee_id):
         positions = records.current_positions(session, actor, employee_id=employee_id)
     alerts = alert_service.list_alerts(session, employee_id=employee_id, limit=20) if actor.can("alerts:read") \
@@ -99,21 +108,67 @@ def render_employee(employee_id: int, *, flag_form: Any = None, flag_error: Viga
     if actor.can("groups:read"):
         member_of = groups.groups_of(session, [employee_id]).get(employee_id, frozenset())
         memberships = [g for g, _n in groups.list_groups(session) if g.id in member_of]
+    values = _values(session, balances, transactions, positions)
+    if balances is not None:  # holdings by value, the largest first; unpriced ones last
+        order = sorted(range(len(balances)), key=lambda i: (values["balances"][i].value is None,
+                                                             -(values["balances"][i].value or 0)))
+        balances = [balances[i] for i in order]
+        values["balances"] = [values["balances"][i] for i in order]
+    filters = {k: v for k, v in (("venue", query.venue), ("asset", query.asset), ("kind", query.kind),
+                                 ("from", query.from_), ("to", query.to)) if v}
     return render_template("employee.html", person=person, connections=views, balances=balances,
                            transactions=transactions, positions=positions, alerts=alerts,
                            names=alert_service.names_for(session, alerts + flagging), flagging=flagging,
                            flagged_scope=flagged_scope, memberships=memberships,
                            links=[(link, onboarding.link_state(link)) for link in links],
                            mail_enabled=appliance().mailer.enabled, flag_form=flag_form or {},
-                           flag_error=flag_error,
-                           values=_values(session, balances, transactions, positions)), status
+                           flag_error=flag_error, values=values,
+                           history=_history(session, settings, employee_id, balances, positions),
+                           why=_why(session, actor, employee_id), filters=filters,
+                           more=transactions is not None and len(transactions) == TRANSACTIONS_PAGE,
+                           venues=sorted({c.venue for c in conns})), status
 
 
 @web_blueprint.route("/employees/<int:employee_id>")
 @requires("employees:read", action="employees.view")
-@accepts(media=("text/html",))
-def employee(employee_id: int) -> ResponseReturnValue:
-    return render_employee(employee_id)
+@accepts(query=forms.EmployeePageQuery, media=("text/html",))
+def employee(employee_id: int, query: forms.EmployeePageQuery) -> ResponseReturnValue:
+    return render_employee(employee_id, query=query)
+
+
+def _days(first: str | None, last: str | None, tz_name: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The transaction filter's days (the firm's calendar, both included) as a UTC range."""
+    zone = zoneinfo.ZoneInfo(tz_name)
+    out: list[dt.datetime | None] = []
+    for name, text, extra in (("from", first, 0), ("to", last, 1)):
+        if not text:
+            out.append(None)
+            continue
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise Invalid(f"{name}: a day such as 2026-12-01, got {text!r}", field=name) from None
+        out.append(dt.datetime.combine(day + dt.timedelta(days=extra), dt.time(), zone).astimezone(dt.UTC))
+    return out[0], out[1]
+
+
+def _history(session: Any, settings: Any, employee_id: int, balances: list[Any] | None,
+             positions: list[Any] | None) -> list[tuple[str, Decimal]]:
+    """The employee's recorded value per day (the chart in the header), for readers of their balances."""
+    if balances is None:
+        return []
+    rows = valuation_history(session, employee_id, valuation.currency_of(settings))
+    return [(r.day.isoformat(), r.balances + (r.positions if positions is not None else 0)) for r in rows]
+
+
+def _why(session: Any, actor: Any, employee_id: int) -> dict[str, Any]:
+    """Why the reader sees this employee's finances: their role covers everyone, or the employee is flagged by
+    these alerts (open, or closed within the flag window)."""
+    scope = actor.scope_for("balances:read") or actor.scope_for("transactions:read")
+    if scope != "flagged":
+        return {"scope": scope}
+    return {"scope": scope, "alerts": flagging_alerts(session, employee_id)}
+
 
 
 def _values(session: Any, balances: list[Any] | None, transactions: list[Any] | None,

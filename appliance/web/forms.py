@@ -121,6 +121,26 @@ class StatementForm(Form):
 
 # -- oversight ---------------------------------------------------------------------------------------
 
+class EmployeesQuery(Filters):
+    q: Annotated[str, Text(200)] | None = None
+    status: Literal["active", "offboarded"] | None = None
+    red: Literal["yes", "no"] | None = None
+    alerts: Literal["yes", "no"] | None = None
+    sort: Literal["name", "-name", "department", "-department", "status", "-status", "added", "-added"] = "name"
+    page: Annotated[int, Whole(1, 1_000_000)] = 1
+
+
+class EmployeePageQuery(Filters):
+    """The employee page's transaction filters (days of the firm's calendar) and page."""
+
+    venue: Annotated[str, Text(32)] | None = None
+    asset: Annotated[str, Text(64)] | None = None
+    kind: Annotated[str, Text(32)] | None = None
+    from_: Annotated[str, Text(10)] | None = Field(default=None, alias="from", description="A day, 2026-12-01.")
+    to: Annotated[str, Text(10)] | None = Field(default=None, description="A day, included.")
+    before: Id | None = None
+
+
 class TriageForm(Form):
     """The first version's one-step form (take it / resolve / dismiss), kept for bookmarked pages."""
 

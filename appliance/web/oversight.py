@@ -14,7 +14,7 @@ from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_cell, iter_r
 from appliance.boundary.edge import appliance, audit_detail, db, state
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
-from appliance.services import records, reports, sync
+from appliance.services import employee_list, records, reports, sync
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
 
@@ -32,8 +32,16 @@ def audit(query: forms.AuditQuery) -> ResponseReturnValue:
         if len(rows) == 100:
             break
     filters = {k: v for k, v in request.args.items() if k != "after" and v}  # as typed, for the form and links
-    return render_template("audit.html", rows=rows, query=filters,
+    users = employee_list.user_names(db(), (r["user_id"] for r in rows if isinstance(r["user_id"], int)))
+    return render_template("audit.html", rows=rows, query=filters, users=users,
                            next_after=rows[-1]["id"] if len(rows) == 100 else None)
+
+
+def _employee_names(items: list[Any]) -> dict[int, str]:
+    """The employees' names where the reader may see who they are (employees:read); ids otherwise."""
+    if not state().actor.can("employees:read"):
+        return {}
+    return employee_list.employee_names(db(), (getattr(i, "employee_id", None) for i in items))
 
 
 @web_blueprint.route("/predictions")
@@ -44,6 +52,7 @@ def predictions() -> ResponseReturnValue:
     rows = records.current_positions(session, state().actor)
     settings = appliance().settings
     return render_template("predictions.html", rows=rows, currency=valuation.currency_of(settings),
+                           names=_employee_names([c for _p, c in rows]),
                            values=valuation.position_values(session, settings, rows))
 
 

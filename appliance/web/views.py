@@ -184,8 +184,14 @@ def logout() -> ResponseReturnValue:
 @signed_in(action="home.view")
 @accepts(media=("text/html",))
 def home() -> ResponseReturnValue:
+    from appliance.services import overview
+    from appliance.services.valuation import read as valuation
+
     actor = state().actor
-    return render_template("home.html", has_any=bool(actor.permissions))
+    settings = appliance().settings
+    built = overview.collect(db(), actor, settings)
+    return render_template("home.html", has_any=bool(actor.permissions), panels=built,
+                           currency=valuation.currency_of(settings))
 
 
 @web_blueprint.route("/account")

@@ -16,7 +16,7 @@ def test_token_and_employees(client: Any, ta: Any) -> None:
     token = token_for(client, ta, "alice")
     response = client.get("/api/v1/employees", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.get_json()
-    assert response.get_json() == {"employees": []}
+    assert response.get_json() == {"employees": [], "total": 0, "currency": "USD", "next_cursor": None}
 
 
 def test_login_page(client: Any) -> None:

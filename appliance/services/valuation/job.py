@@ -12,6 +12,7 @@ One run, in order:
    price at that instant), converted at that time. Chain transfers of a token contract the customer did not
    configure are not priced: anyone can deploy a token called USDT, so its symbol proves nothing.
 4. Retention: price observations older than ``valuation.retention_days`` (by when they were stored) go.
+5. Every employee's holdings valued at the new prices and recorded for the dashboard (valuation/snapshots.py).
 
 A value that cannot be established is stored as unpriced with the reason, and tried again later: soon when a
 source failed, when the candle closes when it was still forming, daily when no source lists the asset.
@@ -35,6 +36,7 @@ from appliance.services.context import Appliance
 from appliance.services.valuation.book import Counters, PriceBook, insert_ignoring_duplicates, outcome_key
 from appliance.services.valuation.imports import IMPORT_PREFIX as IMPORTED
 from appliance.services.valuation.routes import IDENTITY, Leg, Priced, Resolver
+from appliance.services.valuation.snapshots import record_values
 from appliance.settings import PRICE_IMPORT_SOURCE
 from appliance.store.base import utcnow
 from appliance.store.models import (
@@ -69,6 +71,7 @@ class PricingResult:
     transactions_unpriced: int = 0
     transactions_left: bool = False
     observations_pruned: int = 0
+    employees_valued: int = 0
     counters: Counters = field(default_factory=Counters)
 
     def lines(self) -> list[str]:
@@ -104,6 +107,7 @@ def run_pricing(app: Appliance, *, now: dt.datetime | None = None, transaction_l
     price_transactions(app, book, result, transaction_limit or valuation.transactions_per_run)
     result.observations_pruned = prune_observations(app, book.now)
     result.counters = book.counters
+    result.employees_valued = record_values(app, now=book.now).employees  # what the dashboard reads
     return result
 
 

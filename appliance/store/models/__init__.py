@@ -22,6 +22,7 @@ from appliance.store.models.mail import MailOutbox
 from appliance.store.models.portal import EmployeeSession, EmployeeSignInLink, PreclearanceMatch, PreclearanceRequest
 from appliance.store.models.prices import CurrentPrice, PriceCandleDay, PriceObservation, TransactionValue
 from appliance.store.models.system import PollCycle, Setting, StoreProbe
+from appliance.store.models.values import EmployeeValue, EmployeeValueDay, FirmAssetValue, FirmValueDay
 
 __all__ = [
     "Alert",
@@ -44,7 +45,11 @@ __all__ = [
     "EmployeeGroupMember",
     "EmployeeSession",
     "EmployeeSignInLink",
+    "EmployeeValue",
+    "EmployeeValueDay",
     "EvaluationMark",
+    "FirmAssetValue",
+    "FirmValueDay",
     "KeyVersion",
     "ListEntry",
     "LoginThrottle",

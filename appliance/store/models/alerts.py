@@ -20,6 +20,8 @@ class Alert(Base):
         # One alert per (rule, record): re-evaluation never duplicates. Alerts not raised by a rule have
         # no rule id, and NULLs never collide.
         UniqueConstraint("rule_id", "record_key"),
+        # Open alerts by severity and age (the overview), employees with open alerts (the employees list).
+        Index("ix_alerts_status_created", "status", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -83,7 +83,11 @@ class CoverageInterval(Base):
     """A time range of one stream known complete (``complete``) or known missing (``gap``, with why)."""
 
     __tablename__ = "coverage_intervals"
-    __table_args__ = (Index("ix_coverage_connection_stream", "connection_id", "stream", "start_at"),)
+    __table_args__ = (
+        Index("ix_coverage_connection_stream", "connection_id", "stream", "start_at"),
+        # Open gaps firm-wide (the overview's coverage health).
+        Index("ix_coverage_open", "kind", "closed_at", "connection_id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="RESTRICT"))

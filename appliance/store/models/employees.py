@@ -13,6 +13,8 @@ from appliance.store.base import Base, Id, UTCDateTime, utcnow
 
 class Employee(Base):
     __tablename__ = "employees"
+    # The employees list's default order.
+    __table_args__ = (Index("ix_employees_name", "name", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)

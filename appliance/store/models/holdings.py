@@ -25,7 +25,11 @@ class BalanceSnapshot(Base):
     """
 
     __tablename__ = "balance_snapshots"
-    __table_args__ = (Index("ix_balance_snapshots_current", "connection_id", "asset", "valid_to"),)
+    __table_args__ = (
+        Index("ix_balance_snapshots_current", "connection_id", "asset", "valid_to"),
+        # Who holds an asset now (the firm's holdings by asset).
+        Index("ix_balance_snapshots_asset", "asset", "valid_to"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="RESTRICT"))
@@ -46,6 +50,8 @@ class Transaction(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "stream", "venue_tx_id"),
         Index("ix_transactions_connection_time", "connection_id", "occurred_at"),
+        # The firm's activity per day and its recent large trades (the overview, firm-wide views).
+        Index("ix_transactions_occurred", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
