@@ -186,9 +186,9 @@ def test_kill_9_halfway_through_rotation_then_resume(box: Box, keys: KeyService)
         while time.monotonic() < deadline and process.poll() is None:
             with box.store.read() as session:
                 moved = keys.sealed_counts(session).get(2, 0)
-            if moved >= 150:  # the first fifteen-odd batches have committed
-                break
-            time.sleep(0.01)
+            if moved >= 10:  # the first batch has committed: kill it partway (on a quiet machine the whole
+                break        # rotation can take less than a few polls, so waiting for more batches races it)
+            time.sleep(0.001)
         assert process.poll() is None, f"rotation ended before it could be killed: {process.communicate()}"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -202,7 +202,7 @@ def test_kill_9_halfway_through_rotation_then_resume(box: Box, keys: KeyService)
 
     with box.store.read() as session:
         counts = keys.sealed_counts(session)
-    assert counts[2] >= 150 and counts[1] > 0 and counts[1] + counts[2] == total
+    assert counts[2] >= 10 and counts[1] > 0 and counts[1] + counts[2] == total
     assert [(v, s) for v, s, _n in versions(box)] == [(1, "retiring"), (2, "active")]
     open_all(box.service(), sorted(plain))  # a freshly started process opens every secret
     assert errors == []
