@@ -182,8 +182,10 @@ def compact_money(value: Decimal | None, currency: str) -> str:
     size = abs(value)
     for limit, suffix in ((Decimal(10) ** 9, "bn"), (Decimal(10) ** 6, "M"), (Decimal(10) ** 3, "k")):
         if size >= limit:
-            scaled = value / limit
-            return f"{scaled:.1f}".rstrip("0").rstrip(".") + suffix
+            # Rounded explicitly: a format spec would follow the thread's decimal context, which libraries
+            # in this process may have changed (1.25M read 1.3M after one did).
+            scaled = (value / limit).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+            return f"{scaled}".rstrip("0").rstrip(".") + suffix
     return money(value, currency).split(".")[0] if size >= 100 else money(value, currency)
 
 
