@@ -34,23 +34,21 @@ from appliance.errors import (
     Conflict,
     Invalid,
     NotFound,
-    TooManyRequests,
     VenueAuthError,
     VenueBadData,
     VenueError,
     VenuePermissionError,
 )
 from appliance.rbac.actors import Actor
-from appliance.services.throttle import locked_row
+from appliance.services import throttle
 from appliance.settings import Settings
 from appliance.store.base import utcnow
-from appliance.store.models import Connection, Employee, LoginThrottle, OnboardingToken
+from appliance.store.models import Connection, Employee, OnboardingToken
 from appliance.store.session import Store
 from appliance.venues.base import Credentials, Scope, VenueAdapter, WalletAdapter
 from appliance.venues.scope_policy import decide
 
 INVALID_LINK = "This onboarding link is invalid, expired or already used. Ask your compliance team for a new one."
-THROTTLE_WINDOW = dt.timedelta(minutes=10)
 # Connections a new submission for the same venue replaces.
 SUPERSEDABLE = ("active", "degraded", "broken", "reonboarding_required", "pending")
 
@@ -138,24 +136,11 @@ def _throttle_key(ip: str) -> str:
 
 
 def check_throttle(store: Store, ip: str) -> None:
-    with store.read() as session:
-        row = session.get(LoginThrottle, _throttle_key(ip))
-        if row is not None and row.locked_until is not None and row.locked_until > utcnow():
-            raise TooManyRequests("too many invalid links from this address; try again later",
-                                  retry_after=int((row.locked_until - utcnow()).total_seconds()) + 1)
+    throttle.refuse_if_locked(store, _throttle_key(ip), "too many invalid links from this address; try again later")
 
 
 def record_bad_lookup(store: Store, settings: Settings, ip: str) -> None:
-    now = utcnow()
-    with store.unit_of_work() as session:
-        row = locked_row(session, _throttle_key(ip), now)
-        if row.window_start < now - THROTTLE_WINDOW:
-            row.window_start, row.failures = now, 0
-        row.failures += 1
-        if row.failures > settings.onboarding.failed_lookups_per_window:
-            row.locked_until = now + THROTTLE_WINDOW
-            row.lockouts += 1
-            row.failures = 0
+    throttle.count_failure(store, _throttle_key(ip), settings.onboarding.failed_lookups_per_window)
 
 
 @dataclass(frozen=True)

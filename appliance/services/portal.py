@@ -25,19 +25,18 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests
+from appliance.errors import Conflict, Invalid, NotFound
 from appliance.rbac.actors import Actor
-from appliance.services.throttle import locked_row
+from appliance.services import throttle
 from appliance.settings import Settings
 from appliance.store.base import utcnow
-from appliance.store.models import Employee, EmployeeSession, EmployeeSignInLink, LoginThrottle
+from appliance.store.models import Employee, EmployeeSession, EmployeeSignInLink
 from appliance.store.session import Store
 
 LINK_PATH = "/me/sign-in/"
 INVALID_LINK = "This sign-in link is invalid, expired or already used. Ask for a new one below."
 OTHER_BROWSER = ("This sign-in link belongs to another browser (the one it was asked for or first opened in). "
                  "Open it there, or ask for a new one below.")
-THROTTLE_WINDOW = dt.timedelta(minutes=10)
 CHANNELS = ("requested", "printed", "mailed")
 
 
@@ -214,25 +213,12 @@ def _throttle_key(ip: str) -> str:
 
 
 def check_throttle(store: Store, ip: str) -> None:
-    with store.read() as session:
-        row = session.get(LoginThrottle, _throttle_key(ip))
-        if row is not None and row.locked_until is not None and row.locked_until > utcnow():
-            raise TooManyRequests("too many sign-in attempts from this address; try again later",
-                                  retry_after=int((row.locked_until - utcnow()).total_seconds()) + 1)
+    throttle.refuse_if_locked(store, _throttle_key(ip), "too many sign-in attempts from this address; try again later")
 
 
 def count_attempt(store: Store, settings: Settings, ip: str) -> None:
     """Each link request and each bad link counts against the address."""
-    now = utcnow()
-    with store.unit_of_work() as session:
-        row = locked_row(session, _throttle_key(ip), now)
-        if row.window_start < now - THROTTLE_WINDOW:
-            row.window_start, row.failures = now, 0
-        row.failures += 1
-        if row.failures > settings.portal.link_requests_per_window:
-            row.locked_until = now + THROTTLE_WINDOW
-            row.lockouts += 1
-            row.failures = 0
+    throttle.count_failure(store, _throttle_key(ip), settings.portal.link_requests_per_window)
 
 
 # -- connections from the portal ---------------------------------------------------------------------------
