@@ -345,18 +345,14 @@ def measured_cycle(app: Any, sim: Sim, label: str, *, only: int | None = None) -
 
 def run_database(kind: str, args: argparse.Namespace, sim_app: Any, keys: list[tuple[str, dict[str, Any]]],
                  base: Path) -> list[CycleFigures]:
-    url: str
-    cluster = None
-    if kind == "sqlite":
-        url = f"sqlite:///{base / 'vigatra.db'}"
-    else:
-        from tests.support.pg import start_cluster
+    from bench.common import database
 
-        cluster, why = start_cluster(base / "pg")
-        if cluster is None:
-            note(f"PostgreSQL unavailable: {why}")
-            return []
-        url = cluster.fresh_database(migrated=False)
+    url: str
+    found, cluster, why = database(kind, base, "vigatra.db")
+    if found is None:
+        note(f"PostgreSQL unavailable: {why}")
+        return []
+    url = found
     sim = start_sim(sim_app, args.sim_threads)
     app = make_appliance(url, base / "data", sim, tuple(args.venues), args.workers, args.venue_rps,
                          pool_size=max(10, args.workers))

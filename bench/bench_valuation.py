@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import print_table  # noqa: E402
+from bench.common import database, print_table  # noqa: E402
 
 ASSETS = ("BTC", "ETH", "SOL", "USDT", "USDC", "XRP", "BNB", "ADA")
 TRADED = ("BTC", "ETH", "SOL", "XRP", "USDT")
@@ -139,17 +139,11 @@ def run_database(kind: str, args: argparse.Namespace, base: Path) -> list[tuple[
     from appliance.store.models import TransactionValue
     from tests.support.sim import start_sim
 
-    cluster = None
-    if kind == "sqlite":
-        url = f"sqlite:///{base / 'valuation.db'}"
-    else:
-        from tests.support.pg import start_cluster
-
-        cluster, why = start_cluster(base / "pg")
-        if cluster is None:
-            note(f"PostgreSQL unavailable: {why}")
-            return []
-        url = cluster.fresh_database(migrated=False)
+    found, cluster, why = database(kind, base, "valuation.db")
+    if found is None:
+        note(f"PostgreSQL unavailable: {why}")
+        return []
+    url = found
     sim = start_sim()
     app = make_appliance(url, base / f"data-{kind}", sim)
     rows: list[tuple[str, ...]] = []

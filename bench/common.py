@@ -163,3 +163,17 @@ def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]
 
 def dump(path: str, data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2, default=str))
+
+
+def database(kind: str, base: Path, sqlite_name: str) -> tuple[str | None, Any, str]:
+    """(url, cluster, why) for a bench run on ``kind``: a SQLite file under ``base``, or a fresh database in
+    a PostgreSQL cluster started under ``base / "pg"`` (url None and the reason when none can start; the
+    caller stops the cluster)."""
+    if kind == "sqlite":
+        return f"sqlite:///{base / sqlite_name}", None, ""
+    from tests.support.pg import start_cluster
+
+    cluster, why = start_cluster(base / "pg")
+    if cluster is None:
+        return None, None, why
+    return cluster.fresh_database(migrated=False), cluster, ""
