@@ -153,8 +153,16 @@ def redeem(session: Session, settings: Settings, link: OpenLink) -> tuple[Employ
         EmployeeSignInLink.expires_at > now).values(used_at=now))
     if getattr(result, "rowcount", 0) != 1:
         raise NotFound(INVALID_LINK)
+    return open_session(session, settings, link.employee_id, link_id=link.link_id)
+
+
+def open_session(session: Session, settings: Settings, employee_id: int, *, link_id: int | None = None
+                 ) -> tuple[EmployeeSession, str]:
+    """A new employee session (after a used link, or a directory sign-in: ``link_id`` None); returns the row
+    and the cookie value, which is stored only as its hash."""
+    now = utcnow()
     token = secrets.token_urlsafe(32)
-    row = EmployeeSession(employee_id=link.employee_id, token_hash=token_hash(token), link_id=link.link_id,
+    row = EmployeeSession(employee_id=employee_id, token_hash=token_hash(token), link_id=link_id,
                           created_at=now, last_seen_at=now,
                           expires_at=now + dt.timedelta(hours=settings.portal.session_absolute_hours))
     session.add(row)

@@ -177,7 +177,21 @@ class PortalSettings:
     session_absolute_hours: int = field(default=8, metadata=_doc(
         "An employee's portal session ends this long after sign-in, whatever happens.", min=1, max=168))
     link_requests_per_window: int = field(default=10, metadata=_doc(
-        "Sign-in links one IP address may ask for per 10 minutes before it is throttled.", min=1, max=1000))
+        "Sign-in links one IP address may ask for per 10 minutes before it is throttled (directory sign-in "
+        "attempts on /me/sign-in count against the same allowance).", min=1, max=1000))
+    directory_sign_in: bool = field(default=True, metadata=_doc(
+        "Offer employees sign-in through the firm's directory on /me/sign-in when directory.ldap (user name and "
+        "password, a bind as the person) or directory.oidc (the provider's button) is enabled. The person is "
+        "matched to an employee by portal.match_by; it never opens a dashboard session."))
+    match_by: Literal["email", "employee_number"] = field(default="email", metadata=_doc(
+        "How a directory person is matched to an employee: email (the directory's e-mail attribute or the ID "
+        "token's email claim, against the employee's e-mail) or employee_number (against the employee number "
+        "the roster or the import recorded)."))
+    ldap_employee_number_attribute: str = field(default="", metadata=_doc(
+        "With match_by employee_number: the directory attribute holding it. Empty: roster.ldap's "
+        "employee_number_attribute, else employeeID (Active Directory), employeeNumber (OpenLDAP)."))
+    oidc_employee_number_claim: str = field(default="employee_number", metadata=_doc(
+        "With match_by employee_number: the ID token claim holding it."))
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from appliance.web import (  # noqa: E402,F401  (register the routes)
     onboarding,
     oversight,
     portal,
+    portal_directory,
     preclearance,
     sso,
     views,

@@ -333,6 +333,13 @@ class PortalSignInForm(Form):
     email: Annotated[str, Text(254)] = ""
 
 
+class PortalDirectoryForm(Form):
+    """The portal's directory sign-in: the person's directory user name and password."""
+
+    username: Annotated[str, Text(128)] = ""
+    password: Annotated[str, Text(1024)] = ""
+
+
 class PortalRequestForm(Form):
     asset: Annotated[str, Text(64)] = ""
     market_id: Annotated[str, Text(500)] = ""

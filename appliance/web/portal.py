@@ -67,9 +67,14 @@ def _with_binding(response: Any, value: str, fresh: bool) -> Any:
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Any:
+    from appliance.services.directory import portal as directory_portal
+
+    settings = appliance().settings
+    ldap_on, oidc_on = directory_portal.enabled(settings)
     response = make_response(render_template(template, csrf=csrf_token(),
-                                             minutes=appliance().settings.portal.sign_in_link_minutes,
-                                             mail=appliance().mailer.enabled, **context), status)
+                                             minutes=settings.portal.sign_in_link_minutes,
+                                             mail=appliance().mailer.enabled, ldap_on=ldap_on, oidc_on=oidc_on,
+                                             sso_label=settings.directory.oidc.button_label, **context), status)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -168,11 +173,17 @@ def portal_link(token: str) -> ResponseReturnValue:
                    link_id=link.link_id, detail={"session_id": row.id}, session_=s)
     except (NotFound, Conflict):
         return _page("portal_sign_in.html", 404, error=portal.INVALID_LINK)
+    response = signed_in_response(cookie)
+    response.delete_cookie(BIND_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
+    return response
+
+
+def signed_in_response(cookie: str) -> Any:
+    """The redirect to /me that carries a new employee session's cookie (a link used, or a directory sign-in)."""
     session.clear()  # one kind of session per browser: a dashboard session here ends
     response = redirect(url_for("web.portal_home"))
     response.set_cookie(EMPLOYEE_COOKIE, cookie, secure=True, httponly=True, samesite="Lax", path="/",
-                        max_age=app.settings.portal.session_absolute_hours * 3600)
-    response.delete_cookie(BIND_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
+                        max_age=appliance().settings.portal.session_absolute_hours * 3600)
     return response
 
 

@@ -1,5 +1,7 @@
 """Single sign-on through the firm's OpenID provider: /login/oidc sends the browser there, /login/oidc/callback
-takes it back (services/directory/oidc.py checks everything; these views keep the state between the two)."""
+takes it back (services/directory/oidc.py checks everything; these views keep the state between the two).
+A flow the employee portal began (/me/sign-in/sso) comes back to the same callback, which hands it to
+web/portal_directory.py: its pending state says so, and it never opens a dashboard session."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from appliance.boundary.routes import public
 from appliance.boundary.validation import accepts
 from appliance.errors import KeyProviderError, NotFound, Unauthenticated
 from appliance.services.directory import signin as directory_signin
-from appliance.web import forms, web_blueprint
+from appliance.web import forms, portal_directory, web_blueprint
 from appliance.web.views import _after_sign_in, _safe_next, _security_event, start_session
 
 PENDING = "oidc_pending"  # the session key holding state, nonce, PKCE verifier and next until the callback
@@ -57,6 +59,10 @@ def login_oidc_callback(query: forms.OidcCallbackQuery) -> ResponseReturnValue:
             str(pending.get("state", "")), query.state):
         _security_event("login.failure", outcome="denied", status=400, detail="oidc: unknown or replayed state")
         return _failed("That sign-in link has expired or was already used; sign in again.", 400)
+    if pending.get("kind") == portal_directory.EMPLOYEE_FLOW:  # the employee portal began this flow
+        if query.error or not query.code:
+            return portal_directory.refuse_oidc(f"the provider answered {query.error or 'without a code'}")
+        return portal_directory.finish_oidc(pending, query.code)
     next_url = str(pending.get("next") or "") or None
     if query.error or not query.code:
         why = f"oidc: the provider answered {query.error or 'without a code'}"

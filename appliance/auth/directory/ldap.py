@@ -87,6 +87,7 @@ class DirectoryPerson:
     name: str
     groups: frozenset[str]
     disabled: bool
+    employee_number: str = ""  # read only when asked for (the employee portal's match_by employee_number)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,12 @@ def effective(settings: LdapSettings, name: str) -> str:
     """A setting, or the server type's default when it is empty."""
     value = str(getattr(settings, name, "") or "")
     return value or _DEFAULTS[settings.server_type].get(name, "")
+
+
+def employee_number_attribute(settings: LdapSettings, roster: RosterLdapSettings | None = None) -> str:
+    """The attribute holding the employee number: the roster's setting, else the server type's default."""
+    configured = roster.employee_number_attribute if roster is not None else ""
+    return configured or _DEFAULTS[settings.server_type]["employee_number_attribute"]
 
 
 def _first(entry: dict[str, Any], attribute: str) -> str:
@@ -258,8 +265,8 @@ class LdapDirectory:
                 return False
         return bool(_first(entry, "pwdAccountLockedTime"))
 
-    def _person(self, conn: Connection, entry: dict[str, Any]) -> DirectoryPerson:
-        return DirectoryPerson(
+    def _person(self, conn: Connection, entry: dict[str, Any], number_attribute: str = "") -> DirectoryPerson:
+        return DirectoryPerson(employee_number=_first(entry, number_attribute),
             dn=entry["dn"], directory_id=self._directory_id(entry),
             login=_first(entry, effective(self.settings, "login_attribute")),
             email=_first(entry, self.settings.email_attribute),
@@ -269,33 +276,34 @@ class LdapDirectory:
     def _user_filter(self) -> str:
         return effective(self.settings, "user_filter")
 
-    def find_login(self, conn: Connection, login: str) -> dict[str, Any] | None:
+    def find_login(self, conn: Connection, login: str, extra: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The one account whose sign-in name is ``login``; None when there is none (or several)."""
         attribute = effective(self.settings, "login_attribute")
         search_filter = f"(&{self._user_filter()}({attribute}={escape_filter_chars(login)}))"
-        found = self._search(conn, self.settings.user_base, search_filter, self._user_attributes())
+        found = self._search(conn, self.settings.user_base, search_filter, [*self._user_attributes(), *extra])
         if len(found) > 1:
             log.warning("directory: %d accounts answer to one sign-in name; refusing them all", len(found))
             return None
         return found[0] if found else None
 
-    def authenticate(self, login: str, password: str) -> DirectoryPerson:
+    def authenticate(self, login: str, password: str, *, number_attribute: str = "") -> DirectoryPerson:
         """The person whose sign-in name and password these are, with their groups.
 
         DirectoryRefused when the name is unknown, the password wrong (an empty one is refused before
         anything is sent: an empty password is an unauthenticated bind that servers accept) or the
-        account disabled; DirectoryUnavailable when the directory cannot answer.
+        account disabled; DirectoryUnavailable when the directory cannot answer. ``number_attribute``: also
+        read the employee number from it.
         """
         if not login or not password or "\x00" in password:
             raise DirectoryRefused("a user name and a password are required")
         with self.service() as conn:
-            entry = self.find_login(conn, login)
+            entry = self.find_login(conn, login, (number_attribute,) if number_attribute else ())
             if entry is None:
                 raise DirectoryRefused("no such account in the directory (or it does not match the user filter)")
             if self._disabled(entry):
                 raise DirectoryRefused("the directory account is disabled")
             self._check_password(entry["dn"], password)
-            return self._person(conn, entry)
+            return self._person(conn, entry, number_attribute)
 
     def _check_password(self, dn: str, password: str) -> None:
         conn = self._connection(dn, password)

@@ -13,8 +13,8 @@ One entry point for the sign-in page and POST /api/v1/auth/token (:func:`sign_in
 
 A TOTP code is asked of directory users when ``directory.ldap.ask_totp`` (and they enrolled one).
 
-:func:`authenticate_person` is the part the employee portal's sign-in will reuse (issue 24 item 4): it checks
-a name and password against the directory and returns the person's attributes, creating nothing.
+:func:`authenticate_person` is the part the employee portal's sign-in reuses (services/directory/portal.py): it
+checks a name and password against the directory and returns the person's attributes, creating nothing.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ def ldap_directory(app: Appliance) -> LdapDirectory:
     return LdapDirectory(ldap, password)
 
 
-def authenticate_person(app: Appliance, login: str, password: str) -> DirectoryPerson:
-    """The directory person with this name and password (DirectoryRefused / DirectoryUnavailable otherwise)."""
-    return ldap_directory(app).authenticate(login.strip(), password)
+def authenticate_person(app: Appliance, login: str, password: str, *, number_attribute: str = "") -> DirectoryPerson:
+    """The directory person with this name and password (DirectoryRefused / DirectoryUnavailable otherwise);
+    with ``number_attribute``, their employee number read from it too."""
+    return ldap_directory(app).authenticate(login.strip(), password, number_attribute=number_attribute)
 
 
 def identity_of(app: Appliance, person: DirectoryPerson) -> DirectoryIdentity:
