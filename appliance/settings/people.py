@@ -94,8 +94,9 @@ class OidcSettings:
     use_egress_proxy: bool = field(default=False, metadata=_doc(
         "Reach the provider through egress.proxy (an internet provider behind the corporate proxy)."))
     ask_totp: bool = field(default=False, metadata=_doc(
-        "Also ask users signed in through the provider for their Vigatra TOTP code. Usually false: the "
-        "provider applies the firm's MFA policy."))
+        "Also ask users signed in through the provider for their Vigatra TOTP code (those who enrolled one), "
+        "as a second step after the provider's callback. Usually false: the provider applies the firm's MFA "
+        "policy."))
     button_label: str = field(default="Sign in with single sign-on", metadata=_doc(
         "The sign-in page's button for this provider."))
     timeout_seconds: int = field(default=10, metadata=_doc("Timeout of one request to the provider.",

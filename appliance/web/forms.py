@@ -75,6 +75,12 @@ class OidcCallbackQuery(Filters):
     session_state: Annotated[str, Text(500)] | None = None
 
 
+class OidcCodeForm(Form):
+    """The TOTP code asked after the OpenID provider's callback (directory.oidc.ask_totp)."""
+
+    totp: Annotated[str, Text(16)] = ""
+
+
 class LoginForm(Form):
     username: Annotated[str, Text(128)] = ""
     password: Annotated[str, Text(1024)] = ""

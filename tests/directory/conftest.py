@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.support import oidc as op
 from tests.support import slapd as seed
+from tests.support.app import TestAppliance, build
 from tests.support.slapd import Slapd, start_slapd
 
 ROLE_MAP = {
@@ -52,8 +54,6 @@ def ldap_overrides(server: Slapd, secret: str, *, url: str | None = None, **ldap
 @pytest.fixture
 def dta(db_url: str, tmp_path: Path, slapd: Slapd, ldap_secret: str) -> Iterator[Any]:
     """A test appliance (personas alice, carol, victor, nora are local accounts) signing in against slapd."""
-    from tests.support.app import build
-
     built = build(db_url, tmp_path / "data", **ldap_overrides(slapd, ldap_secret))
     try:
         yield built
@@ -74,5 +74,53 @@ def dclient(dta: Any) -> Any:
             return super().open(*args, **kwargs)
 
     flask_app = create_app(dta.appliance)
+    flask_app.test_client_class = HttpsClient
+    return flask_app.test_client()
+
+
+# -- the OpenID provider (tests/support/oidc.py) ---------------------------------------------------------
+
+SECRET_NAME = "oidc-client-secret-tests"
+OIDC_ROLE_MAP = {"vigatra-compliance": ["Compliance"], "vigatra-admins": ["Admin"]}
+
+
+@pytest.fixture(scope="session")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[op.OpenIdProvider]:
+    running = op.start_provider(["https://localhost/login/oidc/callback"], tmp_path_factory.mktemp("op"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def oidc_overrides(issuer: str, public_url: str = "https://localhost", **oidc: Any) -> dict[str, Any]:
+    return {"server": {"public_url": public_url},
+            "directory": {"oidc": {"enabled": True, "issuer": issuer, "client_id": op.CLIENT_ID,
+                                   "client_secret_name": SECRET_NAME, **oidc},
+                          "role_map": OIDC_ROLE_MAP}}
+
+
+@pytest.fixture
+def ota_oidc(db_url: str, tmp_path: Path, provider: op.OpenIdProvider) -> Iterator[TestAppliance]:
+    os.environ["VIGATRA_SECRET_" + SECRET_NAME.upper().replace("-", "_")] = op.CLIENT_SECRET
+    built = build(db_url, tmp_path / "data", **oidc_overrides(provider.issuer))
+    try:
+        yield built
+    finally:
+        built.appliance.close()
+
+
+@pytest.fixture
+def oclient(ota_oidc: TestAppliance) -> Any:
+    from flask.testing import FlaskClient
+
+    from appliance.app import create_app
+
+    class HttpsClient(FlaskClient):
+        def open(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("base_url", "https://localhost")
+            return super().open(*args, **kwargs)
+
+    flask_app = create_app(ota_oidc.appliance)
     flask_app.test_client_class = HttpsClient
     return flask_app.test_client()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -21,53 +20,9 @@ from appliance.auth.directory import DirectoryRefused, DirectoryUnavailable
 from appliance.services.directory.oidc import OidcProvider
 from appliance.store.models import AuditEvent, User
 from appliance.venues.egress import Egress
+from tests.directory.conftest import SECRET_NAME, oidc_overrides
 from tests.support import oidc as op
 from tests.support.app import TestAppliance, build
-
-SECRET_NAME = "oidc-client-secret-tests"
-ROLE_MAP = {"vigatra-compliance": ["Compliance"], "vigatra-admins": ["Admin"]}
-
-
-@pytest.fixture(scope="session")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[op.OpenIdProvider]:
-    running = op.start_provider(["https://localhost/login/oidc/callback"], tmp_path_factory.mktemp("op"))
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def oidc_overrides(issuer: str, public_url: str = "https://localhost", **oidc: Any) -> dict[str, Any]:
-    return {"server": {"public_url": public_url},
-            "directory": {"oidc": {"enabled": True, "issuer": issuer, "client_id": op.CLIENT_ID,
-                                   "client_secret_name": SECRET_NAME, **oidc},
-                          "role_map": ROLE_MAP}}
-
-
-@pytest.fixture
-def ota_oidc(db_url: str, tmp_path: Path, provider: op.OpenIdProvider) -> Iterator[TestAppliance]:
-    os.environ["VIGATRA_SECRET_" + SECRET_NAME.upper().replace("-", "_")] = op.CLIENT_SECRET
-    built = build(db_url, tmp_path / "data", **oidc_overrides(provider.issuer))
-    try:
-        yield built
-    finally:
-        built.appliance.close()
-
-
-@pytest.fixture
-def oclient(ota_oidc: TestAppliance) -> Any:
-    from flask.testing import FlaskClient
-
-    from appliance.app import create_app
-
-    class HttpsClient(FlaskClient):
-        def open(self, *args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("base_url", "https://localhost")
-            return super().open(*args, **kwargs)
-
-    flask_app = create_app(ota_oidc.appliance)
-    flask_app.test_client_class = HttpsClient
-    return flask_app.test_client()
 
 
 def log_in_at_provider(authorize_url: str, issuer: str, login: str) -> str:

@@ -11,7 +11,9 @@ One entry point for the sign-in page and POST /api/v1/auth/token (:func:`sign_in
    so the appliance cannot be used to lock out or guess at directory accounts faster than it allows), and
    the same generic answer for an unknown name and a wrong password; the true reason goes to the audit trail.
 
-A TOTP code is asked of directory users when ``directory.ldap.ask_totp`` (and they enrolled one).
+A TOTP code is asked of directory users when ``directory.ldap.ask_totp`` (and they enrolled one); of users signed
+in through the OpenID provider when ``directory.oidc.ask_totp`` (and they enrolled one), as a second step after
+the provider's callback (:class:`OidcTotpRequired`, :func:`finish_oidc_totp`).
 
 :func:`authenticate_person` is the part the employee portal's sign-in reuses (services/directory/portal.py): it
 checks a name and password against the directory and returns the person's attributes, creating nothing.
@@ -169,11 +171,51 @@ def sign_in_oidc(app: Appliance, claims: dict[str, Any], *, ip: str) -> local.Lo
         if current is None or not current.is_active:
             raise Unauthenticated(local.GENERIC_FAILURE, detail={"reason": "the account is disabled here"})
         if app.settings.directory.oidc.ask_totp and current.mfa_enabled:
-            # A second step after the provider's redirect is not built: refuse rather than skip the code.
-            raise Unauthenticated(local.GENERIC_FAILURE, detail={
-                "reason": "directory.oidc.ask_totp with an enrolled TOTP is not supported yet"})
+            # The provider vouched for the person; their Vigatra TOTP code is asked next (finish_oidc_totp).
+            raise OidcTotpRequired(current.id, current.totp_last_step)
         current.last_login_at = utcnow()
         return local.LoginOutcome(current.id, current.username)
+
+
+class OidcTotpRequired(local.MfaRequired):
+    """The provider's ID token checked out; the user enrolled TOTP and directory.oidc.ask_totp asks for it.
+
+    ``step`` is the user's last accepted TOTP step at this moment: the pending second step is good only while it
+    is unchanged, so once a code was accepted (here or anywhere) the same pending step cannot be used again."""
+
+    def __init__(self, user_id: int, step: int) -> None:
+        super().__init__("a one-time code from your authenticator app is required")
+        self.user_id = user_id
+        self.step = step
+
+
+def finish_oidc_totp(app: Appliance, *, user_id: int, step: int, code: str, ip: str) -> local.LoginOutcome:
+    """The second step of an OpenID sign-in with ask_totp: the code for the user the provider vouched for.
+    Counted and throttled like a password sign-in; Unauthenticated (generic; the reason in ``detail``)."""
+    with app.store.read() as session:
+        user = session.get(User, user_id)
+        username = user.username if user is not None else ""
+    local.check_not_throttled(app.store, username, ip)
+    with app.store.unit_of_work() as session:
+        user = session.get(User, user_id)
+        why = ""
+        if user is None or not user.is_active:
+            why = "the account is disabled here"
+        elif not user.mfa_enabled or user.totp_secret_sealed is None:
+            why = "the account has no TOTP enrolled any more"
+        elif user.totp_last_step != step:
+            why = "the pending sign-in step was already used (or a code was accepted since)"
+        elif not local.verify_totp(session, user, code, app.keys.open_text(
+                session, user.totp_secret_sealed, table="users", column="totp_secret_sealed", row_id=user.id)):
+            why = "wrong one-time code"
+        if not why and user is not None:
+            user.failed_logins = 0
+            user.locked_until = None
+            user.last_login_at = utcnow()
+            local.clear_throttle(session, user.username)
+            return local.LoginOutcome(user.id, user.username)
+    locked = local.record_failure(app.store, app.settings.auth, username, ip) if username else False
+    raise Unauthenticated(local.GENERIC_FAILURE, detail={"locked": locked, "reason": why})
 
 
 def failure_detail(exc: Unauthenticated) -> str:
@@ -183,5 +225,5 @@ def failure_detail(exc: Unauthenticated) -> str:
     return json.dumps(detail, sort_keys=True) if detail else ""
 
 
-__all__ = ["authenticate_person", "failure_detail", "identity_of", "ldap_directory", "oidc_identity", "oidc_provider",
-           "sign_in", "sign_in_oidc"]
+__all__ = ["OidcTotpRequired", "authenticate_person", "failure_detail", "finish_oidc_totp", "identity_of",
+           "ldap_directory", "oidc_identity", "oidc_provider", "sign_in", "sign_in_oidc"]
