@@ -228,7 +228,7 @@ class TransactionQuery(Schema):
 class PreclearanceOutcome(Answer):
     """How post-trade matching judged a trade (docs/PRECLEARANCE.md)."""
 
-    status: Literal["matched", "over_quantity", "outside_window", "no_request"]
+    status: Literal["matched", "over_quantity", "outside_window", "no_request", "unvalued"]
     request_id: int | None
 
 

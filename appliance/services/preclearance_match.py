@@ -12,10 +12,13 @@ moves on — so a record is matched exactly when it is first evaluated):
 The outcome, recorded on the record (``preclearance_matches``):
 - ``matched`` (with the request): inside an approval's window (``valid_from`` to ``expires_at``) and,
   with the earlier matched records of that approval, within its quantity plus the tolerance (a notional
-  approval compares the trade's quote amount when it is in the base currency, else its stored value);
+  approval compares the trade's value at its own time: :func:`trade_notional`);
 - ``over_quantity`` (with the request): inside a window, but over what is left of every approval;
 - ``outside_window`` (with the request): approvals exist for it, but none valid at the record's time;
-- ``no_request``: none at all (pending or denied requests approve nothing).
+- ``no_request``: none at all (pending or denied requests approve nothing);
+- ``unvalued`` (with the request): the only approvals in their window are notional ones and the record has
+  no value at its time, so whether it stays within them cannot be told. Never counted as zero, never
+  ``matched``: it is kept for review, and the ``preclearance_required`` rule raises an alert for it.
 """
 
 from __future__ import annotations
@@ -43,15 +46,19 @@ from appliance.store.models import (
     PreclearanceMatch,
     PreclearanceRequest,
     PredictionPosition,
+    PriceObservation,
     Rule,
     Transaction,
     TransactionValue,
 )
 
 TRADES = ("buy", "sell")
-EXCEPTIONS = ("no_request", "over_quantity", "outside_window")
+EXCEPTIONS = ("no_request", "over_quantity", "outside_window", "unvalued")
 TITLES = {"no_request": "without pre-clearance", "over_quantity": "over the pre-cleared quantity",
-          "outside_window": "outside the pre-clearance window"}
+          "outside_window": "outside the pre-clearance window",
+          "unvalued": "against a notional pre-clearance, with no value at its time"}
+# How far from a trade a stored price of its pair may be to value it at its time.
+PRICE_AT_TRADE = dt.timedelta(hours=1)
 
 
 def _limit(request: PreclearanceRequest) -> Decimal:
@@ -83,29 +90,59 @@ class _Book:
         self._used[request_id] = self.used(request_id) + amount
 
 
-def _trade_notional(session: Session, settings: Settings, tx: Transaction) -> Decimal | None:
+def trade_notional(session: Session, settings: Settings, tx: Transaction) -> Decimal | None:
+    """The trade's value in the base currency at its own time, or None when nothing tells it: its quote
+    amount when quoted in the base currency, else its stored value (the pricing job's), else its amount times
+    the stored price of its pair (asset/base currency) nearest to its time within PRICE_AT_TRADE."""
     currency = settings.valuation.currency
     if tx.quote_asset and tx.quote_asset.upper() == currency and tx.quote_amount is not None:
         return abs(tx.quote_amount)
     stored = session.get(TransactionValue, (tx.id, currency))
-    return abs(stored.value) if stored is not None and stored.value is not None else None
+    if stored is not None and stored.value is not None:
+        return abs(stored.value)
+    price = _price_near(session, tx.asset.upper(), currency, tx.occurred_at)
+    return abs(tx.amount) * price if price is not None else None
+
+
+def _price_near(session: Session, asset: str, currency: str, at: dt.datetime) -> Decimal | None:
+    window = (PriceObservation.asset == asset, PriceObservation.currency == currency)
+    before = session.execute(select(PriceObservation.at, PriceObservation.price).where(
+        *window, PriceObservation.at <= at, PriceObservation.at >= at - PRICE_AT_TRADE).order_by(
+        PriceObservation.at.desc()).limit(1)).first()
+    after = session.execute(select(PriceObservation.at, PriceObservation.price).where(
+        *window, PriceObservation.at > at, PriceObservation.at <= at + PRICE_AT_TRADE).order_by(
+        PriceObservation.at).limit(1)).first()
+    found = [row for row in (before, after) if row is not None]
+    if not found:
+        return None
+    nearest = min(found, key=lambda row: abs(row[0] - at))
+    return Decimal(nearest[1])
 
 
 def _decide(book: _Book, candidates: Sequence[PreclearanceRequest], at: dt.datetime,
             amount_for: Any) -> tuple[str, int | None, Decimal]:
-    """The outcome for one record, given the approvals for the same thing (oldest first)."""
+    """The outcome for one record, given the approvals for the same thing (oldest first). ``amount_for``
+    gives what the record counts against a request (None: a notional request and no value at its time)."""
+    units = amount_for(None)
     if not candidates:
-        return "no_request", None, amount_for(None)
+        return "no_request", None, units
     in_window = [r for r in candidates if r.valid_from is not None and r.expires_at is not None
                  and r.valid_from <= at <= r.expires_at]
+    unvalued: PreclearanceRequest | None = None
     for request in in_window:
         amount = amount_for(request)
+        if amount is None:
+            unvalued = unvalued or request
+            continue
         if book.used(request.id) + amount <= _limit(request):
             book.take(request.id, amount)
             return "matched", request.id, amount
+    if unvalued is not None:
+        return "unvalued", unvalued.id, units  # never counted as zero against the notional
     if in_window:
         return "over_quantity", in_window[0].id, amount_for(in_window[0])
-    return "outside_window", candidates[-1].id, amount_for(candidates[-1])
+    last = amount_for(candidates[-1])
+    return "outside_window", candidates[-1].id, last if last is not None else units
 
 
 def match_connection(session: Session, settings: Settings, connection_id: int) -> list[PreclearanceMatch]:
@@ -137,10 +174,9 @@ def _match_trades(session: Session, settings: Settings, book: _Book, connection:
         candidates = [r for r in book.approved if r.kind == "asset" and r.asset == asset and r.side == tx.kind
                       and (not r.venue or r.venue == connection.venue)]
 
-        def amount_for(request: PreclearanceRequest | None, tx: Transaction = tx) -> Decimal:
+        def amount_for(request: PreclearanceRequest | None, tx: Transaction = tx) -> Decimal | None:
             if request is not None and request.quantity is None:
-                notional = _trade_notional(session, settings, tx)
-                return notional if notional is not None else Decimal(0)
+                return trade_notional(session, settings, tx)
             return abs(tx.amount)
 
         status, request_id, amount = _decide(book, candidates, tx.occurred_at, amount_for)
@@ -167,9 +203,9 @@ def _match_positions(session: Session, book: _Book, connection: Connection, sinc
                       and r.side == side and r.market_id.lower() == market]
 
         def amount_for(request: PreclearanceRequest | None, added: Decimal = added,
-                       position: PredictionPosition = position) -> Decimal:
+                       position: PredictionPosition = position) -> Decimal | None:
             if request is not None and request.quantity is None:
-                return added * (position.avg_price or Decimal(0))
+                return added * position.avg_price if position.avg_price is not None else None
             return added
 
         status, request_id, amount = _decide(book, candidates, position.valid_from, amount_for)
@@ -229,7 +265,7 @@ def _alert(session: Session, settings: Settings, rule: Rule, match: Preclearance
         if tx.asset.upper() in (params.get("exempt_assets") or []):
             return None
         if params.get("exempt_below"):
-            value = _trade_notional(session, settings, tx)
+            value = trade_notional(session, settings, tx)
             if value is not None and value < Decimal(params["exempt_below"]):
                 return None  # an unvalued trade is not exempt: it is judged
         what = f"{tx.kind} of {tx.asset} on {venue}"

@@ -122,7 +122,7 @@ class PreclearanceMatch(Base):
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # The quantity this record counts against an approval (a position: the size it added).
     quantity: Mapped[Decimal] = mapped_column(Amount)
-    # matched | over_quantity | outside_window | no_request
+    # matched | over_quantity | outside_window | no_request | unvalued (a notional approval, no value at its time)
     status: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[int | None] = mapped_column(ForeignKey("preclearance_requests.id", ondelete="RESTRICT"),
                                                    default=None)
