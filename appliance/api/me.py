@@ -148,7 +148,9 @@ def me_create_preclearance(body: ps.PreclearanceCreate) -> ResponseReturnValue:
 
     if body.employee_id is not None:
         raise Invalid("employee_id is not sent here: a request on the portal is always your own", field="employee_id")
-    ask = preclearance.parse(body.model_dump(exclude_none=True))
+    from appliance.services.preclearance_url import ask_from
+
+    ask = ask_from(appliance(), body.model_dump(exclude_none=True))
     row = preclearance.submit(db(), appliance().settings, state().actor, _employee_id(), ask, via="portal")
     audit_resource("preclearance", row.id)
     audit_detail(status=row.status, rule_id=row.rule_id)

@@ -25,7 +25,12 @@ class PreclearanceCreate(Schema):
 
     employee_id: Id | None = Field(default=None, description="The employee (dashboard only; the portal's own).")
     asset: Annotated[str, Text(64)] | None = None
-    market_id: Annotated[str, Text(500)] | None = Field(default=None, description="A market id or a Kalshi URL.")
+    market_id: Annotated[str, Text(500)] | None = Field(
+        default=None, description="A market id (a Polymarket condition id, a Kalshi ticker) or a polymarket.com or "
+                                  "kalshi.com URL.")
+    market_choice: Annotated[str, Text(200)] | None = Field(
+        default=None, description="With a Polymarket event URL naming several markets: the chosen market's slug or "
+                                  "condition id (the error lists them).")
     venue: Annotated[str, Text(32)] | None = None
     side: Annotated[str, Text(8)] = Field(description="buy or sell (assets); yes or no (markets).")
     quantity: Amount | None = None

@@ -20,6 +20,7 @@ from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
 from appliance.errors import Invalid
 from appliance.services import preclearance
+from appliance.services.preclearance_url import ask_from
 
 
 @api_blueprint.route("/preclearances", methods=["POST"])
@@ -29,8 +30,8 @@ def create_preclearance(body: ps.PreclearanceCreate) -> ResponseReturnValue:
     employee_id = body.employee_id
     if employee_id is None:
         raise Invalid("employee_id is required (the employee's id)", field="employee_id")
-    ask = preclearance.parse({k: v for k, v in body.model_dump(exclude_none=True).items() if k != "employee_id"})
     app = appliance()
+    ask = ask_from(app, {k: v for k, v in body.model_dump(exclude_none=True).items() if k != "employee_id"})
     session = db()
     row = preclearance.submit(session, app.settings, state().actor, employee_id, ask, via="dashboard")
     preclearance.notify_decision(session, app.mailer, app.settings, row)

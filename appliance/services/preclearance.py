@@ -47,7 +47,10 @@ SIDES = {"asset": ("buy", "sell"), "market": ("yes", "no")}
 MARKET_VENUES = ("polymarket", "kalshi")
 MAX_REASON = 2000
 MARKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
-FIELDS = frozenset({"employee_id", "asset", "market_id", "venue", "side", "quantity", "notional", "reason"})
+FIELDS = frozenset({"employee_id", "asset", "market_id", "market_choice", "venue", "side", "quantity", "notional",
+                    "reason"})
+POLYMARKET_HOSTS = ("polymarket.com", "www.polymarket.com")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class Ask:
     quantity: Decimal | None
     notional: Decimal | None
     reason: str
+    # A polymarket.com URL names a slug (an event's or a market's), resolved to a condition id by resolve().
+    slug: str = ""
+    slug_kind: str = ""  # event | market
+    choice: str = ""  # which market of an event (its condition id or slug), when it has several
 
 
 def _amount(value: Any, field: str) -> Decimal | None:
@@ -78,27 +85,43 @@ def _amount(value: Any, field: str) -> Decimal | None:
     return number
 
 
-def _market(value: str, venue: str) -> tuple[str, str]:
-    """A market id, or a Polymarket / Kalshi URL (its last path segment, the venue from its host)."""
+def _market(value: str, venue: str) -> tuple[str, str, str, str]:
+    """A market id, or a Kalshi URL (its last path segment), or a Polymarket URL (the slug it names, resolved
+    later by :func:`resolve`); the venue from the URL's host. Returns (market id, venue, slug, slug kind)."""
     text = value.strip()
     if text.lower().startswith(("https://", "http://")):
         parts = urlsplit(text)
         host = (parts.hostname or "").lower()
         found = next((v for v in MARKET_VENUES if host == f"{v}.com" or host.endswith(f".{v}.com")), "")
         segments = [s for s in parts.path.split("/") if s]
-        if not found or not segments:
+        if not found or not segments or parts.username or parts.password or parts.port:
             raise Invalid("market_id: a market id, or a polymarket.com or kalshi.com market URL", field="market_id")
         if venue and venue != found:
             raise Invalid(f"market_id is a {found} URL but venue is {venue}", field="venue")
         if found == "polymarket":
-            # A Polymarket URL names the event's slug; positions name the market's condition id, and
-            # resolving one to the other would need a request to Gamma from inside this request.
-            raise Invalid("for Polymarket give the market's condition id (0x followed by 64 hex digits), shown on "
-                          "the market page under the rules, not its URL", field="market_id")
-        return segments[-1].upper(), found
+            slug, kind = _polymarket_slug(host, segments)
+            return "", found, slug, kind
+        return segments[-1].upper(), found, "", ""
     if not MARKET_ID.match(text):
         raise Invalid("market_id: a market id (letters, digits, . _ : -) or a market URL", field="market_id")
-    return text, venue
+    return text, venue, "", ""
+
+
+def _polymarket_slug(host: str, segments: list[str]) -> tuple[str, str]:
+    """polymarket.com/event/<event>[/<market>] or /market/<market>: the most precise slug and its kind."""
+    if host not in POLYMARKET_HOSTS:
+        raise Invalid("market_id: a Polymarket URL is on polymarket.com", field="market_id")
+    if segments[0] == "event" and len(segments) in (2, 3):
+        slug, kind = (segments[2], "market") if len(segments) == 3 else (segments[1], "event")
+    elif segments[0] == "market" and len(segments) == 2:
+        slug, kind = segments[1], "market"
+    else:
+        raise Invalid("market_id: a Polymarket URL looks like https://polymarket.com/event/<name> (or "
+                      "/event/<name>/<market>)", field="market_id")
+    if not SLUG.match(slug):
+        raise Invalid("market_id: the URL's market name is not a Polymarket slug (lower-case letters, digits, "
+                      "dashes)", field="market_id")
+    return slug, kind
 
 
 def parse(data: dict[str, Any]) -> Ask:
@@ -124,7 +147,7 @@ def parse(data: dict[str, Any]) -> Ask:
             raise Invalid("asset must be an asset symbol, e.g. BTC", field="asset")
         market_id = ""
     else:
-        market_id, venue = _market(market, venue)
+        market_id, venue, slug, slug_kind = _market(market, venue)
         if venue not in MARKET_VENUES:
             raise Invalid(f"a prediction market request names its venue ({' or '.join(MARKET_VENUES)})",
                           field="venue")
@@ -140,7 +163,13 @@ def parse(data: dict[str, Any]) -> Ask:
     reason = data.get("reason") or ""
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise Invalid(f"reason is text of at most {MAX_REASON} characters", field="reason")
-    return Ask(kind, asset, market_id, venue, str(side), quantity, notional, reason.strip())
+    choice = data.get("market_choice") or ""
+    if not isinstance(choice, str) or len(choice) > 200:
+        raise Invalid("market_choice is a market's condition id or slug", field="market_choice")
+    if kind == "asset":
+        return Ask(kind, asset, market_id, venue, str(side), quantity, notional, reason.strip())
+    return Ask(kind, asset, market_id, venue, str(side), quantity, notional, reason.strip(), slug, slug_kind,
+               choice.strip())
 
 
 # -- windows ----------------------------------------------------------------------------------------------

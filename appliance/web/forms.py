@@ -349,6 +349,7 @@ class PortalDirectoryForm(Form):
 class PortalRequestForm(Form):
     asset: Annotated[str, Text(64)] = ""
     market_id: Annotated[str, Text(500)] = ""
+    market_choice: Annotated[str, Text(200)] = ""
     venue: Annotated[str, Text(32)] = ""
     side: Annotated[str, Text(8)] = ""
     quantity: Annotated[str, Text(40)] = ""

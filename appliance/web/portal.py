@@ -22,12 +22,13 @@ from appliance.boundary.csrf import check_csrf, csrf_token, employee_csrf_token
 from appliance.boundary.edge import appliance, audit_resource, db, state
 from appliance.boundary.routes import employee_portal, public
 from appliance.boundary.validation import accepts, submitted
-from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests
+from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests, Unavailable
 from appliance.services import me, portal
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
 
 BIND_COOKIE = "__Host-vigatra-portal-browser"
+MARKET_CHOICE = "portal_market_choice"  # a request waiting for the employee to choose one market of an event
 SENT = ("If this address belongs to an employee, a sign-in link is on its way. It works for {minutes} minutes, "
         "once, and only in this browser.")
 
@@ -212,10 +213,11 @@ def portal_home() -> ResponseReturnValue:
 
 
 def _portal_extra() -> dict[str, Any]:
-    """The pre-clearance form's choices."""
+    """The pre-clearance form's choices (and an event's markets to choose from, after a request named one)."""
     from appliance.settings import VENUE_IDS
 
-    return {"venues": VENUE_IDS}
+    pending = session.pop(MARKET_CHOICE, None)
+    return {"venues": VENUE_IDS, "market_choice": pending if isinstance(pending, dict) else None}
 
 
 @web_blueprint.route("/me/sign-out", methods=["POST"])
@@ -238,14 +240,21 @@ def portal_request(form: forms.PortalRequestForm) -> ResponseReturnValue:
     from flask import flash
 
     from appliance.services import preclearance
+    from appliance.services.preclearance_url import SeveralMarkets, ask_from
 
     employee_id = state().actor.employee_id
     assert employee_id is not None
     data = {k: str(v).strip() for k, v in form.model_dump(exclude={"csrf_token"}).items()}
     try:
-        ask = preclearance.parse({k: v for k, v in data.items() if v})
+        ask = ask_from(appliance(), {k: v for k, v in data.items() if v})
         row = preclearance.submit(db(), appliance().settings, state().actor, employee_id, ask, via="portal")
-    except Invalid as exc:
+    except SeveralMarkets as exc:
+        # The page offers the event's markets to choose from, the rest of the request as it was typed.
+        session[MARKET_CHOICE] = {"data": {k: v for k, v in data.items() if k != "market_choice"},
+                                  "choices": [list(c) for c in exc.choices]}
+        flash("Not sent yet: this Polymarket event has several markets. Choose one below.", "error")
+        return redirect(url_for("web.portal_home") + "#requests")
+    except (Invalid, Unavailable) as exc:
         flash(f"Not sent: {exc.message}", "error")
         return redirect(url_for("web.portal_home") + "#requests")
     audit_resource("preclearance", row.id)

@@ -112,9 +112,9 @@ def test_on_behalf_of_an_employee_and_the_queue_page(client: Any, ta: Any, flask
     erin_id = new_employee(ta)
     carol = Dashboard(client, ta, "carol")
     refused = client.post("/api/v1/preclearances", headers=carol.headers, json={
-        "employee_id": erin_id, "market_id": "https://polymarket.com/event/will-it-rain", "side": "yes",
-        "quantity": "100"})
-    assert refused.status_code == 400 and "condition id" in refused.get_json()["error"]["message"]
+        "employee_id": erin_id, "market_id": "https://polymarket.com.evil.example/event/will-it-rain", "side": "yes",
+        "quantity": "100"})  # a lookalike host (Polymarket URLs themselves: tests/portal/test_polymarket_url.py)
+    assert refused.status_code == 400 and "polymarket.com or kalshi.com" in refused.get_json()["error"]["message"]
     made = carol.post("/preclearances", {"employee_id": erin_id, "market_id": "https://kalshi.com/markets/kxrain/"
                                          "rain-in-nyc/kxrain-26dec", "side": "yes", "quantity": "100"})
     assert made["status"] == "pending" and made["venue"] == "kalshi" and made["market_id"] == "KXRAIN-26DEC"

@@ -16,6 +16,11 @@ Both hosts are served under ``/polymarket/`` (their paths do not collide). Wire 
 - v1 (``/positions``, ``/trades``, ``/activity``): bare camelCase arrays with ``limit``/``offset``.
 - Gamma ``/markets``: camelCase markets; ``condition_ids`` repeated or comma-separated; closed markets
   only with ``closed=true``; 20 rows unless ``limit`` says otherwise; tags with ``include_tag=true``.
+- Gamma by slug (docs.polymarket.com/developers/gamma-markets-api/get-markets, "Fetch by Slug": the slug is the
+  path segment after ``/event/`` of a polymarket.com URL; ``GET /events?slug=`` and ``GET /markets?slug=``):
+  a bare JSON array, empty for an unknown slug; an event carries its ``markets`` (the same market objects as
+  ``/markets``). With a slug, closed rows come back unless ``closed`` is given [unverified: the page does not
+  say how ``closed`` combines with ``slug``]; the event's ``closed`` is true when all its markets are.
 
 Control API (``/_sim/polymarket/...``): ``POST wallets`` ``{"positions", "trades", "activity"}`` ->
 ``{"address"}``; ``POST wallets/<addr>/trades|activity|positions`` ``{"count": n}`` or explicit rows;
@@ -104,6 +109,14 @@ MARKETS = (
            "presidential-election-winner-2028", "Presidential Election Winner 2028", "1100000", "Politics",
            (("Politics", "politics"), ("Elections", "elections")), ("Vance", "Field"), Decimal("0.2850")),
 )
+# Markets Gamma lists but wallets are never given (so the seeded wallets stay as they were): the second market
+# of an event, so that an event URL can name several markets.
+GAMMA_ONLY = (
+    Market("Will Gavin Newsom win the 2028 US presidential election?", "presidential-election-winner-2028-newsom",
+           "presidential-election-winner-2028", "Presidential Election Winner 2028", "1100000", "Politics",
+           (("Politics", "politics"), ("Elections", "elections")), ("Yes", "No"), Decimal("0.1520")),
+)
+GAMMA_MARKETS = MARKETS + GAMMA_ONLY
 MARKETS_BY_CONDITION = {m.condition_id: m for m in MARKETS}
 
 
@@ -310,7 +323,7 @@ class PolymarketSim(VenueSim):
         query = {k: v for k, v in parse_qs(req.query, keep_blank_values=True).items()}
         routes = {"/v2/positions": self.v2_positions, "/v2/trades": self.v2_trades, "/v2/activity": self.v2_activity,
                   "/positions": self.v1_positions, "/trades": self.v1_trades, "/activity": self.v1_activity,
-                  "/markets": self.gamma_markets}
+                  "/markets": self.gamma_markets, "/events": self.gamma_events}
         handler = routes.get(req.path.rstrip("/") or "/")
         if handler is None:
             raise v2_error(404, "not_found", f"no route {req.path}")
@@ -506,12 +519,39 @@ class PolymarketSim(VenueSim):
     # -- Gamma ----------------------------------------------------------------------------------
     def gamma_markets(self, query: dict[str, list[str]]) -> Any:
         wanted = {c.lower() for value in query.get("condition_ids", []) for c in value.split(",") if c}
-        closed = (self._one(query, "closed", "false") or "false").lower() == "true"
+        slugs = set(query.get("slug", []))
+        closed = self._closed_filter(query, bool(slugs))
         limit = self._int(query, "limit", 20)
         offset = self._int(query, "offset", 0)
         include_tag = (self._one(query, "include_tag", "false") or "false").lower() == "true"
-        found = [m for m in MARKETS if m.closed == closed and (not wanted or m.condition_id in wanted)]
+        found = [m for m in GAMMA_MARKETS if (closed is None or m.closed == closed)
+                 and (not wanted or m.condition_id in wanted) and (not slugs or m.slug in slugs)]
         return [self.gamma_market(m, include_tag) for m in found[offset:offset + limit]]
+
+    def _closed_filter(self, query: dict[str, list[str]], by_slug: bool) -> bool | None:
+        given = self._one(query, "closed")
+        if given is None:
+            return None if by_slug else False
+        return given.lower() == "true"
+
+    def gamma_events(self, query: dict[str, list[str]]) -> Any:
+        slugs = set(query.get("slug", []))
+        closed = self._closed_filter(query, bool(slugs))
+        limit = self._int(query, "limit", 20)
+        offset = self._int(query, "offset", 0)
+        events: dict[str, list[Market]] = {}
+        for m in GAMMA_MARKETS:
+            events.setdefault(m.event_slug, []).append(m)
+        out = []
+        for slug, markets in events.items():
+            ended = all(m.closed for m in markets)
+            if (slugs and slug not in slugs) or (closed is not None and ended != closed):
+                continue
+            first = markets[0]
+            out.append({"id": first.event_id, "ticker": slug, "slug": slug, "title": first.event_title,
+                        "active": True, "closed": ended, "endDate": "2026-12-31T12:00:00Z",
+                        "markets": [self.gamma_market(m, False) for m in markets]})
+        return out[offset:offset + limit]
 
     def gamma_market(self, m: Market, include_tag: bool) -> dict[str, Any]:
         out: dict[str, Any] = {

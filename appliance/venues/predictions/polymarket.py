@@ -36,6 +36,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +58,19 @@ from appliance.venues.predictions import (
 from appliance.venues.ratelimits import RateLimit
 
 log = logging.getLogger(__name__)
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,199}")
+_CONDITION = re.compile(r"0x[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class GammaMarket:
+    """A market as Gamma lists it: enough to tell an employee which one they mean."""
+
+    condition_id: str
+    question: str
+    slug: str
+    closed: bool
 
 DATA_HOST = "data-api.polymarket.com"
 GAMMA_HOST = "gamma-api.polymarket.com"
@@ -125,7 +139,7 @@ class PolymarketAdapter(WalletAdapter):
     kind = "prediction"
     streams = (Stream.TRADES, Stream.ACTIVITY)
     hosts = (DATA_HOST, GAMMA_HOST)
-    read_endpoints = egress_rules.read("GET", r"/v2/(positions|trades|activity)", r"/markets")
+    read_endpoints = egress_rules.read("GET", r"/v2/(positions|trades|activity)", r"/markets", r"/events")
 
     def __init__(self, egress: Egress) -> None:
         self.egress = egress
@@ -251,6 +265,26 @@ class PolymarketAdapter(WalletAdapter):
             if isinstance(market, dict) and market.get("conditionId"):
                 out.append((str(market["conditionId"]), str(market.get("question") or ""), category_of(market)))
         return out
+
+    # -- markets by slug (pre-clearance by URL) ----------------------------------------------------
+    def markets_by_slug(self, slug: str, kind: str) -> list[GammaMarket]:
+        """The markets a polymarket.com URL names: ``kind`` "event" asks Gamma ``/events?slug=`` (an event and
+        its markets), "market" ``/markets?slug=``. Only the public slug is sent. Empty for an unknown slug."""
+        if not _SLUG.fullmatch(slug):
+            raise Invalid("a Polymarket slug is lower-case letters, digits and dashes", field="market_id")
+        if kind == "event":
+            body = self._get(GAMMA_HOST, "/events", [("slug", slug)])
+            if not isinstance(body, list):
+                raise VenueBadData(self.id, "Gamma /events did not return a list")
+            rows = [m for event in body if isinstance(event, dict) and event.get("slug") == slug
+                    for m in (event.get("markets") or []) if isinstance(m, dict)]
+        else:
+            body = self._get(GAMMA_HOST, "/markets", [("slug", slug)])
+            if not isinstance(body, list):
+                raise VenueBadData(self.id, "Gamma /markets did not return a list")
+            rows = [m for m in body if isinstance(m, dict) and m.get("slug") == slug]
+        return [GammaMarket(str(m["conditionId"]).lower(), str(m.get("question") or ""), str(m.get("slug") or ""),
+                            bool(m.get("closed"))) for m in rows if _CONDITION.fullmatch(str(m.get("conditionId")))]
 
     # -- public market prices (valuation) ----------------------------------------------------------
     def outcome_prices(self, condition_ids: set[str]) -> dict[tuple[str, str], Decimal]:
