@@ -30,6 +30,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("web.predictions", "Predictions", "predictions:read"),
     ("web.reports_page", "Reports", "reports:read"),
     ("web.audit", "Audit", "audit:read"),
+    ("web.roster_page", "Roster", "employees:write"),
     ("web.users", "Users", "users:read"),
     ("web.roles", "Roles", "roles:read"),
     ("web.apikeys", "API keys", "apikeys:read"),
@@ -63,6 +64,7 @@ from appliance.web import (  # noqa: E402,F401  (register the routes)
     portal,
     portal_directory,
     preclearance,
+    roster,
     sso,
     views,
 )

@@ -346,6 +346,20 @@ class PortalDirectoryForm(Form):
     password: Annotated[str, Text(1024)] = ""
 
 
+class RosterRunForm(Form):
+    """A roster dry run of one source."""
+
+    source: Literal["ldap", "files"]
+
+
+class RosterApplyForm(Form):
+    """Apply the roster changes of the dry run that was reviewed (``digest`` names them)."""
+
+    source: Literal["ldap", "files"]
+    digest: Annotated[str, Text(64)]
+    allow_mass_departures: Literal["", "1"] = ""
+
+
 class PortalRequestForm(Form):
     asset: Annotated[str, Text(64)] = ""
     market_id: Annotated[str, Text(500)] = ""

@@ -263,11 +263,14 @@ def state_of(session: Session, source: str) -> RosterState:
 
 
 def run(session: Session, records: list[RosterRecord], *, source: str, dry_run: bool, max_departures_percent: int,
-        allow_mass_departures: bool = False, actor_label: str, via: str) -> RosterReport:
+        allow_mass_departures: bool = False, actor_label: str, via: str, reviewed: str | None = None
+        ) -> RosterReport:
     """Plan, then apply unless ``dry_run``; the source's state records what was shown and applied.
 
-    Raises Invalid when the first apply was not reviewed by a dry run showing the same changes, or when
-    more than ``max_departures_percent`` of the source's employees would be offboarded (unless allowed)."""
+    Raises Invalid when the first apply was not reviewed by a dry run showing the same changes, when
+    ``reviewed`` (the digest of the dry run a person looked at, as the Roster page sends it) differs from the
+    changes the source gives now (the source changed since: nothing applied, review again), or when more than
+    ``max_departures_percent`` of the source's employees would be offboarded (unless allowed)."""
     report = plan(session, records, source=source, whole_roster=True)
     state = state_of(session, source)
     state.last_run_at = utcnow()
@@ -277,6 +280,9 @@ def run(session: Session, records: list[RosterRecord], *, source: str, dry_run: 
             state.reviewed_digest, state.reviewed_at = report.digest(), utcnow()
         state.pending = [c.as_dict() for c in report.changes if c.kind not in ("unchanged",)][:1000]
         return report
+    if reviewed is not None and reviewed != report.digest():
+        raise Invalid(f"the {source} roster changed since the dry run you reviewed: nothing applied; run the dry "
+                      "run again and review the new changes", field="digest")
     if state.first_applied_at is None and state.reviewed_digest != report.digest():
         raise Invalid(f"the {source} roster was never applied: review its changes with `vigatra roster sync "
                       "--dry-run` first (the first apply must show the same changes as the last dry run)")

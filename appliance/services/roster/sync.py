@@ -42,7 +42,7 @@ def _move(path: Path, folder: str) -> Path:
 
 
 def sync_source(app: Appliance, source: str, *, dry_run: bool, allow_mass_departures: bool = False,
-                actor_label: str, via: str) -> tuple[RosterReport, str]:
+                actor_label: str, via: str, reviewed: str | None = None) -> tuple[RosterReport, str]:
     """Run one source; returns the report and a line naming what was read. Raises Invalid / DirectoryUnavailable
     (nothing changed) when the source cannot be read or the run is refused."""
     settings = app.settings
@@ -72,7 +72,8 @@ def sync_source(app: Appliance, source: str, *, dry_run: bool, allow_mass_depart
     with app.store.unit_of_work() as session:
         report = roster_plan.run(session, records, source=source, dry_run=dry_run,
                                  max_departures_percent=settings.roster.max_departures_percent,
-                                 allow_mass_departures=allow_mass_departures, actor_label=actor_label, via=via)
+                                 allow_mass_departures=allow_mass_departures, actor_label=actor_label, via=via,
+                                 reviewed=reviewed)
     if drop is not None and not dry_run:
         _move(drop, "processed")
     return report, read
