@@ -215,12 +215,34 @@ class Slapd:
         finally:
             conn.unbind()  # type: ignore[attr-defined]
 
+    def add_ad_person(self, uid: str, cn: str, mail: str, password: str, guid: bytes, uac: int = 512) -> None:
+        """A person carrying Active Directory's userAccountControl and objectGUID (the test schema above)."""
+        conn = self._admin()
+        try:
+            conn.add(person_dn(uid), ["inetOrgPerson", "vigatraTestAdAccount"], {  # type: ignore[attr-defined]
+                "uid": uid, "cn": cn, "sn": cn.rsplit(maxsplit=1)[-1], "mail": mail, "userPassword": password,
+                "userAccountControl": str(uac), "objectGUID": guid})
+        finally:
+            conn.unbind()  # type: ignore[attr-defined]
+
     def delete(self, dn: str) -> None:
         conn = self._admin()
         try:
             conn.delete(dn)  # type: ignore[attr-defined]
         finally:
             conn.unbind()  # type: ignore[attr-defined]
+
+
+# Two Active Directory attributes (with AD's own OIDs) on an auxiliary class, so the appliance's AD code paths run
+# against a real server: userAccountControl (an INTEGER: OpenLDAP evaluates AD's bitwise-AND matching rule
+# 1.2.840.113556.1.4.803 on it) and objectGUID (16 raw bytes). OpenLDAP has no LDAP_MATCHING_RULE_IN_CHAIN.
+AD_TEST_SCHEMA = """
+attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl' EQUALITY integerMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.2 NAME 'objectGUID' EQUALITY octetStringMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+objectclass ( 1.3.6.1.4.1.99999.7.1 NAME 'vigatraTestAdAccount' AUXILIARY MAY ( userAccountControl $ objectGUID ) )
+"""
 
 
 def start_slapd(directory: Path) -> Slapd:
@@ -232,11 +254,14 @@ def start_slapd(directory: Path) -> Slapd:
     data = directory / "data"
     data.mkdir(exist_ok=True)
     conf = directory / "slapd.conf"
+    ad_schema = directory / "ad-test.schema"
+    ad_schema.write_text(AD_TEST_SCHEMA)
     conf.write_text(f"""
 include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
+include {ad_schema}
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload ppolicy
