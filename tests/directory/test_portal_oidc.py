@@ -84,6 +84,23 @@ def test_no_employee_and_an_offboarded_one_are_refused_alike(
     assert "no employee has the e-mail nils@example.org" in reasons[0] and "offboarded" in reasons[1]
 
 
+def test_match_by_the_employee_number_claim(ota_oidc: TestAppliance, oclient: Any,
+                                           provider: op.OpenIdProvider) -> None:
+    from appliance.services import employees
+
+    settings = ota_oidc.appliance.settings
+    ota_oidc.appliance.settings = dataclasses.replace(settings, portal=dataclasses.replace(
+        settings.portal, match_by="employee_number"))
+    with ota_oidc.store.unit_of_work() as session:  # another address: only the number (claim employee_number) matches
+        employee_id = int(employees.create(session, name="Olga", email="olga.home@example.com",
+                                           external_id="E2001").id)
+    done = _portal_sign_in(oclient, provider.issuer, "olga")
+    assert done.status_code == 302 and urlsplit(done.headers["Location"]).path == "/me", done.text[:300]
+    assert _sessions(ota_oidc, employee_id) == 1
+    refused = _portal_sign_in(oclient, provider.issuer, "ian")  # ian's token has no employee_number claim
+    assert refused.status_code == 401
+
+
 def test_a_dashboard_flow_never_opens_an_employee_session(
         ota_oidc: TestAppliance, oclient: Any, provider: op.OpenIdProvider) -> None:
     employee_id = _employee(ota_oidc, "olga@example.org")

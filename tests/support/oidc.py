@@ -33,7 +33,7 @@ OTHER_CLIENT_SECRET = "another-apps-secret-for-tests-0123456789"
 # login: claims (groups are the values directory.role_map is keyed with)
 ACCOUNTS: dict[str, dict[str, Any]] = {
     "olga": {"preferred_username": "olga", "email": "olga@example.org", "name": "Olga Oversight",
-             "groups": ["vigatra-compliance", "staff"]},
+             "groups": ["vigatra-compliance", "staff"], "employee_number": "E2001"},
     "ian": {"preferred_username": "ian", "email": "ian@example.org", "name": "Ian Itadmin",
             "groups": ["vigatra-admins"]},
     "nils": {"preferred_username": "nils", "email": "nils@example.org", "name": "Nils Nogroup", "groups": ["staff"]},

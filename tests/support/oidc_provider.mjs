@@ -12,7 +12,7 @@ const provider = new Provider(config.issuer, {
   clients: config.clients,
   cookies: { keys: [config.cookie_key] },
   jwks: config.jwks,
-  claims: { openid: ['sub'], email: ['email'], profile: ['name', 'preferred_username', 'groups'] },
+  claims: { openid: ['sub'], email: ['email'], profile: ['name', 'preferred_username', 'groups', 'employee_number'] },
   conformIdTokenClaims: false, // the claims the scopes ask for go into the ID token itself
   features: { devInteractions: { enabled: true } },
   pkce: { required: () => true },
