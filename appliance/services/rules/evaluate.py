@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from appliance.services.rules import facts
 from appliance.services.rules.catalogue import list_rules
+from appliance.services.rules.collector import collector_paused
 from appliance.services.rules.common import Audience
 from appliance.services.rules.facts import TRADE_KINDS, Account, Person, Position, Snapshot, Tx
 from appliance.services.rules.judge import CompiledRule, Finding, Judge, Unvalued, settle
@@ -125,8 +126,9 @@ class Evaluation:
             return self.result
         persons = facts.people(self.session, employee_ids)
         ids = [pid for pid, person in persons.items() if self.judge.applicable(person)]
-        for batch in facts.chunks(ids, EMPLOYEE_BATCH):
-            self._batch({i: persons[i] for i in batch})
+        with collector_paused():
+            for batch in facts.chunks(ids, EMPLOYEE_BATCH):
+                self._batch({i: persons[i] for i in batch})
         return self.result
 
     def _batch(self, persons: dict[int, Person]) -> None:
@@ -197,7 +199,8 @@ class Evaluation:
         found, self._findings = self._findings, []
         candidates, self._candidates = self._candidates, []
         if candidates:
-            self._open_unvalued()  # before this batch writes any: whether earlier ones exist
+            if not self.incremental:
+                self._open_unvalued()  # before this batch writes any: whether earlier ones exist
             valuations = self.valuer.value(self.session, [c.priced for c in candidates])
             over, unvalued, valued = settle(candidates, valuations)
             found.extend(over)
@@ -295,23 +298,17 @@ class Evaluation:
         return module.insert
 
     def _store(self, findings: Sequence[Finding]) -> None:
-        """Insert the findings not yet alerted; the unique (rule, record) key decides races."""
+        """Insert the findings; the unique (rule, record) key decides: a record alerted before (by an
+        evaluation running concurrently, or under another employee) is skipped by the insert itself, and
+        only the alerts it created come back. (Records alerted before are mostly not judged at all: see
+        ``_alerted``.)"""
         session = self.session
-        keys: dict[int, set[str]] = defaultdict(set)
-        for f in findings:
-            keys[f.rule.id].add(f.record_key)
-        existing: set[tuple[int, str]] = set()
-        for rule_id, wanted in keys.items() if not self.incremental else ():
-            listed = list(wanted)
-            for start in range(0, len(listed), 900):
-                existing.update((rule_id, str(k)) for (k,) in session.execute(select(Alert.record_key).where(
-                    Alert.rule_id == rule_id, Alert.record_key.in_(listed[start:start + 900]))))
         now = utcnow()
         rows = []
         seen: set[tuple[int, str]] = set()
         for f in findings:
             ident = (f.rule.id, f.record_key)
-            if ident in existing or ident in seen:
+            if ident in seen:
                 continue
             seen.add(ident)
             detail: dict[str, Any] = {"rule": {"id": f.rule.id, "name": f.rule.name, "kind": f.rule.kind,
