@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from appliance.services.rules import facts
+from appliance.services.rules import facts, storing
 from appliance.services.rules.catalogue import list_rules
 from appliance.services.rules.collector import collector_paused
 from appliance.services.rules.common import Audience
@@ -33,7 +32,6 @@ from appliance.services.rules.values import Valuer
 from appliance.store.base import utcnow
 from appliance.store.models import (
     Alert,
-    AlertEvent,
     BalanceSnapshot,
     ConductChange,
     ConductList,
@@ -259,10 +257,9 @@ class Evaluation:
         holdings: dict[str, tuple[Decimal, list[Snapshot]]] = {}
         new_balances = bool(balance_ids) if since is None else since[2] >= 0
         if new_balances and (self.needs.snapshots or self.needs.holdings):
-            changed = select(BalanceSnapshot.asset).where(BalanceSnapshot.connection_id == connection_id)
-            changed = changed.where(BalanceSnapshot.id.in_(list(balance_ids or ()))) if since is None else \
-                changed.where(BalanceSnapshot.id > since[2])
-            every = facts.snapshots_of_connections(session, accounts, assets=changed.scalar_subquery())
+            every = facts.snapshots_of_connections(
+                session, accounts, changed_ids=(connection_id, list(balance_ids or ())) if since is None else None,
+                changed_after=(connection_id, since[2]) if since is not None else None)
             if self.needs.snapshots:
                 mine_s = [x for x in every if x.connection_id == connection_id]
                 fresh_s = (lambda x: x.id in set(balance_ids or ())) if since is None else (lambda x: x.id > since[2])
@@ -287,15 +284,11 @@ class Evaluation:
         """(rule, record) already alerted for these employees: judged no further (the alert stays as it is)."""
         rule_ids = [r.id for r in self.compiled]
         out: set[tuple[int, str]] = set()
+        connection = self.session.connection()
         for part in facts.chunks(list(employee_ids), 900):
-            out.update((int(r or 0), str(k)) for r, k in self.session.execute(select(
-                Alert.rule_id, Alert.record_key).where(Alert.employee_id.in_(part), Alert.rule_id.in_(rule_ids))))
+            out.update((int(r or 0), str(k)) for r, k in connection.execute(
+                _alerted_statement(), {"employees": part, "rules": rule_ids}))
         return out
-
-    def _insert(self) -> Any:
-        dialect = self.session.get_bind().dialect.name
-        module: Any = postgresql if dialect == "postgresql" else sqlite
-        return module.insert
 
     def _store(self, findings: Sequence[Finding]) -> None:
         """Insert the findings; the unique (rule, record) key decides: a record alerted before (by an
@@ -325,17 +318,11 @@ class Evaluation:
                          "reason": ""})
         if not rows:
             return
-        # Core inserts (the table, not the ORM entity): thousands of alerts after a list change must not pay
-        # the ORM's bulk machinery per row.
-        alerts = _table(Alert)
-        stmt = self._insert()(alerts).on_conflict_do_nothing(index_elements=["rule_id", "record_key"]).returning(
-            alerts.c.id, alerts.c.severity, alerts.c.rule_id)
-        created = session.execute(stmt, rows).all() if len(rows) > 1 else session.execute(stmt.values(rows[0])).all()
+        created = storing.insert_alerts(session, rows)
         names = {f.rule.id: f.rule.name for f in findings}
-        events = [{"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
-                   "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created]
-        if events:
-            session.execute(insert(_table(AlertEvent)), events)
+        storing.insert_events(session, [
+            {"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
+             "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created])
         for alert_id, severity, _rule_id in created:
             self.result.alert_ids.append(alert_id)
             if severity == "critical":
@@ -352,10 +339,7 @@ class Evaluation:
                 UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.employee_id.in_(part))))
         rows = [{"rule_id": u.rule_id, "record_key": u.record_key, "employee_id": u.employee_id, "reason": u.reason,
                  "first_seen_at": now, "checked_at": now} for u in items if (u.rule_id, u.record_key) not in known]
-        if rows:
-            stmt = self._insert()(_table(UnvaluedRecord)).on_conflict_do_nothing(
-                index_elements=["rule_id", "record_key"])
-            self.session.execute(stmt, rows)
+        storing.insert_unvalued(self.session, rows)
         settled = self._open_unvalued() if not self.incremental else None
         if settled:
             # A record valued before and not now (its price gone): open again.
@@ -395,9 +379,10 @@ class Evaluation:
         return self._settled
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
+@functools.cache
+def _alerted_statement() -> Any:
+    return select(Alert.rule_id, Alert.record_key).where(Alert.employee_id.in_(bindparam("employees", expanding=True)),
+                                                         Alert.rule_id.in_(bindparam("rules", expanding=True)))
 
 
 def _first_activity(txs: Iterable[Tx]) -> dict[tuple[int, str], dt.datetime]:
@@ -487,7 +472,7 @@ class RuleCache:
 
     def compiled(self, session: Session, key: Any = None) -> list[CompiledRule]:
         if key is None:
-            key = tuple(session.execute(select(*self.key_columns())).one())
+            key = tuple(session.connection().execute(_change_key_statement()).one())
         with self._lock:
             if key == self._key:
                 return self._compiled
@@ -495,6 +480,11 @@ class RuleCache:
         with self._lock:
             self._key, self._compiled = key, compiled
         return compiled
+
+
+@functools.cache
+def _change_key_statement() -> Any:
+    return select(*RuleCache.key_columns())
 
 
 @functools.cache
@@ -545,10 +535,7 @@ def evaluate_new(session: Session, valuer: Valuer, connection_id: int, cache: Ru
     # With no rule enabled the mark simply moves on: a rule created later judges the whole history itself.
     values = {"transaction_id": max(top[0], mark[0]), "position_id": max(top[1], mark[1]),
               "balance_id": max(top[2], mark[2]), "updated_at": utcnow()}
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    upsert = module.insert(_table(EvaluationMark)).values(connection_id=connection_id, **values)
-    session.execute(upsert.on_conflict_do_update(index_elements=["connection_id"], set_=values))
+    storing.move_mark(session, connection_id, values)
     return result
 
 

@@ -11,9 +11,10 @@ be valued" with the reason; the appliance's price service plugs in behind the sa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -127,20 +128,27 @@ class StoredValuer:
     def _stored(self, session: Session, ids: Sequence[int]) -> dict[int, tuple[Decimal | None, str, str]]:
         """transaction id -> (value, source, reason) the pricing job stored in the base currency: plain rows
         (a full evaluation asks about every trade and transfer)."""
-        from sqlalchemy import select
-
-        from appliance.store.models import TransactionValue
-
         out: dict[int, tuple[Decimal | None, str, str]] = {}
-        stmt = select(TransactionValue.transaction_id, TransactionValue.value, TransactionValue.source,
-                      TransactionValue.reason).where(TransactionValue.currency == self.settings.valuation.currency)
         connection = session.connection()
+        currency = self.settings.valuation.currency
         for start in range(0, len(ids), LOOKUP_BATCH):
             chunk = list(ids[start:start + LOOKUP_BATCH])
-            for tx_id, value, source, reason in connection.execute(stmt.where(
-                    TransactionValue.transaction_id.in_(chunk))):
+            for tx_id, value, source, reason in connection.execute(_stored_statement(),
+                                                                   {"currency": currency, "ids": chunk}):
                 out[tx_id] = (value, source or "", reason or "")
         return out
+
+
+@functools.cache
+def _stored_statement() -> Any:
+    """Built once: it runs after every sync that stored a trade or a transfer."""
+    from sqlalchemy import bindparam, select
+
+    from appliance.store.models import TransactionValue
+
+    return select(TransactionValue.transaction_id, TransactionValue.value, TransactionValue.source,
+                  TransactionValue.reason).where(TransactionValue.currency == bindparam("currency"),
+                                                 TransactionValue.transaction_id.in_(bindparam("ids", expanding=True)))
 
 
 def default_valuer(settings: Settings) -> Valuer:
