@@ -137,8 +137,10 @@ class Evaluation:
             by_employee[account.employee_id][account.id] = account
         txs: dict[int, list[Tx]] = defaultdict(list)
         if self.needs.transactions:
-            rows = facts.transactions_of_connections(session, accounts)
-            self._attach_raw(rows, accounts)
+            raw_kinds = facts.TRANSFER_KINDS if self.needs.raw_transfers else frozenset()
+            raw_conns = [a.id for a in accounts.values() if a.kind == "prediction"] if self.needs.raw_predictions \
+                else []
+            rows = facts.transactions_of_connections(session, accounts, raw_of=(raw_kinds, raw_conns))
             for tx in rows:
                 txs[accounts[tx.connection_id].employee_id].append(tx)
             self.result.transactions += len(rows)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, case, null, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.services.rules.groups import groups_of
@@ -147,8 +147,14 @@ _TX_COLUMNS = (Transaction.id, Transaction.connection_id, Transaction.kind, Tran
 
 
 @functools.cache
-def _tx_statement(kinds: bool, assets: bool, since: bool, ids: bool) -> Any:
-    stmt = select(*_TX_COLUMNS).where(Transaction.connection_id.in_(bindparam("conns", expanding=True)),
+def _tx_statement(kinds: bool, assets: bool, since: bool, ids: bool, raw: bool = False) -> Any:
+    columns: tuple[Any, ...] = _TX_COLUMNS
+    if raw:
+        # The venue's own row, only for the kinds and connections that need it (JSON decoded per row).
+        wanted = or_(Transaction.kind.in_(bindparam("raw_kinds", expanding=True)),
+                     Transaction.connection_id.in_(bindparam("raw_conns", expanding=True)))
+        columns = (*columns, case((wanted, Transaction.raw), else_=null()))
+    stmt = select(*columns).where(Transaction.connection_id.in_(bindparam("conns", expanding=True)),
                                       Transaction.orphaned.is_(False))
     if kinds:
         stmt = stmt.where(Transaction.kind.in_(bindparam("kinds", expanding=True)))
@@ -163,9 +169,12 @@ def _tx_statement(kinds: bool, assets: bool, since: bool, ids: bool) -> Any:
 
 def transactions_of_connections(session: Session, connection_ids: Iterable[int], *,
                                 kinds: Iterable[str] | None = None, assets: Iterable[str] | None = None,
-                                since_id: int = 0, ids: Sequence[int] | None = None) -> list[Tx]:
+                                since_id: int = 0, ids: Sequence[int] | None = None,
+                                raw_of: tuple[Iterable[str], Iterable[int]] | None = None) -> list[Tx]:
     """Transactions of these connections in time order (orphaned chain rows left out: a reorg undid them).
-    Core on the session's connection: plain rows, none of the ORM's per-row work (millions of rows)."""
+    Core on the session's connection: plain rows, none of the ORM's per-row work (millions of rows).
+    ``raw_of`` (kinds, connections): the venue's own row is read too for transactions of these kinds or on
+    these connections (as ``attach_raw`` would, in the same statement)."""
     conns = list(connection_ids)
     if not conns:
         return []
@@ -178,8 +187,13 @@ def transactions_of_connections(session: Session, connection_ids: Iterable[int],
         params["since"] = since_id
     if ids is not None:
         params["ids"] = list(ids)
-    stmt = _tx_statement(kinds is not None, assets is not None, bool(since_id), ids is not None)
-    return [Tx(*r) for r in session.connection().execute(stmt, params).all()]
+    if raw_of is not None:
+        params["raw_kinds"], params["raw_conns"] = sorted(raw_of[0]), sorted(raw_of[1])
+    stmt = _tx_statement(kinds is not None, assets is not None, bool(since_id), ids is not None, raw_of is not None)
+    rows = session.connection().execute(stmt, params).all()
+    if raw_of is None:
+        return [Tx(*r) for r in rows]
+    return [Tx(*r[:9], r[9] if isinstance(r[9], dict) else None) for r in rows]
 
 
 @functools.cache

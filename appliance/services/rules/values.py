@@ -63,12 +63,16 @@ class QuoteValuer:
         self.currency = currency.upper()
 
     def one(self, item: Priced) -> Valuation:
+        return self.known(item) or Valuation(None, self.currency, reason=f"no price of {item.asset} in "
+                                             f"{self.currency} at the record's time")
+
+    def known(self, item: Priced) -> Valuation | None:
+        """The value when it needs no price, else None."""
         if item.asset.upper() == self.currency:
             return Valuation(abs(item.amount), self.currency, source="amount in the base currency")
         if item.quote_asset and item.quote_asset.upper() == self.currency and item.quote_amount is not None:
             return Valuation(abs(item.quote_amount), self.currency, source="the trade's own quote amount")
-        return Valuation(None, self.currency, reason=f"no price of {item.asset} in {self.currency} at the record's "
-                         "time")
+        return None
 
     def value(self, session: Session, items: Sequence[Priced]) -> list[Valuation]:
         currency = self.currency
@@ -107,8 +111,8 @@ class StoredValuer:
                 if found is not None and found[0] is not None:
                     out.append(Valuation(abs(found[0]), currency, source=f"{found[1]} at the trade's time".strip()))
                     continue
-                quoted = self.quotes.one(item)
-                if quoted.value is not None:
+                quoted = self.quotes.known(item)
+                if quoted is not None:
                     out.append(quoted)
                     continue
                 if found is not None:
