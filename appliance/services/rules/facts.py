@@ -193,7 +193,12 @@ def transactions_of_connections(session: Session, connection_ids: Iterable[int],
     rows = session.connection().execute(stmt, params).all()
     if raw_of is None:
         return [Tx(*r) for r in rows]
-    return [Tx(*r[:9], r[9] if isinstance(r[9], dict) else None) for r in rows]
+    out = []
+    for r in rows:
+        tx = Tx(*r[:9])
+        tx.raw = r[9] if isinstance(r[9], dict) else None
+        out.append(tx)
+    return out
 
 
 @functools.cache
