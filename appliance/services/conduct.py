@@ -151,17 +151,22 @@ def create_group(session: Session, app: Appliance, actor: Actor, *, name: Any, d
 
 # -- after a sync -----------------------------------------------------------------------------------------
 
-def evaluate_connection(app: Appliance, connection_id: int) -> EvaluationResult:
+def evaluate_connection(app: Appliance, connection_id: int, *, stored: bool = False) -> EvaluationResult:
     """The records a sync stored for this connection, in a unit of work of its own (after the sync's
-    last commit), then the notices of new critical alerts once that unit of work committed."""
-    with app.store.read() as session:
-        if not has_new_records(session, connection_id):
-            return EvaluationResult()
+    last commit), then the notices of new critical alerts once that unit of work committed. A sync that
+    stored nothing (``stored`` false) first asks, in a read, whether earlier records await evaluation."""
+    if not stored:
+        with app.store.read() as session:
+            if not has_new_records(session, connection_id):
+                return EvaluationResult()
     with app.store.queued_unit_of_work() as session:
         # Post-trade matching first: it reads what is new from the evaluation mark that evaluate_new moves.
         matched = preclearance_match.match_connection(session, app.settings, connection_id)
         result = evaluate_new(session, valuer(app), connection_id, app.rule_cache)
-        result.alert_ids.extend(preclearance_match.raise_alerts(session, app.settings, matched))
+        # Most trades have no pre-clearance ("no_request"): the rules are read only when one asks for it.
+        asks = matched and any(r.kind == "preclearance_required" for r in app.rule_cache.compiled(session))
+        result.alert_ids.extend(preclearance_match.raise_alerts(session, app.settings, matched,
+                                                                None if asks else []))
         notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)
     return result
 

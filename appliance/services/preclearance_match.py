@@ -24,11 +24,12 @@ The outcome, recorded on the record (``preclearance_matches``):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from appliance.services.rules.catalogue import ALERT_KIND, list_rules
@@ -66,15 +67,27 @@ def _limit(request: PreclearanceRequest) -> Decimal:
     return (amount or Decimal(0)) * (Decimal(100) + request.tolerance_percent) / Decimal(100)
 
 
+# Built once: matching runs after every sync that stored something.
+@functools.cache
+def _approved_statement() -> Any:
+    return select(PreclearanceRequest).where(PreclearanceRequest.employee_id == bindparam("employee"),
+                                             PreclearanceRequest.status == "approved").order_by(PreclearanceRequest.id)
+
+
+@functools.cache
+def _new_trades_statement() -> Any:
+    return select(Transaction).where(
+        Transaction.connection_id == bindparam("connection"), Transaction.id > bindparam("since"),
+        Transaction.kind.in_(TRADES), Transaction.orphaned.is_(False)).order_by(Transaction.occurred_at, Transaction.id)
+
+
 class _Book:
     """The employee's approvals, read once per sync, and what each has used so far (units, or base
     currency for a notional approval): read on first need, then kept up to date as this sync matches."""
 
     def __init__(self, session: Session, employee_id: int) -> None:
         self.session = session
-        self.approved = list(session.execute(select(PreclearanceRequest).where(
-            PreclearanceRequest.employee_id == employee_id, PreclearanceRequest.status == "approved").order_by(
-            PreclearanceRequest.id)).scalars())
+        self.approved = list(session.execute(_approved_statement(), {"employee": employee_id}).scalars())
         self._used: dict[int, Decimal] = {}
 
     def used(self, request_id: int) -> Decimal:
@@ -165,9 +178,7 @@ def match_connection(session: Session, settings: Settings, connection_id: int) -
 
 def _match_trades(session: Session, settings: Settings, book: _Book, connection: Connection, since: int
                   ) -> list[PreclearanceMatch]:
-    rows = list(session.execute(select(Transaction).where(
-        Transaction.connection_id == connection.id, Transaction.id > since, Transaction.kind.in_(TRADES),
-        Transaction.orphaned.is_(False)).order_by(Transaction.occurred_at, Transaction.id)).scalars())
+    rows = list(session.execute(_new_trades_statement(), {"connection": connection.id, "since": since}).scalars())
     out = []
     for tx in rows:
         asset = tx.asset.upper()

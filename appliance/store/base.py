@@ -52,6 +52,25 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return value.replace(tzinfo=None)
         return value
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """The processing of process_bind_param and the dialect's own, with the last value remembered: bulk
+        inserts (the alerts of a full rules evaluation) bind the same instant ("now") on every row, and
+        converting it costs more than the rest of the row."""
+        processor = super().bind_processor(dialect)
+        if processor is None:
+            return None
+        last: list[tuple[Any, Any]] = [(None, None)]  # (value, processed): one tuple, swapped whole
+
+        def process(value: Any) -> Any:
+            seen, processed = last[0]
+            if value is not None and value is seen:
+                return processed
+            processed = processor(value)
+            last[0] = (value, processed)
+            return processed
+
+        return process
+
     def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None

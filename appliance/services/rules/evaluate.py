@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from appliance.services.rules import facts
+from appliance.services.rules import facts, storing
 from appliance.services.rules.catalogue import list_rules
+from appliance.services.rules.collector import collector_paused
 from appliance.services.rules.common import Audience
 from appliance.services.rules.facts import TRADE_KINDS, Account, Person, Position, Snapshot, Tx
 from appliance.services.rules.judge import CompiledRule, Finding, Judge, Unvalued, settle
@@ -32,7 +32,6 @@ from appliance.services.rules.values import Valuer
 from appliance.store.base import utcnow
 from appliance.store.models import (
     Alert,
-    AlertEvent,
     BalanceSnapshot,
     ConductChange,
     ConductList,
@@ -125,8 +124,9 @@ class Evaluation:
             return self.result
         persons = facts.people(self.session, employee_ids)
         ids = [pid for pid, person in persons.items() if self.judge.applicable(person)]
-        for batch in facts.chunks(ids, EMPLOYEE_BATCH):
-            self._batch({i: persons[i] for i in batch})
+        with collector_paused():
+            for batch in facts.chunks(ids, EMPLOYEE_BATCH):
+                self._batch({i: persons[i] for i in batch})
         return self.result
 
     def _batch(self, persons: dict[int, Person]) -> None:
@@ -137,8 +137,10 @@ class Evaluation:
             by_employee[account.employee_id][account.id] = account
         txs: dict[int, list[Tx]] = defaultdict(list)
         if self.needs.transactions:
-            rows = facts.transactions_of_connections(session, accounts)
-            self._attach_raw(rows, accounts)
+            raw_kinds = facts.TRANSFER_KINDS if self.needs.raw_transfers else frozenset()
+            raw_conns = [a.id for a in accounts.values() if a.kind == "prediction"] if self.needs.raw_predictions \
+                else []
+            rows = facts.transactions_of_connections(session, accounts, raw_of=(raw_kinds, raw_conns))
             for tx in rows:
                 txs[accounts[tx.connection_id].employee_id].append(tx)
             self.result.transactions += len(rows)
@@ -197,7 +199,8 @@ class Evaluation:
         found, self._findings = self._findings, []
         candidates, self._candidates = self._candidates, []
         if candidates:
-            self._open_unvalued()  # before this batch writes any: whether earlier ones exist
+            if not self.incremental:
+                self._open_unvalued()  # before this batch writes any: whether earlier ones exist
             valuations = self.valuer.value(self.session, [c.priced for c in candidates])
             over, unvalued, valued = settle(candidates, valuations)
             found.extend(over)
@@ -256,10 +259,9 @@ class Evaluation:
         holdings: dict[str, tuple[Decimal, list[Snapshot]]] = {}
         new_balances = bool(balance_ids) if since is None else since[2] >= 0
         if new_balances and (self.needs.snapshots or self.needs.holdings):
-            changed = select(BalanceSnapshot.asset).where(BalanceSnapshot.connection_id == connection_id)
-            changed = changed.where(BalanceSnapshot.id.in_(list(balance_ids or ()))) if since is None else \
-                changed.where(BalanceSnapshot.id > since[2])
-            every = facts.snapshots_of_connections(session, accounts, assets=changed.scalar_subquery())
+            every = facts.snapshots_of_connections(
+                session, accounts, changed_ids=(connection_id, list(balance_ids or ())) if since is None else None,
+                changed_after=(connection_id, since[2]) if since is not None else None)
             if self.needs.snapshots:
                 mine_s = [x for x in every if x.connection_id == connection_id]
                 fresh_s = (lambda x: x.id in set(balance_ids or ())) if since is None else (lambda x: x.id > since[2])
@@ -284,34 +286,24 @@ class Evaluation:
         """(rule, record) already alerted for these employees: judged no further (the alert stays as it is)."""
         rule_ids = [r.id for r in self.compiled]
         out: set[tuple[int, str]] = set()
+        connection = self.session.connection()
         for part in facts.chunks(list(employee_ids), 900):
-            out.update((int(r or 0), str(k)) for r, k in self.session.execute(select(
-                Alert.rule_id, Alert.record_key).where(Alert.employee_id.in_(part), Alert.rule_id.in_(rule_ids))))
+            out.update((int(r or 0), str(k)) for r, k in connection.execute(
+                _alerted_statement(), {"employees": part, "rules": rule_ids}))
         return out
 
-    def _insert(self) -> Any:
-        dialect = self.session.get_bind().dialect.name
-        module: Any = postgresql if dialect == "postgresql" else sqlite
-        return module.insert
-
     def _store(self, findings: Sequence[Finding]) -> None:
-        """Insert the findings not yet alerted; the unique (rule, record) key decides races."""
+        """Insert the findings; the unique (rule, record) key decides: a record alerted before (by an
+        evaluation running concurrently, or under another employee) is skipped by the insert itself, and
+        only the alerts it created come back. (Records alerted before are mostly not judged at all: see
+        ``_alerted``.)"""
         session = self.session
-        keys: dict[int, set[str]] = defaultdict(set)
-        for f in findings:
-            keys[f.rule.id].add(f.record_key)
-        existing: set[tuple[int, str]] = set()
-        for rule_id, wanted in keys.items() if not self.incremental else ():
-            listed = list(wanted)
-            for start in range(0, len(listed), 900):
-                existing.update((rule_id, str(k)) for (k,) in session.execute(select(Alert.record_key).where(
-                    Alert.rule_id == rule_id, Alert.record_key.in_(listed[start:start + 900]))))
         now = utcnow()
         rows = []
         seen: set[tuple[int, str]] = set()
         for f in findings:
             ident = (f.rule.id, f.record_key)
-            if ident in existing or ident in seen:
+            if ident in seen:
                 continue
             seen.add(ident)
             detail: dict[str, Any] = {"rule": {"id": f.rule.id, "name": f.rule.name, "kind": f.rule.kind,
@@ -328,17 +320,11 @@ class Evaluation:
                          "reason": ""})
         if not rows:
             return
-        # Core inserts (the table, not the ORM entity): thousands of alerts after a list change must not pay
-        # the ORM's bulk machinery per row.
-        alerts = _table(Alert)
-        stmt = self._insert()(alerts).on_conflict_do_nothing(index_elements=["rule_id", "record_key"]).returning(
-            alerts.c.id, alerts.c.severity, alerts.c.rule_id)
-        created = session.execute(stmt, rows).all() if len(rows) > 1 else session.execute(stmt.values(rows[0])).all()
+        created = storing.insert_alerts(session, rows)
         names = {f.rule.id: f.rule.name for f in findings}
-        events = [{"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
-                   "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created]
-        if events:
-            session.execute(insert(_table(AlertEvent)), events)
+        storing.insert_events(session, [
+            {"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
+             "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created])
         for alert_id, severity, _rule_id in created:
             self.result.alert_ids.append(alert_id)
             if severity == "critical":
@@ -355,10 +341,7 @@ class Evaluation:
                 UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.employee_id.in_(part))))
         rows = [{"rule_id": u.rule_id, "record_key": u.record_key, "employee_id": u.employee_id, "reason": u.reason,
                  "first_seen_at": now, "checked_at": now} for u in items if (u.rule_id, u.record_key) not in known]
-        if rows:
-            stmt = self._insert()(_table(UnvaluedRecord)).on_conflict_do_nothing(
-                index_elements=["rule_id", "record_key"])
-            self.session.execute(stmt, rows)
+        storing.insert_unvalued(self.session, rows)
         settled = self._open_unvalued() if not self.incremental else None
         if settled:
             # A record valued before and not now (its price gone): open again.
@@ -398,9 +381,10 @@ class Evaluation:
         return self._settled
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
+@functools.cache
+def _alerted_statement() -> Any:
+    return select(Alert.rule_id, Alert.record_key).where(Alert.employee_id.in_(bindparam("employees", expanding=True)),
+                                                         Alert.rule_id.in_(bindparam("rules", expanding=True)))
 
 
 def _first_activity(txs: Iterable[Tx]) -> dict[tuple[int, str], dt.datetime]:
@@ -490,7 +474,7 @@ class RuleCache:
 
     def compiled(self, session: Session, key: Any = None) -> list[CompiledRule]:
         if key is None:
-            key = tuple(session.execute(select(*self.key_columns())).one())
+            key = tuple(session.connection().execute(_change_key_statement()).one())
         with self._lock:
             if key == self._key:
                 return self._compiled
@@ -498,6 +482,11 @@ class RuleCache:
         with self._lock:
             self._key, self._compiled = key, compiled
         return compiled
+
+
+@functools.cache
+def _change_key_statement() -> Any:
+    return select(*RuleCache.key_columns())
 
 
 @functools.cache
@@ -548,10 +537,7 @@ def evaluate_new(session: Session, valuer: Valuer, connection_id: int, cache: Ru
     # With no rule enabled the mark simply moves on: a rule created later judges the whole history itself.
     values = {"transaction_id": max(top[0], mark[0]), "position_id": max(top[1], mark[1]),
               "balance_id": max(top[2], mark[2]), "updated_at": utcnow()}
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    upsert = module.insert(_table(EvaluationMark)).values(connection_id=connection_id, **values)
-    session.execute(upsert.on_conflict_do_update(index_elements=["connection_id"], set_=values))
+    storing.move_mark(session, connection_id, values)
     return result
 
 

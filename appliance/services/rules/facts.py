@@ -4,12 +4,13 @@ batches of employees or by id for the records a sync just stored."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, null, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.services.rules.groups import groups_of
@@ -85,103 +86,189 @@ def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(ids[start:start + size])
 
 
-def people(session: Session, employee_ids: Sequence[int] | None = None) -> dict[int, Person]:
+# The statements below are built once, with their values as parameters (lists as expanding ones): building
+# a statement costs ten times more than executing a built one, and a sync's evaluation runs a dozen.
+
+@functools.cache
+def _people_statement(every: bool) -> Any:
     stmt = select(Employee.id, Employee.name, Employee.department).order_by(Employee.id)
+    return stmt if every else stmt.where(Employee.id.in_(bindparam("ids", expanding=True)))
+
+
+def people(session: Session, employee_ids: Sequence[int] | None = None) -> dict[int, Person]:
     rows: list[Any] = []
+    connection = session.connection()
     if employee_ids is None:
-        rows = list(session.execute(stmt))
+        rows = list(connection.execute(_people_statement(True)))
     else:
         for part in chunks(list(employee_ids), 900):
-            rows.extend(session.execute(stmt.where(Employee.id.in_(part))))
+            rows.extend(connection.execute(_people_statement(False), {"ids": part}))
     groups = groups_of(session, [r[0] for r in rows])
     return {r[0]: Person(r[0], r[1], r[2] or "", groups.get(r[0], frozenset())) for r in rows}
 
 
+_ACCOUNT_COLUMNS = (Connection.id, Connection.employee_id, Connection.kind, Connection.venue, Connection.label,
+                    Connection.address)
+
+
+@functools.cache
+def _accounts_statement(by: str) -> Any:
+    stmt = select(*_ACCOUNT_COLUMNS)
+    if by == "employee":
+        return stmt.where(Connection.employee_id.in_(bindparam("ids", expanding=True)))
+    if by == "connection":
+        return stmt.where(Connection.id.in_(bindparam("ids", expanding=True)))
+    if by == "owner":
+        owner = select(Connection.employee_id).where(Connection.id == bindparam("cid")).scalar_subquery()
+        return stmt.where(Connection.employee_id == owner)
+    return stmt
+
+
 def accounts(session: Session, employee_ids: Sequence[int] | None = None,
              connection_ids: Sequence[int] | None = None) -> dict[int, Account]:
-    stmt = select(Connection.id, Connection.employee_id, Connection.kind, Connection.venue, Connection.label,
-                  Connection.address)
     out: dict[int, Account] = {}
+    connection = session.connection()
     if employee_ids is None and connection_ids is None:
-        return {r[0]: Account(*r) for r in session.execute(stmt)}
-    column, ids = ((Connection.employee_id, employee_ids) if employee_ids is not None
-                   else (Connection.id, connection_ids))
+        return {r[0]: Account(*r) for r in connection.execute(_accounts_statement("all"))}
+    by, ids = ("employee", employee_ids) if employee_ids is not None else ("connection", connection_ids)
     for part in chunks(list(ids or []), 900):
-        out.update({r[0]: Account(*r) for r in session.execute(stmt.where(column.in_(part)))})
+        out.update({r[0]: Account(*r) for r in connection.execute(_accounts_statement(by), {"ids": part})})
     return out
 
 
 def accounts_of_owner(session: Session, connection_id: int) -> dict[int, Account]:
     """Every connection of the employee who owns this one (one statement)."""
-    owner = select(Connection.employee_id).where(Connection.id == connection_id).scalar_subquery()
-    return {r[0]: Account(*r) for r in session.connection().execute(select(
-        Connection.id, Connection.employee_id, Connection.kind, Connection.venue, Connection.label,
-        Connection.address).where(Connection.employee_id == owner))}
+    return {r[0]: Account(*r) for r in session.connection().execute(_accounts_statement("owner"),
+                                                                      {"cid": connection_id})}
 
 
 _TX_COLUMNS = (Transaction.id, Transaction.connection_id, Transaction.kind, Transaction.occurred_at, Transaction.asset,
                Transaction.amount, Transaction.market, Transaction.quote_asset, Transaction.quote_amount)
 
 
-def _tx_rows(session: Session, stmt: Any) -> list[Tx]:
-    # Core on the session's connection: plain rows, none of the ORM's per-row work (millions of rows).
-    return [Tx(*r) for r in session.connection().execute(stmt).all()]
+@functools.cache
+def _tx_statement(kinds: bool, assets: bool, since: bool, ids: bool, raw: bool = False) -> Any:
+    columns: tuple[Any, ...] = _TX_COLUMNS
+    if raw:
+        # The venue's own row, only for the kinds and connections that need it (JSON decoded per row).
+        wanted = or_(Transaction.kind.in_(bindparam("raw_kinds", expanding=True)),
+                     Transaction.connection_id.in_(bindparam("raw_conns", expanding=True)))
+        columns = (*columns, case((wanted, Transaction.raw), else_=null()))
+    stmt = select(*columns).where(Transaction.connection_id.in_(bindparam("conns", expanding=True)),
+                                      Transaction.orphaned.is_(False))
+    if kinds:
+        stmt = stmt.where(Transaction.kind.in_(bindparam("kinds", expanding=True)))
+    if assets:
+        stmt = stmt.where(Transaction.asset.in_(bindparam("assets", expanding=True)))
+    if since:
+        stmt = stmt.where(Transaction.id > bindparam("since"))
+    if ids:
+        stmt = stmt.where(Transaction.id.in_(bindparam("ids", expanding=True)))
+    return stmt.order_by(Transaction.occurred_at, Transaction.id)
 
 
 def transactions_of_connections(session: Session, connection_ids: Iterable[int], *,
                                 kinds: Iterable[str] | None = None, assets: Iterable[str] | None = None,
-                                since_id: int = 0, ids: Sequence[int] | None = None) -> list[Tx]:
-    """Transactions of these connections in time order (orphaned chain rows left out: a reorg undid them)."""
+                                since_id: int = 0, ids: Sequence[int] | None = None,
+                                raw_of: tuple[Iterable[str], Iterable[int]] | None = None) -> list[Tx]:
+    """Transactions of these connections in time order (orphaned chain rows left out: a reorg undid them).
+    Core on the session's connection: plain rows, none of the ORM's per-row work (millions of rows).
+    ``raw_of`` (kinds, connections): the venue's own row is read too for transactions of these kinds or on
+    these connections (as ``attach_raw`` would, in the same statement)."""
     conns = list(connection_ids)
     if not conns:
         return []
-    stmt = select(*_TX_COLUMNS).where(Transaction.connection_id.in_(conns), Transaction.orphaned.is_(False))
+    params: dict[str, Any] = {"conns": conns}
     if kinds is not None:
-        stmt = stmt.where(Transaction.kind.in_(list(kinds)))
+        params["kinds"] = sorted(kinds)
     if assets is not None:
-        stmt = stmt.where(Transaction.asset.in_(list(assets)))
+        params["assets"] = sorted(assets)
     if since_id:
-        stmt = stmt.where(Transaction.id > since_id)
+        params["since"] = since_id
     if ids is not None:
-        stmt = stmt.where(Transaction.id.in_(list(ids)))
-    return _tx_rows(session, stmt.order_by(Transaction.occurred_at, Transaction.id))
+        params["ids"] = list(ids)
+    if raw_of is not None:
+        params["raw_kinds"], params["raw_conns"] = sorted(raw_of[0]), sorted(raw_of[1])
+    stmt = _tx_statement(kinds is not None, assets is not None, bool(since_id), ids is not None, raw_of is not None)
+    rows = session.connection().execute(stmt, params).all()
+    if raw_of is None:
+        return [Tx(*r) for r in rows]
+    out = []
+    for r in rows:
+        tx = Tx(*r[:9])
+        tx.raw = r[9] if isinstance(r[9], dict) else None
+        out.append(tx)
+    return out
+
+
+@functools.cache
+def _raw_statement() -> Any:
+    return select(Transaction.id, Transaction.raw).where(Transaction.id.in_(bindparam("ids", expanding=True)))
 
 
 def attach_raw(session: Session, rows: Sequence[Tx]) -> None:
     """Load the venue's own row (counterparty addresses, a market's title) for these transactions only."""
     wanted = {r.id: r for r in rows}
+    connection = session.connection()
     for part in chunks(list(wanted), 900):
-        for tx_id, raw in session.connection().execute(select(Transaction.id, Transaction.raw).where(
-                Transaction.id.in_(part))):
+        for tx_id, raw in connection.execute(_raw_statement(), {"ids": part}):
             wanted[tx_id].raw = raw if isinstance(raw, dict) else None
+
+
+@functools.cache
+def _positions_statement() -> Any:
+    return select(
+        PredictionPosition.id, PredictionPosition.connection_id, PredictionPosition.market_id,
+        PredictionPosition.market_title, PredictionPosition.category, PredictionPosition.outcome,
+        PredictionPosition.size, PredictionPosition.avg_price, PredictionPosition.current_value,
+        PredictionPosition.valid_from).where(PredictionPosition.connection_id.in_(
+            bindparam("conns", expanding=True))).order_by(
+        PredictionPosition.connection_id, PredictionPosition.market_id, PredictionPosition.outcome,
+        PredictionPosition.id)
 
 
 def positions_of_connections(session: Session, connection_ids: Iterable[int]) -> list[Position]:
     conns = list(connection_ids)
     if not conns:
         return []
-    rows: Any = session.connection().execute(select(
-        PredictionPosition.id, PredictionPosition.connection_id, PredictionPosition.market_id,
-        PredictionPosition.market_title, PredictionPosition.category, PredictionPosition.outcome,
-        PredictionPosition.size, PredictionPosition.avg_price, PredictionPosition.current_value,
-        PredictionPosition.valid_from).where(PredictionPosition.connection_id.in_(conns)).order_by(
-        PredictionPosition.connection_id, PredictionPosition.market_id, PredictionPosition.outcome,
-        PredictionPosition.id))
-    return [Position(*r) for r in rows]
+    return [Position(*r) for r in session.connection().execute(_positions_statement(), {"conns": conns})]
+
+
+@functools.cache
+def _snapshots_statement(assets: str) -> Any:
+    stmt = select(BalanceSnapshot.id, BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account,
+                  BalanceSnapshot.amount, BalanceSnapshot.valid_from, BalanceSnapshot.valid_to).where(
+        BalanceSnapshot.connection_id.in_(bindparam("conns", expanding=True)))
+    if assets == "listed":
+        stmt = stmt.where(BalanceSnapshot.asset.in_(bindparam("assets", expanding=True)))
+    elif assets in ("changed_after", "changed_ids"):
+        # The assets of the balances one connection stored after an id, or with these ids.
+        changed = select(BalanceSnapshot.asset).where(BalanceSnapshot.connection_id == bindparam("cid"))
+        changed = changed.where(BalanceSnapshot.id > bindparam("after")) if assets == "changed_after" else \
+            changed.where(BalanceSnapshot.id.in_(bindparam("ids", expanding=True)))
+        stmt = stmt.where(BalanceSnapshot.asset.in_(changed.scalar_subquery()))
+    return stmt.order_by(BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account,
+                         BalanceSnapshot.id)
 
 
 def snapshots_of_connections(session: Session, connection_ids: Iterable[int], *,
-                             assets: Iterable[str] | Any = None) -> list[Snapshot]:
+                             assets: Iterable[str] | None = None, changed_after: tuple[int, int] | None = None,
+                             changed_ids: tuple[int, Sequence[int]] | None = None) -> list[Snapshot]:
+    """Balance observations of these connections: all, or of the ``assets`` named, or of the assets whose
+    balances one connection stored after an id (``changed_after``: connection, id) or with these ids
+    (``changed_ids``: connection, ids)."""
     conns = list(connection_ids)
     if not conns:
         return []
-    stmt = select(BalanceSnapshot.id, BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account,
-                  BalanceSnapshot.amount, BalanceSnapshot.valid_from, BalanceSnapshot.valid_to).where(
-        BalanceSnapshot.connection_id.in_(conns))
+    params: dict[str, Any] = {"conns": conns}
+    shape = "all"
     if assets is not None:
-        stmt = stmt.where(BalanceSnapshot.asset.in_(assets if hasattr(assets, "compile") else list(assets)))
-    return [Snapshot(*r) for r in session.connection().execute(stmt.order_by(
-        BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account, BalanceSnapshot.id))]
+        shape, params["assets"] = "listed", sorted(assets)
+    elif changed_after is not None:
+        shape, params["cid"], params["after"] = "changed_after", *changed_after
+    elif changed_ids is not None:
+        shape, params["cid"], params["ids"] = "changed_ids", changed_ids[0], list(changed_ids[1])
+    return [Snapshot(*r) for r in session.connection().execute(_snapshots_statement(shape), params)]
 
 
 def openings(rows: Sequence[Any], key: Any, size: Any) -> list[Any]:

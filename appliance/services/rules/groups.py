@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from appliance.errors import Conflict, Invalid, NotFound
@@ -112,8 +113,14 @@ def groups_of(session: Session, employee_ids: Iterable[int]) -> dict[int, frozen
     ids = list(employee_ids)
     out: dict[int, set[int]] = {}
     for start in range(0, len(ids), 900):
-        for group_id, employee_id in session.execute(select(
-                EmployeeGroupMember.group_id, EmployeeGroupMember.employee_id).where(
-                EmployeeGroupMember.employee_id.in_(ids[start:start + 900]))):
+        for group_id, employee_id in session.connection().execute(_members_statement(),
+                                                                  {"ids": ids[start:start + 900]}):
             out.setdefault(employee_id, set()).add(group_id)
     return {k: frozenset(v) for k, v in out.items()}
+
+
+@functools.cache
+def _members_statement() -> Any:
+    """Built once (it runs after every sync that stored something)."""
+    return select(EmployeeGroupMember.group_id, EmployeeGroupMember.employee_id).where(
+        EmployeeGroupMember.employee_id.in_(bindparam("ids", expanding=True)))

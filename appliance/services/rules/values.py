@@ -11,13 +11,16 @@ be valued" with the reason; the appliance's price service plugs in behind the sa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
 from appliance.settings import Settings
+
+LOOKUP_BATCH = 2000  # ids per statement (both databases' parameter limits are far above)
 
 
 class Valuation(NamedTuple):
@@ -60,12 +63,16 @@ class QuoteValuer:
         self.currency = currency.upper()
 
     def one(self, item: Priced) -> Valuation:
+        return self.known(item) or Valuation(None, self.currency, reason=f"no price of {item.asset} in "
+                                             f"{self.currency} at the record's time")
+
+    def known(self, item: Priced) -> Valuation | None:
+        """The value when it needs no price, else None."""
         if item.asset.upper() == self.currency:
             return Valuation(abs(item.amount), self.currency, source="amount in the base currency")
         if item.quote_asset and item.quote_asset.upper() == self.currency and item.quote_amount is not None:
             return Valuation(abs(item.quote_amount), self.currency, source="the trade's own quote amount")
-        return Valuation(None, self.currency, reason=f"no price of {item.asset} in {self.currency} at the record's "
-                         "time")
+        return None
 
     def value(self, session: Session, items: Sequence[Priced]) -> list[Valuation]:
         currency = self.currency
@@ -93,36 +100,59 @@ class StoredValuer:
     def value(self, session: Session, items: Sequence[Priced]) -> list[Valuation]:
         from appliance.services.valuation import read
 
-        tx_ids = [i.transaction_id for i in items if i.transaction_id is not None]
-        stored: dict[int, read.Value] = {}
-        if tx_ids:
-            # transaction_values reads the rows' ids only.
-            stored = read.transaction_values(session, self.settings, cast(Any, [_Id(i) for i in tx_ids]))
-        amounts = [i.asset for i in items if i.transaction_id is None and i.asset.upper() != self.currency]
+        currency = self.currency
+        stored = self._stored(session, [i.transaction_id for i in items if i.transaction_id is not None])
+        amounts = [i.asset for i in items if i.transaction_id is None and i.asset.upper() != currency]
         table = read.PriceTable(session, self.settings, amounts) if amounts else None
         out: list[Valuation] = []
         for item in items:
             if item.transaction_id is not None:
                 found = stored.get(item.transaction_id)
-                if found is not None and found.value is not None:
-                    out.append(Valuation(abs(found.value), self.currency,
-                                         source=f"{found.source} at the trade's time".strip()))
+                if found is not None and found[0] is not None:
+                    out.append(Valuation(abs(found[0]), currency, source=f"{found[1]} at the trade's time".strip()))
                     continue
-                quoted = self.quotes.one(item)
-                out.append(quoted if quoted.value is not None else Valuation(
-                    None, self.currency, reason=(found.reason if found is not None else quoted.reason)[:300]))
+                quoted = self.quotes.known(item)
+                if quoted is not None:
+                    out.append(quoted)
+                    continue
+                if found is not None:
+                    reason = found[2] or "no price"
+                else:
+                    reason = read.NOT_YET if self.settings.valuation.enabled else read.DISABLED
+                out.append(Valuation(None, currency, reason=reason[:300]))
                 continue
-            if item.asset.upper() == self.currency or table is None:
+            if item.asset.upper() == currency or table is None:
                 out.append(self.quotes.one(item))
                 continue
             value = table.value(item.asset, abs(item.amount))
-            out.append(Valuation(value.value, self.currency, reason=value.reason[:300], source=value.source)
-                       if value.value is not None else Valuation(None, self.currency, reason=value.reason[:300]))
+            out.append(Valuation(value.value, currency, reason=value.reason[:300], source=value.source)
+                       if value.value is not None else Valuation(None, currency, reason=value.reason[:300]))
+        return out
+
+    def _stored(self, session: Session, ids: Sequence[int]) -> dict[int, tuple[Decimal | None, str, str]]:
+        """transaction id -> (value, source, reason) the pricing job stored in the base currency: plain rows
+        (a full evaluation asks about every trade and transfer)."""
+        out: dict[int, tuple[Decimal | None, str, str]] = {}
+        connection = session.connection()
+        currency = self.settings.valuation.currency
+        for start in range(0, len(ids), LOOKUP_BATCH):
+            chunk = list(ids[start:start + LOOKUP_BATCH])
+            for tx_id, value, source, reason in connection.execute(_stored_statement(),
+                                                                   {"currency": currency, "ids": chunk}):
+                out[tx_id] = (value, source or "", reason or "")
         return out
 
 
-class _Id(NamedTuple):
-    id: int
+@functools.cache
+def _stored_statement() -> Any:
+    """Built once: it runs after every sync that stored a trade or a transfer."""
+    from sqlalchemy import bindparam, select
+
+    from appliance.store.models import TransactionValue
+
+    return select(TransactionValue.transaction_id, TransactionValue.value, TransactionValue.source,
+                  TransactionValue.reason).where(TransactionValue.currency == bindparam("currency"),
+                                                 TransactionValue.transaction_id.in_(bindparam("ids", expanding=True)))
 
 
 def default_valuer(settings: Settings) -> Valuer:
