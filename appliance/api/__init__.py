@@ -17,5 +17,6 @@ from appliance.api import (  # noqa: E402,F401  (the routes)
     openapi,
     oversight,
     preclearance,
+    reports,
     rules,
 )
