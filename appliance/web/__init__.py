@@ -58,6 +58,7 @@ from appliance.web import (  # noqa: E402,F401  (register the routes)
     cases,
     conduct,
     employees,
+    filings,
     onboarding,
     oversight,
     portal,

@@ -52,7 +52,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def html(doc: Document, *, stylesheet_url: str | None = None) -> str:
+def html(doc: Document, *, stylesheet_url: str | None = None, back_url: str | None = None) -> str:
     """The printable page: linked stylesheet (``stylesheet_url``) or embedded (files in the pack)."""
     style = (f'<link rel="stylesheet" href="{escape(stylesheet_url)}">' if stylesheet_url
              else f"<style>{STYLESHEET.read_text(encoding='utf-8')}</style>")
@@ -64,6 +64,9 @@ def html(doc: Document, *, stylesheet_url: str | None = None) -> str:
         f'<header class="report-head"><p class="firm">{escape(doc.firm)}</p><h1>{escape(doc.title)}</h1>'
         f'<p class="period">{escape(doc.period)}</p>'
         f'<p class="generated">Generated {escape(format_timestamp(doc.generated_at))} (UTC)</p></header>']
+    if back_url:
+        parts.append(f'<p class="no-print"><a href="{escape(back_url)}">Back to Reports</a> · print this page with '
+                     "your browser (one employee per page, the table header on every page)</p>")
     for note in doc.notes:
         parts.append(f'<p class="note">{escape(note)}</p>')
     parts.append('<section class="gaps"><h2>Coverage gaps</h2>')

@@ -100,3 +100,17 @@ def resolve(period: str | None, first: str | None, last: str | None) -> Period:
         raise Invalid("give a period (2026Q3, 2026) or both from and to (YYYY-MM-DD)",
                       field="from" if not first else "to")
     return custom(parse_day(first, "from"), parse_day(last, "to"))
+
+
+def pickers(today: dt.date | None = None) -> dict[str, object]:
+    """The Reports page's choices: today, the last eight quarters (newest first: the current one, then the
+    last one closed) and the last three years."""
+    from appliance.store.base import utcnow
+
+    today = today or utcnow().date()
+    year, quarter = today.year, (today.month - 1) // 3 + 1
+    quarters = []
+    for _ in range(8):
+        quarters.append(f"{year}Q{quarter}")
+        year, quarter = (year, quarter - 1) if quarter > 1 else (year - 1, 4)
+    return {"today": today.isoformat(), "quarters": quarters, "years": [str(today.year - i) for i in range(3)]}
