@@ -82,6 +82,7 @@ def html(doc: Document, *, stylesheet_url: str | None = None, back_url: str | No
         groups[-1].append(row)
     if not groups:
         parts.append('<p class="empty">Nothing to report for this period.</p>')
+        groups.append([])
     for group in groups:
         parts.append(f'<table class="report-table"><thead><tr>{head}</tr></thead><tbody>')
         for row in group:
