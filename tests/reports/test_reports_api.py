@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from appliance.services.sync import run_cycle
 from appliance.store.models import (
+    Alert,
     AttestationCampaign,
     AttestationDeclaredAccount,
     AttestationManualEntry,
@@ -98,11 +99,11 @@ def test_transactions_report_in_the_rule_fields(sta: Any, sim: RunningSim) -> No
     assert natures == [("BTC", "buy"), ("BTC", "other disposition"), ("ETH", "sell"), ("USD", "other acquisition"),
                        ("XYZ", "other acquisition")]
     buy = next(r for r in rows if r["nature"] == "buy")
-    assert buy["quantity"] == "0.25" and Decimal(buy["trade_price"]) == 40000 and buy["venue"] == "Kraken"
+    assert Decimal(buy["quantity"]) == Decimal("0.25") and Decimal(buy["trade_price"]) == 40000 and buy["venue"] == "Kraken"
     assert buy["provenance"] == "api" and buy["manual"] is False
     assert buy["report_submitted_at"] == data["submitted_at"].isoformat().replace("+00:00", "Z")
     manual = next(r for r in rows if r["asset"] == "XYZ")
-    assert manual["provenance"] == "manual" and manual["manual"] is True and manual["principal_amount"] == "100"
+    assert manual["provenance"] == "manual" and manual["manual"] is True and Decimal(manual["principal_amount"]) == 100
     assert any("declared, not connected: Ledger Live cold wallet" in g for g in body["coverage_gaps"])
 
 
@@ -120,7 +121,7 @@ def test_csv_numbers_dates_and_excel_safety(sta: Any, sim: RunningSim) -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", row[at["date"]]), row[at["date"]]
         assert row[at["access_person"]] == "true"
     raw_lines = text.split("\r\n")
-    assert all('"0.25"' not in line for line in raw_lines), "numbers are never quoted"
+    assert all(not re.search(r'"[0-9.]+"', line) for line in raw_lines), "numbers are never quoted"
     holdings = api(sta, f"/reports/holdings?as_of={data['today'].isoformat()}&format=csv").get_data(as_text=True)
     hrows = list(csv.DictReader(io.StringIO(holdings)))
     assert hrows and all(re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", r["quantity"]) for r in hrows)
@@ -179,7 +180,25 @@ def test_permissions_and_audit(sta: Any, sim: RunningSim) -> None:
     # Compliance sees flagged employees only: nobody is flagged here, so no synced rows.
     carol = api(sta, f"/reports/transactions?{window(data)}", "carol").get_json()
     assert carol["rows"] == []
+    assert api(sta, "/reports/holdings", "carol").get_json()["rows"] == []
+    with sta.store.unit_of_work() as session:  # an open alert flags the employee: now in Compliance's scope
+        session.add(Alert(employee_id=data["employee_id"], kind="manual", title="Look at this", status="open"))
+    carol = api(sta, f"/reports/transactions?{window(data)}", "carol").get_json()
+    assert {r["asset"] for r in carol["rows"]} == {"BTC", "ETH", "USD", "XYZ"}
+    assert {r["asset"] for r in api(sta, "/reports/holdings", "carol").get_json()["rows"]} >= {"BTC", "ETH"}
     with sta.store.read() as session:
         actions = [a for (a,) in session.execute(select(AuditEvent.action).where(
             AuditEvent.action.like("reports.%")))]
     assert "reports.transactions" in actions and "reports.holdings" in actions
+
+
+def test_red_and_late_starting_accounts_are_stated_as_coverage_gaps(sta: Any, sim: RunningSim) -> None:
+    data = seeded(sta, sim)
+    with sta.store.unit_of_work() as session:
+        connection = session.get(Connection, data["cid"])
+        assert connection is not None
+        connection.status, connection.status_reason = "broken", "the key was revoked"
+    body = api(sta, f"/reports/transactions?{window(data)}").get_json()
+    assert any("is broken: the key was revoked" in g for g in body["coverage_gaps"]), body["coverage_gaps"]
+    assert any("first read" in g for g in body["coverage_gaps"]), "read for the first time inside the period"
+    assert all("is broken" in r["coverage_gaps"] for r in body["rows"] if r["provenance"] == "api")
