@@ -203,17 +203,18 @@ class _Valuer:
         self._pricer: Any = None
         self._table: valuation.PriceTable | None = None
 
+    def _current(self, key: str) -> valuation.Value:
+        """The current price of ``key`` (an asset or an outcome key) per unit, from the pricing job's table."""
+        if self._table is None or key not in self._table.rows:
+            wanted = {key, *(self._table.rows if self._table is not None else ())}
+            self._table = valuation.PriceTable(self.session, self.app.settings, wanted, now=self.now)
+        return self._table.value(key, Decimal(1))
+
     def _price(self, asset: str) -> tuple[Decimal | None, str, str, dt.datetime | None, str]:
         if not self.app.settings.valuation.enabled:
             return None, "", "", None, valuation.DISABLED
         if self.live:
-            if self._table is None:
-                self._table = valuation.PriceTable(self.session, self.app.settings, [], now=self.now)
-            table = self._table
-            if asset not in table.rows:
-                table.rows.update({r.asset: r for r in valuation.PriceTable(
-                    self.session, self.app.settings, [asset], now=self.now).rows.values()})
-            found = table.value(asset, Decimal(1))
+            found = self._current(asset)
             return found.price if found.priced else None, found.source, found.route, found.priced_at, found.reason
         if self._pricer is None:
             from appliance.services.valuation.book import PriceBook
@@ -237,6 +238,14 @@ class _Valuer:
         from appliance.services.valuation.book import outcome_key
 
         key = outcome_key(holding.connection.venue, holding.market_id, holding.outcome)
+        if not self.app.settings.valuation.enabled:
+            return valuation.Value(None, reason=valuation.DISABLED)
+        if self.live:
+            current = self._current(key)
+            if not current.priced or current.price is None:
+                return valuation.Value(None, reason=current.reason)
+            return valuation.Value(holding.quantity * current.price, current.price, current.source, current.route,
+                                   current.priced_at)
         stale = dt.timedelta(hours=self.app.settings.valuation.stale_after_hours)
         found = self.session.execute(select(PriceObservation).where(
             PriceObservation.kind == "market", PriceObservation.asset == key, PriceObservation.at < self.at,
@@ -265,8 +274,6 @@ def holdings_as_of(session: Session, actor: Actor, app: Appliance, day: dt.date)
         flagged = {int(i) for i in session.execute(flagged_employee_ids_query()).scalars()}
     holdings: list[Holding] = []
     for connection, employee in pairs:
-        if connection.created_at is not None and connection.created_at >= at and connection.kind == "prediction":
-            continue
         holdings.extend(_balances_at(session, connection, employee, at))
         if positions is not None and (not flagged_positions or connection.employee_id in flagged):
             holdings.extend(_positions_at(session, connection, employee, at))
