@@ -55,7 +55,7 @@ def test_positions_as_of_a_day(sta: Any, sim: RunningSim) -> None:
         assert row["basis"] == "observed"
         assert row["principal_amount"] != "unpriced", row  # the market's price that day, USDC/USD that day
         assert "polymarket" in row["price_source"]
-            assert Decimal(row["principal_amount"]) == (Decimal(row["quantity"]) * Decimal(row["price"])).quantize(
-                Decimal("0.01"))
+        assert Decimal(row["principal_amount"]) == (Decimal(row["quantity"]) * Decimal(row["price"])).quantize(
+            Decimal("0.01"))
     before = api(sta, f"/reports/holdings?as_of={(now - dt.timedelta(days=20)).date().isoformat()}").get_json()
     assert not [r for r in before["rows"] if r["kind"] == "prediction"], "positions are not invented before"
