@@ -9,6 +9,7 @@ api_blueprint = Blueprint("api", __name__)
 from appliance.api import (  # noqa: E402,F401  (the routes)
     admin,
     alerts,
+    attestations,
     audit,
     auth,
     employees,

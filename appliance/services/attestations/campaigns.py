@@ -31,6 +31,20 @@ def today() -> dt.date:
     return utcnow().date()
 
 
+def parse_day(value: Any, field: str) -> dt.date | None:
+    """YYYY-MM-DD (or None) from a request, refused by name otherwise."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.date):
+        return value
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError(value)
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{field} must be a date (YYYY-MM-DD)", field=field) from None
+
+
 def status_of(task: AttestationTask, on: dt.date | None = None) -> str:
     """The status shown everywhere: the stored one, or ``late`` for an outstanding task past its due date."""
     if task.status in OUTSTANDING and (on or today()) > task.due:

@@ -13,6 +13,8 @@ from appliance.errors import Conflict, Invalid, NotFound
 from appliance.rbac.actors import Actor
 from appliance.services import alerts
 from appliance.services.attestations.campaigns import OUTSTANDING, days_late, today
+from appliance.services.mailer import Mailer
+from appliance.services.notifications import link
 from appliance.settings import Settings
 from appliance.store.base import utcnow
 from appliance.store.models import (
@@ -153,3 +155,15 @@ def late_list(session: Session, *, on: dt.date | None = None, include_filed: boo
 def late_count(session: Session, on: dt.date | None = None) -> int:
     return session.execute(select(func.count()).select_from(AttestationTask).where(
         AttestationTask.status.in_(OUTSTANDING), AttestationTask.due < (on or today()))).scalar_one()
+
+
+def notify_employee(session: Session, mailer: Mailer, settings: Settings, row: Submitted) -> None:
+    """Tell the employee their report was returned (the comment is on the portal page, not in the e-mail)."""
+    if row.submission.status != "returned" or row.employee.status != "active":
+        return
+    url = link(settings, f"/me/tasks/{row.task.id}")
+    mailer.queue(session, to=[row.employee.email], purpose="attestation_returned",
+                 subject="[Vigatra] Your compliance report was returned for correction",
+                 text=(f"Compliance returned your report \"{row.campaign.title}\" with a comment. Read it, correct "
+                       f"the report and certify it again in the employee portal: {url}\n\n"
+                       "This message is sent by the Vigatra appliance and carries none of your data.\n"))
