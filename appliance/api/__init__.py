@@ -15,6 +15,7 @@ from appliance.api import (  # noqa: E402,F401  (the routes)
     employees,
     lists,
     me,
+    me_tasks,
     openapi,
     oversight,
     preclearance,

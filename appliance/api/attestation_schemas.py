@@ -125,3 +125,64 @@ class CodeVersionOut(Answer):
     size: int
     uploaded_at: Timestamp
     campaign_id: int | None
+
+
+class MyTaskOut(Answer):
+    id: int
+    title: str
+    kind: str
+    period: str | None
+    due: Date
+    as_of: Date | None
+    status: TaskStatus
+    days_late: int | None
+    comment: str | None = Field(description="Compliance's comment when the report was returned.")
+    content: dict[str, Any] | None = Field(default=None, description=(
+        "What the task covers now: connected accounts, synced records, declared accounts, manual entries."))
+
+
+class MyTaskList(Answer):
+    tasks: list[MyTaskOut]
+
+
+class Certify(Schema):
+    model_config = example(typed_name="Ada Lovelace", nothing_to_report=False, confirm=True)
+
+    typed_name: Annotated[str, Text(200)]
+    nothing_to_report: bool = False
+    confirm: bool = Field(default=True, description="The employee confirms the report is complete and accurate.")
+
+
+class DeclaredCreate(Schema):
+    model_config = example(venue="Coinbase", account="personal", reason="the key cannot be read-only")
+
+    venue: Annotated[str, Text(100)]
+    account: Annotated[str, Text(200)] = ""
+    reason: Annotated[str, Text(2000)]
+
+
+class ManualCreate(Schema):
+    model_config = example(asset="BTC", quantity="0.1", venue="cold wallet", date="2026-08-14", nature="buy")
+
+    asset: Annotated[str, Text(64)]
+    identifier: Annotated[str, Text(200)] = ""
+    quantity: Annotated[str, Text(40)]
+    price: Annotated[str, Text(40)] | None = None
+    principal: Annotated[str, Text(40)] | None = None
+    venue: Annotated[str, Text(100)]
+    date: Annotated[str, Text(10)] | None = Field(default=None, description="YYYY-MM-DD (transactions).")
+    nature: Annotated[str, Text(24)] = Field(default="", description=(
+        "buy | sell | other_acquisition | other_disposition (transactions)."))
+    note: Annotated[str, Text(2000)] = ""
+
+
+class SubmittedOut(Answer):
+    submission_id: int
+    number: int
+    status: str
+    snapshot_sha256: str
+    submitted_at: Timestamp
+
+
+class CreatedOut(Answer):
+    id: int

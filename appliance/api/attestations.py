@@ -11,6 +11,7 @@ side is the portal (/me/tasks).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask.typing import ResponseReturnValue
@@ -23,6 +24,10 @@ from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
 from appliance.services.attestations import campaigns, review
 from appliance.store.models import AttestationCampaign, AttestationSubmission, AttestationTask, CodeVersion, Employee
+
+
+def _day(value: dt.date | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def task_json(task: AttestationTask, employee: Employee) -> dict[str, Any]:
@@ -38,8 +43,8 @@ def campaign_json(campaign: AttestationCampaign, progress: dict[str, int], versi
                   tasks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": campaign.id, "kind": campaign.kind, "period": campaign.period or None,
-        "period_start": json_value(campaign.period_start), "period_end": json_value(campaign.period_end),
-        "as_of": json_value(campaign.as_of), "due": json_value(campaign.due), "title": campaign.title,
+        "period_start": _day(campaign.period_start), "period_end": _day(campaign.period_end),
+        "as_of": _day(campaign.as_of), "due": _day(campaign.due), "title": campaign.title,
         "code_version": version, "created_at": json_value(campaign.created_at), "created_by": campaign.created_label,
         "progress": progress}
     if tasks is not None:
