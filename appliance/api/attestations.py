@@ -3,8 +3,8 @@ code of ethics.
 
 ``POST /api/v1/campaigns`` (attestations:write) takes ``{"kind", "period", "due"?}`` and answers 201 with the
 campaign and a task per access person; ``GET /api/v1/campaigns/<id>`` lists the tasks with their status
-(open, submitted, approved, returned, late, closed). Opening a submission (``GET
-/api/v1/attestations/submissions/<id>``, attestations:review) puts the employee in the flagged scope for the
+(open, submitted, approved, returned, late, closed). Opening a submission (``POST
+/api/v1/attestations/submissions/<id>/open``, attestations:review) puts the employee in the flagged scope for the
 review; ``POST .../decision`` approves or returns it (a comment is required to return). The employee's own
 side is the portal (/me/tasks).
 """
@@ -21,7 +21,7 @@ from appliance.api import attestation_schemas as a
 from appliance.api.common import json_value, respond
 from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.routes import requires
-from appliance.boundary.validation import accepts
+from appliance.boundary.validation import NoInput, accepts
 from appliance.services.attestations import campaigns, review
 from appliance.store.models import AttestationCampaign, AttestationSubmission, AttestationTask, CodeVersion, Employee
 
@@ -130,10 +130,20 @@ def list_submissions(query: a.SubmissionQuery) -> ResponseReturnValue:
 
 
 @api_blueprint.route("/attestations/submissions/<int:submission_id>", methods=["GET"])
-@requires("attestations:review", action="attestations.submission_open", resource_arg="submission_id")
+@requires("attestations:review", action="attestations.submission_view", resource_arg="submission_id")
 @accepts(returns=a.SubmissionOut)
+def get_submission(submission_id: int) -> ResponseReturnValue:
+    """A submission; its frozen snapshot once it was opened for review (``POST .../open``)."""
+    row = review.get(db(), submission_id)
+    return respond(submission_json(row, with_snapshot=row.submission.review_alert_id is not None))
+
+
+@api_blueprint.route("/attestations/submissions/<int:submission_id>/open", methods=["POST"])
+@requires("attestations:review", action="attestations.submission_open", resource_arg="submission_id")
+@accepts(body=NoInput, returns=a.SubmissionOut)
 def open_submission(submission_id: int) -> ResponseReturnValue:
-    """Open a submission for review: its frozen snapshot; the employee is flagged for the review."""
+    """Open a submission for review: its frozen snapshot; the employee is put in the flagged scope for the
+    review (an ``attestation_review`` alert naming it, resolved by the decision)."""
     row = review.open_for_review(db(), state().actor, submission_id)
     audit_detail(employee_id=row.employee.id, review_alert_id=row.submission.review_alert_id)
     return respond(submission_json(row, with_snapshot=True))

@@ -14,7 +14,7 @@ from appliance.services.attestations import campaigns, certify, periods, review
 from appliance.services.scope import flagging_alerts
 from appliance.store.models import CodeVersion
 from appliance.web import attestation_forms as f
-from appliance.web import web_blueprint
+from appliance.web import forms, web_blueprint
 
 
 @web_blueprint.route("/attestations", methods=["GET"])
@@ -100,16 +100,26 @@ def code_response(version: CodeVersion) -> Response:
 
 
 @web_blueprint.route("/attestations/submissions/<int:submission_id>", methods=["GET"])
-@requires("attestations:review", action="attestations.submission_open", resource_arg="submission_id")
+@requires("attestations:review", action="attestations.submission_view", resource_arg="submission_id")
 @accepts(media=("text/html",))
 def attestations_submission(submission_id: int) -> ResponseReturnValue:
+    """A submission: its content once opened for review (opening is a POST: it flags the employee)."""
     session = db()
-    row = review.open_for_review(session, state().actor, submission_id)
-    audit_detail(employee_id=row.employee.id, review_alert_id=row.submission.review_alert_id)
-    return render_template("attestation_submission.html", row=row, snap=row.submission.snapshot,
-                           history=certify.submissions(session, row.task.id),
+    row = review.get(session, submission_id)
+    opened = row.submission.review_alert_id is not None
+    return render_template("attestation_submission.html", row=row, opened=opened,
+                           snap=row.submission.snapshot if opened else None,
                            reviews=certify.reviews(session, row.task.id),
-                           flagging=flagging_alerts(session, row.employee.id))
+                           flagging=flagging_alerts(session, row.employee.id) if opened else [])
+
+
+@web_blueprint.route("/attestations/submissions/<int:submission_id>/open", methods=["POST"])
+@requires("attestations:review", action="attestations.submission_open", resource_arg="submission_id")
+@accepts(form=forms.NoFields, media=("text/html",))
+def attestations_submission_open(submission_id: int) -> ResponseReturnValue:
+    row = review.open_for_review(db(), state().actor, submission_id)
+    audit_detail(employee_id=row.employee.id, review_alert_id=row.submission.review_alert_id)
+    return redirect(url_for("web.attestations_submission", submission_id=submission_id))
 
 
 @web_blueprint.route("/attestations/submissions/<int:submission_id>/decision", methods=["POST"])

@@ -25,7 +25,8 @@ class Dashboard:
 
 
 def access_person(admin: Dashboard, name: str, since: str | None = None) -> int:
-    body: dict[str, Any] = {"name": name, "email": f"{name.lower()}-{secrets.token_hex(3)}@example.com",
+    local = name.split(maxsplit=1)[0].lower()
+    body: dict[str, Any] = {"name": name, "email": f"{local}-{secrets.token_hex(3)}@example.com",
                             "access_person": True}
     if since:
         body["access_person_since"] = since
