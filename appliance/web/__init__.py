@@ -24,6 +24,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("web.employees", "Employees", "employees:read"),
     ("web.alerts", "Alerts", "alerts:read"),
     ("web.preclearance_queue", "Pre-clearance", "preclearance:read"),
+    ("web.attestations_page", "Attestations", "attestations:read"),
     ("web.lists_page", "Lists", "lists:read"),
     ("web.rules_page", "Rules", "rules:read"),
     ("web.groups_page", "Groups", "groups:read"),
@@ -55,6 +56,7 @@ def _inject() -> dict[str, Any]:
 
 from appliance.web import (  # noqa: E402,F401  (register the routes)
     admin,
+    attestations,
     cases,
     conduct,
     employees,
@@ -62,6 +64,7 @@ from appliance.web import (  # noqa: E402,F401  (register the routes)
     onboarding,
     oversight,
     portal,
+    portal_tasks,
     preclearance,
     sso,
     views,
