@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.rbac.actors import Actor
+from appliance.services.attestations.campaigns import days_late
 from appliance.services.context import Appliance
 from appliance.services.filings import rows as report_rows
 from appliance.services.filings import submissions
@@ -74,7 +75,7 @@ def roster_document(session: Session, app: Appliance) -> Document:
 def late_document(session: Session, app: Appliance, period: Period | None = None) -> Document:
     label = period.text() if period is not None else f"as of {utcnow().date().isoformat()}"
     return Document("Late reports", firm_name(app), label, utcnow(), submissions.LATE_COLUMNS,
-                    submissions.late_rows(session, period=period),
+                    submissions.late_rows(session),
                     ["Reports still not submitted after their due date (days late to today), and reports submitted "
                      "after it (days late to the first submission). Closed tasks are not listed."])
 
@@ -113,7 +114,7 @@ def _tables(session: Session, period: Period) -> dict[str, list[list[Any]]]:
         out["tasks.csv"].append([campaign.id, campaign.title, campaign.kind, campaign.period,
                                  *names.get(task.employee_id, ("", "")), task.due, task.as_of, task.status,
                                  task.closed_reason, task.first_submitted_at, task.submitted_at, task.reviewed_at,
-                                 submissions.days_late(task, today)])
+                                 days_late(task, today)])
     out["submissions.csv"] = [["submission_id", "campaign", "kind", "period", "employee_external_id", "employee",
                                "number", "submitted_at", "nothing_to_report", "typed_name", "status",
                                "snapshot_sha256", "snapshot_file"]]

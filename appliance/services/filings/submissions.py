@@ -2,9 +2,8 @@
 submitted the report covering a period or a day, the manual entries they certified (always marked manual),
 the accounts they declared but did not connect, and the late-report list (days late, to the day).
 
-"Late" is derived, never stored: a task open or returned after its due date is late by today - due; a task
-first submitted after its due date was late by that submission's day - due. Closed tasks (the person left,
-or stopped being an access person) are not late."""
+"Late" is derived, never stored, by services/attestations (one definition for the review pages, the API and
+these reports)."""
 
 from __future__ import annotations
 
@@ -139,32 +138,16 @@ def declared_accounts(session: Session, employee_ids: set[int] | None) -> dict[i
     return out
 
 
-def days_late(task: AttestationTask, today: dt.date) -> int:
-    if task.status == "closed":
-        return 0
-    if task.first_submitted_at is not None:
-        return max(0, (task.first_submitted_at.date() - task.due).days)
-    return max(0, (today - task.due).days)
+def late_rows(session: Session, *, today: dt.date | None = None) -> list[list[Any]]:
+    """Every late report (services/attestations' late list: still outstanding, most overdue first, then those
+    filed after their due date), in LATE_COLUMNS' order."""
+    from appliance.services.attestations.review import late_list
 
-
-def late_rows(session: Session, *, today: dt.date | None = None, period: Period | None = None) -> list[list[Any]]:
-    """Every late report (still late, or submitted late), most days late first."""
-    today = today or utcnow().date()
-    stmt = (select(AttestationTask, AttestationCampaign, Employee)
-            .join(AttestationCampaign, AttestationCampaign.id == AttestationTask.campaign_id)
-            .join(Employee, Employee.id == AttestationTask.employee_id)
-            .where(AttestationTask.status != "closed", AttestationTask.due < today))
-    if period is not None:
-        stmt = stmt.where(AttestationTask.due >= period.first, AttestationTask.due <= period.last)
     rows: list[list[Any]] = []
-    for task, campaign, person in session.execute(stmt).all():
-        late = days_late(task, today)
-        if late <= 0:
-            continue
-        status = "late" if task.status in ("open", "returned") else task.status
-        rows.append([person.external_id or "", person.name, campaign.title, campaign.kind, campaign.period,
-                     task.due, status, task.first_submitted_at, late])
-    rows.sort(key=lambda r: (-int(r[8]), str(r[1])))
+    for late in late_list(session, on=today or utcnow().date()):
+        status = "late" if late.outstanding else late.task.status
+        rows.append([late.employee.external_id or "", late.employee.name, late.campaign.title, late.campaign.kind,
+                     late.campaign.period, late.task.due, status, late.task.first_submitted_at, late.days])
     return rows
 
 
