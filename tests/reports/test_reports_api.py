@@ -163,7 +163,7 @@ def test_roster_and_late_list(sta: Any, sim: RunningSim) -> None:
     "/reports/transactions?period=2026Q5", "/reports/transactions?period=26", "/reports/transactions?from=2026-02-01",
     "/reports/transactions?from=2026-03-01&to=2026-02-01", "/reports/transactions?period=2026Q1&from=2026-01-01",
     "/reports/transactions?from=2026-02-30&to=2026-03-01", "/reports/holdings?format=pdf",
-    "/reports/transactions?period=2026Q3&extra=1"])
+    "/reports/transactions?period=2026Q3&extra=1", "/reports/holdings?as_of=2999-01-01"])
 def test_bad_dates_and_periods_are_refused(sta: Any, query: str) -> None:
     response = api(sta, query)
     assert response.status_code in (400, 422), response.get_data(as_text=True)

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from appliance.errors import Invalid
 from appliance.rbac.actors import Actor
 from appliance.services.context import Appliance
 from appliance.services.filings.periods import end_of
@@ -203,6 +204,9 @@ class _Valuer:
         self._pricer: Any = None
         self._table: valuation.PriceTable | None = None
 
+    def prepare(self, keys: set[str]) -> None:
+        self._table = valuation.PriceTable(self.session, self.app.settings, keys, now=self.now)
+
     def _current(self, key: str) -> valuation.Value:
         """The current price of ``key`` (an asset or an outcome key) per unit, from the pricing job's table."""
         if self._table is None or key not in self._table.rows:
@@ -265,6 +269,9 @@ class _Valuer:
 def holdings_as_of(session: Session, actor: Actor, app: Appliance, day: dt.date) -> HoldingsReport:
     """Every holding of every account the actor may export, at the end of ``day`` (prediction positions only
     for an actor who may export them)."""
+    if day > utcnow().date():
+        raise Invalid(f"as_of {day.isoformat()} is in the future: holdings are reported as of today or earlier",
+                      field="as_of")
     at = end_of(day)
     pairs = _connections(session, actor)
     positions = actor.scope_for("predictions:export")
@@ -278,6 +285,11 @@ def holdings_as_of(session: Session, actor: Actor, app: Appliance, day: dt.date)
         if positions is not None and (not flagged_positions or connection.employee_id in flagged):
             holdings.extend(_positions_at(session, connection, employee, at))
     valuer = _Valuer(session, app, at)
+    if valuer.live:  # one read of the current prices for every asset and outcome (not one per holding)
+        from appliance.services.valuation.book import outcome_key
+
+        valuer.prepare({h.asset if h.kind == "balance" else outcome_key(h.connection.venue, h.market_id, h.outcome)
+                        for h in holdings})
     for holding in holdings:
         holding.value = valuer.position(holding) if holding.kind == "prediction" else valuer.value(
             holding.asset, holding.quantity)

@@ -158,8 +158,9 @@ def build(session: Session, actor: Actor, app: Appliance, period: Period) -> tup
     from appliance.services.filings import csvout
 
     files: dict[str, bytes] = {}
+    day = min(period.last, utcnow().date())  # a period not over yet: the holdings of today
     documents = {
-        f"holdings-{period.last.isoformat()}": holdings_document(session, actor, app, period.last),
+        f"holdings-{day.isoformat()}": holdings_document(session, actor, app, day),
         f"transactions-{period.slug}": transactions_document(session, actor, app, period),
         "access-persons": roster_document(session, app),
         "late-reports": late_document(session, app),
