@@ -18,7 +18,6 @@ from pydantic import Field
 from appliance.api import api_blueprint
 from appliance.api.common import json_value, respond
 from appliance.boundary.edge import appliance, audit_detail, state
-from appliance.boundary.params import Text
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import JSON, Answer, Schema, accepts
 from appliance.errors import Forbidden
@@ -28,9 +27,10 @@ from appliance.services.filings.document import Document, html
 from appliance.store.base import utcnow
 
 Format = Literal["json", "csv", "html"]
-DayText = Annotated[str, Text(10), Field(description="A day, YYYY-MM-DD (UTC).", examples=["2026-09-30"])]
-PeriodText = Annotated[str, Text(6), Field(description="A quarter (2026Q3) or a year (2026).",
-                                           examples=["2026Q3"])]
+DayText = Annotated[str, Field(max_length=10, description="A day, YYYY-MM-DD (UTC).", examples=["2026-09-30"],
+                                         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+PeriodText = Annotated[str, Field(max_length=6, description="A quarter (2026Q3) or a year (2026).",
+                                           examples=["2026Q3"], pattern=r"^[0-9]{4}(Q[1-4])?$")]
 MEDIA = (JSON, "text/csv", "text/html")
 
 
