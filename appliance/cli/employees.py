@@ -60,6 +60,9 @@ def employee_import(file: Path) -> None:
     data = file.read_bytes()
     with audited("employees.import", resource_type="employees", detail={"file": file.name}) as (session, info):
         report = import_rows(session, data, actor_label=cli_actor().label, via="CLI")
+        from appliance.services.attestations.campaigns import ensure_initial_tasks
+
+        ensure_initial_tasks(session, cli_state().appliance().settings)  # new access persons: initial task
         info.update(imported=report.count("created") + report.count("updated"), created=report.count("created"),
                     updated=report.count("updated"), rejected=report.count("rejected"))
     for change in report.changes:

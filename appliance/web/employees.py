@@ -68,6 +68,9 @@ def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
     if upload is None or not upload.filename:
         raise Invalid("choose a CSV file", field="file")
     report = roster_sync.import_rows(db(), upload.read(), actor_label=state().actor.label, via="web")
+    from appliance.services.attestations.campaigns import ensure_initial_tasks
+
+    ensure_initial_tasks(db(), appliance().settings)  # new access persons get their initial-holdings task
     audit_detail(created=report.count("created"), updated=report.count("updated"),
                  rejected=report.count("rejected"))
     flash(f"{report.count('created')} employee(s) imported, {report.count('updated')} updated, "

@@ -115,3 +115,16 @@ def test_leaving_the_access_person_group_in_the_roster_closes_tasks(client: Any,
     with ta.store.read() as session:
         task = session.execute(select(AttestationTask).where(AttestationTask.employee_id == ada)).scalar_one()
         assert (task.status, task.closed_reason) == ("closed", "no_longer_access_person")
+
+
+def test_a_csv_import_marking_an_access_person_makes_the_initial_task_at_once(client: Any, ta: Any) -> None:
+    alice = Dashboard(client, ta, "alice")
+    csv = "name,email,department,external_id,access_person\nZed,zed@example.com,Research,HR-9,yes\n"
+    response = client.post("/api/v1/employees/import", data=csv.encode(),
+                           headers={**alice.headers, "Content-Type": "text/csv"})
+    assert response.status_code == 201, response.get_json()
+    (zed,) = response.get_json()["ids"]
+    assert alice.get(f"/employees/{zed}")["access_person"] is True
+    campaign = next(c for c in alice.get("/campaigns")["campaigns"] if c["kind"] == "initial_holdings")
+    task = task_of(alice.get(f"/campaigns/{campaign['id']}"), zed)
+    assert task["due"] == (dt.date.today() + dt.timedelta(days=10)).isoformat() and task["status"] == "open"
