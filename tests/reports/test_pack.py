@@ -22,8 +22,6 @@ from appliance.services.filings.pack import FORMAT
 from appliance.store.models import (
     Alert,
     AlertNote,
-    AttestationSubmission,
-    AttestationTask,
     AuditEvent,
     CodeAcknowledgement,
     CodeVersion,
@@ -37,7 +35,7 @@ CODE = b"Code of ethics v1: access persons report holdings within 10 days.\n"
 
 
 def more_records(sta: Any, data: dict[str, Any]) -> None:
-    """A code version and its acknowledgement, a resolved alert with a note, a frozen submission."""
+    """A code version and its acknowledgement, a resolved alert with a note (seeded() made a submission)."""
     now = dt.datetime.now(dt.UTC)
     with sta.store.unit_of_work() as session:
         version = CodeVersion(version=1, title="Code of ethics", filename="code.txt", media_type="text/plain",
@@ -52,11 +50,6 @@ def more_records(sta: Any, data: dict[str, Any]) -> None:
         session.add(alert)
         session.flush()
         session.add(AlertNote(alert_id=alert.id, author_label="carol", text="Spoke to the employee"))
-        task = session.execute(select(AttestationTask).where(AttestationTask.status == "submitted")).scalar_one()
-        snapshot = {"kind": "quarterly_transactions", "records": [], "nothing_to_report": False}
-        session.add(AttestationSubmission(task_id=task.id, employee_id=data["employee_id"], number=1,
-                                          submitted_at=data["submitted_at"], typed_name="E Mployee",
-                                          snapshot=snapshot, snapshot_sha256="0" * 64))
 
 
 def verify_cli(path: Path) -> subprocess.CompletedProcess[str]:

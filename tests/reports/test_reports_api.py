@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from appliance.services.attestations.snapshot import manual_json
 from appliance.services.sync import run_cycle
 from appliance.store.models import (
     Alert,
     AttestationCampaign,
     AttestationDeclaredAccount,
     AttestationManualEntry,
+    AttestationSubmission,
     AttestationTask,
     AuditEvent,
     Connection,
@@ -71,11 +73,22 @@ def seeded(sta: Any, sim: RunningSim) -> dict[str, Any]:
         open_task = AttestationTask(campaign_id=late.id, employee_id=person.id, due=late.due, status="open")
         session.add_all([task, open_task])
         session.flush()
-        session.add(AttestationManualEntry(task_id=task.id, employee_id=person.id, kind="transaction", asset="XYZ",
-                                           identifier="private placement", quantity=Decimal("5"),
-                                           price=Decimal("20"), principal=Decimal("100"), currency="USD",
-                                           venue="Local broker", occurred_on=today - dt.timedelta(days=15),
-                                           nature="other_acquisition"))
+        entry = AttestationManualEntry(task_id=task.id, employee_id=person.id, kind="transaction", asset="XYZ",
+                                       identifier="private placement", quantity=Decimal("5"), price=Decimal("20"),
+                                       principal=Decimal("100"), currency="USD", venue="Local broker",
+                                       occurred_on=today - dt.timedelta(days=15), nature="other_acquisition")
+        session.add(entry)
+        session.flush()
+        # What the employee certified: the frozen snapshot holds the manual entry (the report reads it there).
+        session.add(AttestationSubmission(task_id=task.id, employee_id=person.id, number=1,
+                                          submitted_at=submitted_at, typed_name="E Mployee",
+                                          snapshot={"kind": "quarterly_transactions", "manual": [manual_json(entry)],
+                                                    "records": [], "nothing_to_report": False},
+                                          snapshot_sha256="0" * 64))
+        # A draft changed after the submission is not what was certified: not in the report.
+        session.add(AttestationManualEntry(task_id=task.id, employee_id=person.id, kind="transaction", asset="DRAFT",
+                                           quantity=Decimal("1"), occurred_on=today - dt.timedelta(days=3),
+                                           nature="buy"))
         session.add(AttestationDeclaredAccount(task_id=task.id, employee_id=person.id, venue="Ledger Live",
                                                account="cold wallet", reason="hardware wallet, not connected"))
         employee_id = person.id
@@ -103,6 +116,7 @@ def test_transactions_report_in_the_rule_fields(sta: Any, sim: RunningSim) -> No
     assert buy["venue"] == "Kraken"
     assert buy["provenance"] == "api" and buy["manual"] is False
     assert buy["report_submitted_at"] == data["submitted_at"].isoformat().replace("+00:00", "Z")
+    assert "DRAFT" not in {r["asset"] for r in rows}, "only what the employee certified"
     manual = next(r for r in rows if r["asset"] == "XYZ")
     assert manual["provenance"] == "manual" and manual["manual"] is True and Decimal(manual["principal_amount"]) == 100
     assert any("declared, not connected: Ledger Live cold wallet" in g for g in body["coverage_gaps"])

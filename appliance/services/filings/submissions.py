@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -21,7 +22,6 @@ from appliance.store.base import utcnow
 from appliance.store.models import (
     AttestationCampaign,
     AttestationDeclaredAccount,
-    AttestationManualEntry,
     AttestationSubmission,
     AttestationTask,
     Employee,
@@ -73,55 +73,82 @@ def _visible(session: Session, actor: Actor, permission: str) -> set[int] | None
     return {int(i) for i in session.execute(flagged_employee_ids_query()).scalars()}
 
 
+def _certified_manual(session: Session, actor: Actor, permission: str, task_ids: list[int], kind: str
+                      ) -> list[tuple[int, dict[str, Any]]]:
+    """(employee id, entry) of each manual entry of ``kind`` in the latest submission of each task: what the
+    employee certified (the frozen snapshot), not the working rows they may edit after a return."""
+    visible = _visible(session, actor, permission)
+    latest: dict[int, AttestationSubmission] = {}
+    for start in range(0, len(task_ids), 500):
+        for sub in session.execute(select(AttestationSubmission).where(
+                AttestationSubmission.task_id.in_(task_ids[start:start + 500]))).scalars():
+            if sub.task_id not in latest or sub.number > latest[sub.task_id].number:
+                latest[sub.task_id] = sub
+    out: list[tuple[int, dict[str, Any]]] = []
+    for sub in sorted(latest.values(), key=lambda s: s.id):
+        if visible is not None and sub.employee_id not in visible:
+            continue
+        entries = (sub.snapshot or {}).get("manual") or []
+        out.extend((sub.employee_id, e) for e in entries if isinstance(e, dict) and e.get("kind") == kind)
+    return out
+
+
+def _number(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value not in (None, "") else None
+    except ArithmeticError:
+        return None
+
+
+def _day(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def manual_transaction_rows(session: Session, actor: Actor, period: Period, employees: dict[int, Employee],
                             currency: str, submitted: dict[int, dt.datetime]) -> list[list[Any]]:
-    """The transactions employees added by hand to a submitted certification of the period (rows in
+    """The transactions employees added by hand to their certified reports of the period (rows in
     rows.TRANSACTION_COLUMNS' order, provenance ``manual``)."""
-    task_ids = _submitted_task_ids(session, "quarterly_transactions", None, None)
-    visible = _visible(session, actor, "transactions:export")
     rows: list[list[Any]] = []
-    if not task_ids:
-        return rows
-    for entry in session.execute(select(AttestationManualEntry).where(
-            AttestationManualEntry.task_id.in_(task_ids), AttestationManualEntry.kind == "transaction",
-            AttestationManualEntry.removed_at.is_(None)).order_by(AttestationManualEntry.id)).scalars():
-        if visible is not None and entry.employee_id not in visible:
+    task_ids = _submitted_task_ids(session, "quarterly_transactions", None, None)
+    for employee_id, entry in _certified_manual(session, actor, "transactions:export", task_ids, "transaction"):
+        day = _day(entry.get("date"))
+        if day is None or not period.first <= day <= period.last:
             continue
-        if entry.occurred_on is None or not period.first <= entry.occurred_on <= period.last:
-            continue
-        person = employees.get(entry.employee_id)
-        when = dt.datetime(entry.occurred_on.year, entry.occurred_on.month, entry.occurred_on.day, tzinfo=dt.UTC)
+        person = employees.get(employee_id)
+        principal = _number(entry.get("principal"))
+        when = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        nature = str(entry.get("nature") or "")
         rows.append([person.external_id or "" if person else "", person.name if person else "",
-                     bool(person.access_person) if person else False, when, NATURES.get(entry.nature, entry.nature),
-                     entry.nature or "other", entry.asset, "manual entry", entry.identifier, "", entry.quantity,
-                     entry.price, entry.principal, entry.currency or currency, None, None, None, None, entry.venue,
-                     entry.venue, f"manual-{entry.id}", "manual", True, submitted.get(entry.employee_id), "manual",
-                     "" if entry.principal is not None else "entered without an amount",
+                     bool(person.access_person) if person else False, when, NATURES.get(nature, nature),
+                     nature or "other", str(entry.get("asset") or ""), "manual entry",
+                     str(entry.get("identifier") or ""), "", _number(entry.get("quantity")),
+                     _number(entry.get("price")), principal, str(entry.get("currency") or currency), None, None,
+                     None, None, str(entry.get("venue") or ""), str(entry.get("venue") or ""),
+                     f"manual-{entry.get('id', '')}", "manual", True, submitted.get(employee_id), "manual",
+                     "" if principal is not None else "entered without an amount",
                      "declared by the employee, not read from a venue"])
     return rows
 
 
 def manual_holding_rows(session: Session, actor: Actor, day: dt.date, employees: dict[int, Employee],
                         currency: str, submitted: dict[int, dt.datetime]) -> list[list[Any]]:
-    """Holdings employees added by hand to a submitted holdings certification as of ``day`` (rows in
+    """Holdings employees added by hand to their certified holdings reports as of ``day`` (rows in
     rows.HOLDING_COLUMNS' order)."""
-    task_ids = _submitted_task_ids(session, "holdings", None, day)
-    visible = _visible(session, actor, "balances:export")
     rows: list[list[Any]] = []
-    if not task_ids:
-        return rows
-    for entry in session.execute(select(AttestationManualEntry).where(
-            AttestationManualEntry.task_id.in_(task_ids), AttestationManualEntry.kind == "holding",
-            AttestationManualEntry.removed_at.is_(None)).order_by(AttestationManualEntry.id)).scalars():
-        if visible is not None and entry.employee_id not in visible:
-            continue
-        person = employees.get(entry.employee_id)
+    task_ids = _submitted_task_ids(session, "holdings", None, day)
+    for employee_id, entry in _certified_manual(session, actor, "balances:export", task_ids, "holding"):
+        person = employees.get(employee_id)
+        principal = _number(entry.get("principal"))
         rows.append([person.external_id or "" if person else "", person.name if person else "",
-                     bool(person.access_person) if person else False, day, "manual", entry.asset, "manual entry",
-                     entry.identifier, "", "", entry.quantity, entry.price, entry.principal,
-                     entry.currency or currency, entry.venue, entry.venue, "manual", None, 0, "manual",
-                     "" if entry.principal is not None else "entered without an amount",
-                     submitted.get(entry.employee_id), "declared by the employee, not read from a venue"])
+                     bool(person.access_person) if person else False, day, "manual", str(entry.get("asset") or ""),
+                     "manual entry", str(entry.get("identifier") or ""), "", "", _number(entry.get("quantity")),
+                     _number(entry.get("price")), principal, str(entry.get("currency") or currency),
+                     str(entry.get("venue") or ""), str(entry.get("venue") or ""), "manual", None, 0, "manual",
+                     "" if principal is not None else "entered without an amount", submitted.get(employee_id),
+                     "declared by the employee, not read from a venue"])
     return rows
 
 
