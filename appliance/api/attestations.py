@@ -46,9 +46,7 @@ def campaign_json(campaign: AttestationCampaign, progress: dict[str, int], versi
         "period_start": _day(campaign.period_start), "period_end": _day(campaign.period_end),
         "as_of": _day(campaign.as_of), "due": _day(campaign.due), "title": campaign.title,
         "code_version": version, "created_at": json_value(campaign.created_at), "created_by": campaign.created_label,
-        "progress": progress}
-    if tasks is not None:
-        out["tasks"] = tasks
+        "progress": progress, "tasks": tasks}
     return out
 
 
@@ -78,7 +76,10 @@ def create_campaign(body: a.CampaignCreate) -> ResponseReturnValue:
 @accepts(returns=a.CampaignList)
 def list_campaigns() -> ResponseReturnValue:
     """Campaigns, newest first, with their progress."""
-    return respond({"campaigns": [campaign_json(p.campaign, p.by_status) for p in campaigns.listing(db())]})
+    session = db()
+    versions = {v.id: v.version for v in campaigns.code_versions(session)}
+    return respond({"campaigns": [campaign_json(p.campaign, p.by_status, versions.get(p.campaign.code_version_id or 0))
+                                  for p in campaigns.listing(session)]})
 
 
 @api_blueprint.route("/campaigns/<int:campaign_id>", methods=["GET"])
@@ -106,9 +107,8 @@ def submission_json(row: review.Submitted, *, with_snapshot: bool = False) -> di
         "id": sub.id, "task_id": sub.task_id, "campaign_id": row.campaign.id, "campaign_title": row.campaign.title,
         "employee_id": row.employee.id, "employee_name": row.employee.name, "number": sub.number,
         "status": sub.status, "submitted_at": json_value(sub.submitted_at), "nothing_to_report": sub.nothing_to_report,
-        "snapshot_sha256": sub.snapshot_sha256, "review_alert_id": sub.review_alert_id}
-    if with_snapshot:
-        out["snapshot"] = sub.snapshot
+        "snapshot_sha256": sub.snapshot_sha256, "review_alert_id": sub.review_alert_id,
+        "snapshot": sub.snapshot if with_snapshot else None}
     return out
 
 

@@ -32,7 +32,7 @@ def my_task_json(task: AttestationTask, campaign: AttestationCampaign, *, conten
         "id": task.id, "title": campaign.title, "kind": campaign.kind, "period": campaign.period or None,
         "due": task.due.isoformat(), "as_of": task.as_of.isoformat() if task.as_of else None,
         "status": campaigns.status_of(task), "days_late": campaigns.days_late(task),
-        "comment": returned[-1].comment if returned and task.status == "returned" else None}
+        "comment": returned[-1].comment if returned and task.status == "returned" else None, "content": None}
     if content:
         view = snapshot.view(session, appliance().settings, task, campaign)
         out["content"] = {"base_currency": view.currency, "basis": view.basis, "accounts": view.connections,

@@ -69,7 +69,7 @@ def test_certify_review_return_resubmit_approve(client: Any, ta: Any, flask_app:
     assert carol.get(f"/employees/{ada_id}/balances", status=404)
     queue = carol.get("/attestations/submissions")["submissions"]
     assert [s["id"] for s in queue] == [first["submission_id"]]
-    assert carol.get(f"/attestations/submissions/{first['submission_id']}").get("snapshot") is None
+    assert carol.get(f"/attestations/submissions/{first['submission_id']}")["snapshot"] is None
     opened = carol.post(f"/attestations/submissions/{first['submission_id']}/open", None, 200)
     snap = opened["snapshot"]
     assert opened["review_alert_id"] and digest(snap) == opened["snapshot_sha256"] == first["snapshot_sha256"]
