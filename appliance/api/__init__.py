@@ -9,13 +9,16 @@ api_blueprint = Blueprint("api", __name__)
 from appliance.api import (  # noqa: E402,F401  (the routes)
     admin,
     alerts,
+    attestations,
     audit,
     auth,
     employees,
     lists,
     me,
+    me_tasks,
     openapi,
     oversight,
     preclearance,
+    reports,
     rules,
 )

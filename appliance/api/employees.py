@@ -14,10 +14,11 @@ from appliance.api import api_blueprint
 from appliance.api import schemas as s
 from appliance.api.common import json_value, respond
 from appliance.api.values import total_json, value_json
-from appliance.boundary.edge import appliance, audit_resource, db, state
+from appliance.boundary.edge import appliance, audit_detail, audit_resource, db, state
 from appliance.boundary.params import MAX_ID
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import NoInput, accepts
+from appliance.errors import Invalid
 from appliance.services import connections as connection_service
 from appliance.services import employee_list, preclearance_match, records
 from appliance.services import employees as employee_service
@@ -31,6 +32,8 @@ def employee_json(employee: Employee, row: employee_service.EmployeeRow | None =
         "id": employee.id, "name": employee.name, "email": employee.email, "department": employee.department,
         "external_id": employee.external_id, "status": employee.status,
         "created_at": json_value(employee.created_at), "offboarded_at": json_value(employee.offboarded_at),
+        "access_person": employee.access_person,
+        "access_person_since": employee.access_person_since.isoformat() if employee.access_person_since else None,
     }
     if row is not None:
         out["connections"] = row.connections
@@ -46,7 +49,8 @@ def list_employees(query: s.EmployeeQuery) -> ResponseReturnValue:
     """Monitored employees with the health of their connections: searched, filtered, sorted, in batches of
     `limit` (follow `next_cursor`)."""
     currency = valuation.currency_of(appliance().settings)
-    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort,
+                                  access_person=query.access_person)
     reader = employee_list.reader_for(state().actor, currency)
     found = employee_list.list_after(db(), search, reader, cursor=query.cursor, limit=query.limit)
     return respond({"employees": [listed_json(r) for r in found.rows], "total": found.total, "currency": currency,
@@ -62,10 +66,19 @@ def listed_json(row: employee_list.ListedEmployee) -> dict[str, Any]:
 @requires("employees:write", action="employees.create")
 @accepts(body=s.EmployeeCreate, returns=s.Employee, status=201, errors=(409,))
 def create_employee(body: s.EmployeeCreate) -> ResponseReturnValue:
-    """Add an employee to monitor."""
-    employee = employee_service.create(db(), name=body.name, email=body.email, department=body.department,
+    """Add an employee to monitor (an access person gets their initial-holdings task at once)."""
+    from appliance.services.attestations import campaigns
+
+    since = campaigns.parse_day(body.access_person_since, "access_person_since")
+    if since is not None and not body.access_person:
+        raise Invalid("access_person_since is only for an access person", field="access_person_since")
+    session = db()
+    employee = employee_service.create(session, name=body.name, email=body.email, department=body.department,
                                        external_id=body.external_id)
+    if body.access_person:
+        campaigns.set_access_person(session, appliance().settings, employee, True, since)
     audit_resource("employees", employee.id)
+    audit_detail(access_person=body.access_person)
     return respond(employee_json(employee), 201)
 
 

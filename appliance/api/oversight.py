@@ -110,6 +110,9 @@ def revoke_link(link_id: int) -> ResponseReturnValue:
 def import_employees(body: bytes) -> ResponseReturnValue:
     """Import employees from CSV as an upsert (by external id, then e-mail), with a report per row."""
     report = roster_sync.import_rows(db(), body, actor_label=state().actor.label, via="API")
+    from appliance.services.attestations.campaigns import ensure_initial_tasks
+
+    ensure_initial_tasks(db(), appliance().settings)  # new access persons get their initial-holdings task
     done = [c for c in report.changes if c.kind in ("created", "updated")]
     audit_detail(imported=len(done), created=report.count("created"), updated=report.count("updated"),
                  rejected=report.count("rejected"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from appliance.boundary.params import MAX_ID, DecimalText, Id, Text, Timestamp, UtcTime, Whole
 from appliance.boundary.validation import Answer, Schema
@@ -47,12 +47,18 @@ class Token(Answer):
 # -- employees and what they hold --------------------------------------------------------------------
 
 class EmployeeCreate(Schema):
-    model_config = example(name="Ada Lovelace", email="ada@example.com", department="Research", external_id="HR-1")
+    model_config = example(name="Ada Lovelace", email="ada@example.com", department="Research", external_id="HR-1",
+                           access_person=True, access_person_since="2026-07-01")
 
     name: Annotated[str, Text(200)]
     email: Annotated[str, Text(254)]
     department: Annotated[str, Text(200)] = ""
     external_id: Annotated[str, Text(100)] | None = None
+    access_person: bool = Field(default=False, description=(
+        "An access person under the code of ethics (SEC Rule 204A-1): gets an initial-holdings task, due "
+        "attestations.initial_due_days after access_person_since, and every campaign's tasks."))
+    access_person_since: Annotated[str, Text(10)] | None = Field(
+        default=None, description="YYYY-MM-DD, the day they became one (default: today). Only with access_person.")
 
 
 class Employee(Answer):
@@ -64,6 +70,8 @@ class Employee(Answer):
     status: Literal["active", "offboarded"]
     created_at: Timestamp
     offboarded_at: Timestamp | None
+    access_person: bool
+    access_person_since: Annotated[str, WithJsonSchema({"type": "string", "format": "date"})] | None
 
 
 class EmployeeWithHealth(Employee):
@@ -82,6 +90,8 @@ class EmployeeQuery(Schema):
         default=None, description="yes: only employees with an open alert (needs alerts:read).")
     sort: Literal["name", "-name", "department", "-department", "status", "-status", "added", "-added"] = Field(
         default="name", description="The order; a leading - reverses it.")
+    access_person: Literal["yes", "no"] | None = Field(
+        default=None, description="yes: only access persons (code of ethics); no: only the others.")
     limit: Annotated[int, Whole(1, 1000)] = 100
     cursor: Annotated[str, Text(400)] | None = Field(
         default=None, description="The next_cursor of the previous answer (same search and sort).")

@@ -225,6 +225,7 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
 
         _link, token = portal.create_link(session, actor, settings, person_ids[0], channel="printed")
         portal_link = portal.link_url(settings, token)
+    _seed_attestations(app, actor, person_ids)
     # One employee's key will be revoked at the venue: the poller turns it red within one cycle.
     if revoked is not None:
         revoked.revoked = True
@@ -234,6 +235,31 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
                          "the Lists and Rules pages raise alerts as the first polls come in\n"
                          f"  employee portal for {first} (15 minutes, once): {portal_link}\n"
                          "  (more: vigatra employee portal-link --employee ID)")
+
+
+def _seed_attestations(app: Any, actor: Any, person_ids: list[int]) -> None:
+    """Four access persons; a quarterly transactions campaign for the last quarter with one certification
+    submitted (waiting for review); one access person of two weeks whose initial holdings report is late."""
+    from appliance.services.attestations import campaigns, certify
+    from appliance.store.models import Employee
+
+    today = dt.date.today()
+    with app.store.unit_of_work() as session:
+        people = [session.get(Employee, i) for i in person_ids[:4]]
+        for index, person in enumerate(people):
+            assert person is not None
+            since = today - dt.timedelta(days=14 if index == 3 else 5)
+            campaigns.set_access_person(session, app.settings, person, True, since)
+        last_quarter = (today.replace(day=1) - dt.timedelta(days=1 + 31 * ((today.month - 1) % 3)))
+        period = f"{last_quarter.year}Q{(last_quarter.month - 1) // 3 + 1}"
+        quarterly = campaigns.create(session, app.settings, actor, kind="quarterly_transactions", period=period,
+                                     due=today + dt.timedelta(days=10))
+        first = people[0]
+        assert first is not None
+        task = next(t for t, e in campaigns.tasks_of(session, quarterly.id) if e.id == first.id)
+        certify.declare_account(session, first.id, task.id, venue="Ledger hardware wallet", account="savings",
+                                reason="a hardware wallet: no API to connect")
+        certify.submit(session, app.settings, first.id, task.id, typed_name=first.name)
 
 
 def _fill_account(sim: Any, venue: Any, account: Any, rng: Any) -> None:

@@ -19,14 +19,28 @@ def employee() -> None:
 @click.option("--email", required=True)
 @click.option("--department", default="")
 @click.option("--external-id", default=None, help="The employee's id in the HR system.")
+@click.option("--access-person", is_flag=True, help="An access person under the code of ethics (SEC Rule 204A-1): "
+              "gets an initial-holdings task at once.")
+@click.option("--access-person-since", default=None, metavar="YYYY-MM-DD",
+              help="The day they became an access person (default: today); the initial report is due 10 days later.")
 @handle_errors
-def employee_add(name: str, email: str, department: str, external_id: str | None) -> None:
+def employee_add(name: str, email: str, department: str, external_id: str | None, access_person: bool,
+                 access_person_since: str | None) -> None:
     """Add an employee; prints `employee id: <id>`."""
+    from appliance.errors import Invalid
     from appliance.services import employees
+    from appliance.services.attestations import campaigns
 
+    since = campaigns.parse_day(access_person_since, "--access-person-since")
+    if since is not None and not access_person:
+        raise Invalid("--access-person-since is only for an access person (add --access-person)")
+    settings = cli_state().appliance().settings
     with audited("employees.create", resource_type="employees") as (session, info):
         created = employees.create(session, name=name, email=email, department=department, external_id=external_id)
+        if access_person:
+            campaigns.set_access_person(session, settings, created, True, since)
         info["resource_id"] = created.id
+        info["access_person"] = access_person
     click.echo(f"employee id: {created.id}")
 
 
@@ -46,6 +60,9 @@ def employee_import(file: Path) -> None:
     data = file.read_bytes()
     with audited("employees.import", resource_type="employees", detail={"file": file.name}) as (session, info):
         report = import_rows(session, data, actor_label=cli_actor().label, via="CLI")
+        from appliance.services.attestations.campaigns import ensure_initial_tasks
+
+        ensure_initial_tasks(session, cli_state().appliance().settings)  # new access persons: initial task
         info.update(imported=report.count("created") + report.count("updated"), created=report.count("created"),
                     updated=report.count("updated"), rejected=report.count("rejected"))
     for change in report.changes:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("appliance.cli.keys", "keys"),
     "backup": ("appliance.cli.backup", "backup"),
     "audit": ("appliance.cli.audit", "audit"),
+    "reports": ("appliance.cli.reports", "reports"),
     "employee": ("appliance.cli.employees", "employee"),
     "onboard": ("appliance.cli.employees", "onboard"),
     "import": ("appliance.cli.imports", "import_group"),

@@ -152,12 +152,26 @@ def _roster(appliance: Appliance, source: str) -> None:
         log.info("%s (%s%s)", report.summary(), source, "" if report.applied else ", awaiting review")
 
 
+def attestations_tick(appliance: Appliance) -> None:
+    """Initial-holdings tasks for new access persons (whatever made them one), then the reminder e-mails due
+    today (each task remembers when it was reminded, so a rerun sends nothing twice)."""
+    from appliance.services.attestations import campaigns, reminders
+
+    with appliance.store.unit_of_work() as session:
+        created = campaigns.ensure_initial_tasks(session, appliance.settings)
+        sent = reminders.send_due(session, appliance.mailer, appliance.settings)
+    if created or sent.before or sent.after:
+        log.info("attestations: %d initial-holdings task(s) created, %d reminder(s) before and %d after due",
+                 len(created), len(sent.before), len(sent.after))
+
+
 def extra_jobs(settings: Settings) -> list[JobSpec]:
     from appliance.audit.checkpoints import ANCHOR_MINUTES
 
     now = dt.datetime.now(dt.UTC)
     every = min(settings.audit.checkpoint_minutes, ANCHOR_MINUTES) * 60
-    jobs = [JobSpec("audit_checkpoint", audit_checkpoint, every, now + dt.timedelta(seconds=5))]
+    jobs = [JobSpec("audit_checkpoint", audit_checkpoint, every, now + dt.timedelta(seconds=5)),
+            JobSpec("attestations", attestations_tick, 15 * 60, now + dt.timedelta(minutes=1))]
     if settings.backup.dest:
         jobs.append(JobSpec("scheduled_backup", scheduled_backup, settings.backup.interval_hours * 3600,
                             now + dt.timedelta(minutes=10)))

@@ -12,7 +12,8 @@ Default roles (built in, cannot be deleted):
   connection health (and may ask for a connection to be synced now), sees balances / transactions /
   predictions only where flagged, runs and exports reports, generates onboarding links, and reads
   and exports the whole audit trail, and works the pre-clearance queue (requests on an employee's
-  behalf, decisions) —
+  behalf, decisions), and runs the code-of-ethics and certification campaigns (attestations: create,
+  follow, review) —
   compliance officers are the people who hand the trail to a regulator, and the trail holds no
   financial data. They do not manage users, roles, keys or settings.
 - Viewer: read-only summaries: employee list with connection status, firm-wide reports and which
@@ -43,6 +44,7 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     "reports": ("read", "export"),
     "system": ("read",),
     "preclearance": ("read", "write", "decide"),
+    "attestations": ("read", "write", "review"),
 }
 # Resources whose reads can be limited to flagged records.
 SCOPED = frozenset({"balances", "transactions", "predictions"})
@@ -105,6 +107,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
         "balances:export:flagged", "transactions:export:flagged", "predictions:export:flagged",
         "reports:read", "reports:export", "audit:read", "audit:export", "system:read",
         "preclearance:read", "preclearance:write", "preclearance:decide",
+        "attestations:read", "attestations:write", "attestations:review",
     )),
     VIEWER: ("Read-only summaries: employee list and status, firm-wide reports, the conduct rules.", (
         "employees:read", "connections:read", "reports:read", "rules:read",

@@ -63,6 +63,7 @@ class Search:
     red: YesNo | None = None
     alerts: YesNo | None = None
     sort: Sort = "name"
+    access_person: YesNo | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def _filters(search: Search, reader: Reader) -> list[ColumnElement[bool]]:
             raise Forbidden("filtering by open alerts needs the alerts:read permission")
         open_ = exists().where(Alert.employee_id == Employee.id, Alert.status.in_(OPEN_ALERT_STATUSES))
         where.append(open_ if search.alerts == "yes" else ~open_)
+    if search.access_person:
+        where.append(Employee.access_person.is_(search.access_person == "yes"))
     return where
 
 

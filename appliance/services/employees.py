@@ -96,7 +96,10 @@ def update_details(session: Session, employee_id: int, *, name: str, email: str,
 
 
 def offboard(session: Session, employee_id: int) -> Employee:
-    """Stop polling; keep every record (retention)."""
+    """Stop polling; keep every record (retention); close the employee's outstanding attestation tasks
+    (closed, reason offboarded: kept, and off the late list). Every path (roster, CLI, API, UI) comes here."""
+    from appliance.services.attestations.campaigns import close_outstanding
+
     employee = get(session, employee_id)
     if employee.status == "offboarded":
         return employee
@@ -105,6 +108,7 @@ def offboard(session: Session, employee_id: int) -> Employee:
     session.execute(update(Connection).where(Connection.employee_id == employee.id).values(
         status="offboarded", status_reason="employee offboarded", next_poll_at=None))
     session.flush()
+    close_outstanding(session, employee.id, "offboarded")
     return employee
 
 

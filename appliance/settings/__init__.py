@@ -30,6 +30,7 @@ from appliance.settings.loader import (
     settings_from_mapping,
 )
 from appliance.settings.people import (
+    AttestationSettings,
     DirectorySettings,
     LdapSettings,
     OidcSettings,
@@ -88,6 +89,7 @@ __all__ = [
     "VENUE_IDS",
     "AlertSettings",
     "AssetPricingSettings",
+    "AttestationSettings",
     "AuditSettings",
     "AuthSettings",
     "BackupSettings",

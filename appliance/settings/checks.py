@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the settings object is built by the loader, which runs thes
 
 def _cross_check(settings: Settings, source: str) -> None:
     _check_preclearance(settings.preclearance, source)
+    _check_attestations(settings, source)
     for proxy in settings.server.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -139,6 +140,19 @@ def _check_preclearance(pc: PreclearanceSettings, source: str) -> None:
         if not value.is_finite() or value <= 0:
             raise _bad(("preclearance", "auto_approve_below"), source,
                        f"must be a positive amount, got {pc.auto_approve_below!r}")
+
+
+def _check_attestations(settings: Settings, source: str) -> None:
+    import datetime as dt
+
+    text = settings.attestations.annual_due
+    try:
+        if len(text) != 5 or text[2] != "-":
+            raise ValueError(text)
+        dt.date(2024, int(text[:2]), int(text[3:]))  # a leap year: 02-29 is a valid month-day
+    except ValueError:
+        raise _bad(("attestations", "annual_due"), source,
+                   f"must be a month-day MM-DD (e.g. 02-14), got {text!r}") from None
 
 
 def _check_time_zone(name: str, source: str) -> None:

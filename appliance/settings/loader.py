@@ -19,6 +19,7 @@ from appliance.settings.checks import (
     _cross_check,
 )
 from appliance.settings.people import (
+    AttestationSettings,
     DirectorySettings,
     PortalSettings,
     PreclearanceSettings,
@@ -92,6 +93,8 @@ class Settings:
         "The employee portal (/me): sign-in links and sessions."))
     preclearance: PreclearanceSettings = field(default_factory=PreclearanceSettings, metadata=_doc(
         "Pre-clearance: how long approvals last, the tolerance, automatic approval."))
+    attestations: AttestationSettings = field(default_factory=AttestationSettings, metadata=_doc(
+        "Certifications and the code of ethics (SEC Rule 204A-1): due dates and reminders."))
     # Where the settings came from, for messages and `vigatra doctor`; not a configuration key.
     source: str = field(default="defaults", metadata={"internal": True})
 

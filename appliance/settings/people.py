@@ -222,3 +222,25 @@ class PreclearanceSettings:
         "the current price; a request that cannot be valued waits for a reviewer). Empty: any value."))
 
 
+
+
+@dataclass(frozen=True)
+class AttestationSettings:
+    initial_due_days: int = field(default=10, metadata=_doc(
+        "An initial holdings report is due this many days after the day someone became an access person "
+        "(SEC Rule 204A-1: 10).", min=1, max=90))
+    quarterly_due_days: int = field(default=30, metadata=_doc(
+        "A quarterly transactions report is due this many days after the quarter's end (SEC Rule 204A-1: 30).",
+        min=1, max=90))
+    annual_due: str = field(default="02-14", metadata=_doc(
+        "An annual holdings report for year Y (holdings as of 31 December of Y) is due on this month-day "
+        "(MM-DD) of year Y+1, unless the campaign gives its own due date."))
+    acknowledgement_due_days: int = field(default=10, metadata=_doc(
+        "A code-of-ethics acknowledgement is due this many days after the version was published, unless the "
+        "campaign gives its own due date.", min=1, max=365))
+    remind_before_days: int = field(default=5, metadata=_doc(
+        "An open task's owner gets one reminder e-mail this many days before its due date (0: none).",
+        min=0, max=60))
+    remind_after_days: int = field(default=3, metadata=_doc(
+        "A late task's owner gets a reminder e-mail the day after its due date and again every this many days "
+        "while it stays late (0: none).", min=0, max=60))

@@ -362,6 +362,8 @@ class DisplaySettings:
     time_zone: str = field(default="UTC", metadata=_doc(
         "The firm's time zone (an IANA name such as Europe/London or America/New_York): every page shows times "
         "in it, with the UTC time on hover; exports and the API keep UTC."))
+    firm_name: str = field(default="", metadata=_doc(
+        "The firm's name, printed at the head of every report and examination pack (empty: the appliance id)."))
 
 
 def _bad(path: tuple[str, ...], source: str, why: str) -> ConfigError:

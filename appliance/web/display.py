@@ -77,9 +77,12 @@ def when(value: Stamp | None, tz_name: str, missing: str = "") -> Markup:
     return _element(value, time_text(value, tz_name))
 
 
-def day(value: Stamp | None, tz_name: str, missing: str = "") -> Markup:
+def day(value: Stamp | dt.date | None, tz_name: str, missing: str = "") -> Markup:
+    """A time's day in the firm's zone; a calendar date (a due date, a period's end) as it is."""
     if value is None:
         return escape(missing)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), value.isoformat())
     return _element(value, day_text(value, tz_name))
 
 

@@ -34,7 +34,8 @@ def employees(query: forms.EmployeesQuery) -> ResponseReturnValue:
     session = db()
     currency = valuation.currency_of(appliance().settings)
     reader = employee_list.reader_for(state().actor, currency)
-    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort,
+                                  access_person=query.access_person)
     page = employee_list.list_page(session, search, reader, page=query.page)
     red_total = employee_list.count(session, employee_list.Search(red="yes"), reader)
     return render_template("employees.html", page=page, search=search, reader=reader, currency=currency,
@@ -45,9 +46,16 @@ def employees(query: forms.EmployeesQuery) -> ResponseReturnValue:
 @requires("employees:write", action="employees.create")
 @accepts(form=forms.EmployeeForm, media=("text/html",))
 def employees_create(form: forms.EmployeeForm) -> ResponseReturnValue:
+    from appliance.services.attestations import campaigns
+
+    if form.access_person_since is not None and form.access_person != "yes":
+        raise Invalid("access person since is only for an access person", field="access_person_since")
     employee = employee_service.create(db(), name=form.name, email=form.email, department=form.department,
                                        external_id=form.external_id or None)
+    if form.access_person == "yes":
+        campaigns.set_access_person(db(), appliance().settings, employee, True, form.access_person_since)
     audit_resource("employees", employee.id)
+    audit_detail(access_person=form.access_person == "yes")
     flash(f"{employee.name} added.", "ok")
     return redirect(url_for("web.employee", employee_id=employee.id))
 
@@ -60,6 +68,9 @@ def employees_import(form: forms.ImportForm) -> ResponseReturnValue:
     if upload is None or not upload.filename:
         raise Invalid("choose a CSV file", field="file")
     report = roster_sync.import_rows(db(), upload.read(), actor_label=state().actor.label, via="web")
+    from appliance.services.attestations.campaigns import ensure_initial_tasks
+
+    ensure_initial_tasks(db(), appliance().settings)  # new access persons get their initial-holdings task
     audit_detail(created=report.count("created"), updated=report.count("updated"),
                  rejected=report.count("rejected"))
     flash(f"{report.count('created')} employee(s) imported, {report.count('updated')} updated, "

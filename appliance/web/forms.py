@@ -104,6 +104,8 @@ class EmployeeForm(Form):
     email: Annotated[str, Text(254)] = ""
     department: Annotated[str, Text(200)] = ""
     external_id: Annotated[str, Text(100)] = ""
+    access_person: Literal["", "yes"] = ""
+    access_person_since: Day = None
 
 
 class ImportForm(Form):
@@ -134,6 +136,7 @@ class EmployeesQuery(Filters):
     alerts: Literal["yes", "no"] | None = None
     sort: Literal["name", "-name", "department", "-department", "status", "-status", "added", "-added"] = "name"
     page: Annotated[int, Whole(1, 1_000_000)] = 1
+    access_person: Literal["yes", "no"] | None = None
 
 
 class EmployeePageQuery(Filters):

@@ -67,7 +67,9 @@ def reports_page() -> ResponseReturnValue:
     if actor.scope_for("balances:read") == "all":  # a firm total is only for those who may see every holding
         totals = valuation.firm_totals(session, appliance().settings,
                                        include_positions=actor.scope_for("predictions:read") == "all")
-    return render_template("reports.html", summary=summary, totals=totals)
+    from appliance.services.filings.periods import pickers
+
+    return render_template("reports.html", summary=summary, totals=totals, pickers=pickers())
 
 
 @web_blueprint.route("/reports/holdings.csv")

@@ -24,6 +24,7 @@ from appliance.boundary.routes import employee_portal, public
 from appliance.boundary.validation import accepts, submitted
 from appliance.errors import Conflict, Invalid, NotFound, TooManyRequests, Unavailable
 from appliance.services import me, portal
+from appliance.services.attestations import campaigns, certify
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
 
@@ -207,6 +208,7 @@ def portal_home() -> ResponseReturnValue:
             holdings, valuation.balance_values(s, settings, [b for b, _c in holdings]), strict=True)],
         transactions=txs, matches=matches, positions=positions, requests=me.requests(s, employee_id),
         firm_sees=me.WHAT_THE_FIRM_SEES, currency=valuation.currency_of(settings),
+        tasks=certify.my_tasks(s, employee_id), task_status=campaigns.status_of,
         portal_csrf=employee_csrf_token(request.cookies.get(EMPLOYEE_COOKIE, "")), **_portal_extra()))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -6,6 +6,7 @@ desk is also the access-person group.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from appliance.store.models import Alert, AuditEvent, Employee
+from appliance.store.models import Alert, AttestationTask, AuditEvent, Employee
 from tests.directory.conftest import ldap_overrides
 from tests.onboarding.conftest import run_cli, write_config
 from tests.support import slapd as seed
@@ -121,6 +122,11 @@ def test_hr_export_files(rta: tuple[TestAppliance, Path]) -> None:
     assert (drop / "processed" / "hr-2026-12-01.csv").exists()
     assert _employees(ta)["grace@example.com"][3] == "ada@example.com"
     assert _employees(ta)["ada@example.com"][4] is True
+    with ta.store.read() as session:  # the new access person's initial-holdings task, made by the run
+        ada = session.execute(select(Employee).where(Employee.email == "ada@example.com")).scalar_one()
+        task = session.execute(select(AttestationTask).where(AttestationTask.employee_id == ada.id)).scalar_one()
+        assert ada.access_person_since is not None
+        assert task.status == "open" and task.due == ada.access_person_since + dt.timedelta(days=10)
 
     # The next export, as JSON: Grace renamed, Alan gone (1 of 3 > 20 %: held back, then allowed).
     (drop / "hr-2026-12-02.json").write_text(json.dumps([

@@ -106,9 +106,37 @@ def give_records(ta: Any, employee_id: int, marker: str) -> dict[str, int]:
                 "position": position.id, "request": request.id}
 
 
+def give_task(ta: Any, employee_id: int, marker: str) -> dict[str, int]:
+    """A quarterly task and a code-of-ethics version to acknowledge, the employee's own."""
+    import hashlib
+
+    from appliance.store.models import AttestationCampaign, AttestationTask, CodeVersion
+
+    today = utcnow().date()
+    with ta.store.unit_of_work() as session:
+        text = f"Code of ethics for {marker}".encode()
+        version = CodeVersion(version=int(secrets.randbelow(10**6)) + 1, title=f"Code {marker}",
+                              media_type="text/plain", content=text, sha256=hashlib.sha256(text).hexdigest(),
+                              size=len(text))
+        session.add(version)
+        session.flush()
+        quarter = AttestationCampaign(kind="quarterly_transactions", period=f"Q-{marker}"[:8],
+                                      period_start=today.replace(day=1), period_end=today, due=today,
+                                      title=f"Quarterly {marker}")
+        ack = AttestationCampaign(kind="code_acknowledgement", code_version_id=version.id, due=today,
+                                  title=f"Acknowledge {marker}")
+        session.add_all([quarter, ack])
+        session.flush()
+        task = AttestationTask(campaign_id=quarter.id, employee_id=employee_id, due=today)
+        session.add_all([task, AttestationTask(campaign_id=ack.id, employee_id=employee_id, due=today)])
+        session.flush()
+        return {"task": task.id, "code_version": version.id}
+
+
 @pytest.fixture
 def two(ta: Any) -> dict[str, Any]:
-    """Erin and Frank, each with records of their own."""
+    """Erin and Frank, each with records and tasks of their own."""
     erin, frank = new_employee(ta, "Erin"), new_employee(ta, "Frank")
-    return {"erin": erin, "frank": frank, "erin_records": give_records(ta, erin, "ERINCOIN"),
-            "frank_records": give_records(ta, frank, "FRANKCOIN")}
+    return {"erin": erin, "frank": frank,
+            "erin_records": {**give_records(ta, erin, "ERINCOIN"), **give_task(ta, erin, "ERIN")},
+            "frank_records": {**give_records(ta, frank, "FRANKCOIN"), **give_task(ta, frank, "FRANK")}}

@@ -16,7 +16,8 @@ from tests.portal.conftest import browser, csrf_of, signed_in
 from tests.support.routes import calls
 
 # The view argument of each portal route with an id, and the kind of record it names.
-RECORD_OF_ARG = {"transaction_id": "transaction", "request_id": "request"}
+RECORD_OF_ARG = {"transaction_id": "transaction", "request_id": "request", "task_id": "task",
+                 "version_id": "code_version"}
 
 
 def audit_count(ta: Any) -> int:

@@ -202,7 +202,7 @@ def apply(session: Session, report: RosterReport, records: Iterable[RosterRecord
         if change.kind == "created" and record is not None:
             employee = employees.create(session, name=record.name, email=record.email, department=record.department,
                                         external_id=record.employee_number)
-            _set_roster_fields(employee, record, source, now)
+            _set_roster_fields(session, employee, record, source, now)
             report.changes[index] = RosterChange("created", change.email, employee.id, change.fields,
                                                  where=change.where)
         elif change.kind in ("updated", "unchanged") and record is not None and change.employee_id is not None:
@@ -211,7 +211,7 @@ def apply(session: Session, report: RosterReport, records: Iterable[RosterRecord
                 employees.update_details(session, employee.id, name=record.name, email=record.email,
                                          department=record.department,
                                          external_id=record.employee_number or employee.external_id)
-            _set_roster_fields(employee, record, source, now)
+            _set_roster_fields(session, employee, record, source, now)
         elif change.kind == "offboarded" and change.employee_id is not None:
             offboard(session, change.employee_id, reason=change.reason)
         else:
@@ -224,11 +224,19 @@ def apply(session: Session, report: RosterReport, records: Iterable[RosterRecord
     report.applied = True
 
 
-def _set_roster_fields(employee: Employee, record: RosterRecord, source: str | None, now: dt.datetime) -> None:
+def _set_roster_fields(session: Session, employee: Employee, record: RosterRecord, source: str | None,
+                       now: dt.datetime) -> None:
+    """The roster's fields. Someone who stops being an access person has their outstanding attestation tasks
+    closed; a new access person's initial-holdings task is made by the caller that has the settings (the
+    roster run, the attestations job)."""
     employee.manager_email = record.manager_email.strip().lower()
     if record.access_person is not None and record.access_person != employee.access_person:
         employee.access_person = record.access_person
         employee.access_person_since = now.date() if record.access_person else None
+        if not record.access_person:
+            from appliance.services.attestations.campaigns import close_outstanding
+
+            close_outstanding(session, employee.id, "no_longer_access_person")
     if source:
         employee.roster_source = source
         employee.roster_seen_at = now

@@ -74,6 +74,10 @@ def sync_source(app: Appliance, source: str, *, dry_run: bool, allow_mass_depart
                                  max_departures_percent=settings.roster.max_departures_percent,
                                  allow_mass_departures=allow_mass_departures, actor_label=actor_label, via=via,
                                  reviewed=reviewed)
+        if report.applied:  # new access persons get their initial-holdings task at once
+            from appliance.services.attestations.campaigns import ensure_initial_tasks
+
+            ensure_initial_tasks(session, settings)
     if drop is not None and not dry_run:
         _move(drop, "processed")
     return report, read

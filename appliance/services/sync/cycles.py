@@ -137,7 +137,25 @@ def _sync_isolated(app: Appliance, connection_id: int) -> SyncOutcome:
         return SyncOutcome(connection_id, "?", False, error_class, type(exc).__name__)
     if outcome.ok or outcome.records:
         _evaluate(app, outcome)
+    if outcome.records:
+        _differences(app, outcome)
     return outcome
+
+
+def _differences(app: Appliance, outcome: SyncOutcome) -> None:
+    """Records this sync stored that fall in a period the employee already certified raise an alert
+    (services/attestations/differences.py), in a unit of work of its own; a failure is retried by the next
+    sync that stores records (the comparison is against everything stored, not only this sync's rows)."""
+    from appliance.services.attestations import differences
+
+    try:
+        with app.store.unit_of_work() as session:
+            connection = session.get(Connection, outcome.connection_id)
+            if connection is not None:
+                differences.check_employee(session, connection.employee_id)
+    except Exception as exc:  # noqa: BLE001 - logged; retried with the next sync
+        log.warning("certified periods not compared after the sync of connection %s: %s", outcome.connection_id,
+                    type(exc).__name__)
 
 
 def _evaluate(app: Appliance, outcome: SyncOutcome) -> None:

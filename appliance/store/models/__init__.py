@@ -1,6 +1,17 @@
 """All models, imported here so the metadata is complete for Alembic and the tests."""
 
 from appliance.store.models.alerts import Alert, AlertEvent, AlertEvidence, AlertNote
+from appliance.store.models.attestations import (
+    AttestationCampaign,
+    AttestationDeclaredAccount,
+    AttestationDifference,
+    AttestationManualEntry,
+    AttestationReview,
+    AttestationSubmission,
+    AttestationTask,
+    CodeAcknowledgement,
+    CodeVersion,
+)
 from appliance.store.models.audit import AuditChainHead, AuditCheckpoint, AuditEvent
 from appliance.store.models.auth import AuthRevision, LoginThrottle, RevokedSession
 from appliance.store.models.conduct import (
@@ -30,11 +41,20 @@ __all__ = [
     "AlertEvidence",
     "AlertNote",
     "ApiKey",
+    "AttestationCampaign",
+    "AttestationDeclaredAccount",
+    "AttestationDifference",
+    "AttestationManualEntry",
+    "AttestationReview",
+    "AttestationSubmission",
+    "AttestationTask",
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditEvent",
     "AuthRevision",
     "BalanceSnapshot",
+    "CodeAcknowledgement",
+    "CodeVersion",
     "ConductChange",
     "ConductList",
     "Connection",

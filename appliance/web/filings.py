@@ -1,0 +1,108 @@
+"""The Rule 204A-1 report pages: holdings as of a day, transactions of a period (quarter, year or custom
+days), the access-person roster and the late-report list, each as a print-ready page or CSV, opened from the
+Reports page's period pickers (templates/reports.html). Same services, permissions and scope as the API's
+/api/v1/reports (api/reports.py); every view is audited by the edge like everything else."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from flask import Response, url_for
+from flask.typing import ResponseReturnValue
+from pydantic import Field
+
+from appliance.boundary.edge import appliance, audit_detail, state
+from appliance.boundary.params import Text
+from appliance.boundary.routes import requires
+from appliance.boundary.validation import Schema, accepts
+from appliance.errors import Forbidden
+from appliance.services.filings import pack as documents
+from appliance.services.filings import periods
+from appliance.services.filings.document import Document, html
+from appliance.store.base import utcnow
+from appliance.web import web_blueprint
+
+Format = Literal["html", "csv"]
+
+
+class Filters(Schema):
+    blank_means_absent = True
+
+
+class HoldingsFilter(Filters):
+    as_of: Annotated[str, Text(10)] | None = None
+    format: Format = "html"
+
+
+class PeriodFilter(Filters):
+    period: Annotated[str, Text(6)] | None = None
+    from_: Annotated[str, Text(10)] | None = Field(default=None, alias="from")
+    to: Annotated[str, Text(10)] | None = None
+    format: Format = "html"
+
+
+class ListFilter(Filters):
+    format: Format = "html"
+
+
+def require_export(permission: str, what: str) -> None:
+    if not state().actor.can(f"{permission}:flagged"):
+        raise Forbidden(f"the {what} report needs {permission}")
+
+
+def _out(doc: Document, fmt: str, filename: str) -> ResponseReturnValue:
+    audit_detail(rows=len(doc.rows), format=fmt, period=doc.period)
+    if fmt == "csv":
+        response = Response(doc.csv(), mimetype="text/csv")
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        return response
+    return Response(html(doc, stylesheet_url=url_for("static", filename="report-print.css"),
+                         back_url=url_for("web.reports_page")), mimetype="text/html")
+
+
+@web_blueprint.route("/reports/holdings")
+@requires("reports:export", action="reports.holdings")
+@accepts(query=HoldingsFilter, media=("text/html", "text/csv"))
+def reports_holdings_as_of(query: HoldingsFilter) -> ResponseReturnValue:
+    require_export("balances:export", "holdings")
+    day = periods.parse_day(query.as_of, "as_of") if query.as_of else utcnow().date()
+    app = appliance()
+    with app.store.read() as snapshot:
+        doc = documents.holdings_document(snapshot, state().actor, app, day)
+    return _out(doc, query.format, f"vigatra-holdings-{day.isoformat()}")
+
+
+@web_blueprint.route("/reports/transactions")
+@requires("reports:export", action="reports.transactions")
+@accepts(query=PeriodFilter, media=("text/html", "text/csv"))
+def reports_transactions_period(query: PeriodFilter) -> ResponseReturnValue:
+    require_export("transactions:export", "transaction")
+    period = periods.resolve(query.period, query.from_, query.to)
+    app = appliance()
+    with app.store.read() as snapshot:
+        doc = documents.transactions_document(snapshot, state().actor, app, period)
+    return _out(doc, query.format, f"vigatra-transactions-{period.slug.replace('..', '_')}")
+
+
+@web_blueprint.route("/reports/access-persons")
+@requires("reports:read", action="reports.roster")
+@accepts(query=ListFilter, media=("text/html", "text/csv"))
+def reports_roster(query: ListFilter) -> ResponseReturnValue:
+    if not state().actor.can("employees:read"):
+        raise Forbidden("the access-person roster needs employees:read")
+    app = appliance()
+    with app.store.read() as snapshot:
+        doc = documents.roster_document(snapshot, app)
+    return _out(doc, query.format, "vigatra-access-persons")
+
+
+@web_blueprint.route("/reports/late")
+@requires("reports:read", action="reports.late")
+@accepts(query=ListFilter, media=("text/html", "text/csv"))
+def reports_late(query: ListFilter) -> ResponseReturnValue:
+    if not state().actor.can("employees:read"):
+        raise Forbidden("the late-report list needs employees:read")
+    app = appliance()
+    with app.store.read() as snapshot:
+        doc = documents.late_document(snapshot, app)
+    return _out(doc, query.format, "vigatra-late-reports")
