@@ -362,6 +362,9 @@ class DisplaySettings:
     time_zone: str = field(default="UTC", metadata=_doc(
         "The firm's time zone (an IANA name such as Europe/London or America/New_York): every page shows times "
         "in it, with the UTC time on hover; exports and the API keep UTC."))
+    large_trade_value: str = field(default="10000", metadata=_doc(
+        "Recent large trades (the firm-wide page and GET /api/v1/transactions/large) list buys and sells worth at "
+        "least this much in valuation.currency, unless the reader asks for another amount."))
 
 
 def _bad(path: tuple[str, ...], source: str, why: str) -> ConfigError:
