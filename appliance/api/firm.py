@@ -81,6 +81,9 @@ class LargeTrades(Answer):
     min_value: DecimalText
     trades: list[LargeTrade] = Field(description="Buys and sells worth at least min_value, newest first.")
     next_cursor: str | None
+    searched_back_to: Timestamp | None = Field(
+        description="Set when the page stopped early (few trades reach min_value in a long history): trades older "
+                    "than this are not looked at yet; next_cursor looks further.")
 
 
 @api_blueprint.route("/holdings/by-asset", methods=["GET"])
@@ -121,7 +124,8 @@ def large_trades(query: LargeTradesQuery) -> ResponseReturnValue:
                               threshold=firm.parse_threshold(query.min_value), cursor=query.cursor, limit=query.limit)
     names = employee_list.employee_names(session, (r.connection.employee_id for r in found.rows))
     return respond({"currency": found.currency, "min_value": json_value(found.threshold),
-                    "next_cursor": found.next_cursor, "trades": [_trade(r, names) for r in found.rows]})
+                    "next_cursor": found.next_cursor, "searched_back_to": json_value(found.searched_back_to),
+                    "trades": [_trade(r, names) for r in found.rows]})
 
 
 def _trade(row: firm.LargeTrade, names: dict[int, str]) -> dict[str, Any]:

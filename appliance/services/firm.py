@@ -13,9 +13,9 @@ would reveal what the others hold.
   valued at the current price, largest first, paged.
 - Recent large trades: buys and sells whose value in the base currency (stored by the pricing job for the
   trade's own time) is at least a threshold (``display.large_trade_value`` unless the reader asks for
-  another), newest first, paged by a cursor on (time, id). On SQLite amounts are stored as exact text, so
-  the database pre-selects with a float comparison a hair below the threshold and each row is then checked
-  exactly with Decimal here; PostgreSQL compares NUMERIC exactly.
+  another), newest first, paged by a cursor on (time, id). Amounts are exact text on SQLite, so no index
+  can order by value there: the trades are walked newest first and each value compared with Decimal
+  (see :func:`large_trades`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Float, and_, cast, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.errors import Invalid
@@ -44,8 +44,8 @@ TRADES = "transactions:read"
 TRADE_KINDS = ("buy", "sell")
 HOLDERS_PAGE = 50
 TRADES_PAGE = 50
-# SQLite's pre-selection compares doubles: a value a few ulps under the threshold must not be lost.
-_FLOAT_SLACK = Decimal("0.999999")
+SCAN_BATCH = 1000  # trades read per query, newest first
+MAX_SCANNED = 20_000  # trades looked at for one page at most (a page stays well under a second)
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,7 @@ class LargeTrades:
     threshold: Decimal
     rows: list[LargeTrade]
     next_cursor: str | None
+    searched_back_to: dt.datetime | None = None  # the page stopped early: trades before this are not looked at yet
 
 
 def parse_threshold(text: str | None) -> Decimal | None:
@@ -187,41 +188,60 @@ def default_threshold(settings: Settings) -> Decimal:
 
 def large_trades(session: Session, actor: Actor, settings: Settings, *, threshold: Decimal | None = None,
                  cursor: str | None = None, limit: int = TRADES_PAGE) -> LargeTrades:
-    """Buys and sells worth at least ``threshold`` (the base currency), newest first, after ``cursor``."""
+    """Buys and sells worth at least ``threshold`` (the base currency), newest first, after ``cursor``.
+
+    The trades are walked newest first through the index on their time, ``SCAN_BATCH`` at a time, and each
+    batch's stored values are read by id and compared exactly (Decimal): one plan on both databases that stops
+    as soon as the page is full. A page stops early after ``MAX_SCANNED`` trades (a threshold few trades reach
+    in a long history); it then says how far back it looked and gives the cursor to look further."""
     threshold = default_threshold(settings) if threshold is None else threshold
     if not threshold.is_finite() or threshold < 0:
         raise Invalid("min_value: an amount of 0 or more", field="min_value")
     if not 1 <= limit <= 500:
         raise Invalid("limit is 1 to 500", field="limit")
     currency = valuation.currency_of(settings)
-    tv = TransactionValue
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    magnitude = func.abs(cast(tv.value, Float)) if sqlite else func.abs(tv.value)
-    floor: Any = float(threshold * _FLOAT_SLACK) if sqlite else threshold
-    stmt = (select(Transaction, Connection, tv)
-            .join(Connection, Connection.id == Transaction.connection_id)
-            .join(tv, and_(tv.transaction_id == Transaction.id, tv.currency == currency))
-            .where(Transaction.kind.in_(TRADE_KINDS), Transaction.orphaned.is_(False), tv.value.is_not(None),
-                   magnitude >= floor)
-            .order_by(Transaction.occurred_at.desc(), Transaction.id.desc()))
-    stmt = _flagged(stmt, actor, TRADES)
-    found: list[LargeTrade] = []
+    stmt = _flagged(select(Transaction.id, Transaction.occurred_at)
+                    .join(Connection, Connection.id == Transaction.connection_id)
+                    .where(Transaction.kind.in_(TRADE_KINDS), Transaction.orphaned.is_(False))
+                    .order_by(Transaction.occurred_at.desc(), Transaction.id.desc()), actor, TRADES)
+    found: list[int] = []
     after = decode_cursor(cursor) if cursor else None
-    batch = limit + 1
-    while len(found) <= limit:
-        page = stmt if after is None else stmt.where(or_(
-            Transaction.occurred_at < after[0], and_(Transaction.occurred_at == after[0], Transaction.id < after[1])))
-        rows = session.execute(page.limit(batch)).all()
-        for t, c, v in rows:
-            if v.value is not None and abs(v.value) >= threshold:
-                found.append(LargeTrade(t, c, valuation.Value(v.value, v.price, v.source, v.route, v.priced_at)))
-        if len(rows) < batch:
+    scanned = 0
+    exhausted = False
+    while len(found) <= limit and scanned < MAX_SCANNED:
+        # "<=" first: a range on the index (an OR of the two cases alone would make SQLite scan from the top).
+        page = stmt if after is None else stmt.where(
+            Transaction.occurred_at <= after[0], or_(Transaction.occurred_at < after[0], Transaction.id < after[1]))
+        rows = session.execute(page.limit(SCAN_BATCH)).all()
+        values = dict(session.execute(select(TransactionValue.transaction_id, TransactionValue.value).where(
+            TransactionValue.currency == currency, TransactionValue.value.is_not(None),
+            TransactionValue.transaction_id.in_([tx_id for tx_id, _at in rows]))).tuples().all()) if rows else {}
+        for tx_id, at in rows:
+            value = values.get(tx_id)
+            if value is not None and abs(value) >= threshold:
+                found.append(tx_id)
+            after = (at, tx_id)
+            scanned += 1
+            if len(found) > limit:
+                break
+        if len(rows) < SCAN_BATCH:
+            exhausted = True
             break
-        after = (rows[-1][0].occurred_at, rows[-1][0].id)
     more = len(found) > limit
-    found = found[:limit]
-    next_cursor = encode_cursor(found[-1].transaction.occurred_at, found[-1].transaction.id) if more else None
-    return LargeTrades(currency, threshold, found, next_cursor)
+    loaded = {t.id: (t, c, v) for t, c, v in session.execute(
+        select(Transaction, Connection, TransactionValue).join(Connection, Connection.id == Transaction.connection_id)
+        .join(TransactionValue, and_(TransactionValue.transaction_id == Transaction.id,
+                                     TransactionValue.currency == currency))
+        .where(Transaction.id.in_(found[:limit]))).all()} if found else {}
+    trades = [LargeTrade(t, c, valuation.Value(v.value, v.price, v.source, v.route, v.priced_at))
+              for t, c, v in (loaded[tx_id] for tx_id in found[:limit])]
+    if more:
+        last = trades[-1].transaction
+        return LargeTrades(currency, threshold, trades, encode_cursor(last.occurred_at, last.id), None)
+    if exhausted or after is None:
+        return LargeTrades(currency, threshold, trades, None, None)
+    # Stopped early: the next page goes on from the last trade looked at.
+    return LargeTrades(currency, threshold, trades, encode_cursor(*after), after[0])
 
 
 def encode_cursor(at: dt.datetime, last_id: int) -> str:

@@ -149,3 +149,23 @@ def test_the_pages_per_role(client: Any, ta: Any) -> None:
     assert re.findall(r'data-transaction-id="(\d+)"', trades) == ["2", "8"]
     login_session(client, ta, "victor")
     assert client.get("/holdings").status_code == 403 and client.get("/trades/large").status_code == 403
+
+
+def test_a_page_that_looks_far_enough_stops_and_says_how_far(client: Any, ta: Any, monkeypatch: Any) -> None:
+    from appliance.services import firm
+
+    seed(ta)
+    monkeypatch.setattr(firm, "SCAN_BATCH", 2)
+    monkeypatch.setattr(firm, "MAX_SCANNED", 3)  # trades 3, 2, 1 (newest first) looked at, then the page stops
+    first = _get(client, ta, "alice", "/api/v1/transactions/large?min_value=25000").get_json()
+    assert first["trades"] == [] and first["searched_back_to"] is not None and first["next_cursor"]
+    ids: list[int] = []
+    cursor = first["next_cursor"]
+    while cursor:
+        page = _get(client, ta, "alice", f"/api/v1/transactions/large?min_value=25000&cursor={cursor}").get_json()
+        ids += [t["id"] for t in page["trades"]]
+        cursor = page["next_cursor"]
+    assert ids == [8]  # found further back, nothing skipped or repeated
+    login_session(client, ta, "alice")
+    html = client.get("/trades/large?min_value=25000").get_data(as_text=True)
+    assert 'id="searched-back-to"' in html and 'rel="next"' in html
