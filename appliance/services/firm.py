@@ -213,9 +213,10 @@ def large_trades(session: Session, actor: Actor, settings: Settings, *, threshol
         page = stmt if after is None else stmt.where(
             Transaction.occurred_at <= after[0], or_(Transaction.occurred_at < after[0], Transaction.id < after[1]))
         rows = session.execute(page.limit(SCAN_BATCH)).all()
-        values = dict(session.execute(select(TransactionValue.transaction_id, TransactionValue.value).where(
-            TransactionValue.currency == currency, TransactionValue.value.is_not(None),
-            TransactionValue.transaction_id.in_([tx_id for tx_id, _at in rows]))).tuples().all()) if rows else {}
+        values: dict[int, Decimal | None] = {tx_id: value for tx_id, value in session.execute(
+            select(TransactionValue.transaction_id, TransactionValue.value).where(
+                TransactionValue.currency == currency, TransactionValue.value.is_not(None),
+                TransactionValue.transaction_id.in_([tx_id for tx_id, _at in rows])))} if rows else {}
         for tx_id, at in rows:
             value = values.get(tx_id)
             if value is not None and abs(value) >= threshold:
