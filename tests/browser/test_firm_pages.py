@@ -19,7 +19,7 @@ from tests.browser.test_dashboard import ROLES, shoot, sign_in, watch_console
 from tests.support.live import browser_page
 from tests.web import test_firm_views
 
-pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+pytestmark = pytest.mark.browser  # both databases (the db_url fixture is parametrised)
 
 PAGES = {  # page -> the roles that may open it
     "/holdings": ("Admin", "Compliance"), "/holdings/BTC": ("Admin", "Compliance"),
