@@ -13,6 +13,7 @@ from appliance.api import (  # noqa: E402,F401  (the routes)
     audit,
     auth,
     employees,
+    firm,
     lists,
     me,
     me_tasks,

@@ -369,8 +369,14 @@ class AuditQuery(Schema):
         default=None, description="csv streams every matching event (needs audit:export); default: the Accept "
                                   "header, else JSON pages.")
     limit: Annotated[int, Whole(1, 1000)] = 100
+    order: Literal["oldest", "newest"] = Field(
+        default="oldest", description="oldest (the default): id order, oldest first, the next page from "
+                                      "next_after — what a SIEM pulling the trail incrementally wants; newest: "
+                                      "newest first like the dashboard, the next (older) page from next_before.")
     after: Annotated[int, Whole(0, MAX_ID)] | None = Field(
-        default=None, description="Only events after this id (the next page).")
+        default=None, description="order=oldest: only events after this id (the next page).")
+    before: Annotated[int, Whole(0, MAX_ID)] | None = Field(
+        default=None, description="order=newest: only events before this id (the next page).")
 
 
 class AuditEventOut(Answer):
@@ -395,8 +401,9 @@ class AuditEventOut(Answer):
 
 
 class AuditPage(Answer):
-    events: list[AuditEventOut]
-    next_after: int | None
+    events: list[AuditEventOut] = Field(description="In the order asked for: id order (oldest first) by default.")
+    next_after: int | None = Field(description="order=oldest: the `after` of the next page; null on the last.")
+    next_before: int | None = Field(description="order=newest: the `before` of the next page; null on the last.")
 
 
 # -- users, roles, API keys ------------------------------------------------------------------------------

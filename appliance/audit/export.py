@@ -134,6 +134,16 @@ def iter_rows(session: Session, flt: AuditFilter, *, batch: int = 5000) -> Itera
             return
 
 
+def newest_first(session: Session, flt: AuditFilter, *, before_id: int | None = None, limit: int = 100
+                 ) -> list[tuple[Any, ...]]:
+    """One page of matching events, newest first (the dashboard's order), before ``before_id``: tuples in
+    CSV_COLUMNS order. Exports and the API's default keep id order, oldest first (iter_rows)."""
+    stmt = flt.apply(select(*_COLUMNS)).order_by(AuditEvent.id.desc()).limit(limit)
+    if before_id is not None:
+        stmt = stmt.where(AuditEvent.id < before_id)
+    return [tuple(row) for row in session.execute(stmt).all()]
+
+
 # The timestamp as the chain's text, computed by PostgreSQL (UTC, milliseconds truncated like
 # chain.format_timestamp).
 PG_STAMP_SQL = "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"

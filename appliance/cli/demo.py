@@ -225,6 +225,11 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
 
         _link, token = portal.create_link(session, actor, settings, person_ids[0], channel="printed")
         portal_link = portal.link_url(settings, token)
+    # Prediction-market accounts (one position on a restricted topic) and a request waiting for a reviewer.
+    from appliance.cli import demo_markets
+
+    markets = demo_markets.seed_predictions(app, settings, sim, actor, person_ids)
+    asking = demo_markets.seed_preclearance(app, settings, actor, person_ids)
     _seed_attestations(app, actor, person_ids)
     # One employee's key will be revoked at the venue: the poller turns it red within one cycle.
     if revoked is not None:
@@ -232,7 +237,9 @@ def _seed(settings: Any, sim_url: str, sim: Any) -> tuple[Any, list[tuple[str, s
     first = demo_employees()[0][0]
     return app, logins, (f"{len(person_ids)} employees in {len(DEPARTMENTS)} departments, {connected} exchange "
                          "connections (one key is revoked at the venue: watch it turn red); the conduct rules on "
-                         "the Lists and Rules pages raise alerts as the first polls come in\n"
+                         f"the Lists and Rules pages raise alerts as the first polls come in; {markets} Polymarket "
+                         "and Kalshi accounts (one position is on a restricted topic); a pre-clearance request from "
+                         f"{asking} waits in the queue\n"
                          f"  employee portal for {first} (15 minutes, once): {portal_link}\n"
                          "  (more: vigatra employee portal-link --employee ID)")
 

@@ -60,6 +60,7 @@ def _cross_check(settings: Settings, source: str) -> None:
         raise _bad(("data_dir",), source, f"must be an absolute path, got {str(settings.data_dir)!r}")
     _check_valuation(settings.valuation, source)
     _check_time_zone(settings.display.time_zone, source)
+    _check_large_trade_value(settings.display.large_trade_value, source)
     _check_directory(settings, source)
     _check_roster(settings, source)
 
@@ -164,6 +165,18 @@ def _check_time_zone(name: str, source: str) -> None:
         raise _bad(("display", "time_zone"), source,
                    f"{name!r} is not a time zone this machine knows (an IANA name such as Europe/London; the "
                    "tzdata package provides them)") from None
+
+
+def _check_large_trade_value(text: str, source: str) -> None:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0:
+        raise _bad(("display", "large_trade_value"), source,
+                   f"must be an amount of 0 or more in valuation.currency, such as 10000, got {text!r}")
 
 
 def _check_valuation(valuation: ValuationSettings, source: str) -> None:

@@ -364,6 +364,9 @@ class DisplaySettings:
         "in it, with the UTC time on hover; exports and the API keep UTC."))
     firm_name: str = field(default="", metadata=_doc(
         "The firm's name, printed at the head of every report and examination pack (empty: the appliance id)."))
+    large_trade_value: str = field(default="10000", metadata=_doc(
+        "Recent large trades (the firm-wide page and GET /api/v1/transactions/large) list buys and sells worth at "
+        "least this much in valuation.currency, unless the reader asks for another amount."))
 
 
 def _bad(path: tuple[str, ...], source: str, why: str) -> ConfigError:

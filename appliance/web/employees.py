@@ -24,6 +24,7 @@ from appliance.services.rules import groups
 from appliance.services.scope import employee_visible, flagging_alerts, holdings_visible
 from appliance.services.valuation import read as valuation
 from appliance.services.valuation.snapshots import history as valuation_history
+from appliance.web import coverage as coverage_view
 from appliance.web import forms, web_blueprint
 
 
@@ -137,7 +138,8 @@ def render_employee(employee_id: int, *, query: forms.EmployeePageQuery | None =
                            history=_history(session, settings, employee_id, balances, positions),
                            why=_why(session, actor, employee_id), filters=filters,
                            more=transactions is not None and len(transactions) == TRANSACTIONS_PAGE,
-                           venues=sorted({c.venue for c in conns})), status
+                           venues=sorted({c.venue for c in conns}),
+                           coverage=coverage_view.timeline(views, settings.display.time_zone)), status
 
 
 @web_blueprint.route("/employees/<int:employee_id>")

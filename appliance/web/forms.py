@@ -158,12 +158,14 @@ class TriageForm(Form):
 
 
 class AuditQuery(Filters):
+    """The audit page: newest first, ``before`` an event id for the next (older) page."""
+
     from_: UtcTime | None = Field(default=None, alias="from")
     to: UtcTime | None = None
     user_id: Id | None = None
     resource_type: Annotated[str, Text(64)] | None = None
     action: Annotated[str, Text(64)] | None = None
-    after: Annotated[int, Whole(0, MAX_ID)] | None = None
+    before: Annotated[int, Whole(0, MAX_ID)] | None = None
 
 
 class PeriodQuery(Filters):

@@ -10,11 +10,11 @@ from typing import Any
 from flask import Response, render_template, request
 from flask.typing import ResponseReturnValue
 
-from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_cell, iter_rows
+from appliance.audit.export import CSV_COLUMNS, AuditFilter, escape_cell, newest_first
 from appliance.boundary.edge import appliance, audit_detail, db, state
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import accepts
-from appliance.services import employee_list, records, reports, sync
+from appliance.services import employee_list, identity, records, reports, sync
 from appliance.services.valuation import read as valuation
 from appliance.web import forms, web_blueprint
 
@@ -23,18 +23,20 @@ from appliance.web import forms, web_blueprint
 @requires("audit:read", action="audit.view")
 @accepts(query=forms.AuditQuery, media=("text/html",))
 def audit(query: forms.AuditQuery) -> ResponseReturnValue:
+    """The trail newest first, 100 a page (``before``: the last id shown), with who did it by name."""
+    session = db()
     flt = AuditFilter(since=query.from_, until=query.to, user_id=query.user_id,
-                      resource_type=query.resource_type or None, action=query.action or None,
-                      after_id=query.after)
-    rows = []
-    for row in iter_rows(db(), flt, batch=100):
-        rows.append(dict(zip(CSV_COLUMNS, row, strict=True)))
-        if len(rows) == 100:
-            break
-    filters = {k: v for k, v in request.args.items() if k != "after" and v}  # as typed, for the form and links
-    users = employee_list.user_names(db(), (r["user_id"] for r in rows if isinstance(r["user_id"], int)))
-    return render_template("audit.html", rows=rows, query=filters, users=users,
-                           next_after=rows[-1]["id"] if len(rows) == 100 else None)
+                      resource_type=query.resource_type or None, action=query.action or None)
+    rows = [dict(zip(CSV_COLUMNS, row, strict=True))
+            for row in newest_first(session, flt, before_id=query.before, limit=AUDIT_PAGE)]
+    filters = {k: v for k, v in request.args.items() if k != "before" and v}  # as typed, for the form and links
+    users = employee_list.user_names(session, (r["user_id"] for r in rows if isinstance(r["user_id"], int)))
+    return render_template("audit.html", rows=rows, query=filters, users=users, first_page=query.before is None,
+                           everyone=[(u.id, u.username) for u in identity.list_users(session)],
+                           next_before=rows[-1]["id"] if len(rows) == AUDIT_PAGE else None)
+
+
+AUDIT_PAGE = 100
 
 
 def _employee_names(items: list[Any]) -> dict[int, str]:

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -113,6 +114,8 @@ def test_demo_serves_the_login_page(tmp_path: Path) -> None:
         assert employees.json()["total"] == 40
         departments = {e["department"] for e in employees.json()["employees"]}
         assert len(departments) >= 5
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        _demo_shows_markets_and_a_pending_request(port, headers, process)
         config = tmp_path / "demo" / "vigatra.yaml"
         status = subprocess.run([*VIGATRA, "--config", str(config), "status"], capture_output=True, text=True,
                                 check=False, timeout=60)
@@ -125,6 +128,31 @@ def test_demo_serves_the_login_page(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 0
     assert (tmp_path / "demo" / "vigatra.yaml").exists()  # a directory the user named is never deleted
+
+
+def _drain(stream: Any) -> None:
+    for _line in stream:
+        pass
+
+
+def _demo_shows_markets_and_a_pending_request(port: int, headers: dict[str, str], process: Any) -> None:
+    """A pre-clearance request waits from the start; after the first polls the prediction positions are recorded
+    and the one on Acme's earnings (the restricted list names "Acme") has raised an alert."""
+    # Keep reading the demo's log so a full pipe never blocks it while it polls.
+    threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    queue = requests.get(f"{base}/overview", timeout=10, headers=headers).json()["panels"]["preclearance"]
+    assert queue["preclearance_pending"] == 1 and queue["oldest"][0]["what"] == "ETH"
+    deadline = time.time() + 150
+    positions: list[Any] = []
+    restricted: list[Any] = []
+    while time.time() < deadline and not (len(positions) >= 8 and restricted):
+        time.sleep(3)
+        positions = requests.get(f"{base}/predictions", timeout=10, headers=headers).json()["positions"]
+        alerts = requests.get(f"{base}/alerts?limit=500", timeout=10, headers=headers).json()["alerts"]
+        restricted = [a for a in alerts if "Project Falcon" in a["title"] and "Acme" in a["title"]]
+    assert {p["venue"] for p in positions} == {"polymarket", "kalshi"} and len(positions) >= 8, positions
+    assert restricted, "the Acme position raised no restricted-list alert"
 
 
 def test_tests_cannot_reach_the_internet() -> None:

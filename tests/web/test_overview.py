@@ -65,7 +65,8 @@ def seed(ta: Any) -> None:
 def test_each_role_gets_its_panels_and_the_headline(client: Any, ta: Any) -> None:
     seed(ta)
     admin = client.get("/api/v1/overview", headers=auth(token(client, ta, "alice"))).get_json()
-    assert set(admin["panels"]) == {"alerts", "connections", "coverage", "certifications", "holdings", "activity"}
+    assert set(admin["panels"]) == {"alerts", "preclearance", "connections", "coverage", "certifications", "holdings",
+                                    "activity"}
     assert admin["alerts_open"] == 3 and admin["connections_red"] == 2
     assert Decimal(admin["value_total"]) == Decimal("185250.5")
     alerts = admin["panels"]["alerts"]

@@ -1,5 +1,5 @@
 """Red connections (broken, or waiting for the employee to re-onboard) and coverage health: connections with an
-open gap in their records, and the last polling cycle."""
+open gap in their records, the last polling cycle, and the last one in which every poll worked."""
 
 from __future__ import annotations
 
@@ -54,7 +54,11 @@ def coverage(ctx: Context) -> dict[str, Any]:
     cycle = session.execute(select(PollCycle).where(PollCycle.finished_at.is_not(None))
                             .order_by(PollCycle.finished_at.desc()).limit(1)).scalar_one_or_none()
     last_success = session.execute(select(func.max(Connection.last_success_at))).scalar_one()
-    return {"connections_with_gaps": with_gaps, "last_success_at": last_success,
+    # The last cycle in which every connection polled worked (the latest one may have had failures).
+    clean = session.execute(select(PollCycle.finished_at).where(
+        PollCycle.finished_at.is_not(None), PollCycle.polled > 0, PollCycle.succeeded == PollCycle.polled)
+        .order_by(PollCycle.finished_at.desc()).limit(1)).scalar_one_or_none()
+    return {"connections_with_gaps": with_gaps, "last_success_at": last_success, "last_successful_cycle_at": clean,
             "last_cycle": None if cycle is None else {
                 "node": cycle.node, "finished_at": cycle.finished_at, "polled": cycle.polled,
                 "succeeded": cycle.succeeded, "failed": cycle.polled - cycle.succeeded},
