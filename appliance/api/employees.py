@@ -46,7 +46,8 @@ def list_employees(query: s.EmployeeQuery) -> ResponseReturnValue:
     """Monitored employees with the health of their connections: searched, filtered, sorted, in batches of
     `limit` (follow `next_cursor`)."""
     currency = valuation.currency_of(appliance().settings)
-    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts,
+                                  group=query.group, sort=query.sort)
     reader = employee_list.reader_for(state().actor, currency)
     found = employee_list.list_after(db(), search, reader, cursor=query.cursor, limit=query.limit)
     return respond({"employees": [listed_json(r) for r in found.rows], "total": found.total, "currency": currency,

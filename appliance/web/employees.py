@@ -34,11 +34,13 @@ def employees(query: forms.EmployeesQuery) -> ResponseReturnValue:
     session = db()
     currency = valuation.currency_of(appliance().settings)
     reader = employee_list.reader_for(state().actor, currency)
-    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort)
-    page = employee_list.list_page(session, search, reader, page=query.page)
-    red_total = employee_list.count(session, employee_list.Search(red="yes"), reader)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts,
+                                  group=query.group, sort=query.sort)
+    page = employee_list.list_page(session, search, reader, page=query.page, after=query.after)
     return render_template("employees.html", page=page, search=search, reader=reader, currency=currency,
-                           red_total=red_total, filtered=search != employee_list.Search(sort=search.sort))
+                           red_total=employee_list.red_count(session),
+                           groups=employee_list.group_choices(session) if reader.groups else [],
+                           filtered=search != employee_list.Search(sort=search.sort))
 
 
 @web_blueprint.route("/employees", methods=["POST"])
