@@ -106,10 +106,7 @@ def render_employee(employee_id: int, *, query: forms.EmployeePageQuery | None =
                         ("balances:read", "transactions:read", "predictions:read"))
     flagging = flagging_alerts(session, employee_id) if flagged_scope else []
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
-    memberships = []
-    if actor.can("groups:read"):
-        member_of = groups.groups_of(session, [employee_id]).get(employee_id, frozenset())
-        memberships = [g for g, _n in groups.list_groups(session) if g.id in member_of]
+    memberships = groups.groups_for(session, employee_id) if actor.can("groups:read") else []
     values = _values(session, balances, transactions, positions)
     if balances is not None:  # holdings by value, the largest first; unpriced ones last
         order = sorted(range(len(balances)), key=lambda i: (values["balances"][i].value is None,

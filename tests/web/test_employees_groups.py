@@ -76,6 +76,10 @@ def test_the_list_filters_by_group_and_next_pages_follow_on(client: Any, ta: Any
     assert refused.status_code == 400 and "group" in refused.get_data(as_text=True)
     assert client.get("/employees?group=first").status_code == 400
 
+    member = client.get(f"/employees/{ids[3]}").get_data(as_text=True)
+    assert re.search(rf'groups: <a href="/groups/{desk}">Desk</a></p>', member)
+    assert "groups:" not in client.get(f"/employees/{ids[1]}").get_data(as_text=True)
+
 
 def test_a_next_page_cursor_made_for_another_order_is_refused(client: Any, ta: Any) -> None:
     seed(ta)
