@@ -98,8 +98,7 @@ def employee_connections(employee_id: int) -> ResponseReturnValue:
     employee_service.get(session, employee_id)
     items = connection_service.list_for_employee(session, employee_id)
     holdings = holdings_visible(session, state().actor, employee_id)
-    return respond({"connections": [connection_service.connection_json(session, c, holdings=holdings)
-                                    for c in items]})
+    return respond({"connections": connection_service.connections_json(session, items, holdings=holdings)})
 
 
 @api_blueprint.route("/employees/<int:employee_id>/balances", methods=["GET"])

@@ -88,7 +88,7 @@ def render_employee(employee_id: int, *, query: forms.EmployeePageQuery | None =
     person = employee_service.get(session, employee_id)
     conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
     holdings = holdings_visible(session, actor, employee_id)
-    views = [connection_service.connection_json(session, c, holdings=holdings) for c in conns]
+    views = connection_service.connections_json(session, conns, holdings=holdings)
     balances = transactions = positions = None
     since, until = _days(query.from_, query.to, settings.display.time_zone)
     if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
