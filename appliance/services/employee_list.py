@@ -143,12 +143,12 @@ def _filters(session: Session, search: Search, reader: Reader) -> list[ColumnEle
     return where
 
 
-def _red_employees() -> Select[tuple[int]]:
+def _red_employees() -> Select[Any]:
     """Employees with a red connection, read through the connections' status index (a few hundred rows)."""
     return select(Connection.employee_id).where(Connection.status.in_(RED_STATUSES))
 
 
-def _among(ids: Select[tuple[int]], answer: YesNo) -> ColumnElement[bool]:
+def _among(ids: Select[Any], answer: YesNo) -> ColumnElement[bool]:
     return Employee.id.in_(ids) if answer == "yes" else Employee.id.not_in(ids)
 
 
