@@ -179,6 +179,7 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> list[tuple[
     from appliance.store.session import make_engine
     from tests.support.app import build
 
+    cluster = None
     if kind == "sqlite":
         url = f"sqlite:///{work / 'dashboard.db'}"
     else:
@@ -230,6 +231,8 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> list[tuple[
     finally:
         stop_server(server)
         app.close()
+        if cluster is not None:  # its own PostgreSQL, started above: not left running after the run
+            cluster.stop()
     return rows
 
 
