@@ -12,9 +12,9 @@ queue's), p50 and p95 in milliseconds, and the p95 as a ratio to the account pag
 no query of the firm's data) measured in the same run:
 
 - the employees list: the first page, a middle page, the last page, a search by name, a search by department on
-  page 20, red connections only, open alerts only (page 3), newest first on page 150 — every request picks the
-  next variant;
-- the employees API: a batch of 100, a search, and the next batch after a cursor;
+  page 20, red connections only, open alerts only (page 3), newest first on page 150, a group (every tenth
+  employee) on page 10, names Z to A on the sixth page from the end — every request picks the next variant;
+- the employees API: a batch of 100, a search, the next batch after a cursor, the group without red connections;
 - an employee page (connections, balances, the newest 50 transactions with values, the value history, alerts), a
   different employee each time;
 - the overview (``/``) and its API (``/api/v1/overview``): every panel the role may see (alerts by severity and
@@ -62,6 +62,8 @@ def seed(app: Any, employees: int, per_employee: int, transactions: int) -> None
         Connection,
         CoverageInterval,
         Employee,
+        EmployeeGroup,
+        EmployeeGroupMember,
         EmployeeValue,
         EmployeeValueDay,
         FirmAssetValue,
@@ -106,11 +108,14 @@ def seed(app: Any, employees: int, per_employee: int, transactions: int) -> None
             "currency": "USD", "kind": "asset", "asset": a, "amount": Decimal(1000 + k),
             "value": Decimal(10**8 * (k + 1)),
             "unpriced": 0, "reason": "", "holders": employees // 2, "as_of": now} for k, a in enumerate(ASSETS)])
+        session.execute(insert(EmployeeGroup), [{"id": 1, "name": "Trading desk", "created_at": now}])
+        session.execute(insert(EmployeeGroupMember), [{"group_id": 1, "employee_id": n, "added_at": now}
+                                                      for n in range(1, employees + 1, 10)])
         session.execute(insert(CoverageInterval), [{
             "connection_id": c, "stream": "trades", "kind": "gap", "start_at": now - dt.timedelta(hours=c % 48),
             "reason": "auth"} for c in range(100, connections + 1, 100)])
         if app.store.dialect == "postgresql":  # explicit ids: move the sequences past them
-            for table in ("employees", "connections"):
+            for table in ("employees", "connections", "employee_groups"):
                 session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
                                      f"(SELECT max(id) FROM {table}))"))
     year = 365 * 86_400
@@ -174,6 +179,7 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> list[tuple[
     from appliance.store.session import make_engine
     from tests.support.app import build
 
+    cluster = None
     if kind == "sqlite":
         url = f"sqlite:///{work / 'dashboard.db'}"
     else:
@@ -200,7 +206,8 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> list[tuple[
     last_page = -(-args.employees // 50)
     lists = ["/employees", f"/employees?page={last_page // 2}", f"/employees?page={last_page}",
              "/employees?q=person%2009", "/employees?q=legal&page=20", "/employees?red=yes",
-             "/employees?alerts=yes&page=3", f"/employees?sort=-added&page={max(1, last_page * 3 // 4)}"]
+             "/employees?alerts=yes&page=3", f"/employees?sort=-added&page={max(1, last_page * 3 // 4)}",
+             "/employees?group=1&page=10", f"/employees?sort=-name&page={max(1, last_page - 5)}"]
     try:
         for persona in ("carol", "alice"):
             browser, api_client = sign_in(app, persona, built.personas[persona].password)
@@ -209,12 +216,12 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> list[tuple[
             answer = requests.get(base + "/api/v1/employees?limit=100", timeout=60, headers=api_client).json()
             cursor = answer["next_cursor"]
             api = ["/api/v1/employees?limit=100", "/api/v1/employees?q=trading&limit=100",
-                   f"/api/v1/employees?limit=100&cursor={cursor}"]
+                   f"/api/v1/employees?limit=100&cursor={cursor}", "/api/v1/employees?group=1&red=no&limit=100"]
             people = [f"/employees/{pick.randint(1, args.employees)}" for _ in range(args.requests)]
             pages = {"account page (baseline)": (browser, ["/account"]), "overview /": (browser, ["/"]),
                      "overview API": (api_client, ["/api/v1/overview"]),
-                     "employees list (8 variants)": (browser, lists),
-                     "employees API (3 variants, bearer token)": (api_client, api),
+                     "employees list (10 variants)": (browser, lists),
+                     "employees API (4 variants, bearer token)": (api_client, api),
                      "employee page (a different one each time)": (browser, people)}
             results = {name: measure(base, headers, paths, args.requests) for name, (headers, paths) in pages.items()}
             baseline = results["account page (baseline)"][1]
@@ -224,6 +231,8 @@ def run_database(kind: str, args: argparse.Namespace, work: Path) -> list[tuple[
     finally:
         stop_server(server)
         app.close()
+        if cluster is not None:  # its own PostgreSQL, started above: not left running after the run
+            cluster.stop()
     return rows
 
 

@@ -49,8 +49,8 @@ def list_employees(query: s.EmployeeQuery) -> ResponseReturnValue:
     """Monitored employees with the health of their connections: searched, filtered, sorted, in batches of
     `limit` (follow `next_cursor`)."""
     currency = valuation.currency_of(appliance().settings)
-    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort,
-                                  access_person=query.access_person)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts,
+                                  group=query.group, sort=query.sort, access_person=query.access_person)
     reader = employee_list.reader_for(state().actor, currency)
     found = employee_list.list_after(db(), search, reader, cursor=query.cursor, limit=query.limit)
     return respond({"employees": [listed_json(r) for r in found.rows], "total": found.total, "currency": currency,
@@ -110,8 +110,7 @@ def employee_connections(employee_id: int) -> ResponseReturnValue:
     employee_service.get(session, employee_id)
     items = connection_service.list_for_employee(session, employee_id)
     holdings = holdings_visible(session, state().actor, employee_id)
-    return respond({"connections": [connection_service.connection_json(session, c, holdings=holdings)
-                                    for c in items]})
+    return respond({"connections": connection_service.connections_json(session, items, holdings=holdings)})
 
 
 @api_blueprint.route("/employees/<int:employee_id>/balances", methods=["GET"])

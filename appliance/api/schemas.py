@@ -88,6 +88,7 @@ class EmployeeQuery(Schema):
         default=None, description="yes: only employees with a broken connection or one needing re-onboarding.")
     alerts: Literal["yes", "no"] | None = Field(
         default=None, description="yes: only employees with an open alert (needs alerts:read).")
+    group: Id | None = Field(default=None, description="Only the members of this group (needs groups:read).")
     sort: Literal["name", "-name", "department", "-department", "status", "-status", "added", "-added"] = Field(
         default="name", description="The order; a leading - reverses it.")
     access_person: Literal["yes", "no"] | None = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from appliance.services import reconcile
@@ -42,38 +42,51 @@ def _coverage_detail(r: CoverageInterval, holdings: bool) -> str:
     return _HIDDEN_DETAIL.get(r.reason or "") or without_addresses(r.detail) or ""
 
 
-def coverage(session: Session, connection_id: int, *, holdings: bool) -> list[dict[str, Any]]:
-    rows = session.execute(select(CoverageInterval).where(CoverageInterval.connection_id == connection_id)
-                           .order_by(CoverageInterval.stream, CoverageInterval.start_at)).scalars()
-    return [{"stream": r.stream, "kind": r.kind, "from": _iso(r.start_at), "to": _iso(r.end_at),
-             "reason": r.reason, "detail": _coverage_detail(r, holdings), "closed_at": _iso(r.closed_at)}
-            for r in rows]
+def _coverage_json(r: CoverageInterval, holdings: bool) -> dict[str, Any]:
+    return {"stream": r.stream, "kind": r.kind, "from": _iso(r.start_at), "to": _iso(r.end_at),
+            "reason": r.reason, "detail": _coverage_detail(r, holdings), "closed_at": _iso(r.closed_at)}
 
 
-def progress(session: Session, connection_id: int) -> list[dict[str, Any]]:
-    """Streams still in a long walk (a first sync over history windows): windows read out of planned."""
-    rows = session.execute(select(SyncCursor.stream, SyncCursor.progress).where(
-        SyncCursor.connection_id == connection_id, SyncCursor.progress.is_not(None))
-        .order_by(SyncCursor.stream)).all()
-    out = []
-    for stream, value in rows:
-        if not isinstance(value, dict) or not value.get("total"):
-            continue
-        done, total = int(value.get("done", 0)), int(value["total"])
-        out.append({"stream": stream, "done": done, "total": total, "percent": min(100, done * 100 // total),
-                    "at": value.get("at")})
+def _coverages(session: Session, ids: list[int], *, holdings: bool) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for r in session.execute(select(CoverageInterval).where(CoverageInterval.connection_id.in_(ids)).order_by(
+            CoverageInterval.connection_id, CoverageInterval.stream, CoverageInterval.start_at)).scalars():
+        out[r.connection_id].append(_coverage_json(r, holdings))
     return out
 
 
-def statement_imports(session: Session, connection_id: int, *, holdings: bool,
-                      limit: int = 10) -> list[dict[str, Any]]:
-    """The latest statement imports. The uploaded file's name may name an asset or a market, so a caller
-    outside the balances scope reads the same rows without it."""
-    rows = session.execute(select(StatementImport).where(StatementImport.connection_id == connection_id)
-                           .order_by(StatementImport.id.desc()).limit(limit)).scalars()
-    return [{"id": r.id, "format": r.format, "file_name": r.file_name if holdings else None,
-             "covered_from": _iso(r.covered_from), "covered_to": _iso(r.covered_to), "rows": r.rows,
-             "added": r.added, "duplicates": r.duplicates, "created_at": _iso(r.created_at)} for r in rows]
+def _progresses(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Streams still in a long walk (a first sync over history windows): windows read out of planned."""
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    rows = session.execute(select(SyncCursor.connection_id, SyncCursor.stream, SyncCursor.progress).where(
+        SyncCursor.connection_id.in_(ids), SyncCursor.progress.is_not(None))
+        .order_by(SyncCursor.connection_id, SyncCursor.stream)).all()
+    for connection_id, stream, value in rows:
+        if not isinstance(value, dict) or not value.get("total"):
+            continue
+        done, total = int(value.get("done", 0)), int(value["total"])
+        out[connection_id].append({"stream": stream, "done": done, "total": total,
+                                   "percent": min(100, done * 100 // total), "at": value.get("at")})
+    return out
+
+
+def _statement_imports(session: Session, ids: list[int], *, holdings: bool,
+                       limit: int = 10) -> dict[int, list[dict[str, Any]]]:
+    """The latest statement imports of each connection. The uploaded file's name may name an asset or a market,
+    so a caller outside the balances scope reads the same rows without it."""
+    newest = func.row_number().over(partition_by=StatementImport.connection_id,
+                                    order_by=StatementImport.id.desc()).label("n")
+    latest = select(StatementImport.id, newest).where(StatementImport.connection_id.in_(ids)).subquery()
+    rows = session.execute(select(StatementImport).join(latest, latest.c.id == StatementImport.id)
+                           .where(latest.c.n <= limit)
+                           .order_by(StatementImport.connection_id, StatementImport.id.desc())).scalars()
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for r in rows:
+        out[r.connection_id].append({
+            "id": r.id, "format": r.format, "file_name": r.file_name if holdings else None,
+            "covered_from": _iso(r.covered_from), "covered_to": _iso(r.covered_to), "rows": r.rows,
+            "added": r.added, "duplicates": r.duplicates, "created_at": _iso(r.created_at)})
+    return out
 
 
 def connection_json(session: Session, c: Connection, *, holdings: bool) -> dict[str, Any]:
@@ -82,10 +95,21 @@ def connection_json(session: Session, c: Connection, *, holdings: bool) -> dict[
     ``holdings``: whether the caller may see what the employee holds (scope.holdings_visible). Without
     it the answer has the same shape, with no address, and details that name no figure or market.
     """
+    return connections_json(session, [c], holdings=holdings)[0]
+
+
+def connections_json(session: Session, connections: list[Connection], *, holdings: bool) -> list[dict[str, Any]]:
+    """:func:`connection_json` of each connection, their coverage, progress and statement imports read in one
+    query each (an employee page's five connections: 3 queries instead of 15)."""
     def text(value: str | None) -> str | None:
         return value if holdings else without_addresses(value)
 
-    return {
+    ids = [c.id for c in connections]
+    if not ids:
+        return []
+    coverages, progresses = _coverages(session, ids, holdings=holdings), _progresses(session, ids)
+    imports = _statement_imports(session, ids, holdings=holdings)
+    return [{
         "id": c.id, "employee_id": c.employee_id, "kind": c.kind, "venue": c.venue, "label": c.label,
         "status": c.status, "status_reason": text(c.status_reason),
         "address": (c.address or None) if holdings else None,
@@ -95,11 +119,11 @@ def connection_json(session: Session, c: Connection, *, holdings: bool) -> dict[
         "scope_checked_at": _iso(c.scope_checked_at), "last_success_at": _iso(c.last_success_at),
         "last_attempt_at": _iso(c.last_attempt_at), "last_error_class": c.last_error_class,
         "last_error": text(c.last_error), "consecutive_failures": c.consecutive_failures,
-        "created_at": _iso(c.created_at), "coverage": coverage(session, c.id, holdings=holdings),
-        "progress": progress(session, c.id),
-        "statement_imports": statement_imports(session, c.id, holdings=holdings),
+        "created_at": _iso(c.created_at), "coverage": coverages[c.id],
+        "progress": progresses[c.id],
+        "statement_imports": imports[c.id],
         "accepts_statements": c.kind == "exchange" and c.venue in STATEMENT_VENUES,
-    }
+    } for c in connections]
 
 
 def scope_label(c: Connection) -> str:

@@ -1,14 +1,18 @@
-"""The employees list: search, filters, sort and paging done by the database, so a page costs the same at
+"""The employees list: search, filters, sort and paging done by the database, so a page costs about the same at
 10,000 employees as at 40 (bench/bench_dashboard.py, docs/PERFORMANCE.md).
 
-One query selects the page's employees (matching ``q`` in name, e-mail or department, case-insensitive;
-filtered by status, red connection, open alerts); a count gives the number of pages; then only the page's
-employees are looked up for their connections' health, open alerts and value. Two ways to page:
+One query selects the ids of the page's employees (matching ``q`` in name, e-mail or department, case-insensitive;
+filtered by status, red connection, open alerts, group), in the order of an index (migration 0027: lower(name),
+lower(department), status, created_at, each then id); a count gives the number of pages; then only the page's
+employees are read, with their connections' health, open alerts and value. The red-connection, open-alert and group
+filters read the few employees concerned from their own tables' indexes (ids IN ...) rather than probing every
+employee's connections and alerts. Two ways to page:
 
-- ``page`` (the UI: "page 3 of 12", any page directly), an offset;
+- ``page`` (the UI: "page 3 of 12", any page directly), an offset over the index alone (ids, no rows), and a
+  cursor for the next page, so following "Next" reads from where the last page stopped;
 - ``cursor`` (the API: stable while employees are added), the last row's sort key and id, opaque to callers.
 
-Open alerts and values are details the caller's role may not cover: the route says what the actor may see
+Open alerts, values and groups are details the caller's role may not cover: the route says what the actor may see
 (``Reader``) and the service neither filters nor shows by what it may not.
 """
 
@@ -24,13 +28,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.errors import Forbidden, Invalid
 from appliance.rbac.actors import Actor
 from appliance.services.employees import RED_STATUSES, EmployeeRow
-from appliance.store.models import Alert, Connection, Employee, EmployeeValue, User
+from appliance.store.models import (
+    Alert,
+    Connection,
+    Employee,
+    EmployeeGroup,
+    EmployeeGroupMember,
+    EmployeeValue,
+    User,
+)
 
 OPEN_ALERT_STATUSES = ("open", "assigned")
 PAGE_SIZE = 50
@@ -46,6 +58,7 @@ class Reader:
     alerts: bool = False  # open alert counts, and the filter on them
     values: str | None = None  # the currency of the value column, when the caller may see everyone's balances
     positions: bool = False  # the value includes prediction positions (the caller may see everyone's)
+    groups: bool = False  # the group filter (groups:read)
 
 
 def reader_for(actor: Actor, currency: str) -> Reader:
@@ -53,7 +66,7 @@ def reader_for(actor: Actor, currency: str) -> Reader:
     everyone (a flagged scope would show some rows' values and not others', which reads as zero)."""
     balances = actor.scope_for("balances:read") == "all"
     return Reader(alerts=actor.can("alerts:read"), values=currency if balances else None,
-                  positions=balances and actor.scope_for("predictions:read") == "all")
+                  positions=balances and actor.scope_for("predictions:read") == "all", groups=actor.can("groups:read"))
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ class Search:
     status: Literal["active", "offboarded"] | None = None
     red: YesNo | None = None
     alerts: YesNo | None = None
+    group: int | None = None  # an EmployeeGroup's id: its members only
     sort: Sort = "name"
     access_person: YesNo | None = None
 
@@ -104,7 +118,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _filters(search: Search, reader: Reader) -> list[ColumnElement[bool]]:
+def _filters(session: Session, search: Search, reader: Reader) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     q = " ".join((search.q or "").split())
     if q:
@@ -114,16 +128,31 @@ def _filters(search: Search, reader: Reader) -> list[ColumnElement[bool]]:
     if search.status:
         where.append(Employee.status == search.status)
     if search.red:
-        red = exists().where(Connection.employee_id == Employee.id, Connection.status.in_(RED_STATUSES))
-        where.append(red if search.red == "yes" else ~red)
+        where.append(_among(_red_employees(), search.red))
     if search.alerts:
         if not reader.alerts:
             raise Forbidden("filtering by open alerts needs the alerts:read permission")
-        open_ = exists().where(Alert.employee_id == Employee.id, Alert.status.in_(OPEN_ALERT_STATUSES))
-        where.append(open_ if search.alerts == "yes" else ~open_)
+        open_ = select(Alert.employee_id).where(Alert.status.in_(OPEN_ALERT_STATUSES), Alert.employee_id.is_not(None))
+        where.append(_among(open_, search.alerts))
+    if search.group is not None:
+        if not reader.groups:
+            raise Forbidden("filtering by group needs the groups:read permission")
+        if session.get(EmployeeGroup, search.group) is None:
+            raise Invalid(f"group: there is no group {search.group}", field="group")
+        where.append(Employee.id.in_(select(EmployeeGroupMember.employee_id)
+                                     .where(EmployeeGroupMember.group_id == search.group)))
     if search.access_person:
         where.append(Employee.access_person.is_(search.access_person == "yes"))
     return where
+
+
+def _red_employees() -> Select[Any]:
+    """Employees with a red connection, read through the connections' status index (a few hundred rows)."""
+    return select(Connection.employee_id).where(Connection.status.in_(RED_STATUSES))
+
+
+def _among(ids: Select[Any], answer: YesNo) -> ColumnElement[bool]:
+    return Employee.id.in_(ids) if answer == "yes" else Employee.id.not_in(ids)
 
 
 def _order(sort: str) -> list[Any]:
@@ -135,32 +164,56 @@ def _order(sort: str) -> list[Any]:
 
 def count(session: Session, search: Search, reader: Reader) -> int:
     """Employees matching ``search``."""
-    return session.execute(select(func.count()).select_from(Employee).where(*_filters(search, reader))).scalar_one()
+    where = _filters(session, search, reader)
+    return session.execute(select(func.count()).select_from(Employee).where(*where)).scalar_one()
 
 
-def list_page(session: Session, search: Search, reader: Reader, *, page: int = 1, size: int = PAGE_SIZE) -> Page:
-    """Page ``page`` (from 1) of the employees matching ``search``; a page past the last is empty."""
-    where = _filters(search, reader)
-    total = count(session, search, reader)
-    stmt = select(Employee).where(*where).order_by(*_order(search.sort)).limit(size).offset((page - 1) * size)
-    employees = list(session.execute(stmt).scalars())
-    return Page(_details(session, employees, reader), total, page, size)
+def red_count(session: Session) -> int:
+    """Employees with a red connection: the banner above the list, counted from the red connections alone."""
+    return session.execute(select(func.count(func.distinct(Connection.employee_id)))
+                           .where(Connection.status.in_(RED_STATUSES))).scalar_one()
+
+
+def list_page(session: Session, search: Search, reader: Reader, *, page: int = 1, size: int = PAGE_SIZE,
+              after: str | None = None) -> Page:
+    """Page ``page`` (from 1) of the employees matching ``search``; a page past the last is empty. ``after``: the
+    ``next_cursor`` of the page before, which reads this page from where that one stopped instead of counting
+    ``page - 1`` pages of the index again (a cursor of another sort is refused)."""
+    where = _filters(session, search, reader)
+    total = session.execute(select(func.count()).select_from(Employee).where(*where)).scalar_one()
+    stmt = select(Employee.id, _sort_key(search.sort)).where(*where).order_by(*_order(search.sort)).limit(size)
+    if after is not None:
+        stmt = stmt.where(_after(search.sort, *decode_cursor(after, search.sort)))
+    else:
+        stmt = stmt.offset((page - 1) * size)
+    found = list(session.execute(stmt).all())
+    next_cursor = encode_cursor(search.sort, found[-1][1], found[-1][0]) if found and page * size < total else None
+    return Page(_details(session, _employees(session, [i for i, _k in found]), reader), total, page, size,
+                next_cursor=next_cursor)
 
 
 def list_after(session: Session, search: Search, reader: Reader, *, cursor: str | None, limit: int) -> Page:
     """Up to ``limit`` employees matching ``search`` after ``cursor`` (None: from the start), with the cursor of
     the next batch (None after the last)."""
-    where = _filters(search, reader)
+    where = _filters(session, search, reader)
+    total = session.execute(select(func.count()).select_from(Employee).where(*where)).scalar_one()
     if cursor is not None:
         where.append(_after(search.sort, *decode_cursor(cursor, search.sort)))
-    stmt = select(Employee, _sort_key(search.sort)).where(*where).order_by(*_order(search.sort)).limit(limit + 1)
+    stmt = select(Employee.id, _sort_key(search.sort)).where(*where).order_by(*_order(search.sort)).limit(limit + 1)
     found = list(session.execute(stmt).all())
     more = len(found) > limit
     found = found[:limit]
-    employees = [employee for employee, _key in found]
-    next_cursor = encode_cursor(search.sort, found[-1][1], found[-1][0].id) if more and found else None
-    return Page(_details(session, employees, reader), count(session, search, reader), size=limit,
+    next_cursor = encode_cursor(search.sort, found[-1][1], found[-1][0]) if more and found else None
+    return Page(_details(session, _employees(session, [i for i, _k in found]), reader), total, size=limit,
                 next_cursor=next_cursor)
+
+
+def _employees(session: Session, ids: list[int]) -> list[Employee]:
+    """The rows of a page's ids, in the ids' order (the page was ordered and cut on the index alone)."""
+    if not ids:
+        return []
+    rows = {e.id: e for e in session.execute(select(Employee).where(Employee.id.in_(ids))).scalars()}
+    return [rows[i] for i in ids if i in rows]
 
 
 def _after(sort: str, key: Any, last_id: int) -> ColumnElement[bool]:
@@ -247,6 +300,12 @@ def employee_names(session: Session, ids: Iterable[int | None]) -> dict[int, str
     if not wanted:
         return {}
     return {i: name for i, name in session.execute(select(Employee.id, Employee.name).where(Employee.id.in_(wanted)))}
+
+
+def group_choices(session: Session) -> list[tuple[int, str]]:
+    """The groups the list can be filtered by, by name."""
+    return [(i, name) for i, name in session.execute(select(EmployeeGroup.id, EmployeeGroup.name)
+                                                     .order_by(EmployeeGroup.name))]
 
 
 def user_names(session: Session, ids: Iterable[int | None]) -> dict[int, str]:

@@ -35,12 +35,13 @@ def employees(query: forms.EmployeesQuery) -> ResponseReturnValue:
     session = db()
     currency = valuation.currency_of(appliance().settings)
     reader = employee_list.reader_for(state().actor, currency)
-    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts, sort=query.sort,
-                                  access_person=query.access_person)
-    page = employee_list.list_page(session, search, reader, page=query.page)
-    red_total = employee_list.count(session, employee_list.Search(red="yes"), reader)
+    search = employee_list.Search(q=query.q, status=query.status, red=query.red, alerts=query.alerts,
+                                  group=query.group, sort=query.sort, access_person=query.access_person)
+    page = employee_list.list_page(session, search, reader, page=query.page, after=query.after)
     return render_template("employees.html", page=page, search=search, reader=reader, currency=currency,
-                           red_total=red_total, filtered=search != employee_list.Search(sort=search.sort))
+                           red_total=employee_list.red_count(session),
+                           groups=employee_list.group_choices(session) if reader.groups else [],
+                           filtered=search != employee_list.Search(sort=search.sort))
 
 
 @web_blueprint.route("/employees", methods=["POST"])
@@ -98,7 +99,7 @@ def render_employee(employee_id: int, *, query: forms.EmployeePageQuery | None =
     person = employee_service.get(session, employee_id)
     conns = connection_service.list_for_employee(session, employee_id) if actor.can("connections:read") else []
     holdings = holdings_visible(session, actor, employee_id)
-    views = [connection_service.connection_json(session, c, holdings=holdings) for c in conns]
+    views = connection_service.connections_json(session, conns, holdings=holdings)
     balances = transactions = positions = None
     since, until = _days(query.from_, query.to, settings.display.time_zone)
     if actor.can("balances:read:flagged") and employee_visible(session, actor, "balances:read", employee_id):
@@ -116,10 +117,7 @@ def render_employee(employee_id: int, *, query: forms.EmployeePageQuery | None =
                         ("balances:read", "transactions:read", "predictions:read"))
     flagging = flagging_alerts(session, employee_id) if flagged_scope else []
     links = onboarding.list_links(session, employee_id) if actor.can("onboarding:write") else []
-    memberships = []
-    if actor.can("groups:read"):
-        member_of = groups.groups_of(session, [employee_id]).get(employee_id, frozenset())
-        memberships = [g for g, _n in groups.list_groups(session) if g.id in member_of]
+    memberships = groups.groups_for(session, employee_id) if actor.can("groups:read") else []
     values = _values(session, balances, transactions, positions)
     if balances is not None:  # holdings by value, the largest first; unpriced ones last
         order = sorted(range(len(balances)), key=lambda i: (values["balances"][i].value is None,

@@ -134,9 +134,12 @@ class EmployeesQuery(Filters):
     status: Literal["active", "offboarded"] | None = None
     red: Literal["yes", "no"] | None = None
     alerts: Literal["yes", "no"] | None = None
+    group: Id | None = Field(default=None, description="A group's id: its members only (needs groups:read).")
     sort: Literal["name", "-name", "department", "-department", "status", "-status", "added", "-added"] = "name"
     page: Annotated[int, Whole(1, 1_000_000)] = 1
     access_person: Literal["yes", "no"] | None = None
+    after: Annotated[str, Text(400)] | None = Field(
+        default=None, description="The cursor the page before gave its Next link: this page starts after it.")
 
 
 class EmployeePageQuery(Filters):

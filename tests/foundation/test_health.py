@@ -49,7 +49,9 @@ def unwritable(db_url: str, tmp_path: Path, pg_cluster: Any) -> Iterator[Unwrita
             filler = disk / "filler"
 
             def fill() -> None:
-                with open(filler, "wb") as handle:
+                # Unbuffered: a buffered file keeps the part of the last chunk that did not fit and fails again
+                # on close, whenever the free space is not a multiple of the chunk.
+                with open(filler, "wb", buffering=0) as handle:
                     try:
                         while True:
                             handle.write(b"\0" * 65536)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from appliance.rbac.actors import Actor
 from appliance.services.employee_list import OPEN_ALERT_STATUSES, employee_names
@@ -25,17 +25,20 @@ def _visible(actor: Actor) -> bool:
 @panel("alerts", "Open alerts", order=10, visible=_visible, headline=("alerts_open",))
 def build(ctx: Context) -> dict[str, Any]:
     session, open_ = ctx.session, Alert.status.in_(OPEN_ALERT_STATUSES)
+    # One query for both breakdowns: open alerts per (severity, age bucket); bucket -1 is a time after now,
+    # counted by severity but in no age.
+    bounds = [ctx.now - span for _label, span in AGES if span is not None]
+    bucket = case((Alert.created_at > ctx.now, -1),
+                  *((Alert.created_at > bound, n) for n, bound in enumerate(bounds)), else_=len(bounds))
     by_severity = dict.fromkeys(SEVERITIES, 0)
-    for severity, n in session.execute(select(Alert.severity, func.count()).where(open_).group_by(Alert.severity)):
+    per_age = [0] * len(AGES)
+    numbered = select(Alert.severity, bucket.label("bucket")).where(open_).subquery()
+    for severity, n_bucket, n in session.execute(select(numbered.c.severity, numbered.c.bucket, func.count())
+                                                 .group_by(numbered.c.severity, numbered.c.bucket)):
         by_severity[severity] = by_severity.get(severity, 0) + n
-    ages, newer = [], ctx.now
-    for label, span in AGES:
-        older = None if span is None else ctx.now - span
-        stmt = select(func.count()).select_from(Alert).where(open_, Alert.created_at <= newer)
-        if older is not None:
-            stmt = stmt.where(Alert.created_at > older)
-        ages.append({"label": label, "count": session.execute(stmt).scalar_one()})
-        newer = older or newer
+        if n_bucket >= 0:
+            per_age[n_bucket] += n
+    ages = [{"label": label, "count": n} for (label, _span), n in zip(AGES, per_age, strict=True)]
     oldest = list(session.execute(select(Alert).where(open_).order_by(Alert.created_at, Alert.id).limit(LISTED))
                   .scalars())
     mine: list[Alert] = []

@@ -65,6 +65,13 @@ def update(session: Session, actor: Actor, group_id: int, *, name: Any = None, d
     return group
 
 
+def groups_for(session: Session, employee_id: int) -> list[EmployeeGroup]:
+    """The groups one employee belongs to, by name (the employee page), without counting every group's members."""
+    return list(session.execute(select(EmployeeGroup).join(
+        EmployeeGroupMember, EmployeeGroupMember.group_id == EmployeeGroup.id).where(
+        EmployeeGroupMember.employee_id == employee_id).order_by(EmployeeGroup.name)).scalars())
+
+
 def members(session: Session, group_id: int) -> list[Employee]:
     return list(session.execute(select(Employee).join(
         EmployeeGroupMember, EmployeeGroupMember.employee_id == Employee.id).where(

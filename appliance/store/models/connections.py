@@ -23,6 +23,8 @@ class Connection(Base):
     __table_args__ = (
         Index("ix_connections_employee", "employee_id"),
         Index("ix_connections_due", "status", "next_poll_at"),
+        # The overview's "last successful cycle": max() read from the index, not from 50,000 rows.
+        Index("ix_connections_last_success", "last_success_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

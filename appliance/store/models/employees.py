@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, String
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from appliance.store.base import Base, Id, UTCDateTime, utcnow
@@ -13,8 +13,13 @@ from appliance.store.base import Base, Id, UTCDateTime, utcnow
 
 class Employee(Base):
     __tablename__ = "employees"
-    # The employees list's default order.
-    __table_args__ = (Index("ix_employees_name", "name", "id"),)
+    # The employees list's orders (services/employee_list.py: then id), so a page is read in index order instead
+    # of sorting every employee; lower(name) and lower(department) below.
+    __table_args__ = (
+        Index("ix_employees_name", "name", "id"),
+        Index("ix_employees_status", "status", "id"),
+        Index("ix_employees_created", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)
@@ -38,6 +43,11 @@ class Employee(Base):
     def __repr__(self) -> str:
         # Identity stays out of logs: id only.
         return f"<Employee {self.id}>"
+
+
+# The employees list sorts names and departments in any case (lower()), then by id.
+Index("ix_employees_lower_name", func.lower(Employee.name), Employee.id)
+Index("ix_employees_lower_department", func.lower(Employee.department), Employee.id)
 
 
 class RosterState(Base):
