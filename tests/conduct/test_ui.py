@@ -26,7 +26,8 @@ def menu(client: Any) -> list[str]:
 
 
 def test_menus_offer_what_each_role_may_open(sta: Any) -> None:
-    assert menu(web(sta, "carol")) == ["Employees", "Alerts", "Lists", "Rules", "Groups", "Holdings", "Large trades",
+    assert menu(web(sta, "carol")) == ["Employees", "Alerts", "Attestations", "Lists", "Rules", "Groups", "Holdings",
+                                       "Large trades",
                                        "Predictions", "Reports", "Audit", "System"]
     assert menu(web(sta, "victor")) == ["Employees", "Rules", "Reports"]
     assert "Lists" in menu(web(sta, "alice")) and "Reports" in menu(web(sta, "alice"))
