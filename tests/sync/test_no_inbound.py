@@ -15,9 +15,12 @@ from appliance.store.models import Connection, Employee
 from tests.support.routes import calls
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-# The portal's sign-in pages: asking for a link by e-mail address, and using a one-time link.
+# The portal's sign-in pages: asking for a link by e-mail address, using a one-time link, and a user name and
+# password checked by a bind to the firm's directory. The TOTP code asked after the OpenID provider vouched for a
+# dashboard user (refused unless this browser's session holds that provider's fresh answer).
 ANONYMOUS_INPUT = {("POST", "/login"), ("POST", "/api/v1/auth/token"), ("POST", "/onboard/<token>"),
-                   ("POST", "/me/sign-in"), ("POST", "/me/sign-in/<token>")}
+                   ("POST", "/me/sign-in"), ("POST", "/me/sign-in/<token>"), ("POST", "/me/sign-in/directory"),
+                   ("POST", "/login/oidc/code")}
 # Single sign-on: the OpenID provider sends the browser back with a one-time code (a GET, refused unless its
 # state matches the one this browser's session holds). A browser redirect, not a push from a venue.
 SSO_RETURN = "/login/oidc/callback"
@@ -34,9 +37,9 @@ def test_only_login_token_and_onboarding_accept_data_anonymously(flask_app: Any)
                      if m in WRITE_METHODS}
     assert public_writes == ANONYMOUS_INPUT
     # Every other public route is read-only (health, static files, the GET side of the three, the redirect to
-    # the OpenID provider).
+    # the OpenID provider, for the dashboard and for the portal).
     assert {row.rule for row in table if row.permission == PUBLIC and not row.accepts_data_anonymously} == {
-        "/healthz", "/static/<path:filename>", "/login/oidc"}
+        "/healthz", "/static/<path:filename>", "/login/oidc", "/me/sign-in/sso"}
     assert not [row.rule for row in table if any(w in row.rule.lower() for w in ("webhook", "callback", "push"))
                 and row.rule != SSO_RETURN]
 
