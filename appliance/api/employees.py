@@ -93,6 +93,25 @@ def get_employee(employee_id: int) -> ResponseReturnValue:
     return respond(employee_json(employee, rows[0] if rows else None))
 
 
+@api_blueprint.route("/employees/<int:employee_id>", methods=["PATCH"])
+@requires("employees:write", action="employees.update")
+@accepts(body=s.EmployeeUpdate, returns=s.Employee, errors=(409,))
+def update_employee(employee_id: int, body: s.EmployeeUpdate) -> ResponseReturnValue:
+    """Make an employee an access person (their initial-holdings task is created at once) or no longer one
+    (their outstanding tasks are closed)."""
+    from appliance.services.attestations import campaigns
+
+    since = campaigns.parse_day(body.access_person_since, "access_person_since")
+    session = db()
+    employee = employee_service.get(session, employee_id)
+    audit_resource("employees", employee.id)
+    change = campaigns.set_access_person(session, appliance().settings, employee, body.access_person, since)
+    audit_detail(access_person=body.access_person, access_person_since=(employee.access_person_since.isoformat()
+                                                                         if employee.access_person_since else None),
+                 tasks_created=[t.id for t in change.created], tasks_closed=change.closed)
+    return respond(employee_json(employee))
+
+
 @api_blueprint.route("/employees/<int:employee_id>/offboard", methods=["POST"])
 @requires("employees:write", action="employees.offboard")
 @accepts(body=NoInput, returns=s.Employee)

@@ -34,7 +34,7 @@ def my_task_json(task: AttestationTask, campaign: AttestationCampaign, *, conten
         "status": campaigns.status_of(task), "days_late": campaigns.days_late(task),
         "comment": returned[-1].comment if returned and task.status == "returned" else None, "content": None}
     if content:
-        view = snapshot.view(session, appliance().settings, task, campaign)
+        view = snapshot.view(session, appliance(), task, campaign)
         out["content"] = {"base_currency": view.currency, "basis": view.basis, "accounts": view.connections,
                           "records": view.records,
                           "declared_accounts": [snapshot.declared_json(d) for d in view.declared],
@@ -82,7 +82,7 @@ def my_task_manual(task_id: int, body: a.ManualCreate) -> ResponseReturnValue:
 @employee_portal(action="portal.task_certify", resource_arg="task_id")
 @accepts(body=a.Certify, status=201, returns=a.SubmittedOut, errors=(409,))
 def my_task_certify(task_id: int, body: a.Certify) -> ResponseReturnValue:
-    row = certify.submit(db(), appliance().settings, _employee_id(), task_id, typed_name=body.typed_name,
+    row = certify.submit(db(), appliance(), _employee_id(), task_id, typed_name=body.typed_name,
                          nothing_to_report=body.nothing_to_report, confirm=body.confirm)
     audit_resource("attestation_task", task_id)
     audit_detail(submission_id=row.id, snapshot_sha256=row.snapshot_sha256)

@@ -61,6 +61,18 @@ class EmployeeCreate(Schema):
         default=None, description="YYYY-MM-DD, the day they became one (default: today). Only with access_person.")
 
 
+class EmployeeUpdate(Schema):
+    model_config = example(access_person=True, access_person_since="2026-07-01")
+
+    access_person: bool = Field(description=(
+        "Make the employee an access person (their initial-holdings task is created at once) or no longer one "
+        "(their open and returned tasks are closed with reason no_longer_access_person)."))
+    access_person_since: Annotated[str, Text(10)] | None = Field(
+        default=None, description="YYYY-MM-DD, the day they became one: today or earlier (default: today in "
+                                  "display.time_zone; unchanged for someone who already is one). Only with "
+                                  "access_person true.")
+
+
 class Employee(Answer):
     id: int
     name: str

@@ -266,7 +266,7 @@ def _seed_attestations(app: Any, actor: Any, person_ids: list[int]) -> None:
         task = next(t for t, e in campaigns.tasks_of(session, quarterly.id) if e.id == first.id)
         certify.declare_account(session, first.id, task.id, venue="Ledger hardware wallet", account="savings",
                                 reason="a hardware wallet: no API to connect")
-        certify.submit(session, app.settings, first.id, task.id, typed_name=first.name)
+        certify.submit(session, app, first.id, task.id, typed_name=first.name)
 
 
 def _fill_account(sim: Any, venue: Any, account: Any, rng: Any) -> None:

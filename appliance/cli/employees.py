@@ -97,6 +97,39 @@ def employee_offboard(employee_id: int) -> None:
     click.echo(f"employee {employee_id} offboarded")
 
 
+@employee.command("set")
+@click.argument("employee_id", type=int)
+@click.option("--access-person/--no-access-person", "access_person", default=None,
+              help="Make the employee an access person (their initial-holdings task is created at once) or no "
+                   "longer one (their open tasks are closed).")
+@click.option("--access-person-since", default=None, metavar="YYYY-MM-DD",
+              help="The day they became an access person: today or earlier (default: today in display.time_zone).")
+@handle_errors
+def employee_set(employee_id: int, access_person: bool | None, access_person_since: str | None) -> None:
+    """Change an employee; prints what changed."""
+    from appliance.errors import Invalid
+    from appliance.services import employees
+    from appliance.services.attestations import campaigns
+
+    if access_person is None:
+        raise Invalid("say what to change: --access-person or --no-access-person")
+    since = campaigns.parse_day(access_person_since, "--access-person-since")
+    if since is not None and not access_person:
+        raise Invalid("--access-person-since is only for an access person (add --access-person)")
+    settings = cli_state().appliance().settings
+    with audited("employees.update", resource_type="employees", resource_id=employee_id) as (session, info):
+        person = employees.get(session, employee_id)
+        change = campaigns.set_access_person(session, settings, person, access_person, since)
+        since_text = person.access_person_since.isoformat() if person.access_person_since else None
+        info.update(access_person=access_person, access_person_since=since_text,
+                    tasks_created=[t.id for t in change.created], tasks_closed=change.closed)
+    if access_person:
+        click.echo(f"employee {employee_id}: access person since {since_text}; "
+                   f"{len(change.created)} initial-holdings task(s) created")
+    else:
+        click.echo(f"employee {employee_id}: not an access person; {change.closed} open task(s) closed")
+
+
 @employee.command("portal-link")
 @click.option("--employee", "employee_id", required=True, type=int)
 @handle_errors

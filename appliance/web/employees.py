@@ -208,6 +208,28 @@ def employee_offboard(employee_id: int) -> ResponseReturnValue:
     return redirect(url_for("web.employee", employee_id=employee_id))
 
 
+@web_blueprint.route("/employees/<int:employee_id>/access-person", methods=["POST"])
+@requires("employees:write", action="employees.update")
+@accepts(form=forms.AccessPersonForm, media=("text/html",))
+def employee_access_person(employee_id: int, form: forms.AccessPersonForm) -> ResponseReturnValue:
+    """Make the employee an access person (initial-holdings task at once) or no longer one."""
+    from appliance.services.attestations import campaigns
+
+    person = employee_service.get(db(), employee_id)
+    audit_resource("employees", person.id)
+    flag = form.access_person == "yes"
+    change = campaigns.set_access_person(db(), appliance().settings, person, flag, form.access_person_since)
+    since = person.access_person_since.isoformat() if person.access_person_since else None
+    audit_detail(access_person=flag, access_person_since=since, tasks_created=[t.id for t in change.created],
+                 tasks_closed=change.closed)
+    if flag:
+        made = "; initial-holdings task created" if change.created else ""
+        flash(f"{person.name} is an access person since {since}{made}.", "ok")
+    else:
+        flash(f"{person.name} is no longer an access person; {change.closed} open task(s) closed.", "ok")
+    return redirect(url_for("web.employee", employee_id=employee_id))
+
+
 @web_blueprint.route("/employees/<int:employee_id>/links", methods=["POST"])
 @requires("onboarding:write", action="onboarding.link_create")
 @accepts(form=forms.LinkForm, media=("text/html",))

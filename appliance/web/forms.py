@@ -108,6 +108,11 @@ class EmployeeForm(Form):
     access_person_since: Day = None
 
 
+class AccessPersonForm(Form):
+    access_person: Literal["", "yes"] = Field(default="", description="yes: an access person; empty: no longer")
+    access_person_since: Day = None
+
+
 class ImportForm(Form):
     file: FileStorage | None = None
 

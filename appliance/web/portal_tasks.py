@@ -45,7 +45,7 @@ def portal_task(task_id: int) -> ResponseReturnValue:
     session = db()
     employee_id = _employee_id()
     task, campaign = certify.my_task(session, employee_id, task_id)
-    content = snapshot.view(session, appliance().settings, task, campaign)
+    content = snapshot.view(session, appliance(), task, campaign)
     version = session.get(CodeVersion, campaign.code_version_id) if campaign.code_version_id else None
     context: dict[str, Any] = {
         "task": task, "campaign": campaign, "content": content, "label": periods.LABELS[campaign.kind],
@@ -113,7 +113,7 @@ def portal_task_remove(task_id: int, form: f.RemoveForm) -> ResponseReturnValue:
 @accepts(form=f.CertifyForm, media=("text/html",))
 def portal_task_certify(task_id: int, form: f.CertifyForm) -> ResponseReturnValue:
     try:
-        row = certify.submit(db(), appliance().settings, _employee_id(), task_id, typed_name=form.typed_name,
+        row = certify.submit(db(), appliance(), _employee_id(), task_id, typed_name=form.typed_name,
                              nothing_to_report=form.nothing_to_report == "yes", confirm=form.confirm == "yes")
     except (Invalid, Conflict) as exc:
         flash(f"Not certified: {exc.message}", "error")

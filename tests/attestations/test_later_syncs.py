@@ -35,7 +35,7 @@ def test_the_snapshot_is_frozen_and_a_later_trade_in_the_period_raises_one_alert
         campaign = campaigns.create(session, sta.settings, None, kind="quarterly_transactions",
                                     period=current_quarter())
         task_id = next(t.id for t, e in campaigns.tasks_of(session, campaign.id) if e.id == employee.id)
-        submission = certify.submit(session, sta.settings, employee.id, task_id, typed_name=employee.name)
+        submission = certify.submit(session, sta.appliance, employee.id, task_id, typed_name=employee.name)
         submission_id, employee_id = submission.id, employee.id
     with sta.store.read() as session:
         row = session.get(AttestationSubmission, submission_id)

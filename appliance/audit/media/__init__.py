@@ -32,8 +32,9 @@ Likewise after a backup restore set the trail back: the next incremental export 
 (``restores``: backup, restored head, replaced head, the events no longer in the trail), and the
 verifier accepts the fork between it and the exports written before the restore only with that
 declaration, and reports both.
-The format's names live in :mod:`.manifest`; :mod:`.writer` writes exports, :mod:`.verifier` reads
-them back (with no database: on the regulator's machine).
+The format's names, its file writes and its signature and file checks live in :mod:`.manifest` (shared
+with the examination pack, :mod:`.signed`); :mod:`.writer` writes exports, :mod:`.verifier` reads them back
+(with no database: on the regulator's machine).
 """
 
 from appliance.audit.media.verifier import ExportSummary, MediaReport, verify_export, verify_media

@@ -4,9 +4,7 @@ file's digest, the chain recomputed from the CSV's cells, and how a directory's 
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,12 @@ from appliance.audit.media.manifest import (
     MANIFEST_NAME,
     PARTIAL_NAME,
     PUBLIC_KEY_NAME,
-    SIGNATURE_NAME,
     UNRECORDED_SUFFIX,
+    MediaFailed,
+    check_listed_files,
+    read_signed_manifest,
 )
 from appliance.audit.verify import VerifyFailed
-from appliance.crypto import load_public_key, public_key_id, verify
 
 
 @dataclass(frozen=True)
@@ -69,63 +68,13 @@ class ExportSummary:
         return f"{self.path.name}: {self.mode} export of {self.rows} rows ({span}), signed by key {self.key_id}"
 
 
-class _Fail(VerifyFailed):
-    def __init__(self, path: Path, message: str, *, event_id: int | None = None) -> None:
-        super().__init__(f"{path}: {message}", event_id=event_id)
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
+_Fail = MediaFailed
 
 
 def _read_manifest(path: Path, public_key_pem: str | None) -> tuple[dict[str, Any], str, str]:
-    for name in (MANIFEST_NAME, SIGNATURE_NAME, PUBLIC_KEY_NAME):
-        if not (path / name).is_file():
-            raise _Fail(path, f"{name} is missing")
-    manifest_bytes = (path / MANIFEST_NAME).read_bytes()
-    included = (path / PUBLIC_KEY_NAME).read_bytes()
-    try:
-        key_id = public_key_id(included)
-    except ValueError as exc:
-        raise _Fail(path, f"{PUBLIC_KEY_NAME}: {exc}") from None
-    if public_key_pem is not None:
-        expected = public_key_id(load_public_key(public_key_pem))
-        if expected != key_id:
-            raise _Fail(path, f"signed with key {key_id}, not with the expected key {expected}")
-    if not verify(included, manifest_bytes, (path / SIGNATURE_NAME).read_bytes()):
-        raise _Fail(path, f"{SIGNATURE_NAME} does not verify: {MANIFEST_NAME} was altered or swapped")
-    try:
-        manifest = json.loads(manifest_bytes)
-    except ValueError:
-        raise _Fail(path, f"{MANIFEST_NAME} is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _Fail(path, f"{MANIFEST_NAME} is not a {FORMAT} manifest")
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("chain_version") != CHAIN_VERSION:
-        raise _Fail(path, f"unsupported export format {manifest.get('format_version')}/chain "
-                          f"{manifest.get('chain_version')} (this verifier reads {FORMAT_VERSION}/{CHAIN_VERSION})")
-    if manifest.get("public_key_id") != key_id:
-        raise _Fail(path, f"the manifest names key {manifest.get('public_key_id')} but {PUBLIC_KEY_NAME} is {key_id}")
-    return manifest, hashlib.sha256(manifest_bytes).hexdigest(), key_id
-
-
-def _check_files(path: Path, manifest: dict[str, Any]) -> None:
-    files = manifest.get("files")
-    if not isinstance(files, dict) or CSV_NAME not in files or PUBLIC_KEY_NAME not in files:
-        raise _Fail(path, f"the manifest does not list {CSV_NAME} and {PUBLIC_KEY_NAME}")
-    for name, info in files.items():
-        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
-            raise _Fail(path, f"the manifest lists a file outside the export: {name!r}")
-        if not (path / name).is_file():
-            raise _Fail(path, f"{name} is missing")
-        digest, size = _sha256_file(path / name)
-        if not isinstance(info, dict) or digest != info.get("sha256") or size != info.get("bytes"):
-            raise _Fail(path, f"{name}: SHA-256 or size does not match the manifest (the file was altered)")
+    signed = read_signed_manifest(path, FORMAT, public_key_pem,
+                                  versions={"format_version": FORMAT_VERSION, "chain_version": CHAIN_VERSION})
+    return signed.manifest, signed.manifest_sha256, signed.key_id
 
 
 # The CSV columns of format version 1, in their order in the file (export.CSV_COLUMNS).
@@ -197,7 +146,7 @@ def verify_export(path: Path | str, *, public_key_pem: str | None = None) -> Exp
     folder = Path(path)
     manifest, manifest_sha, key_id = _read_manifest(folder, public_key_pem)
     try:
-        _check_files(folder, manifest)
+        check_listed_files(folder, manifest, (CSV_NAME, PUBLIC_KEY_NAME))
         _check_csv(folder, manifest)
     except (KeyError, TypeError, ValueError, csv.Error) as exc:
         raise _Fail(folder, f"malformed export ({type(exc).__name__}: {exc})") from None

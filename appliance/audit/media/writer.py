@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import errno
 import fcntl
 import hashlib
 import json
@@ -37,6 +36,9 @@ from appliance.audit.media.manifest import (
     PUBLIC_KEY_NAME,
     SIGNATURE_NAME,
     UNRECORDED_SUFFIX,
+    create_file,
+    fsync_dir,
+    write_file,
 )
 from appliance.audit.media.verifier import verify_export
 from appliance.audit.verify import VerifyFailed
@@ -228,30 +230,8 @@ def _directory_name(appliance_id: str, plan: _Plan, created: dt.datetime) -> str
     return f"{base}_{span}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems cannot fsync a directory; the files themselves were synced
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _create(path: Path) -> Any:
-    """A new file only its owner can read (the trail names people, addresses and what they looked at;
-    removable media are often mounted for everyone). Refuses an existing file or a symlink."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(path, flags, 0o600), "wb")
-
-
-def _write_file(path: Path, data: bytes) -> str:
-    with _create(path) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return hashlib.sha256(data).hexdigest()
+# The medium's file operations (manifest.py, shared with the examination pack), under this module's names.
+_fsync_dir, _create, _write_file = fsync_dir, create_file, write_file
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import zoneinfo
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,11 @@ MEDIA_TYPES = ("text/plain", "application/pdf")
 
 def today() -> dt.date:
     return utcnow().date()
+
+
+def firm_today(settings: Settings) -> dt.date:
+    """Today in the firm's time zone (display.time_zone): the day someone becomes an access person."""
+    return utcnow().astimezone(zoneinfo.ZoneInfo(settings.display.time_zone)).date()
 
 
 def parse_day(value: Any, field: str) -> dt.date | None:
@@ -160,25 +166,38 @@ def ensure_initial_tasks(session: Session, settings: Settings, employee_ids: lis
     return tasks
 
 
+@dataclass(frozen=True)
+class AccessChange:
+    """What :func:`set_access_person` did: the initial-holdings tasks it created, the tasks it closed."""
+
+    created: list[AttestationTask]
+    closed: int
+
+
 def set_access_person(session: Session, settings: Settings, employee: Employee, flag: bool,
-                      since: dt.date | None = None) -> None:
-    """Make someone an access person (since ``since``, default today) or stop; starting creates their
-    initial-holdings task, stopping closes their outstanding tasks."""
+                      since: dt.date | None = None) -> AccessChange:
+    """Make someone an access person (since ``since``, default today in the firm's time zone; never a day
+    ahead) or stop; starting creates their initial-holdings task, stopping closes their outstanding tasks
+    (reason ``no_longer_access_person``). Checks everything before changing anything."""
     if since is not None and not flag:
         raise Invalid("access_person_since is only for an access person", field="access_person_since")
-    if since is not None and since > today() + dt.timedelta(days=366):
-        raise Invalid("access_person_since is more than a year ahead", field="access_person_since")
+    if since is not None and since > firm_today(settings):
+        raise Invalid(f"access_person_since {since.isoformat()} is in the future: the day they became one is "
+                      "today or earlier", field="access_person_since")
+    if flag and employee.status != "active":
+        raise Conflict("an offboarded employee cannot become an access person")
     if flag:
         if not employee.access_person or (since is not None and since != employee.access_person_since):
             employee.access_person = True
-            employee.access_person_since = since or employee.access_person_since or today()
+            employee.access_person_since = since or employee.access_person_since or firm_today(settings)
             session.flush()
-        ensure_initial_tasks(session, settings, [employee.id])
-    elif employee.access_person:
+        return AccessChange(ensure_initial_tasks(session, settings, [employee.id]), 0)
+    if employee.access_person:
         employee.access_person = False
         employee.access_person_since = None
         session.flush()
-        close_outstanding(session, employee.id, "no_longer_access_person")
+        return AccessChange([], close_outstanding(session, employee.id, "no_longer_access_person"))
+    return AccessChange([], 0)
 
 
 def close_outstanding(session: Session, employee_id: int, reason: str) -> int:

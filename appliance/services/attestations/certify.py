@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.services.attestations import snapshot
 from appliance.services.attestations.campaigns import OUTSTANDING, today
+from appliance.services.context import Appliance
 from appliance.services.text import CONTROL_MESSAGE, has_control_characters
 from appliance.settings import Settings
 from appliance.store.base import utcnow
@@ -173,7 +174,7 @@ def name_matches(typed: str, name: str) -> bool:
     return bool(typed.strip()) and norm(typed) == norm(name)
 
 
-def submit(session: Session, settings: Settings, employee_id: int, task_id: int, *, typed_name: Any,
+def submit(session: Session, app: Appliance, employee_id: int, task_id: int, *, typed_name: Any,
            nothing_to_report: bool = False, confirm: bool = True) -> AttestationSubmission:
     """Certify the task "complete and accurate" with the employee's typed name: a frozen snapshot of what the
     task shows now. "Nothing to report" is an answer only when there is nothing: no synced record, no
@@ -187,7 +188,7 @@ def submit(session: Session, settings: Settings, employee_id: int, task_id: int,
     typed = _text(typed_name, "typed_name", required=True, limit=200, label="your name")
     if not name_matches(typed, employee.name):
         raise Invalid("the typed name must be your name exactly as shown on this page", field="typed_name")
-    content = snapshot.view(session, settings, task, campaign)
+    content = snapshot.view(session, app, task, campaign)
     if nothing_to_report and (content.records or content.manual or content.declared):
         raise Invalid(f"\"nothing to report\" is not an answer here: the task lists {len(content.records)} record(s), "
                       f"{len(content.manual)} manual entr(ies) and {len(content.declared)} declared account(s)",

@@ -1,8 +1,9 @@
 """What a task shows and what a certification freezes.
 
 A quarterly task shows the employee's synced transactions of the quarter (values in the base currency as
-priced when each was stored); a holdings task the balances and prediction positions each connection
-reported as of the end of its ``as_of`` day (valued at the latest price: ``priced_at`` says when). Both
+priced when each was stored); a holdings task the holdings of each listed connection at the end of its
+``as_of`` day, reconstructed and valued by the holdings report's method (services/filings/holdings.py: one
+definition of "holdings as of a day"; each record says its ``basis`` and ``priced_at``). Both
 list the connected accounts, the accounts the employee declared and the manual entries they added
 (``source: manual``). :func:`freeze` turns that into the JSON stored with a submission, with its SHA-256:
 later syncs write new rows elsewhere and never touch it.
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from appliance.services.context import Appliance
+from appliance.services.filings import holdings
 from appliance.services.valuation import read as valuation
 from appliance.settings import Settings
 from appliance.store.models import (
@@ -27,10 +30,8 @@ from appliance.store.models import (
     AttestationDeclaredAccount,
     AttestationManualEntry,
     AttestationTask,
-    BalanceSnapshot,
     Connection,
     Employee,
-    PredictionPosition,
     Transaction,
 )
 
@@ -57,6 +58,7 @@ class View:
     manual: list[AttestationManualEntry]
     currency: str
     basis: str  # transactions | holdings | code
+    method: str = ""  # holdings: how they were reconstructed (filings.holdings.method_text)
 
 
 def _connections(session: Session, employee_id: int) -> list[Connection]:
@@ -95,39 +97,32 @@ def _transactions(session: Session, settings: Settings, employee_id: int, start:
     return out
 
 
-def _holdings(session: Session, settings: Settings, employee_id: int, as_of: dt.date, currency: str
-              ) -> list[dict[str, Any]]:
-    moment = day_end(as_of)
-    balances = [(b, c) for b, c in session.execute(select(BalanceSnapshot, Connection).join(
-        Connection, Connection.id == BalanceSnapshot.connection_id).where(
-        Connection.employee_id == employee_id, BalanceSnapshot.valid_from < moment,
-        or_(BalanceSnapshot.valid_to.is_(None), BalanceSnapshot.valid_to >= moment)).order_by(
-        Connection.id, BalanceSnapshot.asset, BalanceSnapshot.account)).all()]
-    values = valuation.balance_values(session, settings, [b for b, _c in balances])
+def _holdings(session: Session, app: Appliance, employee_id: int, connections: list[Connection], as_of: dt.date,
+              currency: str) -> tuple[list[dict[str, Any]], str]:
+    """The holdings at the end of ``as_of`` by the reports' method (filings.holdings: observed, observed plus
+    transactions, or rolled back), valued at that day's price; with the method's text."""
+    employee = session.get(Employee, employee_id)
+    assert employee is not None
+    report = holdings.employee_holdings_as_of(session, app, employee, as_of, connections)
     out = []
-    for (b, c), v in zip(balances, values, strict=True):
-        if b.amount == 0:
+    for h in report.holdings:
+        if h.quantity == 0:
             continue
-        out.append({"record": f"bal:{b.id}", "source": "synced", "provenance": b.provenance, "kind": "balance",
-                    "asset": b.asset, "identifier": b.account, "quantity": _n(b.amount), "price": _n(v.price),
+        c, v = h.connection, h.value
+        prediction = h.kind == "prediction"
+        out.append({"record": (f"position:{c.id}:{h.market_id}:{h.outcome}" if prediction
+                               else f"holding:{c.id}:{h.asset}:{h.contract}"),
+                    "source": "synced", "provenance": "api" if prediction else "reconstructed",
+                    "kind": h.kind, "asset": h.asset,
+                    "identifier": f"{h.market_id} {h.outcome}".strip() if prediction else h.contract,
+                    "quantity": _n(h.quantity), "price": _n(v.price),
                     "principal": _n(valuation.rounded(v.value, currency)), "currency": currency,
                     "priced_at": v.priced_at.isoformat() if v.priced_at else None, "venue": c.venue,
                     "account": c.label or c.address, "connection_id": c.id, "date": as_of.isoformat(),
-                    "unpriced_reason": v.reason if v.value is None else ""})
-    positions = [(p, c) for p, c in session.execute(select(PredictionPosition, Connection).join(
-        Connection, Connection.id == PredictionPosition.connection_id).where(
-        Connection.employee_id == employee_id, PredictionPosition.valid_from < moment,
-        or_(PredictionPosition.valid_to.is_(None), PredictionPosition.valid_to >= moment)).order_by(
-        Connection.id, PredictionPosition.market_id)).all()]
-    for (p, c), v in zip(positions, valuation.position_values(session, settings, positions), strict=True):
-        out.append({"record": f"pos:{p.id}", "source": "synced", "provenance": "api", "kind": "prediction",
-                    "asset": p.market_title or p.market_id, "identifier": f"{p.market_id} {p.outcome}".strip(),
-                    "quantity": _n(p.size), "price": _n(v.price),
-                    "principal": _n(valuation.rounded(v.value, currency)), "currency": currency,
-                    "priced_at": v.priced_at.isoformat() if v.priced_at else None, "venue": c.venue,
-                    "account": c.label or c.address, "connection_id": c.id, "date": as_of.isoformat(),
-                    "unpriced_reason": v.reason if v.value is None else ""})
-    return out
+                    "unpriced_reason": v.reason if v.value is None else "",
+                    "basis": h.basis, "observed_at": h.observed_at.isoformat() if h.observed_at else None,
+                    "transactions_applied": h.applied, "price_source": v.source})
+    return out, report.method
 
 
 def declared_of(session: Session, task_id: int) -> list[AttestationDeclaredAccount]:
@@ -142,20 +137,25 @@ def manual_of(session: Session, task_id: int) -> list[AttestationManualEntry]:
         AttestationManualEntry.id)).scalars())
 
 
-def view(session: Session, settings: Settings, task: AttestationTask, campaign: AttestationCampaign) -> View:
+def view(session: Session, app: Appliance, task: AttestationTask, campaign: AttestationCampaign) -> View:
+    settings = app.settings
     currency = valuation.currency_of(settings)
-    connections = [connection_json(c) for c in _connections(session, task.employee_id)]
+    accounts = _connections(session, task.employee_id)
+    connections = [connection_json(c) for c in accounts]
+    method = ""
     if campaign.kind == "quarterly_transactions":
         assert campaign.period_start is not None and campaign.period_end is not None
         records = _transactions(session, settings, task.employee_id, campaign.period_start, campaign.period_end,
                                 currency)
         basis = "transactions"
     elif campaign.kind in ("initial_holdings", "annual_holdings"):
-        records = _holdings(session, settings, task.employee_id, task.as_of or campaign.as_of or task.due, currency)
+        records, method = _holdings(session, app, task.employee_id, accounts,
+                                    task.as_of or campaign.as_of or task.due, currency)
         basis = "holdings"
     else:
         records, basis = [], "code"
-    return View(connections, records, declared_of(session, task.id), manual_of(session, task.id), currency, basis)
+    return View(connections, records, declared_of(session, task.id), manual_of(session, task.id), currency, basis,
+                method)
 
 
 def declared_json(row: AttestationDeclaredAccount) -> dict[str, Any]:
@@ -187,6 +187,7 @@ def freeze(task: AttestationTask, campaign: AttestationCampaign, employee: Emplo
         "manual": [manual_json(m) for m in content.manual],
         "declared_accounts": [declared_json(d) for d in content.declared],
         "nothing_to_report": nothing_to_report, "typed_name": typed_name, "submitted_at": submitted_at.isoformat(),
+        **({"holdings_method": content.method} if content.method else {}),
         **(extra or {}),
     }
     return doc, digest(doc)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -272,17 +272,34 @@ def holdings_as_of(session: Session, actor: Actor, app: Appliance, day: dt.date)
     if day > utcnow().date():
         raise Invalid(f"as_of {day.isoformat()} is in the future: holdings are reported as of today or earlier",
                       field="as_of")
-    at = end_of(day)
     pairs = _connections(session, actor)
     positions = actor.scope_for("predictions:export")
     flagged_positions = positions == "flagged" and visible_scope(actor, "balances:export") == "all"
     flagged: set[int] = set()
     if flagged_positions:
         flagged = {int(i) for i in session.execute(flagged_employee_ids_query()).scalars()}
+    return _report(session, app, day, pairs, lambda c: positions is not None and (
+        not flagged_positions or c.employee_id in flagged))
+
+
+def employee_holdings_as_of(session: Session, app: Appliance, employee: Employee, day: dt.date,
+                            connections: list[Connection] | None = None) -> HoldingsReport:
+    """One employee's holdings at the end of ``day`` by the same method (their own certification: every
+    connection given, default all of theirs, with prediction positions; no reader's scope applies). A day not
+    over yet reads as now, valued at current prices."""
+    if connections is None:
+        connections = list(session.execute(select(Connection).where(Connection.employee_id == employee.id)
+                                           .order_by(Connection.id)).scalars())
+    return _report(session, app, day, [(c, employee) for c in connections], lambda _c: True)
+
+
+def _report(session: Session, app: Appliance, day: dt.date, pairs: list[tuple[Connection, Employee | None]],
+            with_positions: Callable[[Connection], bool]) -> HoldingsReport:
+    at = end_of(day)
     holdings: list[Holding] = []
     for connection, employee in pairs:
         holdings.extend(_balances_at(session, connection, employee, at))
-        if positions is not None and (not flagged_positions or connection.employee_id in flagged):
+        if with_positions(connection):
             holdings.extend(_positions_at(session, connection, employee, at))
     valuer = _Valuer(session, app, at)
     if valuer.live:  # one read of the current prices for every asset and outcome (not one per holding)
