@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.services import alerts
-from appliance.services.attestations.snapshot import day_end, period_transactions
+from appliance.services.attestations.snapshot import day_end, period_transaction_ids
 from appliance.store.models import (
     AttestationCampaign,
     AttestationDifference,
@@ -48,8 +48,8 @@ def _new_records(session: Session, sub: AttestationSubmission, campaign: Attesta
     if campaign.kind == "quarterly_transactions":
         assert campaign.period_start is not None and campaign.period_end is not None
         frozen = {r.get("record") for r in sub.snapshot.get("records", [])}
-        return [t.id for t, _c in period_transactions(session, sub.employee_id, campaign.period_start,
-                                                      campaign.period_end) if f"tx:{t.id}" not in frozen]
+        return [i for i in period_transaction_ids(session, sub.employee_id, campaign.period_start,
+                                                  campaign.period_end) if f"tx:{i}" not in frozen]
     as_of = task.as_of or campaign.as_of
     if as_of is None:
         return []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from appliance.services.context import Appliance
@@ -72,13 +72,24 @@ def connection_json(c: Connection) -> dict[str, Any]:
             "status": c.status, "last_success_at": c.last_success_at.isoformat() if c.last_success_at else None}
 
 
+def _in_period(employee_id: int, start: dt.date, end: dt.date) -> tuple[ColumnElement[bool], ...]:
+    """An employee's transactions of the days start..end (UTC), orphans left out: what a period's report lists."""
+    return (Connection.employee_id == employee_id, Transaction.orphaned.is_(False),
+            Transaction.occurred_at >= dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC),
+            Transaction.occurred_at < day_end(end))
+
+
 def period_transactions(session: Session, employee_id: int, start: dt.date, end: dt.date
                         ) -> list[tuple[Transaction, Connection]]:
     return [(t, c) for t, c in session.execute(select(Transaction, Connection).join(
         Connection, Connection.id == Transaction.connection_id).where(
-        Connection.employee_id == employee_id, Transaction.orphaned.is_(False),
-        Transaction.occurred_at >= dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC),
-        Transaction.occurred_at < day_end(end)).order_by(Transaction.occurred_at, Transaction.id)).all()]
+        *_in_period(employee_id, start, end)).order_by(Transaction.occurred_at, Transaction.id)).all()]
+
+
+def period_transaction_ids(session: Session, employee_id: int, start: dt.date, end: dt.date) -> list[int]:
+    """The ids of period_transactions, without loading the rows (compared after every sync)."""
+    return list(session.execute(select(Transaction.id).join(Connection, Connection.id == Transaction.connection_id)
+                                .where(*_in_period(employee_id, start, end)).order_by(Transaction.id)).scalars())
 
 
 def _transactions(session: Session, settings: Settings, employee_id: int, start: dt.date, end: dt.date,
