@@ -24,10 +24,10 @@ from appliance.services import employee_list, preclearance_match, records
 from appliance.services import employees as employee_service
 from appliance.services.scope import holdings_visible
 from appliance.services.valuation import read as valuation
-from appliance.store.models import Employee
 
 
-def employee_json(employee: Employee, row: employee_service.EmployeeRow | None = None) -> dict[str, Any]:
+def employee_json(employee: employee_service.EmployeeFields,
+                  row: employee_service.EmployeeRow | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": employee.id, "name": employee.name, "email": employee.email, "department": employee.department,
         "external_id": employee.external_id, "status": employee.status,

@@ -26,9 +26,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Row, Select, Table, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.errors import Forbidden, Invalid
@@ -80,6 +80,23 @@ class Search:
     access_person: YesNo | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ListedPerson:
+    """An employee as the list shows them: read as plain columns, not as a model object (a page of 50 is read on
+    every request to the list; the ORM's identity map and change tracking are for editing)."""
+
+    id: int
+    name: str
+    email: str
+    department: str
+    external_id: str | None
+    status: str
+    created_at: dt.datetime
+    offboarded_at: dt.datetime | None
+    access_person: bool
+    access_person_since: dt.date | None
+
+
 @dataclass(frozen=True)
 class ListedEmployee(EmployeeRow):
     open_alerts: int | None = None  # None: the caller may not see alerts
@@ -102,15 +119,47 @@ class Page:
         return max(1, -(-self.total // self.size))
 
 
+# The page's reads, built once: Core statements over the tables, the page's ids bound as one expanding parameter.
+_EMPLOYEES = cast(Table, Employee.__table__)
+_CONNECTIONS = cast(Table, Connection.__table__)
+_ALERTS = cast(Table, Alert.__table__)
+_VALUE_TABLE = cast(Table, EmployeeValue.__table__)
+_MEMBERS = cast(Table, EmployeeGroupMember.__table__)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_PERSON = tuple(_EMPLOYEES.c[name] for name in ListedPerson.__slots__)
+_PERSON_FIELDS = len(_PERSON)
+# What the reader may see beside the person: the value in the base currency (a left join on its primary key) and
+# the open alerts (a count through ix_alerts_employee_status for each listed employee).
+_VALUED = _EMPLOYEES.outerjoin(_VALUE_TABLE, and_(_VALUE_TABLE.c.employee_id == _EMPLOYEES.c.id,
+                                                  _VALUE_TABLE.c.currency == bindparam("currency")))
+_VALUE_COLUMNS = (_VALUE_TABLE.c.balances, _VALUE_TABLE.c.positions, _VALUE_TABLE.c.balances_unpriced,
+                  _VALUE_TABLE.c.positions_unpriced, _VALUE_TABLE.c.as_of)
+_OPEN_ALERTS = (select(func.count()).where(_ALERTS.c.employee_id == _EMPLOYEES.c.id,
+                                           _ALERTS.c.status.in_(OPEN_ALERT_STATUSES))
+                .correlate(_EMPLOYEES).scalar_subquery().label("open_alerts"))
+_STATUSES = (select(_CONNECTIONS.c.employee_id, _CONNECTIONS.c.status, func.count())
+             .where(_CONNECTIONS.c.employee_id.in_(_IDS)).group_by(_CONNECTIONS.c.employee_id, _CONNECTIONS.c.status))
+
+
+def _listed(reader: Reader, *extra: ColumnElement[Any]) -> Select[Any]:
+    """The listed employees' columns and what ``reader`` may see of them, in one statement."""
+    columns: list[ColumnElement[Any]] = [*_PERSON, *extra]
+    if reader.alerts:
+        columns.append(_OPEN_ALERTS)
+    if reader.values:
+        return select(*columns, *_VALUE_COLUMNS).select_from(_VALUED)
+    return select(*columns)
+
+
 def _sort_key(sort: str) -> ColumnElement[Any]:
     name = sort.lstrip("-")
     if name == "name":
-        return func.lower(Employee.name)
+        return func.lower(_EMPLOYEES.c.name)
     if name == "department":
-        return func.lower(Employee.department)
+        return func.lower(_EMPLOYEES.c.department)
     if name == "status":
-        return Employee.__table__.c.status
-    return Employee.__table__.c.created_at
+        return _EMPLOYEES.c.status
+    return _EMPLOYEES.c.created_at
 
 
 def _like(text: str) -> str:
@@ -123,55 +172,57 @@ def _filters(session: Session, search: Search, reader: Reader) -> list[ColumnEle
     q = " ".join((search.q or "").split())
     if q:
         pattern = _like(q)
-        where.append(or_(Employee.name.ilike(pattern, escape="\\"), Employee.email.ilike(pattern, escape="\\"),
-                         Employee.department.ilike(pattern, escape="\\")))
+        where.append(or_(*(_EMPLOYEES.c[name].ilike(pattern, escape="\\") for name in ("name", "email", "department"))))
     if search.status:
-        where.append(Employee.status == search.status)
+        where.append(_EMPLOYEES.c.status == search.status)
     if search.red:
         where.append(_among(_red_employees(), search.red))
     if search.alerts:
         if not reader.alerts:
             raise Forbidden("filtering by open alerts needs the alerts:read permission")
-        open_ = select(Alert.employee_id).where(Alert.status.in_(OPEN_ALERT_STATUSES), Alert.employee_id.is_not(None))
+        open_ = select(_ALERTS.c.employee_id).where(_ALERTS.c.status.in_(OPEN_ALERT_STATUSES),
+                                                    _ALERTS.c.employee_id.is_not(None))
         where.append(_among(open_, search.alerts))
     if search.group is not None:
         if not reader.groups:
             raise Forbidden("filtering by group needs the groups:read permission")
         if session.get(EmployeeGroup, search.group) is None:
             raise Invalid(f"group: there is no group {search.group}", field="group")
-        where.append(Employee.id.in_(select(EmployeeGroupMember.employee_id)
-                                     .where(EmployeeGroupMember.group_id == search.group)))
+        where.append(_EMPLOYEES.c.id.in_(select(_MEMBERS.c.employee_id).where(_MEMBERS.c.group_id == search.group)))
     if search.access_person:
-        where.append(Employee.access_person.is_(search.access_person == "yes"))
+        where.append(_EMPLOYEES.c.access_person.is_(search.access_person == "yes"))
     return where
 
 
 def _red_employees() -> Select[Any]:
     """Employees with a red connection, read through the connections' status index (a few hundred rows)."""
-    return select(Connection.employee_id).where(Connection.status.in_(RED_STATUSES))
+    return select(_CONNECTIONS.c.employee_id).where(_CONNECTIONS.c.status.in_(RED_STATUSES))
 
 
 def _among(ids: Select[Any], answer: YesNo) -> ColumnElement[bool]:
-    return Employee.id.in_(ids) if answer == "yes" else Employee.id.not_in(ids)
+    return _EMPLOYEES.c.id.in_(ids) if answer == "yes" else _EMPLOYEES.c.id.not_in(ids)
 
 
 def _order(sort: str) -> list[Any]:
     key = _sort_key(sort)
     if sort.startswith("-"):
-        return [key.desc(), Employee.id.desc()]
-    return [key.asc(), Employee.id.asc()]
+        return [key.desc(), _EMPLOYEES.c.id.desc()]
+    return [key.asc(), _EMPLOYEES.c.id.asc()]
 
 
 def count(session: Session, search: Search, reader: Reader) -> int:
     """Employees matching ``search``."""
-    where = _filters(session, search, reader)
-    return session.execute(select(func.count()).select_from(Employee).where(*where)).scalar_one()
+    return _count(session, _filters(session, search, reader))
+
+
+def _count(session: Session, where: list[ColumnElement[bool]]) -> int:
+    return session.execute(select(func.count()).select_from(_EMPLOYEES).where(*where)).scalar_one()
 
 
 def red_count(session: Session) -> int:
     """Employees with a red connection: the banner above the list, counted from the red connections alone."""
-    return session.execute(select(func.count(func.distinct(Connection.employee_id)))
-                           .where(Connection.status.in_(RED_STATUSES))).scalar_one()
+    return session.execute(select(func.count(func.distinct(_CONNECTIONS.c.employee_id)))
+                           .where(_CONNECTIONS.c.status.in_(RED_STATUSES))).scalar_one()
 
 
 def list_page(session: Session, search: Search, reader: Reader, *, page: int = 1, size: int = PAGE_SIZE,
@@ -180,47 +231,44 @@ def list_page(session: Session, search: Search, reader: Reader, *, page: int = 1
     ``next_cursor`` of the page before, which reads this page from where that one stopped instead of counting
     ``page - 1`` pages of the index again (a cursor of another sort is refused)."""
     where = _filters(session, search, reader)
-    total = session.execute(select(func.count()).select_from(Employee).where(*where)).scalar_one()
-    stmt = select(Employee.id, _sort_key(search.sort)).where(*where).order_by(*_order(search.sort)).limit(size)
+    total = _count(session, where)
+    stmt = select(_EMPLOYEES.c.id, _sort_key(search.sort)).where(*where).order_by(*_order(search.sort)).limit(size)
     if after is not None:
         stmt = stmt.where(_after(search.sort, *decode_cursor(after, search.sort)))
     else:
         stmt = stmt.offset((page - 1) * size)
     found = list(session.execute(stmt).all())
     next_cursor = encode_cursor(search.sort, found[-1][1], found[-1][0]) if found and page * size < total else None
-    return Page(_details(session, _employees(session, [i for i, _k in found]), reader), total, page, size,
+    ids = [i for i, _k in found]
+    rows = {row.id: row for row in session.execute(_listed(reader).where(_EMPLOYEES.c.id.in_(_IDS)),
+                                                    {"ids": ids, "currency": reader.values})} if ids else {}
+    return Page(_details(session, [rows[i] for i in ids if i in rows], reader), total, page, size,
                 next_cursor=next_cursor)
 
 
 def list_after(session: Session, search: Search, reader: Reader, *, cursor: str | None, limit: int) -> Page:
     """Up to ``limit`` employees matching ``search`` after ``cursor`` (None: from the start), with the cursor of
-    the next batch (None after the last)."""
+    the next batch (None after the last): the rows in the order of the sort's index, one more than asked for to
+    know whether more follow, and the count only when they do (or when a cursor starts part-way)."""
     where = _filters(session, search, reader)
-    total = session.execute(select(func.count()).select_from(Employee).where(*where)).scalar_one()
+    batch = where.copy()
     if cursor is not None:
-        where.append(_after(search.sort, *decode_cursor(cursor, search.sort)))
-    stmt = select(Employee.id, _sort_key(search.sort)).where(*where).order_by(*_order(search.sort)).limit(limit + 1)
-    found = list(session.execute(stmt).all())
-    more = len(found) > limit
-    found = found[:limit]
-    next_cursor = encode_cursor(search.sort, found[-1][1], found[-1][0]) if more and found else None
-    return Page(_details(session, _employees(session, [i for i, _k in found]), reader), total, size=limit,
-                next_cursor=next_cursor)
-
-
-def _employees(session: Session, ids: list[int]) -> list[Employee]:
-    """The rows of a page's ids, in the ids' order (the page was ordered and cut on the index alone)."""
-    if not ids:
-        return []
-    rows = {e.id: e for e in session.execute(select(Employee).where(Employee.id.in_(ids))).scalars()}
-    return [rows[i] for i in ids if i in rows]
+        batch.append(_after(search.sort, *decode_cursor(cursor, search.sort)))
+    key = _sort_key(search.sort).label("sort_key")
+    rows = list(session.execute(_listed(reader, key).where(*batch).order_by(*_order(search.sort)).limit(limit + 1),
+                                {"currency": reader.values}))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    total = len(rows) if cursor is None and not more else _count(session, where)
+    next_cursor = encode_cursor(search.sort, rows[-1].sort_key, rows[-1].id) if more and rows else None
+    return Page(_details(session, rows, reader), total, size=limit, next_cursor=next_cursor)
 
 
 def _after(sort: str, key: Any, last_id: int) -> ColumnElement[bool]:
     column = _sort_key(sort)
     if sort.startswith("-"):
-        return or_(column < key, and_(column == key, Employee.id < last_id))
-    return or_(column > key, and_(column == key, Employee.id > last_id))
+        return or_(column < key, and_(column == key, _EMPLOYEES.c.id < last_id))
+    return or_(column > key, and_(column == key, _EMPLOYEES.c.id > last_id))
 
 
 def encode_cursor(sort: str, key: Any, last_id: int) -> str:
@@ -259,38 +307,22 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     return key, last_id
 
 
-def _details(session: Session, employees: list[Employee], reader: Reader) -> list[ListedEmployee]:
-    """Connections' health, open alerts and value of the page's employees only."""
-    ids = [e.id for e in employees]
-    if not ids:
+def _details(session: Session, rows: list[Row[Any]], reader: Reader) -> list[ListedEmployee]:
+    """The page's rows (:func:`_listed`) with their connections' health: one count per employee and status."""
+    if not rows:
         return []
     statuses: dict[int, dict[str, int]] = defaultdict(dict)
-    for employee_id, status, n in session.execute(
-            select(Connection.employee_id, Connection.status, func.count()).where(Connection.employee_id.in_(ids))
-            .group_by(Connection.employee_id, Connection.status)):
+    for employee_id, status, n in session.execute(_STATUSES, {"ids": [row.id for row in rows]}):
         statuses[employee_id][status] = n
-    alerts: dict[int, int] = {}
-    if reader.alerts:
-        for whose, n in session.execute(
-                select(Alert.employee_id, func.count()).where(Alert.employee_id.in_(ids),
-                                                              Alert.status.in_(OPEN_ALERT_STATUSES))
-                .group_by(Alert.employee_id)):
-            if whose is not None:
-                alerts[whose] = n
-    values: dict[int, EmployeeValue] = {}
-    if reader.values:
-        values = {v.employee_id: v for v in session.execute(select(EmployeeValue).where(
-            EmployeeValue.employee_id.in_(ids), EmployeeValue.currency == reader.values)).scalars()}
     out = []
-    for e in employees:
-        held = values.get(e.id)
+    for row in rows:
+        valued = reader.values is not None and row.as_of is not None
         out.append(ListedEmployee(
-            e, sum(statuses[e.id].values()), statuses[e.id],
-            open_alerts=alerts.get(e.id, 0) if reader.alerts else None,
-            value=None if held is None else held.balances + (held.positions if reader.positions else 0),
-            unpriced=0 if held is None else held.balances_unpriced + (
-                held.positions_unpriced if reader.positions else 0),
-            value_as_of=None if held is None else held.as_of))
+            ListedPerson(*row[:_PERSON_FIELDS]), sum(statuses[row.id].values()), statuses[row.id],
+            open_alerts=row.open_alerts if reader.alerts else None,
+            value=row.balances + (row.positions if reader.positions else 0) if valued else None,
+            unpriced=row.balances_unpriced + (row.positions_unpriced if reader.positions else 0) if valued else 0,
+            value_as_of=row.as_of if valued else None))
     return out
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -21,9 +23,34 @@ RED_STATUSES = frozenset({"broken", "reonboarding_required"})
 CSV_COLUMNS = ("name", "email", "department", "external_id")
 
 
+class EmployeeFields(Protocol):
+    """What a list shows of an employee: the model, or its columns read as a plain row (the employees list)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def department(self) -> str: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def offboarded_at(self) -> dt.datetime | None: ...
+    @property
+    def access_person(self) -> bool: ...
+    @property
+    def access_person_since(self) -> dt.date | None: ...
+
+
 @dataclass(frozen=True)
 class EmployeeRow:
-    employee: Employee
+    employee: EmployeeFields
     connections: int
     statuses: dict[str, int] = field(default_factory=dict)
 
