@@ -4,6 +4,7 @@ it (then every few days), none for closed or certified tasks; a link, no figures
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import select, update
 
 from appliance.poller.jobs import attestations_tick
 from appliance.services.attestations import campaigns, reminders
-from appliance.store.models import AttestationTask, Employee
+from appliance.store.models import AttestationTask, AuditEvent, Employee
 from tests.support.app import build
 from tests.support.smtp import MailServer, smtp_server
 
@@ -64,6 +65,13 @@ def test_reminders_before_and_after_the_due_date(db_url: str, tmp_path: Path, re
             rest = mail.body.replace(link, "").replace(due.isoformat(), "")
             assert not any(ch.isdigit() for ch in rest), rest
             assert "Soon" not in mail.body and "Late" not in mail.body
+        # The run is in the audit trail: one system event naming the tasks (no address, no name).
+        with ta.store.read() as session:
+            events = session.execute(select(AuditEvent.actor_type, AuditEvent.resource_type, AuditEvent.detail).where(
+                AuditEvent.action == "attestations.reminders_sent")).all()
+        assert [(e.actor_type, e.resource_type) for e in events] == [("system", "attestations")]
+        assert json.loads(events[0].detail) == {"tasks_due_soon": [ids["soon"]], "tasks_late": [ids["late"]]}
+        assert "@" not in events[0].detail
         # Run again the same day: nothing more; three days later, the late task is reminded again.
         with ta.store.unit_of_work() as session:
             again = reminders.send_due(session, ta.appliance.mailer, ta.settings)

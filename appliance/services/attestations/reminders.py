@@ -3,16 +3,20 @@ due date, then one the day after it and again every few days while the task stay
 
 Like every e-mail of the appliance (services/notifications.py) a reminder carries no figure, no asset and
 no name: what kind of report is due, when, and a link to the portal page of the task (sign-in required).
+The reminders sent in one run are one audit event (system actor, the tasks' ids), in the transaction that
+records them as sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from appliance.audit.writer import AuditRecord, append
 from appliance.services.attestations.campaigns import OUTSTANDING, today
 from appliance.services.attestations.periods import LABELS
 from appliance.services.mailer import Mailer
@@ -73,5 +77,9 @@ def send_due(session: Session, mailer: Mailer, settings: Settings, *, on: dt.dat
             mailer.queue(session, to=[email], subject=subject, text=body, purpose="attestation_due")
             task.reminded_before_at = now
             sent.before.append(task.id)
+    if sent.before or sent.after:
+        append(session, [AuditRecord(
+            action="attestations.reminders_sent", actor_type="system", resource_type="attestations",
+            resource_id="*", detail=json.dumps({"tasks_due_soon": sent.before, "tasks_late": sent.after}))])
     session.flush()
     return sent
