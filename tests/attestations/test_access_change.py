@@ -63,6 +63,12 @@ def test_patch_makes_an_employee_an_access_person_and_back(client: Any, ta: Any)
     # Saying it again creates no second task.
     assert _patch(client, alice, bob, {"access_person": True}).get_json()["access_person_since"] == "2026-07-01"
     assert _state(ta, bob)[2] == [("open", "")]
+    # Correcting the day moves the task nothing was submitted for: holdings as of the new day, due 10 days on.
+    moved = _patch(client, alice, bob, {"access_person": True, "access_person_since": "2026-06-15"})
+    assert moved.status_code == 200 and moved.get_json()["access_person_since"] == "2026-06-15"
+    with ta.store.read() as session:
+        task = session.execute(select(AttestationTask).where(AttestationTask.employee_id == bob)).scalar_one()
+        assert (task.due, task.as_of, task.status) == (dt.date(2026, 6, 25), dt.date(2026, 6, 15), "open")
     # Leaving closes the open task with its reason (kept, not deleted).
     left = _patch(client, alice, bob, {"access_person": False})
     assert left.status_code == 200 and left.get_json()["access_person"] is False

@@ -187,10 +187,13 @@ def set_access_person(session: Session, settings: Settings, employee: Employee, 
     if flag and employee.status != "active":
         raise Conflict("an offboarded employee cannot become an access person")
     if flag:
-        if not employee.access_person or (since is not None and since != employee.access_person_since):
+        corrected = employee.access_person and since is not None and since != employee.access_person_since
+        if not employee.access_person or corrected:
             employee.access_person = True
             employee.access_person_since = since or employee.access_person_since or firm_today(settings)
             session.flush()
+        if corrected:
+            _move_initial_task(session, settings, employee)
         return AccessChange(ensure_initial_tasks(session, settings, [employee.id]), 0)
     if employee.access_person:
         employee.access_person = False
@@ -198,6 +201,22 @@ def set_access_person(session: Session, settings: Settings, employee: Employee, 
         session.flush()
         return AccessChange([], close_outstanding(session, employee.id, "no_longer_access_person"))
     return AccessChange([], 0)
+
+
+def _move_initial_task(session: Session, settings: Settings, employee: Employee) -> None:
+    """A corrected since-date moves the automatic initial-holdings task that nothing was submitted for yet: the
+    holdings as of the new day, due the configured days after it (its reminders start again). A task already
+    submitted, returned or closed keeps what it was answered or closed against."""
+    since = employee.access_person_since
+    assert since is not None
+    for task in session.execute(select(AttestationTask).join(
+            AttestationCampaign, AttestationCampaign.id == AttestationTask.campaign_id).where(
+            AttestationTask.employee_id == employee.id, AttestationTask.status == "open",
+            AttestationTask.first_submitted_at.is_(None), AttestationCampaign.kind == "initial_holdings",
+            AttestationCampaign.created_label == AUTOMATIC)).scalars():
+        task.as_of, task.due = since, periods.initial_due(settings, since)
+        task.reminded_before_at = task.reminded_after_at = None
+    session.flush()
 
 
 def close_outstanding(session: Session, employee_id: int, reason: str) -> int:
