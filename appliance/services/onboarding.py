@@ -11,7 +11,9 @@
   rejected attempt without its secrets, and the employee gets the venue's regenerate instructions
   and may try again on the same link.
 - A re-onboarding submission supersedes the employee's earlier connections to the same venue
-  (they stop being polled; their data stays).
+  (they stop being polled; their data stays). Their balances and positions still open are closed at that
+  moment: from then on the new connection reads the account, and the holdings, values and reports that read
+  what is held now count it once, not under both connections.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from appliance.rbac.actors import Actor
 from appliance.services import throttle
 from appliance.settings import Settings
 from appliance.store.base import utcnow
-from appliance.store.models import Connection, Employee, OnboardingToken
+from appliance.store.models import BalanceSnapshot, Connection, Employee, OnboardingToken, PredictionPosition
 from appliance.store.session import Store
 from appliance.venues.base import Credentials, Scope, VenueAdapter, WalletAdapter
 from appliance.venues.scope_policy import decide
@@ -311,11 +313,18 @@ def record_wallet(session: Session, link: Link, adapter: WalletAdapter, address:
 
 
 def _supersede(session: Session, employee_id: int, venue: str, *, address: str) -> None:
-    session.execute(update(Connection).where(
+    replaced = list(session.execute(select(Connection.id).where(
         Connection.employee_id == employee_id, Connection.venue == venue, Connection.address == address,
-        Connection.status.in_(SUPERSEDABLE)).values(
+        Connection.status.in_(SUPERSEDABLE))).scalars())
+    if not replaced:
+        return
+    now = utcnow()
+    session.execute(update(Connection).where(Connection.id.in_(replaced)).values(
         status="superseded", status_reason="replaced by a newer key", next_poll_at=None,
         api_key_sealed=None, api_secret_sealed=None, passphrase_sealed=None))
+    for table in (BalanceSnapshot, PredictionPosition):
+        session.execute(update(table).where(table.connection_id.in_(replaced), table.valid_to.is_(None))
+                        .values(valid_to=now))
 
 
 def _touch(session: Session, link: Link) -> None:

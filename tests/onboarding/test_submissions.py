@@ -3,11 +3,15 @@ only when read-only, the venue's own explanation otherwise, re-onboarding supers
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from appliance.store.base import utcnow
 from tests.onboarding.conftest import (
     BAD_CHECKSUM_EVM,
     VALID_EVM,
@@ -168,6 +172,16 @@ def test_reonboarding_supersedes_the_old_key(ota: Any, oapp: Any, sim: RunningSi
     page = Page(browser, first)
     assert page.key("kraken", old_key).status_code == 200
     assert browser.post(page.url, data={"csrf_token": page.csrf, "action": "finish"}).status_code == 200
+    # What the first key's polls stored: a balance and a position, still open (current).
+    from appliance.store.models import BalanceSnapshot, PredictionPosition
+
+    observed = utcnow() - dt.timedelta(hours=1)
+    with ota.store.unit_of_work() as session:
+        first_id = connections(ota)[0].id
+        session.add(BalanceSnapshot(connection_id=first_id, asset="BTC", amount=Decimal("1.5"), valid_from=observed,
+                                    observed_until=observed))
+        session.add(PredictionPosition(connection_id=first_id, market_id="m1", outcome="Yes", size=Decimal(10),
+                                       valid_from=observed, observed_until=observed))
     _second_id, second = new_link(ota, employee_id, purpose="reonboard")
     page = Page(client_for(oapp, "https://localhost"), second)
     assert page.key("kraken", trade_key).status_code == 422
@@ -177,6 +191,12 @@ def test_reonboarding_supersedes_the_old_key(ota: Any, oapp: Any, sim: RunningSi
     assert [c.status for c in rows] == ["superseded", "rejected", "pending"]
     assert rows[0].api_key_sealed is None and rows[0].api_secret_sealed is None and rows[0].next_poll_at is None
     assert rows[2].api_secret_sealed is not None
+    # The old connection's balance and position are closed when it is superseded: the account is read by the
+    # new connection from now on, and what is held now counts it once.
+    with ota.store.read() as session:
+        for table in (BalanceSnapshot, PredictionPosition):
+            (closed,) = session.execute(select(table.valid_to).where(table.connection_id == first_id)).scalars()
+            assert closed is not None and observed < closed <= utcnow()
 
 
 def test_egress_ip_hint_in_the_guide(db_url: str, tmp_path: Path, sim: RunningSim) -> None:

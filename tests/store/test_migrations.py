@@ -71,3 +71,52 @@ def test_transfer_status_migration_keeps_stored_values(empty_db_url: str) -> Non
         assert schema_drift(engine) == []
     finally:
         engine.dispose()
+
+
+def test_superseded_connections_holdings_are_closed_by_0031(empty_db_url: str) -> None:
+    """Earlier versions left a superseded connection's balances and positions open beside its replacement's:
+    0031 closes them at the moment the connection was superseded, and leaves every other connection's open."""
+    engine = make_engine(empty_db_url)
+    connection = (
+        "INSERT INTO connections (id, employee_id, kind, venue, label, status, status_reason, address, "
+        "key_fingerprint, scope_verified, consecutive_failures, created_at, updated_at) VALUES "
+        "({id}, 1, 'exchange', 'kraken', '', '{status}', '', '', '', TRUE, 0, '2025-01-01 00:00:00', '{updated}')")
+    rows = (
+        "INSERT INTO employees (id, name, email, department, status, created_at) "
+        "VALUES (1, 'Ada', 'ada@example.com', '', 'active', '2024-01-01 00:00:00')",
+        connection.format(id=1, status="superseded", updated="2025-03-01 00:00:00"),
+        connection.format(id=2, status="active", updated="2025-03-02 00:00:00"),
+        "INSERT INTO balance_snapshots (id, connection_id, asset, account, amount, valid_from, valid_to, "
+        "observed_until, provenance) VALUES (1, 1, 'BTC', '', '1', '2025-02-01 00:00:00', NULL, "
+        "'2025-02-28 00:00:00', 'api')",
+        "INSERT INTO balance_snapshots (id, connection_id, asset, account, amount, valid_from, valid_to, "
+        "observed_until, provenance) VALUES (2, 2, 'BTC', '', '1', '2025-02-01 00:00:00', NULL, "
+        "'2025-02-28 00:00:00', 'api')",
+        "INSERT INTO prediction_positions (id, connection_id, market_id, market_title, category, outcome, size, "
+        "valid_from, valid_to, observed_until) VALUES (1, 1, 'm1', 'A market', '', 'Yes', '10', "
+        "'2025-02-01 00:00:00', NULL, '2025-02-28 00:00:00')",
+        "INSERT INTO prediction_positions (id, connection_id, market_id, market_title, category, outcome, size, "
+        "valid_from, valid_to, observed_until) VALUES (2, 2, 'm1', 'A market', '', 'Yes', '10', "
+        "'2025-02-01 00:00:00', NULL, '2025-02-28 00:00:00')",
+    )
+    closed_query = {table: text(
+        "SELECT t.connection_id FROM " + table + " t JOIN connections c ON c.id = t.connection_id "  # noqa: S608
+        "WHERE t.valid_to = c.updated_at") for table in ("balance_snapshots", "prediction_positions")}
+    open_query = {table: text("SELECT connection_id FROM " + table + " WHERE valid_to IS NULL")  # noqa: S608
+                  for table in ("balance_snapshots", "prediction_positions")}
+    try:
+        upgrade(engine, "0027")
+        with engine.begin() as conn:
+            for row in rows:
+                conn.execute(text(row))
+        upgrade(engine)
+        with engine.connect() as conn:
+            for table in ("balance_snapshots", "prediction_positions"):
+                closed = conn.execute(closed_query[table]).scalars().all()
+                still_open = conn.execute(open_query[table]).scalars().all()
+                assert (closed, still_open) == ([1], [2]), table
+        downgrade(engine, "0027")
+        upgrade(engine)
+        assert schema_drift(engine) == []
+    finally:
+        engine.dispose()
