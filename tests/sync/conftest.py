@@ -65,14 +65,19 @@ def onboard(sta: Any, sim: RunningSim, venue: str, permissions: list[str] | None
                                   email=f"{key['api_key'][:12].replace('/', '-')}@example.com")
         row, _token = onboarding.create_link(session, system_actor("t"), sta.settings, person.id)
         link = onboarding.Link(row.id, row.employee_id, row.purpose, False, row.expires_at)
+    return submit_key(sta, link, venue, key), key
+
+
+def submit_key(sta: Any, link: Any, venue: str, key: dict[str, Any]) -> int:
+    """Probe ``key`` and store it on ``link`` as the onboarding page does; the new connection's id."""
+    app = sta.appliance
     adapter = app.venues.get(venue)
     creds = Credentials(key["api_key"], key["api_secret"], key.get("passphrase") or "")
     outcome = onboarding.probe(adapter, creds, "accept_unverified")
     assert outcome.accepted, outcome.message
     with app.store.unit_of_work() as session:
-        connection = onboarding.record_key_submission(session, app.keys, link, adapter, creds, outcome,
-                                                      app.keys.derive("fingerprint"))
-        return connection.id, key
+        return int(onboarding.record_key_submission(session, app.keys, link, adapter, creds, outcome,
+                                                    app.keys.derive("fingerprint")).id)
 
 
 def https_client(sta: Any) -> Any:

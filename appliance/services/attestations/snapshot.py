@@ -108,13 +108,14 @@ def _transactions(session: Session, settings: Settings, employee_id: int, start:
     return out
 
 
-def _holdings(session: Session, app: Appliance, employee_id: int, connections: list[Connection], as_of: dt.date,
-              currency: str) -> tuple[list[dict[str, Any]], str]:
+def _holdings(session: Session, app: Appliance, employee_id: int, as_of: dt.date, currency: str
+              ) -> tuple[list[dict[str, Any]], str]:
     """The holdings at the end of ``as_of`` by the reports' method (filings.holdings: observed, observed plus
-    transactions, or rolled back), valued at that day's price; with the method's text."""
+    transactions, or rolled back), valued at that day's price; with the method's text. Every connection of the
+    employee is read, a replaced one too: its observations are the account's holdings until it was replaced."""
     employee = session.get(Employee, employee_id)
     assert employee is not None
-    report = holdings.employee_holdings_as_of(session, app, employee, as_of, connections)
+    report = holdings.employee_holdings_as_of(session, app, employee, as_of)
     out = []
     for h in report.holdings:
         if h.quantity == 0:
@@ -160,7 +161,7 @@ def view(session: Session, app: Appliance, task: AttestationTask, campaign: Atte
                                 currency)
         basis = "transactions"
     elif campaign.kind in ("initial_holdings", "annual_holdings"):
-        records, method = _holdings(session, app, task.employee_id, accounts,
+        records, method = _holdings(session, app, task.employee_id,
                                     task.as_of or campaign.as_of or task.due, currency)
         basis = "holdings"
     else:

@@ -7,13 +7,17 @@ The method (stated on every holdings report, :func:`method_text`), per connectio
    sub-accounts. A sync writes a row only when an amount changes and moves ``observed_until`` forward on every
    successful poll (an asset that disappears gets a zero row), so these rows are the last balances the venue
    reported at or before ``T``.
-2. If they were last confirmed at or after ``T`` (``observed_until >= T``) they are the holding at ``T``
-   (basis ``observed``). If they were last confirmed before ``T`` (sparse polls, a broken connection), the
-   completed transactions of the connection between that confirmation and ``T`` are applied
-   (basis ``observed+transactions``).
+2. An asset's amount last confirmed at or after ``T`` (``observed_until >= T``: unchanged from before ``T``
+   until then) is its holding at ``T`` (basis ``observed``). One last confirmed before ``T`` (sparse polls, a
+   broken connection), and an asset the last reading before ``T`` did not list (zero then), moves by the
+   completed transactions of the connection between that confirmation and ``T`` (basis
+   ``observed+transactions``). Each asset from its own confirmation: a later reading that confirmed other,
+   unchanged assets says nothing of this one.
 3. A connection first read after ``T`` has no observation at ``T``: its first observation is rolled back by
    the completed transactions between ``T`` and that first reading (basis ``rolled back``) — exact when the
-   venue's history reaches back that far (a history limit shows as a coverage gap on the report).
+   venue's history reaches back that far (a history limit shows as a coverage gap on the report). A
+   connection that replaced an earlier key to the same account (re-onboarding) is not rolled back: the
+   earlier connection's observations are the account's holdings until it was replaced, and they end then.
 
 A transaction moves balances as the venue books it: a buy adds the asset and takes the quote amount, a sell
 the reverse; deposits, transfers in, rewards and settlements add; withdrawals, transfers out and fee entries
@@ -36,8 +40,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from appliance.errors import Invalid
 from appliance.rbac.actors import Actor
@@ -139,35 +143,54 @@ def _transactions(session: Session, connection_id: int, after: dt.datetime, thro
         Transaction.orphaned.is_(False), lower, upper).order_by(Transaction.occurred_at, Transaction.id)).scalars())
 
 
-def _balances_at(session: Session, connection: Connection, employee: Employee | None, at: dt.datetime
-                 ) -> list[Holding]:
+def _successors(session: Session, connections: list[Connection]) -> set[int]:
+    """Those of ``connections`` that replaced an earlier connection to the same account (the employee's key to the
+    same venue and address, superseded when this one was stored)."""
+    ids = [c.id for c in connections]
+    if not ids:
+        return set()
+    earlier = aliased(Connection)
+    return set(session.execute(select(Connection.id).join(earlier, and_(
+        earlier.employee_id == Connection.employee_id, earlier.venue == Connection.venue,
+        earlier.address == Connection.address, earlier.id < Connection.id, earlier.status == "superseded")).where(
+        Connection.id.in_(ids)).distinct()).scalars())
+
+
+def _balances_at(session: Session, connection: Connection, employee: Employee | None, at: dt.datetime, *,
+                 successor: bool = False) -> list[Holding]:
+    """The connection's balances at ``at`` (the module's method). ``successor``: it replaced an earlier
+    connection to the same account, whose observations hold the account before this one's first reading."""
     wallet = connection.kind == "wallet"
     current = session.execute(select(BalanceSnapshot).where(
         BalanceSnapshot.connection_id == connection.id, BalanceSnapshot.valid_from < at,
         (BalanceSnapshot.valid_to.is_(None)) | (BalanceSnapshot.valid_to >= at))).scalars().all()
     amounts: dict[Key, Decimal] = defaultdict(Decimal)
-    anchors: dict[Key, dt.datetime] = {}
     applied: dict[Key, int] = defaultdict(int)
     if current:
+        confirmed: dict[Key, dt.datetime] = {}  # when each asset's amount was last confirmed by a reading
         for row in current:
             key = (row.asset, row.account if wallet else "")
             amounts[key] += row.amount
-            anchors[key] = max(anchors.get(key, row.observed_until), row.observed_until)
-        last_poll = max(anchors.values())
-        if last_poll < at:
-            for tx in _transactions(session, connection.id, min(*anchors.values(), last_poll), at,
-                                    include_start=False):
+            confirmed[key] = max(confirmed.get(key, row.observed_until), row.observed_until)
+        # A reading lists every asset: the last one at or before ``at`` confirmed as zero those it did not list.
+        read = max([r.valid_from for r in current] + [r.observed_until for r in current if r.observed_until < at])
+        # An amount confirmed before ``at`` moves by the transactions after its confirmation; one confirmed at or
+        # after ``at`` (unchanged from before ``at`` to then) is the holding as it is.
+        since = min([read, *(t for t in confirmed.values() if t < at)])
+        if since < at:
+            for tx in _transactions(session, connection.id, since, at, include_start=False):
                 for key, delta in effects(tx, wallet):
-                    if tx.occurred_at > anchors.get(key, last_poll):
-                        anchors.setdefault(key, last_poll)
+                    if tx.occurred_at > confirmed.setdefault(key, read):
                         amounts[key] += delta
                         applied[key] += 1
         return [Holding(employee, connection, "balance", key[0], key[1], amount,
-                        FORWARD if applied[key] else OBSERVED, min(anchors[key], at), applied[key])
+                        FORWARD if applied[key] else OBSERVED, min(confirmed[key], at), applied[key])
                 for key, amount in sorted(amounts.items()) if amount or applied[key]]
     first = session.execute(select(func.min(BalanceSnapshot.valid_from)).where(
         BalanceSnapshot.connection_id == connection.id)).scalar_one_or_none()
-    if first is None:
+    # Nothing current at ``at`` although the connection was read before it: its observations ended (it was
+    # replaced by a newer key), so it held nothing of the account's any more; a successor is not rolled back.
+    if first is None or first < at or successor:
         return []
     for row in session.execute(select(BalanceSnapshot).where(
             BalanceSnapshot.connection_id == connection.id, BalanceSnapshot.valid_from == first)).scalars():
@@ -297,8 +320,9 @@ def _report(session: Session, app: Appliance, day: dt.date, pairs: list[tuple[Co
             with_positions: Callable[[Connection], bool]) -> HoldingsReport:
     at = end_of(day)
     holdings: list[Holding] = []
+    successors = _successors(session, [c for c, _e in pairs])
     for connection, employee in pairs:
-        holdings.extend(_balances_at(session, connection, employee, at))
+        holdings.extend(_balances_at(session, connection, employee, at, successor=connection.id in successors))
         if with_positions(connection):
             holdings.extend(_positions_at(session, connection, employee, at))
     valuer = _Valuer(session, app, at)

@@ -2,7 +2,10 @@
 observations.
 
 A page with records is stored together with the stream's cursor in one transaction (idempotent on
-(connection, stream, venue id)), so a crash at any instant loses nothing and duplicates nothing. A record
+(connection, stream, venue id)), so a crash at any instant loses nothing and duplicates nothing. A connection
+that replaced an earlier key to the same account (re-onboarding) reads the account's history again: a record
+the earlier connection already stored is not stored a second time (reports, rules and certifications would
+count it twice); the history stays with the connection that first read it. A record
 already stored is never rewritten, with one exception: a pending transfer takes the outcome the venue reports
 later (completed, failed or cancelled), once. Pages
 without records, and the poll's observations, are held (:class:`Held`) and written with the next commit.
@@ -21,13 +24,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from appliance.services import reconcile
 from appliance.store.base import utcnow
 from appliance.store.models import (
     BalanceSnapshot,
+    Connection,
     CoverageInterval,
     PredictionPosition,
     SyncCursor,
@@ -154,11 +158,12 @@ def insert_records(session: Session, connection_id: int, stream: str, records: S
     wanted = {r.venue_tx_id[:200] for r in records} | {_reorg_id(r) for r in records if r.block_hash}
     existing: dict[str, _Stored] = {}
     id_list = list(wanted)
+    lineage = account_lineage(session, connection_id)
     for start in range(0, len(id_list), 500):
         for row_id, venue_tx_id, orphaned, block_hash, status in session.execute(select(
                 Transaction.id, Transaction.venue_tx_id, Transaction.orphaned, Transaction.block_hash,
                 Transaction.status).where(
-                Transaction.connection_id == connection_id, Transaction.stream == stream,
+                Transaction.connection_id.in_(lineage), Transaction.stream == stream,
                 Transaction.venue_tx_id.in_(id_list[start:start + 500]))):
             existing[venue_tx_id] = _Stored(row_id, orphaned, block_hash, status)
     added = 0
@@ -184,6 +189,16 @@ def insert_records(session: Session, connection_id: int, stream: str, records: S
         added += 1
     session.flush()
     return added
+
+
+def account_lineage(session: Session, connection_id: int) -> list[int]:
+    """The connection and the earlier connections to the same account it replaced (the employee's superseded
+    keys to the same venue and address), which hold the account's records they read first."""
+    this = aliased(Connection)
+    return [connection_id, *session.execute(select(Connection.id).join(this, and_(
+        this.id == connection_id, Connection.employee_id == this.employee_id, Connection.venue == this.venue,
+        Connection.address == this.address, Connection.id < this.id)).where(
+        Connection.status == "superseded")).scalars()]
 
 
 @dataclass
