@@ -97,7 +97,7 @@ class HoldingsReport:
 def method_text(day: dt.date, currency: str) -> str:
     return (f"Holdings at the end of {day.isoformat()} (UTC). Per account and asset: the last balance the venue "
             f"reported at or before that time (basis '{OBSERVED}'); if it was last confirmed earlier, the completed "
-            f"transactions between that confirmation and the end of the day applied to it (basis '{FORWARD}'); for "
+            f"transactions between its confirmation and the end of the day applied to it (basis '{FORWARD}'); for "
             f"an account first read later, its first balance rolled back by the completed transactions between the "
             f"end of the day and that reading (basis '{ROLLED_BACK}'). Prediction positions as observed. Values in "
             f"{currency} at that day's closing price (valuation service); 'unpriced' with the reason where no "
