@@ -147,6 +147,40 @@ def _insert_sql(dialect: str, model: Any, columns: tuple[str, ...], *, with_id: 
     return f"INSERT INTO {found.name} ({', '.join(names)}) VALUES ({', '.join(values)}){conflict}"  # noqa: S608
 
 
+def _execute_prepared(session: Session, model: Any, columns: tuple[str, ...], values: Sequence[tuple[Any, ...]], *,
+                      with_id: bool = False, skip_existing: bool = False) -> None:
+    dialect = session.get_bind().dialect
+    connection = session.connection()
+    if dialect.name != "postgresql":
+        connection.exec_driver_sql(_insert_sql(dialect.name, model, columns, with_id=with_id,
+                                               skip_existing=skip_existing), list(values))
+        return
+    _copy(connection.connection.driver_connection, table(model).name, (("id",) if with_id else ()) + columns,
+          values, skip_existing)
+
+
+def _copy(driver: Any, target: str, names: tuple[str, ...], values: Sequence[tuple[Any, ...]],
+          skip_existing: bool) -> None:
+    """PostgreSQL: COPY, the server's bulk path (a statement per row, or a multi-row one with its values
+    escaped by the driver in Python, cost more than the rows themselves). ``skip_existing``: through a
+    temporary table of this transaction, then INSERT ... ON CONFLICT DO NOTHING. The names are the
+    table's and the columns named in this module (never input); JSON values arrive as their text."""
+    columns = ", ".join(names)
+    with driver.cursor() as cursor:
+        into = target
+        if skip_existing:
+            into = f"staging_{target}"
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {into} ON COMMIT DROP AS "  # noqa: S608
+                           f"SELECT {columns} FROM {target} WITH NO DATA")
+            cursor.execute(f"TRUNCATE {into}")
+        with cursor.copy(f"COPY {into} ({columns}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        if skip_existing:
+            cursor.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {into} "  # noqa: S608
+                           "ON CONFLICT (rule_id, record_key) DO NOTHING")
+
+
 def insert_prepared_alerts(session: Session, values: Sequence[tuple[Any, ...]]) -> list[tuple[int, str, int]]:
     """``insert_alerts`` for rows prepared with ALERT_COLUMNS: (id, severity, rule id) of the alerts created.
     SQLite gives a new row the next id after the largest (the table's ids are its row ids, and this unit of
@@ -160,13 +194,14 @@ def insert_prepared_alerts(session: Session, values: Sequence[tuple[Any, ...]]) 
     alerts = table(Alert)
     if dialect == "postgresql":
         ids = [int(i) for i in connection.execute(_alert_ids(), {"n": len(values)}).scalars()]
-        connection.exec_driver_sql(_insert_sql(dialect, Alert, ALERT_COLUMNS, with_id=True, skip_existing=True),
-                                   [(alert_id, *row) for alert_id, row in zip(ids, values, strict=True)])
+        _execute_prepared(session, Alert, ALERT_COLUMNS, [(alert_id, *row) for alert_id, row in
+                                                          zip(ids, values, strict=True)], with_id=True,
+                          skip_existing=True)
         ours = set(ids)
         return [(int(i), str(s), int(r)) for i, s, r in connection.execute(
             _alerts_between(), {"low": min(ids), "high": max(ids)}) if i in ours]
     before = int(connection.execute(select(func.max(alerts.c.id))).scalar() or 0)
-    connection.exec_driver_sql(_insert_sql(dialect, Alert, ALERT_COLUMNS, skip_existing=True), list(values))
+    _execute_prepared(session, Alert, ALERT_COLUMNS, values, skip_existing=True)
     return [(int(i), str(s), int(r)) for i, s, r in connection.execute(
         select(alerts.c.id, alerts.c.severity, alerts.c.rule_id).where(alerts.c.id > before))]
 
@@ -175,8 +210,7 @@ def insert_prepared(session: Session, model: Any, columns: tuple[str, ...], valu
                     skip_existing: bool = False) -> None:
     """Insert rows prepared for the driver (events, unvalued records) in these columns."""
     if values:
-        session.connection().exec_driver_sql(
-            _insert_sql(session.get_bind().dialect.name, model, columns, skip_existing=skip_existing), list(values))
+        _execute_prepared(session, model, columns, values, skip_existing=skip_existing)
 
 
 def insert_alerts(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[int, str, int]]:
