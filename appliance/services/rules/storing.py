@@ -129,22 +129,18 @@ def bound(dialect: Dialect, model: Any, column: str, value: Any) -> Any:
 
 def _processor(column_type: Any, dialect: Dialect) -> Any:
     if dialect.name == "postgresql" and isinstance(column_type, JSON):
-        return json.dumps  # sent as text and cast in the statement (see _insert_sql)
+        return json.dumps  # its text, as COPY takes it (see _copy)
     return column_type.dialect_impl(dialect).bind_processor(dialect)
 
 
 @functools.cache
-def _insert_sql(dialect: str, model: Any, columns: tuple[str, ...], *, with_id: bool = False,
-                skip_existing: bool = False) -> str:
-    """INSERT for prepared rows; ``skip_existing``: a row whose (rule, record) exists is skipped. The names
-    are the table's and the columns named in this module (never input)."""
-    found = table(model)
-    mark = "%s" if dialect == "postgresql" else "?"
-    names = (("id",) if with_id else ()) + columns
-    values = [f"CAST({mark} AS JSON)" if dialect == "postgresql" and name != "id" and
-              isinstance(found.c[name].type, JSON) else mark for name in names]
+def _insert_sql(model: Any, columns: tuple[str, ...], *, skip_existing: bool = False) -> str:
+    """SQLite: INSERT for prepared rows; ``skip_existing``: a row whose (rule, record) exists is skipped. The
+    names are the table's and the columns named in this module (never input)."""
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
     conflict = " ON CONFLICT (rule_id, record_key) DO NOTHING" if skip_existing else ""
-    return f"INSERT INTO {found.name} ({', '.join(names)}) VALUES ({', '.join(values)}){conflict}"  # noqa: S608
+    return f"INSERT INTO {table(model).name} ({names}) VALUES ({marks}){conflict}"  # noqa: S608
 
 
 def _execute_prepared(session: Session, model: Any, columns: tuple[str, ...], values: Sequence[tuple[Any, ...]], *,
@@ -152,7 +148,7 @@ def _execute_prepared(session: Session, model: Any, columns: tuple[str, ...], va
     dialect = session.get_bind().dialect
     connection = session.connection()
     if dialect.name != "postgresql":
-        connection.exec_driver_sql(_insert_sql(dialect.name, model, columns, with_id=with_id,
+        connection.exec_driver_sql(_insert_sql(model, (("id",) if with_id else ()) + columns,
                                                skip_existing=skip_existing), list(values))
         return
     _copy(connection.connection.driver_connection, table(model).name, (("id",) if with_id else ()) + columns,
