@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from appliance.rbac.actors import Actor
 from appliance.services import notifications, preclearance_match
 from appliance.services.context import Appliance
-from appliance.services.rules import catalogue, groups, lists
+from appliance.services.rules import after_sync, catalogue, groups, lists, parallel
 from appliance.services.rules.common import known_venues
 from appliance.services.rules.evaluate import EvaluationResult, evaluate_history, evaluate_new, has_new_records
 from appliance.services.rules.values import Valuer, base_currency, default_valuer
@@ -30,7 +30,8 @@ def valuer(app: Appliance) -> Valuer:
 def reevaluate(session: Session, app: Appliance, *, rule_ids: Sequence[int] | None = None,
                employee_ids: Sequence[int] | None = None) -> EvaluationResult:
     """The whole history again (of these rules, of these employees), and mail for new critical alerts."""
-    result = evaluate_history(session, valuer(app), rule_ids=rule_ids, employee_ids=employee_ids)
+    result = evaluate_history(session, valuer(app), rule_ids=rule_ids, employee_ids=employee_ids,
+                              workers=parallel.resolve_workers(app.settings.rules.workers))
     notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)
     return result
 
@@ -169,6 +170,32 @@ def evaluate_connection(app: Appliance, connection_id: int, *, stored: bool = Fa
                                                                 None if asks else []))
         notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)
     return result
+
+
+def evaluate_connections(app: Appliance, connection_ids: Sequence[int], *, stored: Sequence[int] = ()
+                         ) -> tuple[EvaluationResult, dict[int, int]]:
+    """``evaluate_connection`` for the connections a polling cycle synced, in one unit of work: the same
+    matching, the same alerts and marks, with the statements shared (services/rules/after_sync.py).
+    Connections that stored nothing (not in ``stored``) are first asked about in a read, all at once.
+    Returns the result and the alerts raised per connection."""
+    stored_now = set(stored)
+    waiting = [cid for cid in connection_ids if cid not in stored_now]
+    if waiting:
+        with app.store.read() as session:
+            stored_now.update(after_sync.with_new_records(session, waiting))
+    if not stored_now:
+        return EvaluationResult(), {}
+    ids = sorted(stored_now)
+    with app.store.queued_unit_of_work() as session:
+        # Post-trade matching first: it reads what is new from the evaluation marks that the evaluation moves.
+        matched = preclearance_match.match_connections(session, app.settings, ids)
+        result = after_sync.evaluate_new_of(session, valuer(app), ids, app.rule_cache)
+        asks = matched and any(r.kind == "preclearance_required" for r in app.rule_cache.compiled(session))
+        result.alert_ids.extend(preclearance_match.raise_alerts(session, app.settings, matched,
+                                                                None if asks else []))
+        per_connection = after_sync.alerts_per_connection(session, result.alert_ids, ids)
+        notifications.alerts_raised(session, app.mailer, app.settings, result.critical_ids)
+    return result, per_connection
 
 
 def revalue(app: Appliance) -> EvaluationResult:

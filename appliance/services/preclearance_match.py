@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from appliance.services.rules.catalogue import ALERT_KIND, list_rules
 from appliance.services.rules.common import Audience
+from appliance.services.rules.facts import transactions_after
 from appliance.services.rules.groups import groups_of
 from appliance.settings import Settings
 from appliance.store.base import utcnow
@@ -85,9 +86,11 @@ class _Book:
     """The employee's approvals, read once per sync, and what each has used so far (units, or base
     currency for a notional approval): read on first need, then kept up to date as this sync matches."""
 
-    def __init__(self, session: Session, employee_id: int) -> None:
+    def __init__(self, session: Session, employee_id: int,
+                 approved: Sequence[PreclearanceRequest] | None = None) -> None:
         self.session = session
-        self.approved = list(session.execute(_approved_statement(), {"employee": employee_id}).scalars())
+        self.approved = list(approved) if approved is not None else list(
+            session.execute(_approved_statement(), {"employee": employee_id}).scalars())
         self._used: dict[int, Decimal] = {}
 
     def used(self, request_id: int) -> Decimal:
@@ -176,9 +179,47 @@ def match_connection(session: Session, settings: Settings, connection_id: int) -
     return out
 
 
-def _match_trades(session: Session, settings: Settings, book: _Book, connection: Connection, since: int
-                  ) -> list[PreclearanceMatch]:
-    rows = list(session.execute(_new_trades_statement(), {"connection": connection.id, "since": since}).scalars())
+def match_connections(session: Session, settings: Settings, connection_ids: Sequence[int]
+                      ) -> list[PreclearanceMatch]:
+    """``match_connection`` for several connections (a polling cycle's), with the connections, their marks
+    and their owners' approvals read once; an employee's approvals are one book across their connections."""
+    ids = sorted(set(connection_ids))
+    connections: list[Connection] = []
+    marks: dict[int, EvaluationMark] = {}
+    for start in range(0, len(ids), 900):
+        part = ids[start:start + 900]
+        connections += session.execute(select(Connection).where(Connection.id.in_(part)).order_by(
+            Connection.id)).scalars()
+        marks.update({m.connection_id: m for m in session.execute(select(EvaluationMark).where(
+            EvaluationMark.connection_id.in_(part))).scalars()})
+    employees = sorted({c.employee_id for c in connections})
+    approved: dict[int, list[PreclearanceRequest]] = {e: [] for e in employees}
+    for start in range(0, len(employees), 900):
+        for request in session.execute(select(PreclearanceRequest).where(
+                PreclearanceRequest.employee_id.in_(employees[start:start + 900]),
+                PreclearanceRequest.status == "approved").order_by(PreclearanceRequest.id)).scalars():
+            approved[request.employee_id].append(request)
+    books = {e: _Book(session, e, approved[e]) for e in employees}
+    trades = transactions_after(session, {c.id: marks[c.id].transaction_id if c.id in marks else 0
+                                          for c in connections if c.kind != "prediction"}, kinds=TRADES, orm=True)
+    out: list[PreclearanceMatch] = []
+    for connection in connections:
+        mark = marks.get(connection.id)
+        book = books[connection.employee_id]
+        if connection.kind == "prediction":
+            out += _match_positions(session, book, connection, mark.position_id if mark is not None else 0)
+        else:
+            out += _match_trades(session, settings, book, connection, 0, trades[connection.id])
+    session.add_all(out)
+    session.flush()
+    return out
+
+
+def _match_trades(session: Session, settings: Settings, book: _Book, connection: Connection, since: int,
+                  rows: Sequence[Transaction] | None = None) -> list[PreclearanceMatch]:
+    """The connection's trades after ``since`` (or ``rows``, read already) against the approvals."""
+    if rows is None:
+        rows = list(session.execute(_new_trades_statement(), {"connection": connection.id, "since": since}).scalars())
     out = []
     for tx in rows:
         asset = tx.asset.upper()

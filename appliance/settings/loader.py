@@ -45,6 +45,7 @@ from appliance.settings.sections import (
     NotificationSettings,
     OnboardingSettings,
     PollerSettings,
+    RulesSettings,
     ServerSettings,
     ValuationSettings,
     VenueSettings,
@@ -68,6 +69,8 @@ class Settings:
     onboarding: OnboardingSettings = field(default_factory=OnboardingSettings, metadata=_doc(
         "Employee onboarding links."))
     alerts: AlertSettings = field(default_factory=AlertSettings, metadata=_doc("Alerts and flagged scope."))
+    rules: RulesSettings = field(default_factory=RulesSettings, metadata=_doc(
+        "The evaluation of the conduct rules."))
     notifications: NotificationSettings = field(default_factory=NotificationSettings, metadata=_doc(
         "E-mail to compliance: new critical alerts, assignments, onboarding links."))
     backup: BackupSettings = field(default_factory=BackupSettings, metadata=_doc(

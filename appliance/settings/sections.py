@@ -196,6 +196,15 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class RulesSettings:
+    workers: int = field(default=0, metadata=_doc(
+        "Processes that judge the whole history when a list, a rule or a group changes (more than 500 "
+        "employees): 0 = one per CPU core (at most 4), 1 = only the process that made the change. The alerts "
+        "are the same either way; workers only read, and the process that made the change writes.",
+        min=0, max=32))
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     retention_days: int = field(default=2190, metadata=_doc(
         "Audit events are kept at least this long (6 years: SEC 17a-4); only `vigatra audit purge` removes "

@@ -4,5 +4,6 @@
 - ``matching``, ``judge``: pure logic over plain rows;
 - ``facts``: reading those rows; ``values``: the value of a record in the base currency;
 - ``evaluate``: running the rules over the whole history or over the records a sync stored, storing
-  one alert per (rule, record).
+  one alert per (rule, record); ``parallel``: a whole history judged by worker processes;
+  ``after_sync``: the connections a polling cycle synced, judged together; ``storing``: the bulk writes.
 """

@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from appliance.services.rules import facts, storing
+from appliance.services.rules import facts, parallel, storing
 from appliance.services.rules.catalogue import list_rules
 from appliance.services.rules.collector import collector_paused
 from appliance.services.rules.common import Audience
@@ -32,6 +32,7 @@ from appliance.services.rules.values import Valuer
 from appliance.store.base import utcnow
 from appliance.store.models import (
     Alert,
+    AlertEvent,
     BalanceSnapshot,
     ConductChange,
     ConductList,
@@ -104,8 +105,9 @@ class Evaluation:
     """One evaluation run: compiled rules, the valuer, and the findings stored as it goes."""
 
     def __init__(self, session: Session, rules: Sequence[Rule], valuer: Valuer,
-                 compiled: Sequence[CompiledRule] | None = None) -> None:
+                 compiled: Sequence[CompiledRule] | None = None, *, workers: int = 1) -> None:
         self.session = session
+        self.workers = workers  # processes judging a whole history's batches (1: this process alone)
         self.compiled = list(compiled) if compiled is not None else compile_rules(session, rules)
         self.judge = Judge(self.compiled)
         self.needs = _Needs(self.compiled)
@@ -124,12 +126,18 @@ class Evaluation:
             return self.result
         persons = facts.people(self.session, employee_ids)
         ids = [pid for pid, person in persons.items() if self.judge.applicable(person)]
+        batches = [{i: persons[i] for i in batch} for batch in facts.chunks(ids, EMPLOYEE_BATCH)]
         with collector_paused():
-            for batch in facts.chunks(ids, EMPLOYEE_BATCH):
-                self._batch({i: persons[i] for i in batch})
+            if self.workers > 1 and len(batches) > 1:
+                parallel.judge_in_workers(self, batches, self.workers)
+            else:
+                for batch in batches:
+                    self.read_and_judge(batch)
+                    self._flush(list(batch))
         return self.result
 
-    def _batch(self, persons: dict[int, Person]) -> None:
+    def read_and_judge(self, persons: dict[int, Person]) -> None:
+        """Read a batch of employees' records and judge them; what is found waits for ``settled``."""
         session = self.session
         accounts = facts.accounts(session, employee_ids=list(persons))
         by_employee: dict[int, dict[int, Account]] = defaultdict(dict)
@@ -173,7 +181,6 @@ class Evaluation:
             self._judge(person, by_employee.get(employee_id, {}), txs.get(employee_id, []),
                         positions.get(employee_id, []), openings.get(employee_id, []), snaps.get(employee_id, []),
                         holdings.get(employee_id, {}), None)
-        self._flush(list(persons))
         self.result.employees += len(persons)
 
     def _attach_raw(self, rows: Sequence[Tx], accounts: dict[int, Account]) -> None:
@@ -196,41 +203,100 @@ class Evaluation:
         self._candidates.extend(judgement.candidates)
 
     def _flush(self, employee_ids: Sequence[int]) -> None:
+        self.write(*self.settled(), employee_ids)
+
+    def settled(self) -> tuple[list[tuple[Any, ...]], list[Unvalued], list[tuple[int, str]]]:
+        """What was judged since the last call, with the threshold candidates valued: the alert rows to insert
+        (prepared for the driver, storing.ALERT_COLUMNS), the records that could not be valued and those that
+        could. Database reads only: a worker process may do this (parallel.py)."""
         found, self._findings = self._findings, []
         candidates, self._candidates = self._candidates, []
+        unvalued: list[Unvalued] = []
+        valued: list[tuple[int, str]] = []
         if candidates:
-            if not self.incremental:
-                self._open_unvalued()  # before this batch writes any: whether earlier ones exist
+            if self.incremental and len(candidates) > 1:
+                # Two connections of one employee judged together name the same holdings: valued once.
+                unique = {(c.rule.id, c.record_key): c for c in candidates}
+                candidates = list(unique.values())
             valuations = self.valuer.value(self.session, [c.priced for c in candidates])
             over, unvalued, valued = settle(candidates, valuations)
             found.extend(over)
-            self._unvalued(unvalued)
-            if not self.incremental:
-                self._valued(valued, employee_ids)
-        if found:
-            self._store(found)
+        dialect = self.session.get_bind().dialect
+        return storing.prepared(dialect, Alert, storing.ALERT_COLUMNS, storing.alert_rows(found)), unvalued, valued
+
+    def write(self, rows: Sequence[tuple[Any, ...]], unvalued: Sequence[Unvalued],
+              valued: Sequence[tuple[int, str]], employee_ids: Sequence[int]) -> None:
+        """Store what ``settled`` returned for these employees: alerts, unvalued records, records valued now."""
+        if (unvalued or valued) and not self.incremental:
+            self._open_unvalued()  # before this batch writes any: whether earlier ones exist
+        self._unvalued(unvalued)
+        if valued and not self.incremental:
+            self._valued(valued, employee_ids)
+        if rows:
+            self._store(rows)
 
     # -- the records one sync stored -------------------------------------------------------------------
     def connection(self, connection_id: int, *, transaction_ids: Sequence[int] | None = None,
                    position_ids: Sequence[int] | None = None, balance_ids: Sequence[int] | None = None,
                    since: tuple[int, int, int] | None = None) -> EvaluationResult:
         """Judge new records of one connection, named by id or as everything after ``since`` (transaction,
-        position, balance ids), with the employee's other records as context: the FIFO lots of the
-        holding period, the series a position or a holding opens. This runs after every sync that stored
-        something, so it reads only what it needs, in as few statements as it can."""
+        position, balance ids), with the employee's other records as context (see ``connections``)."""
         if not self.compiled:
             return self.result
-        session = self.session
-        accounts = facts.accounts_of_owner(session, connection_id)
+        accounts = facts.accounts_of_owner(self.session, connection_id)
         account = accounts.get(connection_id)
         if account is None:
             return self.result
-        person = facts.people(session, [account.employee_id]).get(account.employee_id)
+        person = facts.people(self.session, [account.employee_id]).get(account.employee_id)
         if person is None or not self.judge.applicable(person):
             return self.result
         self.incremental = True
-        new_txs: list[Tx] = []
-        if self.needs.transactions and (transaction_ids or (since and since[0] >= 0)):
+        self.judge.seen = self._alerted([person.id])
+        self._records(person, account, accounts, since, transaction_ids, position_ids, balance_ids)
+        self._flush([person.id])
+        self.result.employees = 1
+        return self.result
+
+    def connections(self, since: dict[int, tuple[int, int, int]]) -> EvaluationResult:
+        """Judge what several connections stored after ``since`` (connection -> transaction, position, balance
+        ids; -1: nothing new of that kind), as ``connection`` does for one, with what they share read once:
+        the owners' accounts, the employees and their groups, the alerts they have, the values, the inserts
+        (a polling cycle's connections: statements, not rows, are what an evaluation after a sync costs)."""
+        if not self.compiled or not since:
+            return self.result
+        every = facts.accounts_of_owners(self.session, list(since))
+        by_employee: dict[int, dict[int, Account]] = defaultdict(dict)
+        for account in every.values():
+            by_employee[account.employee_id][account.id] = account
+        persons = facts.people(self.session, sorted(by_employee))
+        judged = {pid for pid, person in persons.items() if self.judge.applicable(person)}
+        if not judged:
+            return self.result
+        self.incremental = True
+        self.judge.seen = self._alerted(sorted(judged))
+        mine = {cid: marks for cid, marks in since.items() if cid in every and every[cid].employee_id in judged}
+        new_txs = facts.transactions_after(self.session, {cid: marks[0] for cid, marks in mine.items()
+                                                          if marks[0] >= 0}) if self.needs.transactions else {}
+        for connection_id, marks in mine.items():
+            own = every[connection_id]
+            self._records(persons[own.employee_id], own, by_employee[own.employee_id], marks,
+                          new=new_txs.get(connection_id, []))
+        self._flush(sorted(judged))
+        self.result.employees = len(judged)
+        return self.result
+
+    def _records(self, person: Person, account: Account, accounts: dict[int, Account],
+                 since: tuple[int, int, int] | None, transaction_ids: Sequence[int] | None = None,
+                 position_ids: Sequence[int] | None = None, balance_ids: Sequence[int] | None = None, *,
+                 new: list[Tx] | None = None) -> None:
+        """Judge one connection's new records (by id, or after ``since``; ``new``: its new transactions, read
+        already) with the employee's other records as context: the FIFO lots of the holding period, the series
+        a position or a holding opens. This runs after every sync that stored something, so it reads only what
+        it needs."""
+        session = self.session
+        connection_id = account.id
+        new_txs: list[Tx] = new if new is not None else []
+        if new is None and self.needs.transactions and (transaction_ids or (since and since[0] >= 0)):
             new_txs = facts.transactions_of_connections(
                 session, [connection_id], ids=transaction_ids if since is None else None,
                 since_id=since[0] if since is not None else 0)
@@ -273,13 +339,9 @@ class Evaluation:
                     snaps = _unexplained(snaps, first)
             if self.needs.holdings:
                 holdings = _current_holdings(every, accounts).get(person.id, {})
-        self.judge.seen = self._alerted([person.id])
         self._judge(person, accounts, context, positions, openings, snaps, holdings,
                     {t.id for t in new_txs})
-        self._flush([person.id])
         self.result.transactions += len(new_txs)
-        self.result.employees = 1
-        return self.result
 
     # -- storing ---------------------------------------------------------------------------------------------
     def _alerted(self, employee_ids: Sequence[int]) -> set[tuple[int, str]]:
@@ -292,39 +354,20 @@ class Evaluation:
                 _alerted_statement(), {"employees": part, "rules": rule_ids}))
         return out
 
-    def _store(self, findings: Sequence[Finding]) -> None:
-        """Insert the findings; the unique (rule, record) key decides: a record alerted before (by an
+    def _store(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert the alert rows; the unique (rule, record) key decides: a record alerted before (by an
         evaluation running concurrently, or under another employee) is skipped by the insert itself, and
         only the alerts it created come back. (Records alerted before are mostly not judged at all: see
         ``_alerted``.)"""
         session = self.session
-        now = utcnow()
-        rows = []
-        seen: set[tuple[int, str]] = set()
-        for f in findings:
-            ident = (f.rule.id, f.record_key)
-            if ident in seen:
-                continue
-            seen.add(ident)
-            detail: dict[str, Any] = {"rule": {"id": f.rule.id, "name": f.rule.name, "kind": f.rule.kind,
-                                               "version": f.rule.version}, "records": f.records}
-            if f.entries:
-                detail["list"] = {"id": f.entries[0].list_id, "name": f.rule.list_name}
-                detail["entries"] = [{"id": e.id, "type": e.type, "value": e.value} for e in f.entries]
-            detail.update(f.extra)
-            rows.append({"employee_id": f.employee_id, "connection_id": f.connection_id, "kind": f.rule.alert_kind,
-                         "severity": f.rule.severity, "status": "open", "title": f.title[:300], "detail": detail,
-                         "rule_id": f.rule.id, "rule_version": f.rule.version,
-                         "list_entry_id": f.entries[0].id if f.entries else None, "record_key": f.record_key,
-                         "occurred_at": f.occurred_at, "created_at": now, "updated_at": now, "resolution": "",
-                         "reason": ""})
-        if not rows:
-            return
-        created = storing.insert_alerts(session, rows)
-        names = {f.rule.id: f.rule.name for f in findings}
-        storing.insert_events(session, [
-            {"alert_id": alert_id, "at": now, "actor_id": None, "actor_label": f"rule: {names[rule_id]}"[:200],
-             "action": "created", "detail": {"rule_id": rule_id}} for alert_id, _severity, rule_id in created])
+        created = storing.insert_prepared_alerts(session, rows)
+        dialect = session.get_bind().dialect
+        at = storing.bound(dialect, AlertEvent, "at", utcnow())
+        event = {r.id: (f"rule: {r.name}"[:200], storing.bound(dialect, AlertEvent, "detail", {"rule_id": r.id}))
+                 for r in self.compiled}
+        storing.insert_prepared(session, AlertEvent, storing.EVENT_COLUMNS, [
+            (alert_id, at, None, event[rule_id][0], "created", event[rule_id][1])
+            for alert_id, _severity, rule_id in created])
         for alert_id, severity, _rule_id in created:
             self.result.alert_ids.append(alert_id)
             if severity == "critical":
@@ -339,9 +382,10 @@ class Evaluation:
         for part in facts.chunks(sorted({u.employee_id for u in items}) if not self.incremental else [], 900):
             known.update((int(r), str(k)) for r, k in self.session.execute(select(
                 UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.employee_id.in_(part))))
-        rows = [{"rule_id": u.rule_id, "record_key": u.record_key, "employee_id": u.employee_id, "reason": u.reason,
-                 "first_seen_at": now, "checked_at": now} for u in items if (u.rule_id, u.record_key) not in known]
-        storing.insert_unvalued(self.session, rows)
+        at = storing.bound(self.session.get_bind().dialect, UnvaluedRecord, "first_seen_at", now)
+        rows = [(u.rule_id, u.record_key, u.employee_id, u.reason, at, at) for u in items
+                if (u.rule_id, u.record_key) not in known]
+        storing.insert_prepared(self.session, UnvaluedRecord, storing.UNVALUED_COLUMNS, rows, skip_existing=True)
         settled = self._open_unvalued() if not self.incremental else None
         if settled:
             # A record valued before and not now (its price gone): open again.
@@ -368,6 +412,10 @@ class Evaluation:
                 self.session.execute(update(UnvaluedRecord).where(
                     UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key == key).values(
                     valued_at=now, checked_at=now))
+
+    def settling(self) -> bool:
+        """Whether records valued now may settle earlier "could not be valued" rows (any exist)."""
+        return self._open_unvalued() is not None
 
     def _open_unvalued(self) -> set[tuple[int, str]] | None:
         """None when no record was ever recorded as unvalued (then nothing needs settling); else the
@@ -426,14 +474,15 @@ def _current_holdings(rows: Iterable[Snapshot], accounts: dict[int, Account]
 # -- entry points -------------------------------------------------------------------------------------
 
 def evaluate_history(session: Session, valuer: Valuer, *, employee_ids: Sequence[int] | None = None,
-                     rule_ids: Sequence[int] | None = None) -> EvaluationResult:
+                     rule_ids: Sequence[int] | None = None, workers: int = 1) -> EvaluationResult:
     """Every enabled rule (or those named) over the whole history of every employee (or those named).
-    Effective dates are respected: an entry matches only records inside its dates."""
+    Effective dates are respected: an entry matches only records inside its dates. ``workers`` > 1: more
+    than one batch of employees is read and judged by that many worker processes (parallel.py)."""
     rules = list_rules(session, enabled_only=True)
     if rule_ids is not None:
         wanted = set(rule_ids)
         rules = [r for r in rules if r.id in wanted]
-    evaluation = Evaluation(session, rules, valuer)
+    evaluation = Evaluation(session, rules, valuer, workers=workers)
     result = evaluation.history(employee_ids)
     now = utcnow()
     if employee_ids is None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, case, null, or_, select
+from sqlalchemy import and_, bindparam, case, null, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.services.rules.groups import groups_of
@@ -121,6 +121,9 @@ def _accounts_statement(by: str) -> Any:
     if by == "owner":
         owner = select(Connection.employee_id).where(Connection.id == bindparam("cid")).scalar_subquery()
         return stmt.where(Connection.employee_id == owner)
+    if by == "owners":
+        owners = select(Connection.employee_id).where(Connection.id.in_(bindparam("ids", expanding=True)))
+        return stmt.where(Connection.employee_id.in_(owners.correlate(None)))
     return stmt
 
 
@@ -140,6 +143,15 @@ def accounts_of_owner(session: Session, connection_id: int) -> dict[int, Account
     """Every connection of the employee who owns this one (one statement)."""
     return {r[0]: Account(*r) for r in session.connection().execute(_accounts_statement("owner"),
                                                                       {"cid": connection_id})}
+
+
+def accounts_of_owners(session: Session, connection_ids: Sequence[int]) -> dict[int, Account]:
+    """Every connection of the employees who own these (a statement per 900 connections)."""
+    out: dict[int, Account] = {}
+    connection = session.connection()
+    for part in chunks(list(connection_ids), 900):
+        out.update({r[0]: Account(*r) for r in connection.execute(_accounts_statement("owners"), {"ids": part})})
+    return out
 
 
 _TX_COLUMNS = (Transaction.id, Transaction.connection_id, Transaction.kind, Transaction.occurred_at, Transaction.asset,
@@ -198,6 +210,37 @@ def transactions_of_connections(session: Session, connection_ids: Iterable[int],
         tx = Tx(*r[:9])
         tx.raw = r[9] if isinstance(r[9], dict) else None
         out.append(tx)
+    return out
+
+
+AFTER_BATCH = 100  # connections per statement of ``transactions_after``
+
+
+@functools.cache
+def _after_statement(n: int, orm: bool) -> Any:
+    """Transactions of n connections, each after its own id (built once per n: its shape depends on n)."""
+    after = or_(*(and_(Transaction.connection_id == bindparam(f"c{i}"), Transaction.id > bindparam(f"s{i}"))
+                  for i in range(n)))
+    stmt = select(Transaction) if orm else select(*_TX_COLUMNS)
+    return stmt.where(after, Transaction.orphaned.is_(False)).order_by(Transaction.occurred_at, Transaction.id)
+
+
+def transactions_after(session: Session, since: dict[int, int], *, kinds: Iterable[str] | None = None,
+                       orm: bool = False) -> dict[int, list[Any]]:
+    """connection -> its transactions with ids above its own mark (``since``: connection -> id), in time order:
+    the records several syncs stored, a statement per AFTER_BATCH connections. ``orm``: as entities."""
+    out: dict[int, list[Any]] = {cid: [] for cid in since}
+    wanted = frozenset(kinds) if kinds is not None else None
+    items = sorted(since.items())
+    connection = session.connection()
+    for start in range(0, len(items), AFTER_BATCH):
+        part = items[start:start + AFTER_BATCH]
+        params = {f"c{i}": cid for i, (cid, _) in enumerate(part)} | {f"s{i}": s for i, (_, s) in enumerate(part)}
+        stmt = _after_statement(len(part), orm)
+        rows = session.execute(stmt, params).scalars() if orm else (Tx(*r) for r in connection.execute(stmt, params))
+        for row in rows:
+            if wanted is None or row.kind in wanted:
+                out[row.connection_id].append(row)
     return out
 
 

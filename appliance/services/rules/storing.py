@@ -16,13 +16,17 @@ sequence, so no other writer has them).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import json
+import operator
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import JSON, Dialect, Table, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from appliance.services.rules.judge import Finding
+from appliance.store.base import utcnow
 from appliance.store.models import Alert, AlertEvent, EvaluationMark, UnvaluedRecord
 
 
@@ -59,6 +63,150 @@ def _alerts_between() -> Any:
 @functools.cache
 def _new_events() -> Any:
     return insert(table(AlertEvent))
+
+
+def alert_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """The rows of the alerts these findings raise, one per (rule, record)."""
+    now = utcnow()
+    rows = []
+    seen: set[tuple[int, str]] = set()
+    for f in findings:
+        ident = (f.rule.id, f.record_key)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        detail: dict[str, Any] = {"rule": {"id": f.rule.id, "name": f.rule.name, "kind": f.rule.kind,
+                                           "version": f.rule.version}, "records": f.records}
+        if f.entries:
+            detail["list"] = {"id": f.entries[0].list_id, "name": f.rule.list_name}
+            detail["entries"] = [{"id": e.id, "type": e.type, "value": e.value} for e in f.entries]
+        detail.update(f.extra)
+        rows.append({"employee_id": f.employee_id, "connection_id": f.connection_id, "kind": f.rule.alert_kind,
+                     "severity": f.rule.severity, "status": "open", "title": f.title[:300], "detail": detail,
+                     "rule_id": f.rule.id, "rule_version": f.rule.version,
+                     "list_entry_id": f.entries[0].id if f.entries else None, "record_key": f.record_key,
+                     "occurred_at": f.occurred_at, "created_at": now, "updated_at": now, "resolution": "",
+                     "reason": ""})
+    return rows
+
+
+# -- rows prepared for the driver ------------------------------------------------------------------------
+# A full evaluation inserts hundreds of thousands of rows (alerts, their "created" events, records that could
+# not be valued). Through SQLAlchemy's executemany each row's parameters are gathered and each value bound
+# through its type (JSON encoded, times converted) in the writing process: measured, most of that process's
+# CPU. Prepared here instead — the same conversion, each column type's own bind processing for the dialect —
+# wherever the rows are made (a worker process in a parallel evaluation, see parallel.py), they are inserted
+# by the driver's executemany as they are.
+
+ALERT_COLUMNS = ("employee_id", "connection_id", "kind", "severity", "status", "title", "detail", "rule_id",
+                 "rule_version", "list_entry_id", "record_key", "occurred_at", "created_at", "updated_at",
+                 "resolution", "reason")
+EVENT_COLUMNS = ("alert_id", "at", "actor_id", "actor_label", "action", "detail")
+UNVALUED_COLUMNS = ("rule_id", "record_key", "employee_id", "reason", "first_seen_at", "checked_at")
+
+
+def prepared(dialect: Dialect, model: Any, columns: Sequence[str], rows: Iterable[dict[str, Any]]
+             ) -> list[tuple[Any, ...]]:
+    """Rows as the driver takes them: each value bound as its column's type binds it on this dialect."""
+    found = table(model).c
+    processors = [(i, process) for i, name in enumerate(columns)
+                  if (process := _processor(found[name].type, dialect)) is not None]
+    take = operator.itemgetter(*columns)
+    out = []
+    for row in rows:
+        values = list(take(row))
+        for i, process in processors:
+            values[i] = process(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def bound(dialect: Dialect, model: Any, column: str, value: Any) -> Any:
+    """One value as its column binds it (a value every row of an insert shares)."""
+    process = _processor(table(model).c[column].type, dialect)
+    return value if process is None else process(value)
+
+
+def _processor(column_type: Any, dialect: Dialect) -> Any:
+    if dialect.name == "postgresql" and isinstance(column_type, JSON):
+        return json.dumps  # its text, as COPY takes it (see _copy)
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
+
+
+@functools.cache
+def _insert_sql(model: Any, columns: tuple[str, ...], *, skip_existing: bool = False) -> str:
+    """SQLite: INSERT for prepared rows; ``skip_existing``: a row whose (rule, record) exists is skipped. The
+    names are the table's and the columns named in this module (never input)."""
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    conflict = " ON CONFLICT (rule_id, record_key) DO NOTHING" if skip_existing else ""
+    return f"INSERT INTO {table(model).name} ({names}) VALUES ({marks}){conflict}"  # noqa: S608
+
+
+def _execute_prepared(session: Session, model: Any, columns: tuple[str, ...], values: Sequence[tuple[Any, ...]], *,
+                      with_id: bool = False, skip_existing: bool = False) -> None:
+    dialect = session.get_bind().dialect
+    connection = session.connection()
+    if dialect.name != "postgresql":
+        connection.exec_driver_sql(_insert_sql(model, (("id",) if with_id else ()) + columns,
+                                               skip_existing=skip_existing), list(values))
+        return
+    _copy(connection.connection.driver_connection, table(model).name, (("id",) if with_id else ()) + columns,
+          values, skip_existing)
+
+
+def _copy(driver: Any, target: str, names: tuple[str, ...], values: Sequence[tuple[Any, ...]],
+          skip_existing: bool) -> None:
+    """PostgreSQL: COPY, the server's bulk path (a statement per row, or a multi-row one with its values
+    escaped by the driver in Python, cost more than the rows themselves). ``skip_existing``: through a
+    temporary table of this transaction, then INSERT ... ON CONFLICT DO NOTHING. The names are the
+    table's and the columns named in this module (never input); JSON values arrive as their text."""
+    columns = ", ".join(names)
+    with driver.cursor() as cursor:
+        into = target
+        if skip_existing:
+            into = f"staging_{target}"
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {into} ON COMMIT DROP AS "  # noqa: S608
+                           f"SELECT {columns} FROM {target} WITH NO DATA")
+            cursor.execute(f"TRUNCATE {into}")
+        with cursor.copy(f"COPY {into} ({columns}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        if skip_existing:
+            cursor.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {into} "  # noqa: S608
+                           "ON CONFLICT (rule_id, record_key) DO NOTHING")
+
+
+def insert_prepared_alerts(session: Session, values: Sequence[tuple[Any, ...]]) -> list[tuple[int, str, int]]:
+    """``insert_alerts`` for rows prepared with ALERT_COLUMNS: (id, severity, rule id) of the alerts created.
+    SQLite gives a new row the next id after the largest (the table's ids are its row ids, and this unit of
+    work is the only writer), so the alerts created are those above the largest id before; PostgreSQL's ids
+    come from the sequence first, as in ``insert_alerts``."""
+    if not values:
+        return []
+    session.flush()  # rows the unit of work added (a rule, a list entry) before the alerts that name them
+    dialect = session.get_bind().dialect.name
+    connection = session.connection()
+    alerts = table(Alert)
+    if dialect == "postgresql":
+        ids = [int(i) for i in connection.execute(_alert_ids(), {"n": len(values)}).scalars()]
+        _execute_prepared(session, Alert, ALERT_COLUMNS, [(alert_id, *row) for alert_id, row in
+                                                          zip(ids, values, strict=True)], with_id=True,
+                          skip_existing=True)
+        ours = set(ids)
+        return [(int(i), str(s), int(r)) for i, s, r in connection.execute(
+            _alerts_between(), {"low": min(ids), "high": max(ids)}) if i in ours]
+    before = int(connection.execute(select(func.max(alerts.c.id))).scalar() or 0)
+    _execute_prepared(session, Alert, ALERT_COLUMNS, values, skip_existing=True)
+    return [(int(i), str(s), int(r)) for i, s, r in connection.execute(
+        select(alerts.c.id, alerts.c.severity, alerts.c.rule_id).where(alerts.c.id > before))]
+
+
+def insert_prepared(session: Session, model: Any, columns: tuple[str, ...], values: Sequence[tuple[Any, ...]], *,
+                    skip_existing: bool = False) -> None:
+    """Insert rows prepared for the driver (events, unvalued records) in these columns."""
+    if values:
+        _execute_prepared(session, model, columns, values, skip_existing=skip_existing)
 
 
 def insert_alerts(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[int, str, int]]:
@@ -108,3 +256,9 @@ def _mark_upsert(dialect: str) -> Any:
 def move_mark(session: Session, connection_id: int, values: dict[str, Any]) -> None:
     """Where the evaluation of a connection's records stopped (transaction, position, balance ids)."""
     session.execute(_mark_upsert(session.get_bind().dialect.name), {"connection_id": connection_id, **values})
+
+
+def move_marks(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """``move_mark`` for several connections (rows with ``connection_id`` and the values), in one statement."""
+    if rows:
+        session.connection().execute(_mark_upsert(session.get_bind().dialect.name), list(rows))

@@ -29,6 +29,8 @@ from appliance.store.models import Connection, PollCycle
 
 log = logging.getLogger(__name__)
 
+EVALUATION_BATCH = 200  # connections synced before the rules judge them together (see _evaluate)
+
 
 @dataclass
 class CycleResult:
@@ -91,6 +93,9 @@ def run_cycle(app: Appliance, *, only: int | None = None, force: bool = False) -
         finally:  # always answer, or the loop below would wait for this connection for ever
             finished.put(outcome)
 
+    # Connections synced and not yet evaluated: the rules judge them together (``_evaluate``), every
+    # EVALUATION_BATCH while the pool syncs the others, and the rest when the last sync has ended.
+    synced: list[SyncOutcome] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
         running = 0
         more = True
@@ -111,8 +116,15 @@ def run_cycle(app: Appliance, *, only: int | None = None, force: bool = False) -
                 more = bool(fresh) and only is None
             if not running:
                 break
-            outcomes.append(finished.get())
+            outcome = finished.get()
+            outcomes.append(outcome)
             running -= 1
+            if outcome.ok or outcome.records:
+                synced.append(outcome)
+            if len(synced) >= EVALUATION_BATCH:
+                _evaluate(app, synced)
+                synced = []
+    _evaluate(app, synced)
     if app.stopping.is_set():
         # Every sync of this cycle has ended, so none of this node's leases belongs to one in flight.
         released = release_stale_leases(app)
@@ -135,8 +147,6 @@ def _sync_isolated(app: Appliance, connection_id: int) -> SyncOutcome:
         log.warning("sync of connection %s could not record its outcome: %s", connection_id, type(exc).__name__)
         error_class = "database" if isinstance(exc, DBAPIError) else "internal"
         return SyncOutcome(connection_id, "?", False, error_class, type(exc).__name__)
-    if outcome.ok or outcome.records:
-        _evaluate(app, outcome)
     if outcome.records:
         _differences(app, outcome)
     return outcome
@@ -158,22 +168,36 @@ def _differences(app: Appliance, outcome: SyncOutcome) -> None:
                     type(exc).__name__)
 
 
-def _evaluate(app: Appliance, outcome: SyncOutcome) -> None:
-    """The conduct rules over what this sync stored (services/conduct.py), in a unit of work of its own
-    after the sync's last commit. A failure here never turns into the sync's failure: the connection's
-    evaluation mark did not move, so the next sync evaluates those records."""
+def _evaluate(app: Appliance, outcomes: list[SyncOutcome]) -> None:
+    """The conduct rules over what these syncs stored (services/conduct.py), together in a unit of work of
+    their own after the syncs' last commits; each outcome gets its alerts and an equal share of the CPU.
+    A failure never turns into a sync's failure: the marks did not move, so the next sync evaluates those
+    records. When the batch fails, each connection is tried on its own, so one cannot hold up the others."""
     from appliance.services import conduct
 
+    if not outcomes:
+        return
     started = time.thread_time()
     try:
-        result = conduct.evaluate_connection(app, outcome.connection_id, stored=outcome.records > 0)
-        outcome.alerts = len(result.alert_ids)
-    except Exception as exc:  # noqa: BLE001 - logged; retried with the next sync
-        log.warning("rules not evaluated after the sync of connection %s: %s", outcome.connection_id,
-                    type(exc).__name__)
-    finally:
-        outcome.rules_cpu_ms = (time.thread_time() - started) * 1000
-        outcome.cpu_ms += outcome.rules_cpu_ms
+        _, alerts = conduct.evaluate_connections(app, [o.connection_id for o in outcomes],
+                                                 stored=[o.connection_id for o in outcomes if o.records > 0])
+    except Exception as exc:  # noqa: BLE001 - logged; each tried alone below
+        alerts = {}
+        log.warning("rules not evaluated after the sync of %s: %s",
+                    f"{len(outcomes)} connections (now one at a time)" if len(outcomes) > 1 else
+                    f"connection {outcomes[0].connection_id}", type(exc).__name__)
+        for outcome in outcomes if len(outcomes) > 1 else ():
+            try:
+                result = conduct.evaluate_connection(app, outcome.connection_id, stored=outcome.records > 0)
+                alerts[outcome.connection_id] = len(result.alert_ids)
+            except Exception as one:  # noqa: BLE001 - logged; retried with the next sync
+                log.warning("rules not evaluated after the sync of connection %s: %s", outcome.connection_id,
+                            type(one).__name__)
+    share = (time.thread_time() - started) * 1000 / len(outcomes)
+    for outcome in outcomes:
+        outcome.alerts = alerts.get(outcome.connection_id, 0)
+        outcome.rules_cpu_ms = share
+        outcome.cpu_ms += share
 
 
 def interval_for_id(app: Appliance, connection_id: int) -> dt.timedelta:
