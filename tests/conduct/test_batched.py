@@ -211,3 +211,39 @@ def test_a_history_judged_by_worker_processes_raises_what_one_process_raises(ta:
 
     again = _history(ta, 2)
     assert again.alert_ids == [] and _state(ta) == expected
+
+
+def test_worker_processes_refused_by_a_sandbox_leave_the_evaluation_to_one_process(
+        ta: Any, monkeypatch: Any, caplog: Any) -> None:
+    """Where processes cannot be started (a service sandbox that refuses them, no shared memory for the pool's
+    queues), nothing is written by the attempt and the history is judged in the calling process: the same
+    alerts, and a warning that says why."""
+    import multiprocessing
+
+    from appliance.services.rules import evaluate, parallel
+
+    _populate(ta, 12, seed=9)
+    _rules(ta)
+    monkeypatch.setattr(evaluate, "EMPLOYEE_BATCH", 5)
+    _reset(ta, {})
+    _history(ta, 1)
+    expected = _state(ta)
+
+    spawn = multiprocessing.get_context("spawn")
+
+    class Refused(spawn.Process):  # type: ignore[name-defined,misc]
+        def start(self) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+    class RefusingContext:
+        Process = Refused
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(spawn, name)
+
+    monkeypatch.setattr(parallel.multiprocessing, "get_context", lambda _method: RefusingContext())
+    _reset(ta, {})
+    with caplog.at_level("WARNING", logger="appliance.services.rules.evaluate"):
+        _history(ta, 2)
+    assert _state(ta) == expected
+    assert any("worker processes could not be started (PermissionError" in r.getMessage() for r in caplog.records)

@@ -129,11 +129,14 @@ class Evaluation:
         batches = [{i: persons[i] for i in batch} for batch in facts.chunks(ids, EMPLOYEE_BATCH)]
         with collector_paused():
             if self.workers > 1 and len(batches) > 1:
-                parallel.judge_in_workers(self, batches, self.workers)
-            else:
-                for batch in batches:
-                    self.read_and_judge(batch)
-                    self._flush(list(batch))
+                try:
+                    parallel.judge_in_workers(self, batches, self.workers)
+                    batches = []
+                except parallel.WorkersUnavailable as exc:
+                    log.warning("rules: worker processes could not be started (%s); judging in this process", exc)
+            for batch in batches:
+                self.read_and_judge(batch)
+                self._flush(list(batch))
         return self.result
 
     def read_and_judge(self, persons: dict[int, Person]) -> None:

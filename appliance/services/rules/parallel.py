@@ -14,6 +14,8 @@ How it stays correct:
   unique (rule, record) key keeps one per record, whatever else is evaluating), unvalued records, records
   valued now. SQLite's single writer is this one connection; the workers' reads do not block it (WAL).
 - A worker that fails fails the evaluation, like a failure in the serial path: the unit of work rolls back.
+  Processes that cannot be started at all (a sandbox that refuses them, no shared memory for the pool's
+  queues) are :class:`WorkersUnavailable` before anything is written: the caller judges serially instead.
 
 Processes are started with "spawn" (never fork: the caller is a threaded server), once per evaluation.
 """
@@ -24,6 +26,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
     from appliance.services.rules.evaluate import Evaluation
 
 MAX_AUTO_WORKERS = 4
+
+
+class WorkersUnavailable(Exception):
+    """The worker processes could not be started; nothing was written."""
 
 
 def resolve_workers(setting: int) -> int:
@@ -55,15 +62,23 @@ def judge_in_workers(evaluation: Evaluation, batches: Sequence[dict[int, Person]
     # Records valued now matter only where some were recorded as unvalued before: else not sent back.
     settling = evaluation.settling()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context, initializer=_start,
-                             initargs=(url, evaluation.compiled, evaluation.valuer, evaluation.now, settling)) as pool:
-        for batch, (rows, unvalued, valued, counts) in zip(batches, pool.map(_judge, batches), strict=True):
-            evaluation.write(rows, unvalued, valued, list(batch))
-            result = evaluation.result
-            result.employees += counts[0]
-            result.transactions += counts[1]
-            result.positions += counts[2]
-            result.balances += counts[3]
+    written = 0
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context, initializer=_start,
+                                 initargs=(url, evaluation.compiled, evaluation.valuer, evaluation.now,
+                                           settling)) as pool:
+            for batch, (rows, unvalued, valued, counts) in zip(batches, pool.map(_judge, batches), strict=True):
+                evaluation.write(rows, unvalued, valued, list(batch))
+                written += 1
+                result = evaluation.result
+                result.employees += counts[0]
+                result.transactions += counts[1]
+                result.positions += counts[2]
+                result.balances += counts[3]
+    except (OSError, BrokenProcessPool) as exc:
+        if written:
+            raise
+        raise WorkersUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 # -- in a worker process ------------------------------------------------------------------------------
