@@ -20,11 +20,9 @@ from appliance.api.common import json_value, respond
 from appliance.boundary.edge import appliance, audit_detail, state
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import JSON, Answer, Schema, accepts
-from appliance.errors import Forbidden
-from appliance.services.filings import pack as documents
-from appliance.services.filings import periods
-from appliance.services.filings.document import Document, html
-from appliance.store.base import utcnow
+from appliance.services.filings import exports
+from appliance.services.filings.document import html
+from appliance.services.filings.exports import Export
 
 Format = Literal["json", "csv", "html"]
 DayText = Annotated[str, Field(max_length=10, description="A day, YYYY-MM-DD (UTC).", examples=["2026-09-30"],
@@ -71,7 +69,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def answer(doc: Document, fmt: str | None, filename: str) -> ResponseReturnValue:
+def answer(export: Export, fmt: str | None) -> ResponseReturnValue:
+    doc, filename = export.document, export.filename
     audit_detail(rows=len(doc.rows), format=fmt or "json", period=doc.period)
     if fmt == "csv":
         response = Response(doc.csv(), mimetype="text/csv")
@@ -86,22 +85,12 @@ def answer(doc: Document, fmt: str | None, filename: str) -> ResponseReturnValue
                     "rows": [{k: _plain(v) for k, v in zip(doc.header, row, strict=True)} for row in doc.rows]})
 
 
-def require_export(permission: str, what: str) -> None:
-    if not state().actor.can(f"{permission}:flagged"):
-        raise Forbidden(f"the {what} report needs {permission}")
-
-
 @api_blueprint.route("/reports/holdings", methods=["GET"])
 @requires("reports:export", action="reports.holdings")
 @accepts(query=HoldingsQuery, returns=ReportAnswer, media=MEDIA)
 def holdings_report(query: HoldingsQuery) -> ResponseReturnValue:
     """Holdings as of the end of a day, reconstructed from balance observations and transactions."""
-    require_export("balances:export", "holdings")
-    day = periods.parse_day(query.as_of, "as_of") if query.as_of else utcnow().date()
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.holdings_document(snapshot, state().actor, app, day)
-    return answer(doc, query.format, f"vigatra-holdings-{day.isoformat()}")
+    return answer(exports.holdings(appliance(), state().actor, query.as_of), query.format)
 
 
 @api_blueprint.route("/reports/transactions", methods=["GET"])
@@ -109,12 +98,8 @@ def holdings_report(query: HoldingsQuery) -> ResponseReturnValue:
 @accepts(query=TransactionsQuery, returns=ReportAnswer, media=MEDIA)
 def transactions_report(query: TransactionsQuery) -> ResponseReturnValue:
     """Transactions of a period (a quarter, a year, or from/to days) in the rule's fields."""
-    require_export("transactions:export", "transaction")
-    period = periods.resolve(query.period, query.from_, query.to)
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.transactions_document(snapshot, state().actor, app, period)
-    return answer(doc, query.format, f"vigatra-transactions-{period.slug.replace('..', '_')}")
+    return answer(exports.transactions(appliance(), state().actor, query.period, query.from_, query.to),
+                  query.format)
 
 
 @api_blueprint.route("/reports/access-persons", methods=["GET"])
@@ -122,12 +107,7 @@ def transactions_report(query: TransactionsQuery) -> ResponseReturnValue:
 @accepts(query=ListQuery, returns=ReportAnswer, media=MEDIA)
 def roster_report(query: ListQuery) -> ResponseReturnValue:
     """The access-person roster."""
-    if not state().actor.can("employees:read"):
-        raise Forbidden("the access-person roster needs employees:read")
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.roster_document(snapshot, app)
-    return answer(doc, query.format, "vigatra-access-persons")
+    return answer(exports.roster(appliance(), state().actor), query.format)
 
 
 @api_blueprint.route("/reports/late", methods=["GET"])
@@ -135,9 +115,4 @@ def roster_report(query: ListQuery) -> ResponseReturnValue:
 @accepts(query=ListQuery, returns=ReportAnswer, media=MEDIA)
 def late_report(query: ListQuery) -> ResponseReturnValue:
     """Reports still late, and reports submitted late, with the days late."""
-    if not state().actor.can("employees:read"):
-        raise Forbidden("the late-report list needs employees:read")
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.late_document(snapshot, app)
-    return answer(doc, query.format, "vigatra-late-reports")
+    return answer(exports.late(appliance(), state().actor), query.format)

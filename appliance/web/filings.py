@@ -15,11 +15,9 @@ from appliance.boundary.edge import appliance, audit_detail, state
 from appliance.boundary.params import Text
 from appliance.boundary.routes import requires
 from appliance.boundary.validation import Schema, accepts
-from appliance.errors import Forbidden
-from appliance.services.filings import pack as documents
-from appliance.services.filings import periods
-from appliance.services.filings.document import Document, html
-from appliance.store.base import utcnow
+from appliance.services.filings import exports
+from appliance.services.filings.document import html
+from appliance.services.filings.exports import Export
 from appliance.web import web_blueprint
 
 Format = Literal["html", "csv"]
@@ -45,16 +43,12 @@ class ListFilter(Filters):
     format: Format = "html"
 
 
-def require_export(permission: str, what: str) -> None:
-    if not state().actor.can(f"{permission}:flagged"):
-        raise Forbidden(f"the {what} report needs {permission}")
-
-
-def _out(doc: Document, fmt: str, filename: str) -> ResponseReturnValue:
+def _out(export: Export, fmt: str) -> ResponseReturnValue:
+    doc = export.document
     audit_detail(rows=len(doc.rows), format=fmt, period=doc.period)
     if fmt == "csv":
         response = Response(doc.csv(), mimetype="text/csv")
-        response.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        response.headers["Content-Disposition"] = f'attachment; filename="{export.filename}.csv"'
         return response
     return Response(html(doc, stylesheet_url=url_for("static", filename="report-print.css"),
                          back_url=url_for("web.reports_page")), mimetype="text/html")
@@ -64,45 +58,25 @@ def _out(doc: Document, fmt: str, filename: str) -> ResponseReturnValue:
 @requires("reports:export", action="reports.holdings")
 @accepts(query=HoldingsFilter, media=("text/html", "text/csv"))
 def reports_holdings_as_of(query: HoldingsFilter) -> ResponseReturnValue:
-    require_export("balances:export", "holdings")
-    day = periods.parse_day(query.as_of, "as_of") if query.as_of else utcnow().date()
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.holdings_document(snapshot, state().actor, app, day)
-    return _out(doc, query.format, f"vigatra-holdings-{day.isoformat()}")
+    return _out(exports.holdings(appliance(), state().actor, query.as_of), query.format)
 
 
 @web_blueprint.route("/reports/transactions")
 @requires("reports:export", action="reports.transactions")
 @accepts(query=PeriodFilter, media=("text/html", "text/csv"))
 def reports_transactions_period(query: PeriodFilter) -> ResponseReturnValue:
-    require_export("transactions:export", "transaction")
-    period = periods.resolve(query.period, query.from_, query.to)
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.transactions_document(snapshot, state().actor, app, period)
-    return _out(doc, query.format, f"vigatra-transactions-{period.slug.replace('..', '_')}")
+    return _out(exports.transactions(appliance(), state().actor, query.period, query.from_, query.to), query.format)
 
 
 @web_blueprint.route("/reports/access-persons")
 @requires("reports:read", action="reports.roster")
 @accepts(query=ListFilter, media=("text/html", "text/csv"))
 def reports_roster(query: ListFilter) -> ResponseReturnValue:
-    if not state().actor.can("employees:read"):
-        raise Forbidden("the access-person roster needs employees:read")
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.roster_document(snapshot, app)
-    return _out(doc, query.format, "vigatra-access-persons")
+    return _out(exports.roster(appliance(), state().actor), query.format)
 
 
 @web_blueprint.route("/reports/late")
 @requires("reports:read", action="reports.late")
 @accepts(query=ListFilter, media=("text/html", "text/csv"))
 def reports_late(query: ListFilter) -> ResponseReturnValue:
-    if not state().actor.can("employees:read"):
-        raise Forbidden("the late-report list needs employees:read")
-    app = appliance()
-    with app.store.read() as snapshot:
-        doc = documents.late_document(snapshot, app)
-    return _out(doc, query.format, "vigatra-late-reports")
+    return _out(exports.late(appliance(), state().actor), query.format)
