@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from appliance.services import reconcile
 from appliance.services.scope import without_addresses
@@ -143,3 +144,32 @@ def scope_label(c: Connection) -> str:
     if any(scope.get(name) is not False for name in ("trade", "transfer", "withdraw")):
         return "verified: some rights unknown"
     return "read-only, verified"
+
+
+# -- one account, several connections ---------------------------------------------------------------------
+# Re-onboarding stores a new key to the same account as a new connection and supersedes the employee's
+# earlier keys to that venue and address (services/onboarding.py). The records the earlier connections read
+# stay theirs: the new one does not store them again (sync/writes.py), and holdings as of a day read the
+# earlier ones for the days before it (filings/holdings.py).
+
+def _replaced(later: type[Connection], earlier: type[Connection]) -> ColumnElement[bool]:
+    """``earlier`` is a connection ``later`` replaced: the same employee's superseded key to the same venue and
+    address, stored before it."""
+    return and_(earlier.employee_id == later.employee_id, earlier.venue == later.venue,
+                earlier.address == later.address, earlier.id < later.id, earlier.status == "superseded")
+
+
+def account_lineage(session: Session, connection_id: int) -> list[int]:
+    """The connection and the earlier connections to the same account it replaced."""
+    later = aliased(Connection)
+    return [connection_id, *session.execute(select(Connection.id).join(later, later.id == connection_id).where(
+        _replaced(later, Connection))).scalars()]
+
+
+def successors(session: Session, connection_ids: Sequence[int]) -> set[int]:
+    """Those of ``connection_ids`` that replaced an earlier connection to the same account."""
+    if not connection_ids:
+        return set()
+    earlier = aliased(Connection)
+    return set(session.execute(select(Connection.id).join(earlier, _replaced(Connection, earlier)).where(
+        Connection.id.in_(list(connection_ids))).distinct()).scalars())

@@ -40,11 +40,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from appliance.errors import Invalid
 from appliance.rbac.actors import Actor
+from appliance.services.connections import successors as replaced_others
 from appliance.services.context import Appliance
 from appliance.services.filings.periods import end_of
 from appliance.services.scope import flagged_employee_ids_query, visible_scope
@@ -141,19 +142,6 @@ def _transactions(session: Session, connection_id: int, after: dt.datetime, thro
     return list(session.execute(select(Transaction).where(
         Transaction.connection_id == connection_id, Transaction.status == "completed",
         Transaction.orphaned.is_(False), lower, upper).order_by(Transaction.occurred_at, Transaction.id)).scalars())
-
-
-def _successors(session: Session, connections: list[Connection]) -> set[int]:
-    """Those of ``connections`` that replaced an earlier connection to the same account (the employee's key to the
-    same venue and address, superseded when this one was stored)."""
-    ids = [c.id for c in connections]
-    if not ids:
-        return set()
-    earlier = aliased(Connection)
-    return set(session.execute(select(Connection.id).join(earlier, and_(
-        earlier.employee_id == Connection.employee_id, earlier.venue == Connection.venue,
-        earlier.address == Connection.address, earlier.id < Connection.id, earlier.status == "superseded")).where(
-        Connection.id.in_(ids)).distinct()).scalars())
 
 
 def _balances_at(session: Session, connection: Connection, employee: Employee | None, at: dt.datetime, *,
@@ -320,7 +308,7 @@ def _report(session: Session, app: Appliance, day: dt.date, pairs: list[tuple[Co
             with_positions: Callable[[Connection], bool]) -> HoldingsReport:
     at = end_of(day)
     holdings: list[Holding] = []
-    successors = _successors(session, [c for c, _e in pairs])
+    successors = replaced_others(session, [c.id for c, _e in pairs])
     for connection, employee in pairs:
         holdings.extend(_balances_at(session, connection, employee, at, successor=connection.id in successors))
         if with_positions(connection):

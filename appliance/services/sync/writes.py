@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from appliance.services import reconcile
+from appliance.services.connections import account_lineage
 from appliance.store.base import utcnow
 from appliance.store.models import (
     BalanceSnapshot,
-    Connection,
     CoverageInterval,
     PredictionPosition,
     SyncCursor,
@@ -189,16 +189,6 @@ def insert_records(session: Session, connection_id: int, stream: str, records: S
         added += 1
     session.flush()
     return added
-
-
-def account_lineage(session: Session, connection_id: int) -> list[int]:
-    """The connection and the earlier connections to the same account it replaced (the employee's superseded
-    keys to the same venue and address), which hold the account's records they read first."""
-    this = aliased(Connection)
-    return [connection_id, *session.execute(select(Connection.id).join(this, and_(
-        this.id == connection_id, Connection.employee_id == this.employee_id, Connection.venue == this.venue,
-        Connection.address == this.address, Connection.id < this.id)).where(
-        Connection.status == "superseded")).scalars()]
 
 
 @dataclass
