@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from appliance.services.rules import facts, parallel, storing
+from appliance.services.rules import facts, parallel, storing, unvalued
 from appliance.services.rules.catalogue import list_rules
 from appliance.services.rules.collector import collector_paused
 from appliance.services.rules.common import Audience
 from appliance.services.rules.facts import TRADE_KINDS, Account, Person, Position, Snapshot, Tx
-from appliance.services.rules.judge import CompiledRule, Finding, Judge, Unvalued, settle
+from appliance.services.rules.judge import CompiledRule, Finding, Judge, settle
 from appliance.services.rules.lists import matchers
 from appliance.services.rules.values import Valuer
 from appliance.store.base import utcnow
@@ -38,8 +38,8 @@ from appliance.store.models import (
     ConductList,
     EvaluationMark,
     Rule,
-    UnvaluedRecord,
 )
+from appliance.store.params import dialect_of, one_of
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,10 @@ class Evaluation:
         self.result = EvaluationResult(rules=len(self.compiled))
         self._findings: list[Finding] = []
         self._candidates: list[Any] = []
-        # After a sync: the unique (rule, record) key alone keeps alerts single, and settling records valued
-        # late is left to the next full evaluation (a statement saved per sync is CPU the sync keeps).
+        # After a sync: the unique (rule, record) key alone keeps alerts single (see ``settled``).
         self.incremental = False
+        # A whole history: whether records that could not be valued were ever recorded (else nothing to compare).
+        self.compare_unvalued = True
 
     # -- the whole history -------------------------------------------------------------------------
     def history(self, employee_ids: Sequence[int] | None = None) -> EvaluationResult:
@@ -127,6 +128,7 @@ class Evaluation:
         persons = facts.people(self.session, employee_ids)
         ids = [pid for pid, person in persons.items() if self.judge.applicable(person)]
         batches = [{i: persons[i] for i in batch} for batch in facts.chunks(ids, EMPLOYEE_BATCH)]
+        self.compare_unvalued = unvalued.any_recorded(self.session)
         with collector_paused():
             if self.workers > 1 and len(batches) > 1:
                 try:
@@ -136,7 +138,7 @@ class Evaluation:
                     log.warning("rules: worker processes could not be started (%s); judging in this process", exc)
             for batch in batches:
                 self.read_and_judge(batch)
-                self._flush(list(batch))
+                self._flush()
         return self.result
 
     def read_and_judge(self, persons: dict[int, Person]) -> None:
@@ -205,36 +207,35 @@ class Evaluation:
         self._findings.extend(judgement.findings)
         self._candidates.extend(judgement.candidates)
 
-    def _flush(self, employee_ids: Sequence[int]) -> None:
-        self.write(*self.settled(), employee_ids)
+    def _flush(self) -> None:
+        self.write(*self.settled())
 
-    def settled(self) -> tuple[list[tuple[Any, ...]], list[Unvalued], list[tuple[int, str]]]:
+    def settled(self) -> tuple[list[tuple[Any, ...]], unvalued.Settlement]:
         """What was judged since the last call, with the threshold candidates valued: the alert rows to insert
-        (prepared for the driver, storing.ALERT_COLUMNS), the records that could not be valued and those that
-        could. Database reads only: a worker process may do this (parallel.py)."""
+        (prepared for the driver, storing.ALERT_COLUMNS) and what changes in the records that could not be
+        valued. Database reads only: a worker process may do this (parallel.py)."""
         found, self._findings = self._findings, []
         candidates, self._candidates = self._candidates, []
-        unvalued: list[Unvalued] = []
-        valued: list[tuple[int, str]] = []
+        settlement = unvalued.Settlement()
         if candidates:
             if self.incremental and len(candidates) > 1:
                 # Two connections of one employee judged together name the same holdings: valued once.
                 unique = {(c.rule.id, c.record_key): c for c in candidates}
                 candidates = list(unique.values())
             valuations = self.valuer.value(self.session, [c.priced for c in candidates])
-            over, unvalued, valued = settle(candidates, valuations)
+            over, missing, valued = settle(candidates, valuations)
             found.extend(over)
+            # After a sync the insert alone keeps a recorded record single, and settling records valued late is
+            # left to the next full evaluation (a statement saved per sync is CPU the sync keeps).
+            settlement = unvalued.sort_out(self.session, missing, valued,
+                                           compare=not self.incremental and self.compare_unvalued)
         dialect = self.session.get_bind().dialect
-        return storing.prepared(dialect, Alert, storing.ALERT_COLUMNS, storing.alert_rows(found)), unvalued, valued
+        return storing.prepared(dialect, Alert, storing.ALERT_COLUMNS, storing.alert_rows(found)), settlement
 
-    def write(self, rows: Sequence[tuple[Any, ...]], unvalued: Sequence[Unvalued],
-              valued: Sequence[tuple[int, str]], employee_ids: Sequence[int]) -> None:
-        """Store what ``settled`` returned for these employees: alerts, unvalued records, records valued now."""
-        if (unvalued or valued) and not self.incremental:
-            self._open_unvalued()  # before this batch writes any: whether earlier ones exist
-        self._unvalued(unvalued)
-        if valued and not self.incremental:
-            self._valued(valued, employee_ids)
+    def write(self, rows: Sequence[tuple[Any, ...]], settlement: unvalued.Settlement) -> None:
+        """Store what ``settled`` returned: alerts, and the records that could not be valued."""
+        unvalued.write(self.session, settlement)
+        self.result.unvalued += settlement.found
         if rows:
             self._store(rows)
 
@@ -256,7 +257,7 @@ class Evaluation:
         self.incremental = True
         self.judge.seen = self._alerted([person.id])
         self._records(person, account, accounts, since, transaction_ids, position_ids, balance_ids)
-        self._flush([person.id])
+        self._flush()
         self.result.employees = 1
         return self.result
 
@@ -284,7 +285,7 @@ class Evaluation:
             own = every[connection_id]
             self._records(persons[own.employee_id], own, by_employee[own.employee_id], marks,
                           new=new_txs.get(connection_id, []))
-        self._flush(sorted(judged))
+        self._flush()
         self.result.employees = len(judged)
         return self.result
 
@@ -354,7 +355,7 @@ class Evaluation:
         connection = self.session.connection()
         for part in facts.chunks(list(employee_ids), 900):
             out.update((int(r or 0), str(k)) for r, k in connection.execute(
-                _alerted_statement(), {"employees": part, "rules": rule_ids}))
+                _alerted_statement(dialect_of(self.session)), {"employees": part, "rules": rule_ids}))
         return out
 
     def _store(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -376,66 +377,11 @@ class Evaluation:
             if severity == "critical":
                 self.result.critical_ids.append(alert_id)
 
-    def _unvalued(self, items: Sequence[Unvalued]) -> None:
-        """Records that could not be valued, kept once each (a later evaluation that values one settles it)."""
-        if not items:
-            return
-        now = utcnow()
-        known: set[tuple[int, str]] = set()
-        for part in facts.chunks(sorted({u.employee_id for u in items}) if not self.incremental else [], 900):
-            known.update((int(r), str(k)) for r, k in self.session.execute(select(
-                UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.employee_id.in_(part))))
-        at = storing.bound(self.session.get_bind().dialect, UnvaluedRecord, "first_seen_at", now)
-        rows = [(u.rule_id, u.record_key, u.employee_id, u.reason, at, at) for u in items
-                if (u.rule_id, u.record_key) not in known]
-        storing.insert_prepared(self.session, UnvaluedRecord, storing.UNVALUED_COLUMNS, rows, skip_existing=True)
-        settled = self._open_unvalued() if not self.incremental else None
-        if settled:
-            # A record valued before and not now (its price gone): open again.
-            keys = {(u.rule_id, u.record_key) for u in items}
-            reopened = [k for k in keys if k in settled]
-            for rule_id, key in reopened:
-                self.session.execute(update(UnvaluedRecord).where(
-                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key == key).values(
-                    valued_at=None, checked_at=now))
-        self.result.unvalued += len(items)
-
-    def _valued(self, items: Sequence[tuple[int, str]], employee_ids: Sequence[int]) -> None:
-        """Records valued now that could not be before: their "could not be valued" row is settled."""
-        if not items or self._open_unvalued() is None:
-            return
-        open_keys: set[tuple[int, str]] = set()
-        for part in facts.chunks(list(employee_ids), 900):
-            open_keys.update((int(r), str(k)) for r, k in self.session.execute(select(
-                UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(
-                UnvaluedRecord.employee_id.in_(part), UnvaluedRecord.valued_at.is_(None))))
-        now = utcnow()
-        for rule_id, key in items:
-            if (rule_id, key) in open_keys:
-                self.session.execute(update(UnvaluedRecord).where(
-                    UnvaluedRecord.rule_id == rule_id, UnvaluedRecord.record_key == key).values(
-                    valued_at=now, checked_at=now))
-
-    def settling(self) -> bool:
-        """Whether records valued now may settle earlier "could not be valued" rows (any exist)."""
-        return self._open_unvalued() is not None
-
-    def _open_unvalued(self) -> set[tuple[int, str]] | None:
-        """None when no record was ever recorded as unvalued (then nothing needs settling); else the
-        keys settled before (valued_at set), to reopen one that cannot be valued any more."""
-        if not hasattr(self, "_settled"):
-            any_rows = self.session.execute(select(UnvaluedRecord.id).limit(1)).first() is not None
-            self._settled: set[tuple[int, str]] | None = None
-            if any_rows:
-                self._settled = {(int(r), str(k)) for r, k in self.session.execute(select(
-                    UnvaluedRecord.rule_id, UnvaluedRecord.record_key).where(UnvaluedRecord.valued_at.is_not(None)))}
-        return self._settled
-
 
 @functools.cache
-def _alerted_statement() -> Any:
-    return select(Alert.rule_id, Alert.record_key).where(Alert.employee_id.in_(bindparam("employees", expanding=True)),
-                                                         Alert.rule_id.in_(bindparam("rules", expanding=True)))
+def _alerted_statement(dialect: str) -> Any:
+    return select(Alert.rule_id, Alert.record_key).where(one_of(Alert.employee_id, "employees", dialect),
+                                                         one_of(Alert.rule_id, "rules", dialect))
 
 
 def _first_activity(txs: Iterable[Tx]) -> dict[tuple[int, str], dt.datetime]:

@@ -8,13 +8,16 @@ import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, case, null, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.services.rules.groups import groups_of
 from appliance.store.models import BalanceSnapshot, Connection, Employee, PredictionPosition, Transaction
+from appliance.store.params import dialect_of, one_of
+
+T = TypeVar("T")
 
 TRADE_KINDS = frozenset({"buy", "sell"})
 TRANSFER_KINDS = frozenset({"deposit", "withdrawal", "transfer_in", "transfer_out"})
@@ -81,28 +84,29 @@ class Snapshot:
     valid_to: dt.datetime | None
 
 
-def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+def chunks(ids: Sequence[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(ids), size):
         yield list(ids[start:start + size])
 
 
-# The statements below are built once, with their values as parameters (lists as expanding ones): building
-# a statement costs ten times more than executing a built one, and a sync's evaluation runs a dozen.
+# The statements below are built once per dialect, with their values as parameters (lists as one parameter,
+# store/params.py): building a statement costs ten times more than executing a built one, and a sync's
+# evaluation runs a dozen.
 
 @functools.cache
-def _people_statement(every: bool) -> Any:
+def _people_statement(dialect: str, every: bool) -> Any:
     stmt = select(Employee.id, Employee.name, Employee.department).order_by(Employee.id)
-    return stmt if every else stmt.where(Employee.id.in_(bindparam("ids", expanding=True)))
+    return stmt if every else stmt.where(one_of(Employee.id, "ids", dialect))
 
 
 def people(session: Session, employee_ids: Sequence[int] | None = None) -> dict[int, Person]:
     rows: list[Any] = []
     connection = session.connection()
     if employee_ids is None:
-        rows = list(connection.execute(_people_statement(True)))
+        rows = list(connection.execute(_people_statement(dialect_of(session), True)))
     else:
         for part in chunks(list(employee_ids), 900):
-            rows.extend(connection.execute(_people_statement(False), {"ids": part}))
+            rows.extend(connection.execute(_people_statement(dialect_of(session), False), {"ids": part}))
     groups = groups_of(session, [r[0] for r in rows])
     return {r[0]: Person(r[0], r[1], r[2] or "", groups.get(r[0], frozenset())) for r in rows}
 
@@ -112,12 +116,12 @@ _ACCOUNT_COLUMNS = (Connection.id, Connection.employee_id, Connection.kind, Conn
 
 
 @functools.cache
-def _accounts_statement(by: str) -> Any:
+def _accounts_statement(by: str, dialect: str = "") -> Any:
     stmt = select(*_ACCOUNT_COLUMNS)
     if by == "employee":
-        return stmt.where(Connection.employee_id.in_(bindparam("ids", expanding=True)))
+        return stmt.where(one_of(Connection.employee_id, "ids", dialect))
     if by == "connection":
-        return stmt.where(Connection.id.in_(bindparam("ids", expanding=True)))
+        return stmt.where(one_of(Connection.id, "ids", dialect))
     if by == "owner":
         owner = select(Connection.employee_id).where(Connection.id == bindparam("cid")).scalar_subquery()
         return stmt.where(Connection.employee_id == owner)
@@ -135,7 +139,8 @@ def accounts(session: Session, employee_ids: Sequence[int] | None = None,
         return {r[0]: Account(*r) for r in connection.execute(_accounts_statement("all"))}
     by, ids = ("employee", employee_ids) if employee_ids is not None else ("connection", connection_ids)
     for part in chunks(list(ids or []), 900):
-        out.update({r[0]: Account(*r) for r in connection.execute(_accounts_statement(by), {"ids": part})})
+        out.update({r[0]: Account(*r) for r in connection.execute(_accounts_statement(by, dialect_of(session)),
+                                                                  {"ids": part})})
     return out
 
 
@@ -159,23 +164,23 @@ _TX_COLUMNS = (Transaction.id, Transaction.connection_id, Transaction.kind, Tran
 
 
 @functools.cache
-def _tx_statement(kinds: bool, assets: bool, since: bool, ids: bool, raw: bool = False) -> Any:
+def _tx_statement(dialect: str, kinds: bool, assets: bool, since: bool, ids: bool, raw: bool = False) -> Any:
     columns: tuple[Any, ...] = _TX_COLUMNS
     if raw:
         # The venue's own row, only for the kinds and connections that need it (JSON decoded per row).
-        wanted = or_(Transaction.kind.in_(bindparam("raw_kinds", expanding=True)),
-                     Transaction.connection_id.in_(bindparam("raw_conns", expanding=True)))
+        wanted = or_(one_of(Transaction.kind, "raw_kinds", dialect),
+                     one_of(Transaction.connection_id, "raw_conns", dialect))
         columns = (*columns, case((wanted, Transaction.raw), else_=null()))
-    stmt = select(*columns).where(Transaction.connection_id.in_(bindparam("conns", expanding=True)),
-                                      Transaction.orphaned.is_(False))
+    stmt = select(*columns).where(one_of(Transaction.connection_id, "conns", dialect),
+                                  Transaction.orphaned.is_(False))
     if kinds:
-        stmt = stmt.where(Transaction.kind.in_(bindparam("kinds", expanding=True)))
+        stmt = stmt.where(one_of(Transaction.kind, "kinds", dialect))
     if assets:
-        stmt = stmt.where(Transaction.asset.in_(bindparam("assets", expanding=True)))
+        stmt = stmt.where(one_of(Transaction.asset, "assets", dialect))
     if since:
         stmt = stmt.where(Transaction.id > bindparam("since"))
     if ids:
-        stmt = stmt.where(Transaction.id.in_(bindparam("ids", expanding=True)))
+        stmt = stmt.where(one_of(Transaction.id, "ids", dialect))
     return stmt.order_by(Transaction.occurred_at, Transaction.id)
 
 
@@ -201,7 +206,8 @@ def transactions_of_connections(session: Session, connection_ids: Iterable[int],
         params["ids"] = list(ids)
     if raw_of is not None:
         params["raw_kinds"], params["raw_conns"] = sorted(raw_of[0]), sorted(raw_of[1])
-    stmt = _tx_statement(kinds is not None, assets is not None, bool(since_id), ids is not None, raw_of is not None)
+    stmt = _tx_statement(dialect_of(session), kinds is not None, assets is not None, bool(since_id), ids is not None,
+                         raw_of is not None)
     rows = session.connection().execute(stmt, params).all()
     if raw_of is None:
         return [Tx(*r) for r in rows]
@@ -245,8 +251,8 @@ def transactions_after(session: Session, since: dict[int, int], *, kinds: Iterab
 
 
 @functools.cache
-def _raw_statement() -> Any:
-    return select(Transaction.id, Transaction.raw).where(Transaction.id.in_(bindparam("ids", expanding=True)))
+def _raw_statement(dialect: str) -> Any:
+    return select(Transaction.id, Transaction.raw).where(one_of(Transaction.id, "ids", dialect))
 
 
 def attach_raw(session: Session, rows: Sequence[Tx]) -> None:
@@ -254,18 +260,17 @@ def attach_raw(session: Session, rows: Sequence[Tx]) -> None:
     wanted = {r.id: r for r in rows}
     connection = session.connection()
     for part in chunks(list(wanted), 900):
-        for tx_id, raw in connection.execute(_raw_statement(), {"ids": part}):
+        for tx_id, raw in connection.execute(_raw_statement(dialect_of(session)), {"ids": part}):
             wanted[tx_id].raw = raw if isinstance(raw, dict) else None
 
 
 @functools.cache
-def _positions_statement() -> Any:
+def _positions_statement(dialect: str) -> Any:
     return select(
         PredictionPosition.id, PredictionPosition.connection_id, PredictionPosition.market_id,
         PredictionPosition.market_title, PredictionPosition.category, PredictionPosition.outcome,
         PredictionPosition.size, PredictionPosition.avg_price, PredictionPosition.current_value,
-        PredictionPosition.valid_from).where(PredictionPosition.connection_id.in_(
-            bindparam("conns", expanding=True))).order_by(
+        PredictionPosition.valid_from).where(one_of(PredictionPosition.connection_id, "conns", dialect)).order_by(
         PredictionPosition.connection_id, PredictionPosition.market_id, PredictionPosition.outcome,
         PredictionPosition.id)
 
@@ -274,21 +279,22 @@ def positions_of_connections(session: Session, connection_ids: Iterable[int]) ->
     conns = list(connection_ids)
     if not conns:
         return []
-    return [Position(*r) for r in session.connection().execute(_positions_statement(), {"conns": conns})]
+    return [Position(*r) for r in session.connection().execute(_positions_statement(dialect_of(session)),
+                                                                    {"conns": conns})]
 
 
 @functools.cache
-def _snapshots_statement(assets: str) -> Any:
+def _snapshots_statement(dialect: str, assets: str) -> Any:
     stmt = select(BalanceSnapshot.id, BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account,
                   BalanceSnapshot.amount, BalanceSnapshot.valid_from, BalanceSnapshot.valid_to).where(
-        BalanceSnapshot.connection_id.in_(bindparam("conns", expanding=True)))
+        one_of(BalanceSnapshot.connection_id, "conns", dialect))
     if assets == "listed":
-        stmt = stmt.where(BalanceSnapshot.asset.in_(bindparam("assets", expanding=True)))
+        stmt = stmt.where(one_of(BalanceSnapshot.asset, "assets", dialect))
     elif assets in ("changed_after", "changed_ids"):
         # The assets of the balances one connection stored after an id, or with these ids.
         changed = select(BalanceSnapshot.asset).where(BalanceSnapshot.connection_id == bindparam("cid"))
         changed = changed.where(BalanceSnapshot.id > bindparam("after")) if assets == "changed_after" else \
-            changed.where(BalanceSnapshot.id.in_(bindparam("ids", expanding=True)))
+            changed.where(one_of(BalanceSnapshot.id, "ids", dialect))
         stmt = stmt.where(BalanceSnapshot.asset.in_(changed.scalar_subquery()))
     return stmt.order_by(BalanceSnapshot.connection_id, BalanceSnapshot.asset, BalanceSnapshot.account,
                          BalanceSnapshot.id)
@@ -311,7 +317,8 @@ def snapshots_of_connections(session: Session, connection_ids: Iterable[int], *,
         shape, params["cid"], params["after"] = "changed_after", *changed_after
     elif changed_ids is not None:
         shape, params["cid"], params["ids"] = "changed_ids", changed_ids[0], list(changed_ids[1])
-    return [Snapshot(*r) for r in session.connection().execute(_snapshots_statement(shape), params)]
+    stmt = _snapshots_statement(dialect_of(session), shape)
+    return [Snapshot(*r) for r in session.connection().execute(stmt, params)]
 
 
 def openings(rows: Sequence[Any], key: Any, size: Any) -> list[Any]:

@@ -6,13 +6,14 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.rbac.actors import Actor
 from appliance.services.rules.common import clean_name, clean_text, record_change
 from appliance.store.models import Employee, EmployeeGroup, EmployeeGroupMember
+from appliance.store.params import dialect_of, one_of
 
 
 def create(session: Session, actor: Actor, *, name: Any, description: Any = "",
@@ -120,14 +121,14 @@ def groups_of(session: Session, employee_ids: Iterable[int]) -> dict[int, frozen
     ids = list(employee_ids)
     out: dict[int, set[int]] = {}
     for start in range(0, len(ids), 900):
-        for group_id, employee_id in session.connection().execute(_members_statement(),
+        for group_id, employee_id in session.connection().execute(_members_statement(dialect_of(session)),
                                                                   {"ids": ids[start:start + 900]}):
             out.setdefault(employee_id, set()).add(group_id)
     return {k: frozenset(v) for k, v in out.items()}
 
 
 @functools.cache
-def _members_statement() -> Any:
+def _members_statement(dialect: str) -> Any:
     """Built once (it runs after every sync that stored something)."""
     return select(EmployeeGroupMember.group_id, EmployeeGroupMember.employee_id).where(
-        EmployeeGroupMember.employee_id.in_(bindparam("ids", expanding=True)))
+        one_of(EmployeeGroupMember.employee_id, "ids", dialect))

@@ -59,16 +59,14 @@ def judge_in_workers(evaluation: Evaluation, batches: Sequence[dict[int, Person]
     """Read and judge the batches in ``workers`` processes; write each batch's findings here, in order, as
     they come back."""
     url = evaluation.session.get_bind().engine.url.render_as_string(hide_password=False)
-    # Records valued now matter only where some were recorded as unvalued before: else not sent back.
-    settling = evaluation.settling()
     context = multiprocessing.get_context("spawn")
     written = 0
     try:
         with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context, initializer=_start,
                                  initargs=(url, evaluation.compiled, evaluation.valuer, evaluation.now,
-                                           settling)) as pool:
-            for batch, (rows, unvalued, valued, counts) in zip(batches, pool.map(_judge, batches), strict=True):
-                evaluation.write(rows, unvalued, valued, list(batch))
+                                           evaluation.compare_unvalued)) as pool:
+            for rows, settlement, counts in pool.map(_judge, batches):
+                evaluation.write(rows, settlement)
                 written += 1
                 result = evaluation.result
                 result.employees += counts[0]
@@ -86,11 +84,11 @@ def judge_in_workers(evaluation: Evaluation, batches: Sequence[dict[int, Person]
 _WORKER: dict[str, Any] = {}
 
 
-def _start(url: str, compiled: Any, valuer: Any, now: Any, settling: bool) -> None:
+def _start(url: str, compiled: Any, valuer: Any, now: Any, compare_unvalued: bool) -> None:
     from appliance.store.session import make_engine
 
     _WORKER.update(engine=make_engine(url, pool_size=1), compiled=compiled, valuer=valuer, now=now,
-                   settling=settling)
+                   compare_unvalued=compare_unvalued)
 
 
 def _judge(persons: dict[int, Person]) -> tuple[Any, ...]:
@@ -99,9 +97,10 @@ def _judge(persons: dict[int, Person]) -> tuple[Any, ...]:
     with collector_paused(), Session(_WORKER["engine"]) as session:
         evaluation = Evaluation(session, [], _WORKER["valuer"], _WORKER["compiled"])
         evaluation.now = _WORKER["now"]
+        evaluation.compare_unvalued = _WORKER["compare_unvalued"]
         evaluation.read_and_judge(persons)
-        rows, unvalued, valued = evaluation.settled()
+        rows, settlement = evaluation.settled()
         session.rollback()
     result = evaluation.result
     counts = (result.employees, result.transactions, result.positions, result.balances)
-    return rows, unvalued, valued if _WORKER["settling"] else [], counts
+    return rows, settlement, counts

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from appliance.services.rules.judge import Finding
 from appliance.store.base import utcnow
-from appliance.store.models import Alert, AlertEvent, EvaluationMark, UnvaluedRecord
+from appliance.store.models import Alert, AlertEvent, EvaluationMark
 
 
 def table(model: Any) -> Table:
@@ -231,18 +231,6 @@ def insert_alerts(session: Session, rows: Sequence[dict[str, Any]]) -> list[tupl
 def insert_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
     if events:
         session.connection().execute(_new_events(), list(events))
-
-
-@functools.cache
-def _new_unvalued(dialect: str) -> Any:
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table(UnvaluedRecord)).on_conflict_do_nothing(index_elements=["rule_id", "record_key"])
-
-
-def insert_unvalued(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Records that could not be valued, once per (rule, record)."""
-    if rows:
-        session.execute(_new_unvalued(session.get_bind().dialect.name), list(rows))
 
 
 @functools.cache

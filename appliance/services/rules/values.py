@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy.orm import Session
 
 from appliance.settings import Settings
+from appliance.store.params import dialect_of, one_of
 
 LOOKUP_BATCH = 2000  # ids per statement (both databases' parameter limits are far above)
 
@@ -137,14 +138,14 @@ class StoredValuer:
         currency = self.settings.valuation.currency
         for start in range(0, len(ids), LOOKUP_BATCH):
             chunk = list(ids[start:start + LOOKUP_BATCH])
-            for tx_id, value, source, reason in connection.execute(_stored_statement(),
+            for tx_id, value, source, reason in connection.execute(_stored_statement(dialect_of(session)),
                                                                    {"currency": currency, "ids": chunk}):
                 out[tx_id] = (value, source or "", reason or "")
         return out
 
 
 @functools.cache
-def _stored_statement() -> Any:
+def _stored_statement(dialect: str) -> Any:
     """Built once: it runs after every sync that stored a trade or a transfer."""
     from sqlalchemy import bindparam, select
 
@@ -152,7 +153,7 @@ def _stored_statement() -> Any:
 
     return select(TransactionValue.transaction_id, TransactionValue.value, TransactionValue.source,
                   TransactionValue.reason).where(TransactionValue.currency == bindparam("currency"),
-                                                 TransactionValue.transaction_id.in_(bindparam("ids", expanding=True)))
+                                                 one_of(TransactionValue.transaction_id, "ids", dialect))
 
 
 def default_valuer(settings: Settings) -> Valuer:

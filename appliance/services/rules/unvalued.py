@@ -1,0 +1,103 @@
+"""Records a threshold rule could not value, kept once per (rule, record) and never passed or failed
+silently: an evaluation that cannot value a record records it; one that values a recorded record settles
+it (``valued_at``); one that cannot value a settled record any more (its price gone) opens it again.
+
+What an evaluation found is compared with what is recorded by (rule, record) key, through the table's
+unique index: a read, so a worker process of a whole-history evaluation does it for its own employees
+(parallel.py) and sends back only what changes. The writing itself is the caller's (``write``); the insert
+skips a key recorded meanwhile (the unique key decides, as for alerts).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from appliance.services.rules import storing
+from appliance.services.rules.facts import chunks
+from appliance.services.rules.judge import Unvalued
+from appliance.store.base import utcnow
+from appliance.store.models import UnvaluedRecord
+from appliance.store.params import dialect_of, one_of
+
+Key = tuple[int, str]  # (rule id, record key)
+
+
+@dataclass
+class Settlement:
+    """What changes in the records that could not be valued, for one batch of employees."""
+
+    new: list[Unvalued] = field(default_factory=list)  # could not be valued, not recorded before
+    reopened: list[Key] = field(default_factory=list)  # settled before, cannot be valued now
+    settled: list[Key] = field(default_factory=list)  # recorded and open, valued now
+    found: int = 0  # records that could not be valued (recorded before or not)
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.reopened or self.settled)
+
+
+def any_recorded(session: Session) -> bool:
+    """Whether any record was ever recorded as unvalued (if not, there is nothing to compare with)."""
+    return session.execute(select(UnvaluedRecord.id).limit(1)).first() is not None
+
+
+def sort_out(session: Session, unvalued: Sequence[Unvalued], valued: Sequence[Key], *, compare: bool) -> Settlement:
+    """Compare what an evaluation found with what is recorded. ``compare`` False: nothing is recorded (see
+    ``any_recorded``) or the caller leaves settling to a later evaluation (after a sync: the insert alone
+    keeps a recorded key single): every unvalued record is new, nothing is settled or opened again."""
+    if not compare:
+        return Settlement(new=list(unvalued), found=len(unvalued))
+    recorded = _recorded(session, [(u.rule_id, u.record_key) for u in unvalued] + list(valued))
+    return Settlement(new=[u for u in unvalued if (u.rule_id, u.record_key) not in recorded],
+                      reopened=[(u.rule_id, u.record_key) for u in unvalued if recorded.get((u.rule_id, u.record_key))],
+                      settled=[k for k in valued if recorded.get(k) is False], found=len(unvalued))
+
+
+def write(session: Session, settlement: Settlement, *, skip_recorded: bool = True) -> None:
+    """Store a settlement: new records (a key recorded meanwhile is skipped), and the times of those opened
+    again or settled."""
+    now = utcnow()
+    if settlement.new:
+        at = storing.bound(session.get_bind().dialect, UnvaluedRecord, "first_seen_at", now)
+        storing.insert_prepared(session, UnvaluedRecord, storing.UNVALUED_COLUMNS, [
+            (u.rule_id, u.record_key, u.employee_id, u.reason, at, at) for u in settlement.new],
+            skip_existing=skip_recorded)
+    connection = session.connection()
+    for keys, valued in ((settlement.reopened, False), (settlement.settled, True)):
+        if keys:
+            connection.execute(_mark_statement(valued), [
+                {"r": rule_id, "k": key, "now": now} for rule_id, key in keys])
+
+
+def _recorded(session: Session, keys: Iterable[Key]) -> dict[Key, bool]:
+    """(rule, record) -> whether it was settled (valued later), for the keys recorded."""
+    by_rule: dict[int, list[str]] = defaultdict(list)
+    for rule_id, key in set(keys):
+        by_rule[rule_id].append(key)
+    out: dict[Key, bool] = {}
+    connection = session.connection()
+    statement = _recorded_statement(dialect_of(session))
+    for rule_id, record_keys in by_rule.items():
+        for part in chunks(sorted(record_keys), 900 if dialect_of(session) == "sqlite" else 20_000):
+            out.update(((rule_id, str(k)), bool(settled)) for k, settled in connection.execute(
+                statement, {"rule": rule_id, "keys": part}))
+    return out
+
+
+@functools.cache
+def _recorded_statement(dialect: str) -> Any:
+    return select(UnvaluedRecord.record_key, UnvaluedRecord.valued_at.is_not(None)).where(
+        UnvaluedRecord.rule_id == bindparam("rule"), one_of(UnvaluedRecord.record_key, "keys", dialect))
+
+
+@functools.cache
+def _mark_statement(valued: bool) -> Any:
+    return update(UnvaluedRecord).where(UnvaluedRecord.rule_id == bindparam("r"),
+                                        UnvaluedRecord.record_key == bindparam("k")).values(
+        valued_at=bindparam("now") if valued else None, checked_at=bindparam("now"))
