@@ -56,6 +56,71 @@ def test_bulk_insert_reports_only_the_alerts_it_created(ta: Any) -> None:
         assert session.execute(select(func.count()).select_from(Alert)).scalar_one() >= 9
 
 
+def test_prepared_rows_skip_existing_keys(ta: Any) -> None:
+    """Rows prepared for the driver (a whole-history evaluation's path: COPY on PostgreSQL, straight into the
+    table when no key exists, through a temporary table when one does) report exactly what they created."""
+    from appliance.services.rules import storing
+    from appliance.store.models import Alert
+
+    rule_id, employee_id = _rule_and_employee(ta)
+
+    def prepared(session: Any, keys: range) -> list[tuple[Any, ...]]:
+        return storing.prepared(session.get_bind().dialect, Alert, storing.ALERT_COLUMNS,
+                                [_row(rule_id, employee_id, f"tx:{n}") for n in keys])
+
+    with ta.store.unit_of_work() as session:
+        first = storing.insert_prepared_alerts(session, prepared(session, range(4)))
+    with ta.store.unit_of_work() as session:
+        again = storing.insert_prepared_alerts(session, prepared(session, range(2, 7)))  # 2 and 3 exist
+        # The unit of work goes on after a skipped key: a later insert in it works.
+        later = storing.insert_prepared_alerts(session, prepared(session, range(7, 9)))
+    assert len(first) == 4 and len(again) == 3 and len(later) == 2
+    assert all(severity == "info" and rule == rule_id for _i, severity, rule in first + again + later)
+    with ta.store.read() as session:
+        stored = {int(i): str(k) for i, k in session.execute(
+            select(Alert.id, Alert.record_key).where(Alert.rule_id == rule_id))}
+    assert sorted(stored.values()) == sorted(f"tx:{n}" for n in range(9))
+    assert set(stored) == {i for i, _s, _r in first + again + later}
+
+
+def test_unvalued_records_recorded_once_settled_and_opened_again(ta: Any) -> None:
+    from appliance.services.rules import unvalued
+    from appliance.services.rules.judge import Unvalued
+    from appliance.store.models import UnvaluedRecord
+
+    rule_id, employee_id = _rule_and_employee(ta)
+
+    def missing(*keys: str) -> list[Unvalued]:
+        return [Unvalued(rule_id, employee_id, key, "no price") for key in keys]
+
+    def state() -> dict[str, bool]:
+        with ta.store.read() as session:
+            return {k: v is not None for k, v in session.execute(
+                select(UnvaluedRecord.record_key, UnvaluedRecord.valued_at).where(UnvaluedRecord.rule_id == rule_id))}
+
+    with ta.store.unit_of_work() as session:
+        assert not unvalued.any_recorded(session)
+        found = unvalued.sort_out(session, missing("tx:1", "tx:2"), [(rule_id, "tx:3")], compare=False)
+        assert [row[1] for row in found.new] == ["tx:1", "tx:2"] and not found.settled
+        unvalued.write(session, found)
+    assert state() == {"tx:1": False, "tx:2": False}
+    with ta.store.unit_of_work() as session:
+        assert unvalued.any_recorded(session)
+        # tx:1 valued now (settled), tx:2 still not (nothing changes), tx:4 new.
+        found = unvalued.sort_out(session, missing("tx:2", "tx:4"), [(rule_id, "tx:1")], compare=True)
+        assert found.new == [(rule_id, "tx:4", employee_id, "no price")] and found.settled == [(rule_id, "tx:1")]
+        assert found.reopened == [] and found.found == 2
+        unvalued.write(session, found)
+    assert state() == {"tx:1": True, "tx:2": False, "tx:4": False}
+    with ta.store.unit_of_work() as session:
+        # tx:1 cannot be valued any more: open again. A key recorded meanwhile is skipped by the insert.
+        found = unvalued.sort_out(session, missing("tx:1"), [], compare=True)
+        assert found.reopened == [(rule_id, "tx:1")] and not found.new
+        found.new = [(rule_id, key, employee_id, "no price") for key in ("tx:2", "tx:5")]
+        unvalued.write(session, found)
+    assert state() == {"tx:1": False, "tx:2": False, "tx:4": False, "tx:5": False}
+
+
 def test_collector_paused_only_while_evaluations_run() -> None:
     from appliance.services.rules.collector import collector_paused
 

@@ -27,13 +27,14 @@ from appliance.store.models import UnvaluedRecord
 from appliance.store.params import dialect_of, one_of
 
 Key = tuple[int, str]  # (rule id, record key)
+Row = tuple[int, str, int, str]  # rule id, record key, employee id, reason: plain, sent between processes
 
 
 @dataclass
 class Settlement:
     """What changes in the records that could not be valued, for one batch of employees."""
 
-    new: list[Unvalued] = field(default_factory=list)  # could not be valued, not recorded before
+    new: list[Row] = field(default_factory=list)  # could not be valued, not recorded before
     reopened: list[Key] = field(default_factory=list)  # settled before, cannot be valued now
     settled: list[Key] = field(default_factory=list)  # recorded and open, valued now
     found: int = 0  # records that could not be valued (recorded before or not)
@@ -52,11 +53,15 @@ def sort_out(session: Session, unvalued: Sequence[Unvalued], valued: Sequence[Ke
     ``any_recorded``) or the caller leaves settling to a later evaluation (after a sync: the insert alone
     keeps a recorded key single): every unvalued record is new, nothing is settled or opened again."""
     if not compare:
-        return Settlement(new=list(unvalued), found=len(unvalued))
+        return Settlement(new=[_row(u) for u in unvalued], found=len(unvalued))
     recorded = _recorded(session, [(u.rule_id, u.record_key) for u in unvalued] + list(valued))
-    return Settlement(new=[u for u in unvalued if (u.rule_id, u.record_key) not in recorded],
+    return Settlement(new=[_row(u) for u in unvalued if (u.rule_id, u.record_key) not in recorded],
                       reopened=[(u.rule_id, u.record_key) for u in unvalued if recorded.get((u.rule_id, u.record_key))],
                       settled=[k for k in valued if recorded.get(k) is False], found=len(unvalued))
+
+
+def _row(u: Unvalued) -> Row:
+    return (u.rule_id, u.record_key, u.employee_id, u.reason)
 
 
 def write(session: Session, settlement: Settlement, *, skip_recorded: bool = True) -> None:
@@ -66,7 +71,7 @@ def write(session: Session, settlement: Settlement, *, skip_recorded: bool = Tru
     if settlement.new:
         at = storing.bound(session.get_bind().dialect, UnvaluedRecord, "first_seen_at", now)
         storing.insert_prepared(session, UnvaluedRecord, storing.UNVALUED_COLUMNS, [
-            (u.rule_id, u.record_key, u.employee_id, u.reason, at, at) for u in settlement.new],
+            (*row, at, at) for row in settlement.new],
             skip_existing=skip_recorded)
     connection = session.connection()
     for keys, valued in ((settlement.reopened, False), (settlement.settled, True)):
