@@ -8,6 +8,7 @@ import gc
 import threading
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 
@@ -83,11 +84,14 @@ def test_prepared_rows_skip_existing_keys(ta: Any) -> None:
     assert set(stored) == {i for i, _s, _r in first + again + later}
 
 
-def test_unvalued_records_recorded_once_settled_and_opened_again(ta: Any) -> None:
+@pytest.mark.parametrize("probes", [2000, 0], ids=["by-key", "by-employee"])
+def test_unvalued_records_recorded_once_settled_and_opened_again(ta: Any, monkeypatch: Any, probes: int) -> None:
+    """Compared with what is recorded key by key (a few keys) or by reading the employees' rows (many)."""
     from appliance.services.rules import unvalued
     from appliance.services.rules.judge import Unvalued
     from appliance.store.models import UnvaluedRecord
 
+    monkeypatch.setattr(unvalued, "KEY_PROBES", probes)
     rule_id, employee_id = _rule_and_employee(ta)
 
     def missing(*keys: str) -> list[Unvalued]:
@@ -107,14 +111,15 @@ def test_unvalued_records_recorded_once_settled_and_opened_again(ta: Any) -> Non
     with ta.store.unit_of_work() as session:
         assert unvalued.any_recorded(session)
         # tx:1 valued now (settled), tx:2 still not (nothing changes), tx:4 new.
-        found = unvalued.sort_out(session, missing("tx:2", "tx:4"), [(rule_id, "tx:1")], compare=True)
+        found = unvalued.sort_out(session, missing("tx:2", "tx:4"), [(rule_id, "tx:1")], compare=True,
+                                  employee_ids=[employee_id])
         assert found.new == [(rule_id, "tx:4", employee_id, "no price")] and found.settled == [(rule_id, "tx:1")]
         assert found.reopened == [] and found.found == 2
         unvalued.write(session, found)
     assert state() == {"tx:1": True, "tx:2": False, "tx:4": False}
     with ta.store.unit_of_work() as session:
         # tx:1 cannot be valued any more: open again. A key recorded meanwhile is skipped by the insert.
-        found = unvalued.sort_out(session, missing("tx:1"), [], compare=True)
+        found = unvalued.sort_out(session, missing("tx:1"), [], compare=True, employee_ids=[employee_id])
         assert found.reopened == [(rule_id, "tx:1")] and not found.new
         found.new = [(rule_id, key, employee_id, "no price") for key in ("tx:2", "tx:5")]
         unvalued.write(session, found)

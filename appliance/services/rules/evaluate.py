@@ -118,7 +118,7 @@ class Evaluation:
         self._candidates: list[Any] = []
         # After a sync: the unique (rule, record) key alone keeps alerts single (see ``settled``).
         self.incremental = False
-        # A whole history: whether records that could not be valued were ever recorded (else nothing to compare).
+        # Whether records that could not be valued were ever recorded (else nothing to compare; see ``history``).
         self.compare_unvalued = True
 
     # -- the whole history -------------------------------------------------------------------------
@@ -225,10 +225,10 @@ class Evaluation:
             valuations = self.valuer.value(self.session, [c.priced for c in candidates])
             over, missing, valued = settle(candidates, valuations)
             found.extend(over)
-            # After a sync the insert alone keeps a recorded record single, and settling records valued late is
-            # left to the next full evaluation (a statement saved per sync is CPU the sync keeps).
-            settlement = unvalued.sort_out(self.session, missing, valued,
-                                           compare=not self.incremental and self.compare_unvalued)
+            # Compared with what is recorded (one read by key), so the insert seldom meets a recorded key: a holding
+            # that cannot be valued is found again by every sync that stores a balance of it.
+            settlement = unvalued.sort_out(self.session, missing, valued, compare=self.compare_unvalued,
+                                           employee_ids={c.employee_id for c in candidates})
         dialect = self.session.get_bind().dialect
         return storing.prepared(dialect, Alert, storing.ALERT_COLUMNS, storing.alert_rows(found)), settlement
 

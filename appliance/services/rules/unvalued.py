@@ -27,6 +27,10 @@ from appliance.store.models import UnvaluedRecord
 from appliance.store.params import dialect_of, one_of
 
 Key = tuple[int, str]  # (rule id, record key)
+# Up to this many keys are looked up one by one in the unique index (after a sync: a few); more (a batch of a
+# whole history: ~100,000) and the employees' recorded rows are read in one scan instead: measured on
+# PostgreSQL, ~10 µs of the server's per key looked up against ~0.2 µs per row scanned.
+KEY_PROBES = 2000
 Row = tuple[int, str, int, str]  # rule id, record key, employee id, reason: plain, sent between processes
 
 
@@ -48,13 +52,17 @@ def any_recorded(session: Session) -> bool:
     return session.execute(select(UnvaluedRecord.id).limit(1)).first() is not None
 
 
-def sort_out(session: Session, unvalued: Sequence[Unvalued], valued: Sequence[Key], *, compare: bool) -> Settlement:
-    """Compare what an evaluation found with what is recorded. ``compare`` False: nothing is recorded (see
-    ``any_recorded``) or the caller leaves settling to a later evaluation (after a sync: the insert alone
-    keeps a recorded key single): every unvalued record is new, nothing is settled or opened again."""
+def sort_out(session: Session, unvalued: Sequence[Unvalued], valued: Sequence[Key], *, compare: bool,
+             employee_ids: Iterable[int] = ()) -> Settlement:
+    """Compare what an evaluation found (about these employees' records) with what is recorded. ``compare``
+    False: nothing is recorded (see ``any_recorded``), so every unvalued record is new and nothing is settled
+    or opened again."""
     if not compare:
         return Settlement(new=[_row(u) for u in unvalued], found=len(unvalued))
-    recorded = _recorded(session, [(u.rule_id, u.record_key) for u in unvalued] + list(valued))
+    keys = [(u.rule_id, u.record_key) for u in unvalued] + list(valued)
+    employees = sorted(set(employee_ids))
+    recorded = _recorded(session, keys) if len(keys) <= KEY_PROBES or not employees else \
+        _recorded_of(session, employees, set(keys))
     return Settlement(new=[_row(u) for u in unvalued if (u.rule_id, u.record_key) not in recorded],
                       reopened=[(u.rule_id, u.record_key) for u in unvalued if recorded.get((u.rule_id, u.record_key))],
                       settled=[k for k in valued if recorded.get(k) is False], found=len(unvalued))
@@ -89,10 +97,28 @@ def _recorded(session: Session, keys: Iterable[Key]) -> dict[Key, bool]:
     connection = session.connection()
     statement = _recorded_statement(dialect_of(session))
     for rule_id, record_keys in by_rule.items():
-        for part in chunks(sorted(record_keys), 900 if dialect_of(session) == "sqlite" else 20_000):
+        for part in chunks(sorted(record_keys), 900):
             out.update(((rule_id, str(k)), bool(settled)) for k, settled in connection.execute(
                 statement, {"rule": rule_id, "keys": part}))
     return out
+
+
+def _recorded_of(session: Session, employee_ids: Sequence[int], wanted: set[Key]) -> dict[Key, bool]:
+    """``_recorded`` for many keys, all about these employees: their recorded rows read whole."""
+    out: dict[Key, bool] = {}
+    connection = session.connection()
+    statement = _employees_statement(dialect_of(session))
+    for part in chunks(list(employee_ids), 900):
+        for rule_id, key, settled in connection.execute(statement, {"employees": part}):
+            if (rule_id, key) in wanted:
+                out[(int(rule_id), str(key))] = bool(settled)
+    return out
+
+
+@functools.cache
+def _employees_statement(dialect: str) -> Any:
+    return select(UnvaluedRecord.rule_id, UnvaluedRecord.record_key, UnvaluedRecord.valued_at.is_not(None)).where(
+        one_of(UnvaluedRecord.employee_id, "employees", dialect))
 
 
 @functools.cache
