@@ -5,7 +5,8 @@ it (``valued_at``); one that cannot value a settled record any more (its price g
 What an evaluation found is compared with what is recorded by (rule, record) key, through the table's
 unique index: a read, so a worker process of a whole-history evaluation does it for its own employees
 (parallel.py) and sends back only what changes. The writing itself is the caller's (``write``); the insert
-skips a key recorded meanwhile (the unique key decides, as for alerts).
+skips a key recorded meanwhile (the unique key decides, as for alerts). A worker compares with what is
+committed: a record the caller's own unit of work recorded is found by the insert, not by the comparison.
 """
 
 from __future__ import annotations
