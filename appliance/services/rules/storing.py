@@ -22,13 +22,13 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Dialect, Table, bindparam, func, insert, select
+from sqlalchemy import JSON, Dialect, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from appliance.services.rules.judge import Finding
 from appliance.store.base import utcnow
-from appliance.store.models import Alert, AlertEvent, EvaluationMark
+from appliance.store.models import Alert, EvaluationMark
 
 
 def table(model: Any) -> Table:
@@ -59,11 +59,6 @@ def _alerts_between() -> Any:
     alerts = table(Alert)
     return select(alerts.c.id, alerts.c.severity, alerts.c.rule_id).where(
         alerts.c.id.between(bindparam("low"), bindparam("high")))
-
-
-@functools.cache
-def _new_events() -> Any:
-    return insert(table(AlertEvent))
 
 
 def alert_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:
@@ -276,11 +271,6 @@ def insert_alerts(session: Session, rows: Sequence[dict[str, Any]]) -> list[tupl
     ours = set(ids)
     return [(int(i), str(s), int(r)) for i, s, r in connection.execute(
         _alerts_between(), {"low": min(ids), "high": max(ids)}) if i in ours]
-
-
-def insert_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
-    if events:
-        session.connection().execute(_new_events(), list(events))
 
 
 @functools.cache

@@ -44,9 +44,6 @@ class Settlement:
     settled: list[Key] = field(default_factory=list)  # recorded and open, valued now
     found: int = 0  # records that could not be valued (recorded before or not)
 
-    def __bool__(self) -> bool:
-        return bool(self.new or self.reopened or self.settled)
-
 
 def any_recorded(session: Session) -> bool:
     """Whether any record was ever recorded as unvalued (if not, there is nothing to compare with)."""
@@ -73,7 +70,7 @@ def _row(u: Unvalued) -> Row:
     return (u.rule_id, u.record_key, u.employee_id, u.reason)
 
 
-def write(session: Session, settlement: Settlement, *, skip_recorded: bool = True) -> None:
+def write(session: Session, settlement: Settlement) -> None:
     """Store a settlement: new records (a key recorded meanwhile is skipped), and the times of those opened
     again or settled."""
     now = utcnow()
@@ -81,7 +78,7 @@ def write(session: Session, settlement: Settlement, *, skip_recorded: bool = Tru
         at = storing.bound(session.get_bind().dialect, UnvaluedRecord, "first_seen_at", now)
         storing.insert_prepared(session, UnvaluedRecord, storing.UNVALUED_COLUMNS, [
             (*row, at, at) for row in settlement.new],
-            skip_existing=skip_recorded)
+            skip_existing=True)
     connection = session.connection()
     for keys, valued in ((settlement.reopened, False), (settlement.settled, True)):
         if keys:
