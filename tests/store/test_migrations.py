@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import inspect, text
 
 from appliance.store.base import Base
 from appliance.store.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
 from appliance.store.session import make_engine
+
+# Rows written as SQL at an older revision (the models describe the newest one). Ada owns every connection.
+_EMPLOYEE = ("INSERT INTO employees (id, name, email, department, status, created_at) "
+             "VALUES (1, 'Ada', 'ada@example.com', '', 'active', '2024-01-01 00:00:00')")
+_CONNECTION = ("INSERT INTO connections (id, employee_id, kind, venue, label, status, status_reason, address, "
+               "key_fingerprint, scope_verified, consecutive_failures, created_at, updated_at) VALUES "
+               "({id}, 1, 'exchange', '{venue}', '', '{status}', '', '', '', TRUE, 0, '{created}', '{updated}')")
+
+
+def _seed(engine: Any, revision: str, rows: tuple[str, ...]) -> None:
+    """Upgrade to ``revision`` and write these rows there."""
+    upgrade(engine, revision)
+    with engine.begin() as conn:
+        for row in rows:
+            conn.execute(text(row))
 
 
 def test_single_head() -> None:
@@ -43,12 +60,9 @@ def test_transfer_status_migration_keeps_stored_values(empty_db_url: str) -> Non
     implicit DELETE cascades to transaction_values — every stored value gone. Rows survive both ways."""
     engine = make_engine(empty_db_url)
     rows = (
-        "INSERT INTO employees (id, name, email, department, status, created_at) "
-        "VALUES (1, 'Ada', 'ada@example.com', '', 'active', '2024-01-01 00:00:00')",
-        "INSERT INTO connections (id, employee_id, kind, venue, label, status, status_reason, address, "
-        "key_fingerprint, scope_verified, consecutive_failures, created_at, updated_at) VALUES "
-        "(1, 1, 'exchange', 'binance', '', 'active', '', '', '', TRUE, 0, '2024-01-01 00:00:00', "
-        "'2024-01-01 00:00:00')",
+        _EMPLOYEE,
+        _CONNECTION.format(id=1, venue="binance", status="active", created="2024-01-01 00:00:00",
+                           updated="2024-01-01 00:00:00"),
         "INSERT INTO transactions (id, connection_id, stream, venue_tx_id, kind, occurred_at, asset, amount, "
         "market, provenance, orphaned, created_at) VALUES (1, 1, 'deposits', 'd1', 'deposit', "
         "'2024-01-01 00:00:00', 'BTC', 1, '', 'api', FALSE, '2024-01-01 00:00:00')",
@@ -56,10 +70,7 @@ def test_transfer_status_migration_keeps_stored_values(empty_db_url: str) -> Non
         "updated_at) VALUES (1, 'USD', 42000, 'kraken', '', '', 1, '2024-01-01 00:00:00')",
     )
     try:
-        upgrade(engine, "0018")
-        with engine.begin() as conn:
-            for row in rows:
-                conn.execute(text(row))
+        _seed(engine, "0018", rows)
         upgrade(engine)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT status FROM transactions")).scalar_one() == "completed"
@@ -77,15 +88,11 @@ def test_superseded_connections_holdings_are_closed_by_0031(empty_db_url: str) -
     """Earlier versions left a superseded connection's balances and positions open beside its replacement's:
     0031 closes them at the moment the connection was superseded, and leaves every other connection's open."""
     engine = make_engine(empty_db_url)
-    connection = (
-        "INSERT INTO connections (id, employee_id, kind, venue, label, status, status_reason, address, "
-        "key_fingerprint, scope_verified, consecutive_failures, created_at, updated_at) VALUES "
-        "({id}, 1, 'exchange', 'kraken', '', '{status}', '', '', '', TRUE, 0, '2025-01-01 00:00:00', '{updated}')")
+    created = "2025-01-01 00:00:00"
     rows = (
-        "INSERT INTO employees (id, name, email, department, status, created_at) "
-        "VALUES (1, 'Ada', 'ada@example.com', '', 'active', '2024-01-01 00:00:00')",
-        connection.format(id=1, status="superseded", updated="2025-03-01 00:00:00"),
-        connection.format(id=2, status="active", updated="2025-03-02 00:00:00"),
+        _EMPLOYEE,
+        _CONNECTION.format(id=1, venue="kraken", status="superseded", created=created, updated="2025-03-01 00:00:00"),
+        _CONNECTION.format(id=2, venue="kraken", status="active", created=created, updated="2025-03-02 00:00:00"),
         "INSERT INTO balance_snapshots (id, connection_id, asset, account, amount, valid_from, valid_to, "
         "observed_until, provenance) VALUES (1, 1, 'BTC', '', '1', '2025-02-01 00:00:00', NULL, "
         "'2025-02-28 00:00:00', 'api')",
@@ -105,10 +112,7 @@ def test_superseded_connections_holdings_are_closed_by_0031(empty_db_url: str) -
     open_query = {table: text("SELECT connection_id FROM " + table + " WHERE valid_to IS NULL")  # noqa: S608
                   for table in ("balance_snapshots", "prediction_positions")}
     try:
-        upgrade(engine, "0027")
-        with engine.begin() as conn:
-            for row in rows:
-                conn.execute(text(row))
+        _seed(engine, "0027", rows)
         upgrade(engine)
         with engine.connect() as conn:
             for table in ("balance_snapshots", "prediction_positions"):
