@@ -35,13 +35,20 @@ def move_observations_back(sta: Any, connection_id: int, delta: dt.timedelta) ->
             row.observed_until -= delta
 
 
-def test_holdings_as_of_past_days_equal_the_ledger_replayed(sta: Any, sim: RunningSim) -> None:
-    now = dt.datetime.now(dt.UTC)
+def kraken_read_a_month_ago(sta: Any, sim: RunningSim, now: dt.datetime
+                            ) -> tuple[int, dict[str, Any], Any, Any, int]:
+    """A Kraken key onboarded and read once (the seeded balances, no history), that reading moved 30 days back:
+    (connection, key, the simulator's venue and account, the moment of that reading in ms)."""
     cid, key = onboard(sta, sim, "kraken", history=QUIET)
-    poll(sta, cid)  # first reading: the seeded balances, no history
+    poll(sta, cid)
     move_observations_back(sta, cid, dt.timedelta(days=30))
     venue_sim, account = sim_account(sim, "kraken", key["api_key"])
-    start = ms(now) - 30 * DAY_MS
+    return cid, key, venue_sim, account, ms(now) - 30 * DAY_MS
+
+
+def test_holdings_as_of_past_days_equal_the_ledger_replayed(sta: Any, sim: RunningSim) -> None:
+    now = dt.datetime.now(dt.UTC)
+    cid, key, venue_sim, account, start = kraken_read_a_month_ago(sta, sim, now)
     with sim.app.state.lock:
         venue_sim.add_trades(account, 0, explicit=[
             {"base": "BTC", "quote": "USD", "side": "buy", "amount": "0.25", "price": "40000", "fee": "1.5",

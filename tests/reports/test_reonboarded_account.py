@@ -14,10 +14,10 @@ from appliance.rbac.actors import system_actor
 from appliance.services import onboarding
 from appliance.services.filings.periods import end_of
 from appliance.store.models import Connection, Transaction
-from tests.reports.conftest import DAY_MS, api, holdings_by_asset, ledger_at, ms
-from tests.reports.test_holdings_as_of import QUIET, move_observations_back, poll
+from tests.reports.conftest import DAY_MS, api, holdings_by_asset, ledger_at
+from tests.reports.test_holdings_as_of import kraken_read_a_month_ago, poll
 from tests.support.sim import RunningSim
-from tests.sync.conftest import onboard, sim_account, submit_key
+from tests.sync.conftest import submit_key
 
 
 def reonboard(sta: Any, employee_id: int, venue: str, key: dict[str, Any]) -> int:
@@ -31,11 +31,7 @@ def reonboard(sta: Any, employee_id: int, venue: str, key: dict[str, Any]) -> in
 
 def test_a_reonboarded_account_is_counted_once(sta: Any, sim: RunningSim) -> None:
     now = dt.datetime.now(dt.UTC)
-    old, key = onboard(sta, sim, "kraken", history=QUIET)
-    poll(sta, old)
-    move_observations_back(sta, old, dt.timedelta(days=30))
-    venue_sim, account = sim_account(sim, "kraken", key["api_key"])
-    start = ms(now) - 30 * DAY_MS
+    old, key, venue_sim, account, start = kraken_read_a_month_ago(sta, sim, now)
     with sim.app.state.lock:
         venue_sim.add_trades(account, 0, explicit=[
             {"base": "BTC", "quote": "USD", "side": "buy", "amount": "0.25", "price": "40000", "fee": "1.5",
